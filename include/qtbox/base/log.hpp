@@ -1,0 +1,31 @@
+// Diagnostics on stderr, one line each, "<program>: <message>" (SPEC §10).
+// Applets set the program name once; library code returns errors instead of
+// logging, except for long-running loops (proxy, VMM, qtsm-server) whose
+// per-event lines are their product.
+#pragma once
+
+#include <fmt/format.h>
+
+#include <string_view>
+
+namespace qtbox::log {
+
+enum class Level { Debug, Info, Warning, Error };
+
+void set_program(std::string_view name);
+std::string_view program();
+void set_min_level(Level level);
+// When on, every line starts with an RFC 3339 timestamp (daemons).
+void set_timestamps(bool enabled);
+void write(Level level, std::string_view message);
+
+template<typename... Args>
+void debug(fmt::format_string<Args...> format, Args&&... args) { write(Level::Debug, fmt::format(format, std::forward<Args>(args)...)); }
+template<typename... Args>
+void info(fmt::format_string<Args...> format, Args&&... args) { write(Level::Info, fmt::format(format, std::forward<Args>(args)...)); }
+template<typename... Args>
+void warn(fmt::format_string<Args...> format, Args&&... args) { write(Level::Warning, fmt::format(format, std::forward<Args>(args)...)); }
+template<typename... Args>
+void error(fmt::format_string<Args...> format, Args&&... args) { write(Level::Error, fmt::format(format, std::forward<Args>(args)...)); }
+
+} // namespace qtbox::log

@@ -1,0 +1,79 @@
+// One wrapper per system call (SerenityOS's Core::System): each retries on
+// EINTR where that is safe and turns -1/errno into an Error that names the
+// call and the object it worked on.
+#pragma once
+
+#include <qtbox/base/bytes.hpp>
+#include <qtbox/base/error.hpp>
+#include <qtbox/base/fd.hpp>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+namespace qtbox::sys {
+
+ErrorOr<UniqueFd> open(std::string const& path, int flags, mode_t mode = 0);
+ErrorOr<struct stat> fstat(int fd);
+ErrorOr<struct stat> stat(std::string const& path);
+ErrorOr<struct stat> lstat(std::string const& path);
+
+// Reads up to `size` bytes once (EINTR retried). 0 means end of file.
+ErrorOr<std::size_t> read(int fd, void* buffer, std::size_t size);
+// Reads exactly `size` bytes or fails ("unexpected end of file").
+ErrorOr<void> read_exact(int fd, void* buffer, std::size_t size);
+ErrorOr<void> pread_exact(int fd, void* buffer, std::size_t size, std::uint64_t offset);
+ErrorOr<void> write_all(int fd, ByteView bytes);
+inline ErrorOr<void> write_all(int fd, std::string_view text) { return write_all(fd, as_bytes(text)); }
+
+// Reads a whole file (or "-" for stdin), refusing anything larger than
+// max_size so that an untrusted path cannot exhaust memory.
+ErrorOr<Bytes> read_file(std::string const& path, std::size_t max_size);
+ErrorOr<Bytes> read_fd(int fd, std::size_t max_size);
+
+ErrorOr<void> mkdir_p(std::string const& path, mode_t mode);
+ErrorOr<void> unlink(std::string const& path);
+ErrorOr<void> rename(std::string const& from, std::string const& to);
+ErrorOr<void> fsync(int fd);
+ErrorOr<void> getrandom(void* buffer, std::size_t size);
+
+// AF_UNIX stream sockets (SOCK_CLOEXEC). listen() replaces a stale socket
+// file, then chmods it to `mode` (0660 by default: never world-writable).
+ErrorOr<UniqueFd> unix_listen(std::string const& path, mode_t mode = 0660, int backlog = 128);
+ErrorOr<UniqueFd> unix_connect(std::string const& path);
+
+// Writes a file under a temporary name in the same directory and renames it
+// into place on commit(); if commit() never runs, the temporary is removed.
+// This is how every applet honours SPEC §10 ("no partial output files").
+class AtomicFile {
+public:
+    static ErrorOr<AtomicFile> create(std::string path, mode_t mode = 0644);
+    ~AtomicFile();
+    AtomicFile(AtomicFile&& other) noexcept;
+    AtomicFile& operator=(AtomicFile&&) = delete;
+    AtomicFile(AtomicFile const&) = delete;
+
+    int fd() const { return m_fd.get(); }
+    std::string const& path() const { return m_path; }
+    std::string const& temporary_path() const { return m_temporary_path; }
+    ErrorOr<void> write(ByteView bytes) { return write_all(m_fd.get(), bytes); }
+    // fsync, fchmod to the requested mode, rename into place.
+    ErrorOr<void> commit();
+
+private:
+    AtomicFile(std::string path, std::string temporary_path, UniqueFd fd, mode_t mode)
+        : m_path(std::move(path)), m_temporary_path(std::move(temporary_path)), m_fd(std::move(fd)), m_mode(mode) { }
+
+    std::string m_path;
+    std::string m_temporary_path;
+    UniqueFd m_fd;
+    mode_t m_mode { 0644 };
+    bool m_committed { false };
+};
+
+// Convenience: AtomicFile::create + write + commit.
+ErrorOr<void> write_file_atomic(std::string const& path, ByteView bytes, mode_t mode = 0644);
+
+} // namespace qtbox::sys

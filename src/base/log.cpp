@@ -1,0 +1,48 @@
+#include <qtbox/base/log.hpp>
+#include <qtbox/base/time.hpp>
+
+#include <string>
+#include <unistd.h>
+
+namespace qtbox::log {
+
+namespace {
+
+std::string g_program = "qtbox";
+Level g_min_level = Level::Info;
+bool g_timestamps = false;
+
+} // namespace
+
+void set_program(std::string_view name) { g_program = name; }
+std::string_view program() { return g_program; }
+void set_min_level(Level level) { g_min_level = level; }
+void set_timestamps(bool enabled) { g_timestamps = enabled; }
+
+void write(Level level, std::string_view message)
+{
+    if (level < g_min_level)
+        return;
+    // Build the whole line first and write it once, so that lines from
+    // several threads never interleave.
+    std::string line;
+    if (g_timestamps) {
+        line += format_rfc3339(now_millis());
+        line += ' ';
+    }
+    line += g_program;
+    line += ": ";
+    if (level == Level::Warning)
+        line += "warning: ";
+    line += message;
+    line += '\n';
+    std::size_t done = 0;
+    while (done < line.size()) {
+        ssize_t n = ::write(STDERR_FILENO, line.data() + done, line.size() - done);
+        if (n <= 0)
+            break;
+        done += static_cast<std::size_t>(n);
+    }
+}
+
+} // namespace qtbox::log

@@ -1,0 +1,167 @@
+// qtbox: the multi-call dispatcher, following BusyBox's rules.
+//
+//   - The applet is chosen by the base name of argv[0] (a link named
+//     `attest-verify` runs attest-verify); `qtbox APPLET ARGS...` works too.
+//   - `qtbox --list` prints the applet names; `qtbox --install [-s] DIR`
+//     makes hard links (or symbolic links with -s) for every applet.
+//   - An unknown name prints "<name>: applet not found" and exits 127.
+#include <qtbox/base/log.hpp>
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <climits>
+#include <cstring>
+#include <string>
+#include <string_view>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace {
+
+struct AppletEntry {
+    std::string_view name;
+    int (*main)(int, char**);
+    std::string_view summary;
+};
+
+#include "applet_table.inc"
+
+constexpr int EXIT_NOT_FOUND = 127;
+
+AppletEntry const* find_applet(std::string_view name)
+{
+    auto it = std::lower_bound(std::begin(APPLETS), std::end(APPLETS), name,
+        [](AppletEntry const& entry, std::string_view key) { return entry.name < key; });
+    if (it == std::end(APPLETS) || it->name != name)
+        return nullptr;
+    return &*it;
+}
+
+std::string_view base_name(char const* path)
+{
+    std::string_view name(path ? path : "");
+    auto slash = name.rfind('/');
+    return slash == std::string_view::npos ? name : name.substr(slash + 1);
+}
+
+void print_usage(FILE* out)
+{
+    fmt::print(out,
+        "qtbox {}: QingTian-compatible enclave toolchain, multi-call binary\n"
+        "\n"
+        "Usage: qtbox APPLET [ARGS...]   or   APPLET [ARGS...] through a link named APPLET\n"
+        "       qtbox --list | --install [-s] DIR | --help | --version\n"
+        "\n"
+        "Applets:\n",
+        QTBOX_VERSION);
+    for (auto const& applet : APPLETS)
+        fmt::print(out, "  {:<16}{}\n", applet.name, applet.summary);
+}
+
+// Creates DIR/<applet> for every applet, pointing at this executable. An
+// existing entry is replaced only when it already is a link to qtbox, so
+// --install never clobbers an unrelated program of the same name.
+int install_links(std::string const& directory, bool symbolic)
+{
+    char self[PATH_MAX];
+    ssize_t length = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (length <= 0) {
+        qtbox::log::error("--install: cannot find the running executable: {}", std::strerror(errno));
+        return 1;
+    }
+    self[length] = '\0';
+    struct stat self_stat { };
+    if (stat(self, &self_stat) < 0) {
+        qtbox::log::error("--install: stat {}: {}", self, std::strerror(errno));
+        return 1;
+    }
+    int failures = 0;
+    for (auto const& applet : APPLETS) {
+        std::string link_path = directory + "/" + std::string(applet.name);
+        struct stat existing { };
+        if (lstat(link_path.c_str(), &existing) == 0) {
+            struct stat target { };
+            bool ours = stat(link_path.c_str(), &target) == 0 && target.st_dev == self_stat.st_dev
+                && target.st_ino == self_stat.st_ino;
+            if (!ours) {
+                qtbox::log::error("--install: {} exists and is not a link to qtbox; left alone", link_path);
+                ++failures;
+                continue;
+            }
+            unlink(link_path.c_str());
+        }
+        int rc = symbolic ? symlink(self, link_path.c_str()) : link(self, link_path.c_str());
+        if (rc < 0) {
+            qtbox::log::error("--install: {} {}: {}{}", symbolic ? "symlink" : "link", link_path, std::strerror(errno),
+                errno == EXDEV ? " (hint: use -s across file systems)" : "");
+            ++failures;
+        }
+    }
+    return failures == 0 ? 0 : 1;
+}
+
+int run_applet(AppletEntry const& applet, int argc, char** argv)
+{
+    qtbox::log::set_program(applet.name);
+    return applet.main(argc, argv);
+}
+
+int qtbox_main(int argc, char** argv)
+{
+    qtbox::log::set_program("qtbox");
+    if (argc < 2) {
+        print_usage(stderr);
+        return 2;
+    }
+    std::string_view first = argv[1];
+    if (first == "--help" || first == "-h") {
+        print_usage(stdout);
+        return 0;
+    }
+    if (first == "--version") {
+        fmt::print("qtbox {}\n", QTBOX_VERSION);
+        return 0;
+    }
+    if (first == "--list") {
+        for (auto const& applet : APPLETS)
+            fmt::print("{}\n", applet.name);
+        return 0;
+    }
+    if (first == "--install") {
+        bool symbolic = argc == 4 && std::string_view(argv[2]) == "-s";
+        if (argc != (symbolic ? 4 : 3)) {
+            qtbox::log::error("usage: qtbox --install [-s] DIR");
+            return 2;
+        }
+        return install_links(argv[argc - 1], symbolic);
+    }
+    if (first.starts_with("-")) {
+        qtbox::log::error("unknown option '{}'; run 'qtbox --help'", first);
+        return 2;
+    }
+    auto const* applet = find_applet(first);
+    if (!applet) {
+        fmt::print(stderr, "{}: applet not found\n", first);
+        return EXIT_NOT_FOUND;
+    }
+    return run_applet(*applet, argc - 1, argv + 1);
+}
+
+} // namespace
+
+int main(int argc, char** argv)
+{
+    std::string_view name = base_name(argc > 0 ? argv[0] : nullptr);
+    if (name == "qtbox")
+        return qtbox_main(argc, argv);
+    if (auto const* applet = find_applet(name))
+        return run_applet(*applet, argc, argv);
+    // A copy under a versioned name ("qtbox-0.1") still behaves as qtbox.
+    if (name.starts_with("qtbox"))
+        return qtbox_main(argc, argv);
+    fmt::print(stderr, "{}: applet not found\n", name);
+    return EXIT_NOT_FOUND;
+}
