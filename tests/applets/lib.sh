@@ -1,0 +1,67 @@
+# Shared helpers for the golden CLI tests (tests/applets/*/*.test).
+#
+# A test is a POSIX shell script run by meson with QTBOX pointing at the built
+# binary. Sourcing this file gives it:
+#   - $WORK, a private temporary directory removed on exit;
+#   - $BIN, where `qtbox --install -s` made the applet links, first in PATH,
+#     so the test runs applets by name exactly as a user would;
+#   - check helpers that print what was expected and what happened.
+# A test that cannot run here (no KVM, no QEMU...) calls skip "reason" (77).
+set -eu
+
+: "${QTBOX:?QTBOX must point at the built qtbox binary}"
+: "${QTBOX_SOURCE_ROOT:?}"
+DATA="$QTBOX_SOURCE_ROOT/tests/data"
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/qtbox-test.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+BIN="$WORK/bin"
+mkdir -p "$BIN"
+"$QTBOX" --install -s "$BIN"
+PATH="$BIN:$PATH"
+export PATH
+
+fail() {
+    echo "FAIL: $*" >&2
+    exit 1
+}
+
+skip() {
+    echo "SKIP: $*"
+    exit 77
+}
+
+# expect_exit CODE CMD...: runs CMD, keeps stdout in $WORK/out and stderr in
+# $WORK/err, and fails unless it exits with CODE.
+expect_exit() {
+    want=$1
+    shift
+    set +e
+    "$@" >"$WORK/out" 2>"$WORK/err"
+    got=$?
+    set -e
+    if [ "$got" -ne "$want" ]; then
+        echo "--- stdout:" >&2
+        head -c 2000 "$WORK/out" >&2
+        echo "--- stderr:" >&2
+        head -c 2000 "$WORK/err" >&2
+        fail "'$*' exited $got, expected $want"
+    fi
+}
+
+# expect_stderr_line REGEX: the captured stderr has exactly one line, and it
+# matches REGEX (SPEC §10: one clear line per error).
+expect_stderr_line() {
+    lines=$(wc -l <"$WORK/err")
+    [ "$lines" -eq 1 ] || { cat "$WORK/err" >&2; fail "expected one stderr line, got $lines"; }
+    grep -Eq -- "$1" "$WORK/err" || { cat "$WORK/err" >&2; fail "stderr does not match /$1/"; }
+}
+
+# expect_match FILE REGEX
+expect_match() {
+    grep -Eq -- "$2" "$1" || { head -c 2000 "$1" >&2; fail "$1 does not match /$2/"; }
+}
+
+# json_get FILE EXPR: prints a value from a JSON file, e.g. json_get "$WORK/out" '["pcrs"]["0"]'
+json_get() {
+    python3 -c 'import json,sys; v=eval("json.load(open(sys.argv[1]))"+sys.argv[2]); print(v if not isinstance(v,(dict,list)) else json.dumps(v))' "$1" "$2"
+}
