@@ -1,0 +1,35 @@
+// A KVM virtual machine fd (see system.hpp for the module overview).
+#pragma once
+
+#include <qtbox/base/error.hpp>
+#include <qtbox/base/fd.hpp>
+#include <qtbox/kvm/vcpu.hpp>
+
+#include <cstdint>
+
+namespace qtbox::kvm {
+
+class Vm {
+public:
+    explicit Vm(UniqueFd fd) : m_fd(std::move(fd)) { }
+
+    int fd() const { return m_fd.get(); }
+    int check_extension(long capability) const;
+
+    // Both must come before the first vCPU (api.rst).
+    ErrorOr<void> set_tss_address(std::uint64_t address);
+    ErrorOr<void> set_identity_map_address(std::uint64_t address);
+    // In-kernel PIC + IOAPIC + per-vCPU LAPIC; before any vCPU.
+    ErrorOr<void> create_irqchip();
+    ErrorOr<void> create_pit2(std::uint32_t flags);
+    ErrorOr<void> set_user_memory_region(std::uint32_t slot, std::uint64_t guest_address, std::uint64_t size,
+        void* host_address);
+    // Raising `event_fd` pulses `gsi` on the in-kernel irqchip.
+    ErrorOr<void> add_irqfd(int event_fd, std::uint32_t gsi);
+    ErrorOr<Vcpu> create_vcpu(std::uint32_t id, std::size_t run_mmap_size);
+
+private:
+    UniqueFd m_fd;
+};
+
+} // namespace qtbox::kvm
