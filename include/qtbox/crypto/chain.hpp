@@ -1,0 +1,68 @@
+// Certificate chain verification at a given instant (RFC 5280 §6.1), as the
+// attestation document needs it: the document is verified at --at or at
+// its own time, not only "now" (SPEC §9).
+//
+// The chain is given in order: leaf ← intermediates[0] ← … ← intermediates[n-1]
+// ← one of `roots`. Each certificate must be signed by the next one (mbedTLS
+// x509_crt_verify, with its real-clock time checks masked out), and the path
+// mbedTLS builds must be exactly that list; no reordering, no skipped
+// certificates. Then, on top of what mbedTLS checks:
+//  - time: every certificate, the root included, is valid at `at`;
+//  - constraints: every issuer is a CA (basicConstraints cA) whose keyUsage
+//    includes keyCertSign, and whose pathLenConstraint, when present, is at
+//    least the number of intermediates below it; the leaf is not a CA and
+//    its keyUsage includes digitalSignature.
+// Algorithms: signatures SHA-256/384/512 with ECDSA (P-256, P-384, P-521) or
+// RSA ≥ 2048 bits.
+//
+// The checks run in this order, and the first failure is reported:
+// length, signatures/issuers (Untrusted), constraints, time. attest-verify
+// maps Untrusted/ConstraintViolated/TooLong to exit 11 and Expired/
+// NotYetValid to 13 (SPEC §9).
+#pragma once
+
+#include <qtbox/base/bytes.hpp>
+#include <qtbox/base/error.hpp>
+#include <qtbox/base/time.hpp>
+#include <qtbox/crypto/x509.hpp>
+
+#include <cstddef>
+#include <span>
+
+namespace qtbox::crypto {
+
+// Certificates in a chain, leaf and root included. QingTian's deepest chain
+// is root → region → grid → instance → leaf (5; QTSM_CERTIFICATE_MAX_DEPTH 4
+// plus the leaf); 8 leaves room without allowing absurd inputs.
+constexpr std::size_t MAX_CHAIN_LENGTH = 8;
+// Trusted roots offered at once.
+constexpr std::size_t MAX_TRUSTED_ROOTS = 64;
+
+enum class ChainFailure {
+    // A certificate did not parse (verify_chain_der only), or no root given.
+    Malformed = 1,
+    // More than MAX_CHAIN_LENGTH certificates, or more than MAX_TRUSTED_ROOTS.
+    TooLong,
+    // A signature does not verify, an issuer name does not match, the chain
+    // does not end at a trusted root, or an algorithm is not acceptable.
+    Untrusted,
+    // basicConstraints, pathLenConstraint or keyUsage violated.
+    ConstraintViolated,
+    // Some certificate's notAfter is before `at`.
+    Expired,
+    // Some certificate's notBefore is after `at`.
+    NotYetValid,
+};
+
+std::string_view chain_failure_name(ChainFailure failure);
+
+// Errors carry a ChainFailure code (error.is(ChainFailure::Expired)) and a
+// message naming the certificate ("certificate 1 of 3 (CN=...): expired at ...").
+ErrorOr<void> verify_chain(Certificate const& leaf, std::span<Certificate const> intermediates,
+    std::span<Certificate const> roots, UnixMillis at);
+
+// The same from DER, reporting unparsable certificates as ChainFailure::Malformed.
+ErrorOr<void> verify_chain_der(ByteView leaf, std::span<Bytes const> intermediates,
+    std::span<Bytes const> roots, UnixMillis at);
+
+} // namespace qtbox::crypto

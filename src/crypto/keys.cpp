@@ -1,0 +1,564 @@
+#include <qtbox/crypto/keys.hpp>
+
+#include "support.hpp"
+
+#include <qtbox/crypto/hash.hpp>
+#include <qtbox/crypto/pem.hpp>
+
+#include <fmt/format.h>
+
+#include <mbedtls/asn1.h>
+#include <mbedtls/asn1write.h>
+#include <mbedtls/ecdh.h>
+#include <mbedtls/ecdsa.h>
+#include <mbedtls/ecp.h>
+#include <mbedtls/rsa.h>
+
+#include <array>
+#include <cstring>
+
+namespace qtbox::crypto {
+
+namespace {
+
+// Large enough for the SPKI of an RSA-8192 key (about 1.1 KiB).
+constexpr std::size_t SPKI_BUFFER_SIZE = 4096;
+// Large enough for the PKCS#1 DER of an RSA-8192 private key (about 4.7 KiB)
+// and its PEM.
+constexpr std::size_t PRIVATE_KEY_BUFFER_SIZE = 16 * 1024;
+constexpr int RSA_PUBLIC_EXPONENT = 65537;
+// RFC 8017 §7.1.1: mLen ≤ k - 2·hLen - 2 with SHA-256.
+constexpr std::size_t OAEP_OVERHEAD = 2 * 32 + 2;
+
+mbedtls_ecp_group_id curve_of(KeyType type)
+{
+    return type == KeyType::EcP256 ? MBEDTLS_ECP_DP_SECP256R1 : MBEDTLS_ECP_DP_SECP384R1;
+}
+
+// Coordinate / scalar size in bytes.
+std::size_t field_size(KeyType type)
+{
+    return type == KeyType::EcP256 ? 32 : 48;
+}
+
+mbedtls_md_type_t hash_of(KeyType type)
+{
+    return type == KeyType::EcP256 ? MBEDTLS_MD_SHA256 : MBEDTLS_MD_SHA384;
+}
+
+ErrorOr<Bytes> write_spki(mbedtls_pk_context& context)
+{
+    std::array<unsigned char, SPKI_BUFFER_SIZE> buffer {};
+    // mbedTLS writes DER backwards, ending at the end of the buffer.
+    int length = mbedtls_pk_write_pubkey_der(&context, buffer.data(), buffer.size());
+    if (length < 0)
+        return mbedtls_error(Failure::Internal, "write SubjectPublicKeyInfo", length);
+    return Bytes(buffer.end() - length, buffer.end());
+}
+
+Error not_ec(std::string_view what)
+{
+    return failure_error(Failure::WrongKeyType, fmt::format("{}: needs an EC P-256 or P-384 key, not RSA", what));
+}
+
+Error not_rsa(KeyType type, std::string_view what)
+{
+    return failure_error(Failure::WrongKeyType, fmt::format("{}: needs an RSA key, not {}", what, key_type_name(type)));
+}
+
+} // namespace
+
+std::string_view key_type_name(KeyType type)
+{
+    switch (type) {
+    case KeyType::EcP256: return "P-256";
+    case KeyType::EcP384: return "P-384";
+    case KeyType::Rsa: return "RSA";
+    }
+    return "unknown";
+}
+
+ErrorOr<KeyType> classify_key(mbedtls_pk_context const& context, std::size_t& bits)
+{
+    switch (mbedtls_pk_get_type(&context)) {
+    case MBEDTLS_PK_ECKEY: {
+        auto const* keypair = &ec_keypair(context);
+        if (keypair->grp.id == MBEDTLS_ECP_DP_SECP256R1) {
+            bits = 256;
+            return KeyType::EcP256;
+        }
+        if (keypair->grp.id == MBEDTLS_ECP_DP_SECP384R1) {
+            bits = 384;
+            return KeyType::EcP384;
+        }
+        auto const* info = mbedtls_ecp_curve_info_from_grp_id(keypair->grp.id);
+        return failure_error(Failure::Unsupported,
+            fmt::format("EC curve {} is not supported (only P-256 and P-384)", info != nullptr ? info->name : "(unknown)"));
+    }
+    case MBEDTLS_PK_RSA: {
+        bits = mbedtls_pk_get_bitlen(&context);
+        if (bits < MIN_RSA_BITS || bits > MAX_RSA_BITS)
+            return failure_error(Failure::Unsupported,
+                fmt::format("RSA-{} is not supported (the modulus must have {} to {} bits)", bits, MIN_RSA_BITS, MAX_RSA_BITS));
+        return KeyType::Rsa;
+    }
+    default:
+        return failure_error(Failure::Unsupported,
+            fmt::format("{} keys are not supported (only EC P-256, P-384 and RSA)", mbedtls_pk_get_name(&context)));
+    }
+}
+
+// ---- PublicKey ----
+
+namespace {
+
+ErrorOr<PublicKey> finish_public_key(std::shared_ptr<PublicKey::Impl> impl);
+
+} // namespace
+
+ErrorOr<PublicKey> PublicKey::from_spki_der(ByteView der)
+{
+    if (der.size() > MAX_KEY_INPUT_SIZE)
+        return failure_error(Failure::TooLarge, fmt::format("public key of {} bytes, at most {}", der.size(), MAX_KEY_INPUT_SIZE));
+    auto impl = std::make_shared<Impl>();
+    Bytes copy(der.begin(), der.end());
+    unsigned char* cursor = copy.data();
+    unsigned char const* end = copy.data() + copy.size();
+    int result = mbedtls_pk_parse_subpubkey(&cursor, end, &impl->context);
+    if (result != 0) {
+        bool unsupported = result == MBEDTLS_ERR_PK_UNKNOWN_PK_ALG || result == MBEDTLS_ERR_PK_FEATURE_UNAVAILABLE
+            || result == (MBEDTLS_ERR_PK_KEY_INVALID_FORMAT + MBEDTLS_ERR_ECP_FEATURE_UNAVAILABLE)
+            || result == MBEDTLS_ERR_ECP_FEATURE_UNAVAILABLE;
+        return mbedtls_error(unsupported ? Failure::Unsupported : Failure::Malformed, "parse SubjectPublicKeyInfo", result);
+    }
+    if (cursor != end)
+        return failure_error(Failure::Malformed, "parse SubjectPublicKeyInfo: trailing bytes after the key");
+    return finish_public_key(std::move(impl));
+}
+
+namespace {
+
+ErrorOr<PublicKey> finish_public_key(std::shared_ptr<PublicKey::Impl> impl)
+{
+    impl->type = TRY(classify_key(impl->context, impl->bits));
+    if (impl->type == KeyType::Rsa) {
+        // Refuse even exponents and e = 1 early (RFC 8017 §3.1).
+        int result = mbedtls_rsa_check_pubkey(&rsa_context(impl->context));
+        if (result != 0)
+            return mbedtls_error(Failure::Malformed, "RSA public key", result);
+    }
+    impl->spki_der = TRY(write_spki(impl->context));
+    return detail::KeyAccess::make_public_key(std::move(impl));
+}
+
+} // namespace
+
+ErrorOr<PublicKey> PublicKey::from_spki_pem(std::string_view pem)
+{
+    if (pem.size() > MAX_KEY_INPUT_SIZE)
+        return failure_error(Failure::TooLarge, fmt::format("public key of {} bytes, at most {}", pem.size(), MAX_KEY_INPUT_SIZE));
+    auto blocks = TRY(pem_decode(pem));
+    if (blocks.size() != 1 || blocks[0].label != "PUBLIC KEY")
+        return failure_error(Failure::Malformed, "expected exactly one PEM \"PUBLIC KEY\" block");
+    return from_spki_der(blocks[0].der);
+}
+
+ErrorOr<PublicKey> PublicKey::parse(ByteView der_or_pem)
+{
+    if (looks_like_pem(der_or_pem))
+        return from_spki_pem(as_chars(der_or_pem));
+    return from_spki_der(der_or_pem);
+}
+
+ErrorOr<PublicKey> PublicKey::from_ec_point(KeyType type, ByteView point)
+{
+    if (type == KeyType::Rsa)
+        return not_ec("public key from an EC point");
+    std::size_t expected = 1 + 2 * field_size(type);
+    if (point.size() != expected || point[0] != 0x04)
+        return failure_error(Failure::Malformed,
+            fmt::format("{} point: expected {} bytes starting with 04 (uncompressed), got {}", key_type_name(type), expected, point.size()));
+    auto impl = std::make_shared<Impl>();
+    int result = mbedtls_pk_setup(&impl->context, mbedtls_pk_info_from_type(MBEDTLS_PK_ECKEY));
+    if (result != 0)
+        return mbedtls_error(Failure::Internal, "set up an EC key", result);
+    auto* keypair = &ec_keypair(impl->context);
+    result = mbedtls_ecp_group_load(&keypair->grp, curve_of(type));
+    if (result != 0)
+        return mbedtls_error(Failure::Internal, "load the curve", result);
+    result = mbedtls_ecp_point_read_binary(&keypair->grp, &keypair->Q, point.data(), point.size());
+    if (result == 0)
+        result = mbedtls_ecp_check_pubkey(&keypair->grp, &keypair->Q);
+    if (result != 0)
+        return mbedtls_error(Failure::Malformed, fmt::format("{} point", key_type_name(type)), result);
+    return finish_public_key(std::move(impl));
+}
+
+KeyType PublicKey::type() const { return m_impl->type; }
+std::size_t PublicKey::bits() const { return m_impl->bits; }
+ByteView PublicKey::spki_der() const { return m_impl->spki_der; }
+std::string PublicKey::spki_pem() const { return pem_encode("PUBLIC KEY", m_impl->spki_der); }
+
+ErrorOr<Bytes> PublicKey::ec_point() const
+{
+    if (!is_ec())
+        return not_ec("EC point");
+    std::lock_guard lock(m_impl->mutex);
+    auto const* keypair = &ec_keypair(m_impl->context);
+    std::array<unsigned char, 1 + 2 * 48> buffer {};
+    std::size_t length = 0;
+    int result = mbedtls_ecp_point_write_binary(&keypair->grp, &keypair->Q, MBEDTLS_ECP_PF_UNCOMPRESSED, &length,
+        buffer.data(), buffer.size());
+    if (result != 0)
+        return mbedtls_error(Failure::Internal, "write the EC point", result);
+    return Bytes(buffer.begin(), buffer.begin() + static_cast<std::ptrdiff_t>(length));
+}
+
+bool PublicKey::operator==(PublicKey const& other) const
+{
+    return m_impl == other.m_impl || m_impl->spki_der == other.m_impl->spki_der;
+}
+
+ErrorOr<void> PublicKey::verify(ByteView message, ByteView signature) const
+{
+    switch (type()) {
+    case KeyType::EcP256: return verify_digest(sha256(message), signature);
+    case KeyType::EcP384: return verify_digest(sha384(message), signature);
+    case KeyType::Rsa: break;
+    }
+    return not_ec("ECDSA verify");
+}
+
+ErrorOr<void> PublicKey::verify_digest(ByteView digest, ByteView signature) const
+{
+    if (!is_ec())
+        return not_ec("ECDSA verify");
+    std::size_t half = field_size(type());
+    if (digest.size() != half)
+        return failure_error(Failure::Malformed,
+            fmt::format("ECDSA {} verify: digest of {} bytes, expected {}", key_type_name(type()), digest.size(), half));
+    if (signature.size() != 2 * half)
+        return failure_error(Failure::Malformed,
+            fmt::format("ECDSA {} signature of {} bytes, expected {} (r‖s)", key_type_name(type()), signature.size(), 2 * half));
+    Mpi r, s;
+    if (mbedtls_mpi_read_binary(&r.value, signature.data(), half) != 0
+        || mbedtls_mpi_read_binary(&s.value, signature.data() + half, half) != 0)
+        return failure_error(Failure::Internal, "ECDSA verify: out of memory");
+    std::lock_guard lock(m_impl->mutex);
+    auto* keypair = &ec_keypair(m_impl->context);
+    // SEC1 §4.1.4 step 1: r and s must be in [1, n-1]. mbedTLS checks this
+    // too; doing it here keeps the rule visible and the error precise.
+    if (mbedtls_mpi_cmp_int(&r.value, 0) == 0 || mbedtls_mpi_cmp_int(&s.value, 0) == 0
+        || mbedtls_mpi_cmp_mpi(&r.value, &keypair->grp.N) >= 0 || mbedtls_mpi_cmp_mpi(&s.value, &keypair->grp.N) >= 0)
+        return failure_error(Failure::BadSignature, "ECDSA signature: r or s is outside [1, n-1]");
+    int result = mbedtls_ecdsa_verify(&keypair->grp, digest.data(), digest.size(), &keypair->Q, &r.value, &s.value);
+    if (result == MBEDTLS_ERR_ECP_VERIFY_FAILED)
+        return failure_error(Failure::BadSignature, fmt::format("ECDSA {} signature does not verify", key_type_name(type())));
+    if (result != 0)
+        return mbedtls_error(Failure::Internal, "ECDSA verify", result);
+    return {};
+}
+
+ErrorOr<Bytes> PublicKey::rsa_oaep_encrypt(ByteView plaintext) const
+{
+    if (type() != KeyType::Rsa)
+        return not_rsa(type(), "RSA-OAEP encrypt");
+    std::lock_guard lock(m_impl->mutex);
+    auto* rsa = &rsa_context(m_impl->context);
+    std::size_t modulus_size = mbedtls_rsa_get_len(rsa);
+    if (plaintext.size() > modulus_size - OAEP_OVERHEAD)
+        return failure_error(Failure::TooLarge,
+            fmt::format("RSA-OAEP-SHA256: {} bytes of plaintext, at most {} for RSA-{}", plaintext.size(), modulus_size - OAEP_OVERHEAD, bits()));
+    // The OAEP hash (and MGF1's) is the context's hash_id.
+    mbedtls_rsa_set_padding(rsa, MBEDTLS_RSA_PKCS_V21, MBEDTLS_MD_SHA256);
+    Bytes ciphertext(modulus_size);
+    int result = mbedtls_rsa_rsaes_oaep_encrypt(rsa, random_callback, nullptr, MBEDTLS_RSA_PUBLIC, nullptr, 0,
+        plaintext.size(), plaintext.data(), ciphertext.data());
+    if (result != 0)
+        return mbedtls_error(Failure::Internal, "RSA-OAEP-SHA256 encrypt", result);
+    return ciphertext;
+}
+
+// ---- PrivateKey ----
+
+PrivateKey::PrivateKey(std::unique_ptr<Impl> impl) : m_impl(std::move(impl)) { }
+PrivateKey::~PrivateKey() = default;
+PrivateKey::PrivateKey(PrivateKey&&) noexcept = default;
+PrivateKey& PrivateKey::operator=(PrivateKey&&) noexcept = default;
+
+namespace {
+
+ErrorOr<PrivateKey> finish_private_key(std::unique_ptr<PrivateKey::Impl> impl)
+{
+    impl->type = TRY(classify_key(impl->context, impl->bits));
+    auto spki = TRY(write_spki(impl->context));
+    impl->public_key = TRY(PublicKey::from_spki_der(spki));
+    return detail::KeyAccess::make_private_key(std::move(impl));
+}
+
+} // namespace
+
+ErrorOr<PrivateKey> PrivateKey::generate(KeyType type)
+{
+    if (type == KeyType::Rsa)
+        return generate_rsa(MIN_RSA_BITS);
+    auto impl = std::make_unique<Impl>();
+    int result = mbedtls_pk_setup(&impl->context, mbedtls_pk_info_from_type(MBEDTLS_PK_ECKEY));
+    if (result != 0)
+        return mbedtls_error(Failure::Internal, "set up an EC key", result);
+    result = mbedtls_ecp_gen_key(curve_of(type), &ec_keypair(impl->context), random_callback, nullptr);
+    if (result != 0)
+        return mbedtls_error(Failure::RandomSource, fmt::format("generate a {} key", key_type_name(type)), result);
+    return finish_private_key(std::move(impl));
+}
+
+ErrorOr<PrivateKey> PrivateKey::generate_rsa(std::size_t bits)
+{
+    if (bits < MIN_RSA_BITS || bits > MAX_RSA_BITS || bits % 2 != 0)
+        return failure_error(Failure::Unsupported,
+            fmt::format("RSA-{}: the modulus must have an even number of bits from {} to {}", bits, MIN_RSA_BITS, MAX_RSA_BITS));
+    auto impl = std::make_unique<Impl>();
+    int result = mbedtls_pk_setup(&impl->context, mbedtls_pk_info_from_type(MBEDTLS_PK_RSA));
+    if (result != 0)
+        return mbedtls_error(Failure::Internal, "set up an RSA key", result);
+    result = mbedtls_rsa_gen_key(&rsa_context(impl->context), random_callback, nullptr, static_cast<unsigned>(bits),
+        RSA_PUBLIC_EXPONENT);
+    if (result != 0)
+        return mbedtls_error(Failure::RandomSource, fmt::format("generate an RSA-{} key", bits), result);
+    return finish_private_key(std::move(impl));
+}
+
+namespace {
+
+ErrorOr<PrivateKey> parse_private_der(ByteView der)
+{
+    auto impl = std::make_unique<PrivateKey::Impl>();
+    int result = mbedtls_pk_parse_key(&impl->context, der.data(), der.size(), nullptr, 0);
+    if (result == MBEDTLS_ERR_PK_PASSWORD_REQUIRED || result == MBEDTLS_ERR_PK_PASSWORD_MISMATCH)
+        return failure_error(Failure::Unsupported, "parse private key: encrypted private keys are not supported");
+    if (result == MBEDTLS_ERR_PK_UNKNOWN_PK_ALG || result == MBEDTLS_ERR_PK_UNKNOWN_NAMED_CURVE
+        || result == MBEDTLS_ERR_PK_FEATURE_UNAVAILABLE)
+        return mbedtls_error(Failure::Unsupported, "parse private key", result);
+    if (result != 0)
+        return mbedtls_error(Failure::Malformed, "parse private key", result);
+    // mbedTLS keeps a SEC1 key's embedded public key as given: make sure it
+    // is d·G (and, for RSA, that the CRT values agree), or public_key()
+    // could describe some other key.
+    result = mbedtls_pk_check_pair(&impl->context, &impl->context);
+    if (result != 0)
+        return mbedtls_error(Failure::Malformed, "private key is inconsistent", result);
+    return finish_private_key(std::move(impl));
+}
+
+} // namespace
+
+ErrorOr<PrivateKey> PrivateKey::parse(ByteView der_or_pem)
+{
+    if (der_or_pem.size() > MAX_KEY_INPUT_SIZE)
+        return failure_error(Failure::TooLarge,
+            fmt::format("private key of {} bytes, at most {}", der_or_pem.size(), MAX_KEY_INPUT_SIZE));
+    if (!looks_like_pem(der_or_pem))
+        return parse_private_der(der_or_pem);
+
+    auto blocks = TRY(pem_decode(as_chars(der_or_pem)));
+    // The decoded blocks hold key material: wipe them however we leave.
+    struct Wipe {
+        std::vector<PemBlock>& blocks;
+        ~Wipe()
+        {
+            for (auto& block : blocks)
+                secure_zero(block.der.data(), block.der.size());
+        }
+    } wipe { blocks };
+
+    PemBlock const* key_block = nullptr;
+    for (auto const& block : blocks) {
+        // `openssl ecparam -genkey` writes the curve first.
+        if (block.label == "EC PARAMETERS")
+            continue;
+        if (block.label == "ENCRYPTED PRIVATE KEY")
+            return failure_error(Failure::Unsupported, "parse private key: encrypted private keys are not supported");
+        if (block.label != "EC PRIVATE KEY" && block.label != "RSA PRIVATE KEY" && block.label != "PRIVATE KEY")
+            return failure_error(Failure::Malformed, fmt::format("parse private key: unexpected PEM block \"{}\"", block.label));
+        if (key_block != nullptr)
+            return failure_error(Failure::Malformed, "parse private key: more than one key in the PEM text");
+        key_block = &block;
+    }
+    if (key_block == nullptr)
+        return failure_error(Failure::Malformed, "parse private key: no private key block in the PEM text");
+    return parse_private_der(key_block->der);
+}
+
+KeyType PrivateKey::type() const { return m_impl->type; }
+std::size_t PrivateKey::bits() const { return m_impl->bits; }
+PublicKey PrivateKey::public_key() const { return *m_impl->public_key; }
+bool PrivateKey::matches(PublicKey const& key) const { return *m_impl->public_key == key; }
+
+ErrorOr<SecretBytes> PrivateKey::to_der() const
+{
+    SecretBytes buffer(PRIVATE_KEY_BUFFER_SIZE);
+    std::lock_guard lock(m_impl->mutex);
+    int length = mbedtls_pk_write_key_der(&m_impl->context, buffer.data(), buffer.size());
+    if (length < 0)
+        return mbedtls_error(Failure::Internal, "write private key", length);
+    // DER is written at the end of the buffer.
+    return SecretBytes(buffer.view().last(static_cast<std::size_t>(length)));
+}
+
+ErrorOr<SecretBytes> PrivateKey::to_pem() const
+{
+    SecretBytes buffer(PRIVATE_KEY_BUFFER_SIZE);
+    std::lock_guard lock(m_impl->mutex);
+    int result = mbedtls_pk_write_key_pem(&m_impl->context, buffer.data(), buffer.size());
+    if (result != 0)
+        return mbedtls_error(Failure::Internal, "write private key PEM", result);
+    // NUL-terminated text at the start of the buffer.
+    buffer.truncate(std::strlen(reinterpret_cast<char const*>(buffer.data())));
+    return buffer;
+}
+
+ErrorOr<Bytes> PrivateKey::sign(ByteView message) const
+{
+    switch (type()) {
+    case KeyType::EcP256: return sign_digest(sha256(message));
+    case KeyType::EcP384: return sign_digest(sha384(message));
+    case KeyType::Rsa: break;
+    }
+    return not_ec("ECDSA sign");
+}
+
+ErrorOr<Bytes> PrivateKey::sign_digest(ByteView digest) const
+{
+    if (!is_ec())
+        return not_ec("ECDSA sign");
+    std::size_t half = field_size(type());
+    if (digest.size() != half)
+        return failure_error(Failure::Malformed,
+            fmt::format("ECDSA {} sign: digest of {} bytes, expected {}", key_type_name(type()), digest.size(), half));
+    Mpi r, s;
+    Bytes signature(2 * half);
+    std::lock_guard lock(m_impl->mutex);
+    auto* keypair = &ec_keypair(m_impl->context);
+    // RFC 6979 deterministic k, blinded with the per-thread DRBG.
+    int result = mbedtls_ecdsa_sign_det_ext(&keypair->grp, &r.value, &s.value, &keypair->d, digest.data(), digest.size(),
+        hash_of(type()), random_callback, nullptr);
+    if (result != 0)
+        return mbedtls_error(Failure::Internal, "ECDSA sign", result);
+    if (mbedtls_mpi_write_binary(&r.value, signature.data(), half) != 0
+        || mbedtls_mpi_write_binary(&s.value, signature.data() + half, half) != 0)
+        return failure_error(Failure::Internal, "ECDSA sign: r or s longer than the curve order");
+    return signature;
+}
+
+ErrorOr<SecretBytes> PrivateKey::rsa_oaep_decrypt(ByteView ciphertext) const
+{
+    if (type() != KeyType::Rsa)
+        return not_rsa(type(), "RSA-OAEP decrypt");
+    std::lock_guard lock(m_impl->mutex);
+    auto* rsa = &rsa_context(m_impl->context);
+    std::size_t modulus_size = mbedtls_rsa_get_len(rsa);
+    if (ciphertext.size() != modulus_size)
+        return failure_error(Failure::Malformed,
+            fmt::format("RSA-OAEP-SHA256: ciphertext of {} bytes, expected {} for RSA-{}", ciphertext.size(), modulus_size, bits()));
+    mbedtls_rsa_set_padding(rsa, MBEDTLS_RSA_PKCS_V21, MBEDTLS_MD_SHA256);
+    SecretBytes plaintext(modulus_size);
+    std::size_t length = 0;
+    int result = mbedtls_rsa_rsaes_oaep_decrypt(rsa, random_callback, nullptr, MBEDTLS_RSA_PRIVATE, nullptr, 0, &length,
+        ciphertext.data(), plaintext.data(), plaintext.size());
+    if (result != 0)
+        return mbedtls_error(Failure::DecryptionFailed, "RSA-OAEP-SHA256 decrypt", result);
+    plaintext.truncate(length);
+    return plaintext;
+}
+
+ErrorOr<SecretBytes> PrivateKey::ecdh(PublicKey const& peer) const
+{
+    if (!is_ec() || !peer.is_ec())
+        return not_ec("ECDH");
+    if (peer.type() != type())
+        return failure_error(Failure::WrongKeyType,
+            fmt::format("ECDH: the peer key is {}, ours is {}", key_type_name(peer.type()), key_type_name(type())));
+    // The peer's Q is only read; our group (precomputation cache) is written.
+    auto const* peer_keypair = &ec_keypair(detail::KeyAccess::impl(peer).context);
+    Mpi shared;
+    SecretBytes secret(field_size(type()));
+    std::lock_guard lock(m_impl->mutex);
+    auto* keypair = &ec_keypair(m_impl->context);
+    int result = mbedtls_ecdh_compute_shared(&keypair->grp, &shared.value, &peer_keypair->Q, &keypair->d, random_callback, nullptr);
+    if (result != 0)
+        return mbedtls_error(Failure::Malformed, "ECDH", result);
+    if (mbedtls_mpi_write_binary(&shared.value, secret.data(), secret.size()) != 0)
+        return failure_error(Failure::Internal, "ECDH: shared secret longer than the field");
+    return secret;
+}
+
+// ---- ECDSA signature encodings ----
+
+ErrorOr<Bytes> ecdsa_signature_to_der(ByteView raw)
+{
+    if (raw.size() != P256_SIGNATURE_SIZE && raw.size() != P384_SIGNATURE_SIZE)
+        return failure_error(Failure::Malformed, fmt::format("ECDSA signature of {} bytes, expected 64 or 96 (r‖s)", raw.size()));
+    std::size_t half = raw.size() / 2;
+    Mpi r, s;
+    if (mbedtls_mpi_read_binary(&r.value, raw.data(), half) != 0 || mbedtls_mpi_read_binary(&s.value, raw.data() + half, half) != 0)
+        return failure_error(Failure::Internal, "ECDSA signature: out of memory");
+    std::array<unsigned char, 2 * (48 + 3) + 4> buffer {};
+    unsigned char* cursor = buffer.data() + buffer.size();
+    int total = 0;
+    // DER is written backwards: s, then r, then the SEQUENCE header.
+    for (auto* value : { &s.value, &r.value }) {
+        int length = mbedtls_asn1_write_mpi(&cursor, buffer.data(), value);
+        if (length < 0)
+            return mbedtls_error(Failure::Internal, "encode ECDSA signature", length);
+        total += length;
+    }
+    int length = mbedtls_asn1_write_len(&cursor, buffer.data(), static_cast<std::size_t>(total));
+    if (length < 0)
+        return mbedtls_error(Failure::Internal, "encode ECDSA signature", length);
+    total += length;
+    length = mbedtls_asn1_write_tag(&cursor, buffer.data(), MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE);
+    if (length < 0)
+        return mbedtls_error(Failure::Internal, "encode ECDSA signature", length);
+    total += length;
+    return Bytes(cursor, cursor + total);
+}
+
+ErrorOr<Bytes> ecdsa_signature_from_der(ByteView der, std::size_t half_size)
+{
+    if (half_size != 32 && half_size != 48)
+        return failure_error(Failure::Unsupported, fmt::format("ECDSA signature halves of {} bytes (only 32 and 48)", half_size));
+    auto malformed = [](std::string_view why) { return failure_error(Failure::Malformed, fmt::format("DER ECDSA signature: {}", why)); };
+    Bytes copy(der.begin(), der.end());
+    unsigned char* cursor = copy.data();
+    unsigned char* end = copy.data() + copy.size();
+    std::size_t length = 0;
+    if (mbedtls_asn1_get_tag(&cursor, end, &length, MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE) != 0)
+        return malformed("not a SEQUENCE");
+    if (cursor + length != end)
+        return malformed("trailing bytes");
+    Bytes raw(2 * half_size, 0);
+    for (std::size_t index = 0; index < 2; ++index) {
+        if (mbedtls_asn1_get_tag(&cursor, end, &length, MBEDTLS_ASN1_INTEGER) != 0 || length == 0)
+            return malformed("expected two INTEGERs");
+        // X.690 §8.3.2: minimal two's complement; r and s are positive.
+        if ((cursor[0] & 0x80) != 0)
+            return malformed("negative integer");
+        if (length > 1 && cursor[0] == 0 && (cursor[1] & 0x80) == 0)
+            return malformed("integer not minimally encoded");
+        unsigned char const* digits = cursor;
+        std::size_t digit_count = length;
+        if (digits[0] == 0) {
+            ++digits;
+            --digit_count;
+        }
+        if (digit_count > half_size)
+            return malformed("integer longer than the curve order");
+        std::memcpy(raw.data() + index * half_size + (half_size - digit_count), digits, digit_count);
+        cursor += length;
+    }
+    if (cursor != end)
+        return malformed("trailing bytes inside the SEQUENCE");
+    return raw;
+}
+
+} // namespace qtbox::crypto

@@ -1,0 +1,193 @@
+#include <qtbox/pki/pki.hpp>
+
+#include <qtbox/base/sys.hpp>
+#include <qtbox/crypto/x509_write.hpp>
+
+#include <fmt/format.h>
+
+#include <cstdlib>
+#include <fcntl.h>
+
+namespace qtbox::pki {
+
+namespace {
+
+constexpr std::size_t MAX_PARENT_NAME_SIZE = 57; // "<name>.parent" ≤ 64 (RFC 5280 ub-common-name)
+constexpr std::string_view ORGANIZATION = "O=qtbox";
+constexpr std::uint16_t CA_KEY_USAGE = crypto::key_usage::KEY_CERT_SIGN | crypto::key_usage::CRL_SIGN;
+
+std::string path_in(std::string const& directory, std::string_view file)
+{
+    return fmt::format("{}/{}", directory, file);
+}
+
+Error pki_error(PkiError code, std::string message)
+{
+    return Error::from_code(code, std::move(message));
+}
+
+ErrorOr<bool> exists(std::string const& path)
+{
+    auto status = sys::lstat(path);
+    if (!status.is_error())
+        return true;
+    if (status.error().is_errno() && status.error().code() == ENOENT)
+        return false;
+    return status.release_error();
+}
+
+ErrorOr<Bytes> read_pki_file(std::string const& path)
+{
+    auto bytes = sys::read_file(path, MAX_PKI_FILE_SIZE);
+    if (bytes.is_error() && bytes.error().is_errno() && bytes.error().code() == ENOENT)
+        return pki_error(PkiError::Missing, fmt::format("{}: no such file (the PKI is created by `qt pki init`)", path));
+    return bytes;
+}
+
+ErrorOr<crypto::Certificate> read_certificate(std::string const& path)
+{
+    auto bytes = TRY(read_pki_file(path));
+    auto certificate = crypto::Certificate::parse(bytes);
+    if (certificate.is_error())
+        return pki_error(PkiError::Invalid, fmt::format("{}: {}", path, certificate.error().message()));
+    return certificate.release_value();
+}
+
+ErrorOr<crypto::PrivateKey> read_private_key(std::string const& path)
+{
+    auto fd = sys::open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd.is_error() && fd.error().is_errno() && fd.error().code() == ENOENT)
+        return pki_error(PkiError::Missing, fmt::format("{}: no such file (the PKI is created by `qt pki init`)", path));
+    auto file = TRY(std::move(fd));
+    auto status = TRY(sys::fstat(file.get()));
+    if ((status.st_mode & 077) != 0)
+        return pki_error(PkiError::Invalid,
+            fmt::format("{}: the private key is accessible by group or others (mode {:04o}); it must be 0600", path, status.st_mode & 07777));
+    auto bytes = TRY(sys::read_fd(file.get(), MAX_PKI_FILE_SIZE));
+    auto key = crypto::PrivateKey::parse(bytes);
+    secure_zero(bytes.data(), bytes.size());
+    if (key.is_error())
+        return pki_error(PkiError::Invalid, fmt::format("{}: {}", path, key.error().message()));
+    return key.release_value();
+}
+
+ErrorOr<void> check_name(std::string_view name, std::size_t max_size, std::string_view what)
+{
+    bool valid = !name.empty() && name.size() <= max_size;
+    for (char c : name) {
+        bool allowed = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
+        valid = valid && allowed;
+    }
+    if (!valid)
+        return Error::from_string(fmt::format("invalid {} \"{}\": 1 to {} characters of A-Z a-z 0-9 . _ -", what, name, max_size), EINVAL);
+    return {};
+}
+
+ErrorOr<void> write_key(std::string const& path, crypto::PrivateKey const& key)
+{
+    auto pem = TRY(key.to_pem());
+    // AtomicFile's temporary is created 0600 (mkostemp): the key is never
+    // readable by anyone else, not even before the rename.
+    return sys::write_file_atomic(path, pem.view(), 0600);
+}
+
+} // namespace
+
+std::string pki_directory()
+{
+    char const* value = std::getenv(std::string(PKI_DIR_ENVIRONMENT).c_str());
+    if (value == nullptr || *value == '\0')
+        return std::string(DEFAULT_PKI_DIR);
+    return value;
+}
+
+ErrorOr<Authority> init(std::string const& directory, bool force, InitOptions const& options)
+{
+    TRY(check_name(options.parent_name, MAX_PARENT_NAME_SIZE, "parent name"));
+    std::string const root_certificate_path = path_in(directory, ROOT_CERTIFICATE_FILE);
+    std::string const root_key_path = path_in(directory, ROOT_KEY_FILE);
+    std::string const parent_certificate_path = path_in(directory, PARENT_CERTIFICATE_FILE);
+    std::string const parent_key_path = path_in(directory, PARENT_KEY_FILE);
+    if (!force) {
+        for (auto const* path : { &root_certificate_path, &root_key_path, &parent_certificate_path, &parent_key_path }) {
+            if (TRY(exists(*path)))
+                return pki_error(PkiError::AlreadyExists, fmt::format("{} already exists (use --force to replace it)", *path));
+        }
+    }
+    TRY(sys::mkdir_p(directory, 0755));
+
+    UnixMillis now = options.now.value_or(now_millis());
+    auto root_key = TRY(crypto::PrivateKey::generate(crypto::KeyType::EcP384));
+    crypto::CertificateProfile root_profile;
+    root_profile.subject = std::string(ROOT_SUBJECT);
+    root_profile.not_before = now;
+    root_profile.not_after = now + ROOT_LIFETIME_MS;
+    root_profile.is_ca = true;
+    root_profile.key_usage = CA_KEY_USAGE;
+    auto root = TRY(crypto::self_sign_certificate(root_profile, root_key));
+
+    auto parent_key = TRY(crypto::PrivateKey::generate(crypto::KeyType::EcP384));
+    crypto::CertificateProfile parent_profile = root_profile;
+    parent_profile.subject = fmt::format("CN={}.parent,{}", options.parent_name, ORGANIZATION);
+    // Only leaves below the parent CA (SPEC §4 "Chain").
+    parent_profile.path_length = 0;
+    auto parent = TRY(crypto::issue_certificate(parent_profile, parent_key.public_key(), root, root_key));
+
+    // Keys first: a crash between the writes leaves certificates that do
+    // not match, which load() reports, never a certificate without its key.
+    TRY(write_key(root_key_path, root_key));
+    TRY(write_key(parent_key_path, parent_key));
+    TRY(sys::write_file_atomic(root_certificate_path, as_bytes(root.pem()), 0644));
+    TRY(sys::write_file_atomic(parent_certificate_path, as_bytes(parent.pem()), 0644));
+    return Authority { std::move(root), std::move(parent), std::move(parent_key) };
+}
+
+ErrorOr<Authority> load(std::string const& directory)
+{
+    std::string const root_path = path_in(directory, ROOT_CERTIFICATE_FILE);
+    std::string const parent_path = path_in(directory, PARENT_CERTIFICATE_FILE);
+    std::string const key_path = path_in(directory, PARENT_KEY_FILE);
+    auto root = TRY(read_certificate(root_path));
+    auto parent = TRY(read_certificate(parent_path));
+    auto parent_key = TRY(read_private_key(key_path));
+    if (!root.is_ca() || !root.is_self_issued())
+        return pki_error(PkiError::Invalid, fmt::format("{}: not a self-signed CA certificate", root_path));
+    if (!parent.is_ca())
+        return pki_error(PkiError::Invalid, fmt::format("{}: not a CA certificate", parent_path));
+    auto signed_by_root = parent.verify_signed_by(root);
+    if (signed_by_root.is_error())
+        return pki_error(PkiError::Invalid, fmt::format("{}: not issued by {}: {}", parent_path, root_path, signed_by_root.error().message()));
+    if (!parent_key.matches(parent.public_key()))
+        return pki_error(PkiError::Invalid, fmt::format("{} does not match {}", key_path, parent_path));
+    return Authority { std::move(root), std::move(parent), std::move(parent_key) };
+}
+
+CertificateSummary summarize(crypto::Certificate const& certificate, std::string path)
+{
+    CertificateSummary summary;
+    summary.path = std::move(path);
+    summary.subject = certificate.subject();
+    summary.issuer = certificate.issuer();
+    summary.serial_hex = certificate.serial_hex();
+    summary.not_before = certificate.not_before();
+    summary.not_after = certificate.not_after();
+    summary.sha256_fingerprint = hex_encode(certificate.sha256_fingerprint());
+    summary.is_ca = certificate.is_ca();
+    summary.max_path_length = certificate.max_path_length();
+    summary.key_usage = crypto::key_usage_names(certificate.key_usage().value_or(0));
+    summary.key_type = std::string(crypto::key_type_name(certificate.public_key().type()));
+    summary.signature_algorithm = certificate.signature_algorithm();
+    return summary;
+}
+
+ErrorOr<Summary> show(std::string const& directory)
+{
+    auto authority = TRY(load(directory));
+    return Summary {
+        directory,
+        summarize(authority.root, path_in(directory, ROOT_CERTIFICATE_FILE)),
+        summarize(authority.parent, path_in(directory, PARENT_CERTIFICATE_FILE)),
+    };
+}
+
+} // namespace qtbox::pki
