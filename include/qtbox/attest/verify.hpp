@@ -1,0 +1,74 @@
+// Verification of an attestation document, in the order SPEC §9 fixes:
+//   1. syntax and limits (parse_document)                          → Malformed (10)
+//   2. chain: cabundle[0] is the pinned root (DER or SHA-256
+//      fingerprint, compared in constant time), and leaf ←
+//      cabundle[n-1] ← … ← cabundle[0] verifies at `at`              → Chain (11), Time (13)
+//   3. the COSE_Sign1 signature with the leaf's key, in either byte
+//      order (the order that verified is reported)                  → Signature (12)
+//   4. freshness: the document's timestamp is at most max_age before
+//      `at` and at most MAX_CLOCK_SKEW_MS after it                  → Time (13)
+//   5. nonce                                                        → Nonce (15)
+//   6. PCRs                                                         → Policy (14)
+// The first failure stops the pipeline. Its Error carries the Failure as
+// code(), whose value is attest-verify's exit status.
+#pragma once
+
+#include <qtbox/attest/document.hpp>
+#include <qtbox/attest/policy.hpp>
+#include <qtbox/base/bytes.hpp>
+#include <qtbox/base/error.hpp>
+#include <qtbox/base/time.hpp>
+#include <qtbox/cose/sign1.hpp>
+#include <qtbox/crypto/hash.hpp>
+#include <qtbox/crypto/x509.hpp>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace qtbox::attest {
+
+// The values are attest-verify's exit statuses (SPEC §9).
+enum class Failure {
+    Malformed = 10,
+    Chain = 11,
+    Signature = 12,
+    Time = 13,
+    Policy = 14,
+    Nonce = 15,
+};
+
+// How far a document's timestamp may lie after `at` when a maximum age is
+// checked (clocks of parent, enclave and relying party differ; nitro.md
+// §3.4 reports seconds of drift per week).
+constexpr std::int64_t MAX_CLOCK_SKEW_MS = 5 * 60 * 1000;
+
+struct TrustAnchor {
+    // Either pinned certificates (cabundle[0] must be one of them, DER
+    // equality), or the SHA-256 of cabundle[0]'s DER.
+    std::vector<crypto::Certificate> roots;
+    std::optional<crypto::Sha256Digest> fingerprint;
+};
+
+struct VerifyOptions {
+    TrustAnchor anchor;
+    UnixMillis at { 0 }; // the instant the chain and freshness are judged at
+    Expectations expectations;
+};
+
+struct VerifiedDocument {
+    Document document;
+    crypto::Certificate leaf;
+    crypto::Certificate root;
+    cose::SignatureOrder signature_order { cose::SignatureOrder::Rfc9052 };
+};
+
+ErrorOr<VerifiedDocument> verify_document(ByteView cose, VerifyOptions const& options);
+
+// The JSON claims attest-verify prints (SPEC §9): profile, module_id,
+// timestamp (ms) and time (RFC 3339), digest, pcrs {"N": hex}, public_key,
+// user_data and nonce (hex, null when null), certificate {subject, issuer,
+// serial, not_before, not_after, sha256}, root_sha256, signature_order.
+std::string claims_json(VerifiedDocument const& verified, int indent = 2);
+
+} // namespace qtbox::attest
