@@ -1,0 +1,126 @@
+// qt-proxy: the enclave's only door to the network, in both directions.
+//
+// Parent mode forwards enclave connections to CID 3 (hybrid vsock sockets
+// <run>/vsock/3_<port>, and AF_VSOCK where the host has it) to allowed TCP
+// hosts, and parent TCP ports to enclave vsock ports. Enclave mode listens on
+// 127.0.0.1 inside the enclave and tunnels to the parent over vsock, so
+// unmodified apps just use TCP. The engine is src/vsock/proxy.cpp; this file
+// parses, wires, and enters the sandbox.
+//
+// See: DESIGN.md "vsock"; SPEC §1, §6, §10; reference/qingtian.md §3
+// (qt_proxy -l/-a/-p, qproxy's TOML); reference/nitro.md §5 (vsock-proxy).
+#include <qtbox/base/applet.hpp>
+#include <qtbox/base/log.hpp>
+#include <qtbox/vsock/address.hpp>
+#include <qtbox/vsock/proxy.hpp>
+#include <qtbox/vsock/proxy_config.hpp>
+#include <qtbox/vsock/proxy_sandbox.hpp>
+
+#include <fmt/format.h>
+
+#include <cstdlib>
+#include <map>
+
+QT_APPLET(qt_proxy, "qt-proxy", "forward enclave vsock connections to TCP hosts and TCP ports to enclaves")
+{
+    using namespace qtbox;
+    using namespace qtbox::vsock;
+    log::set_program("qt-proxy");
+
+    CLI::App app;
+    configure_app(app, "forward enclave vsock connections to TCP hosts and TCP ports to enclaves");
+    app.name("qt-proxy");
+    app.usage("Usage: qt-proxy [-4|-6] -l VSOCK_PORT -a HOST -p PORT\n"
+              "       qt-proxy [-4|-6] --config FILE [--check]\n"
+              "       qt-proxy --enclave --config FILE [--vsock-dir DIR]");
+    std::uint64_t listen_port = 0;
+    std::string address;
+    std::uint64_t port = 0;
+    std::string config_path;
+    std::string vsock_dir;
+    std::string af_vsock = "auto";
+    bool enclave = false;
+    bool ipv4 = false;
+    bool ipv6 = false;
+    bool check_only = false;
+    auto* listen_option = app.add_option("-l,--listen-port", listen_port, "vsock port enclaves connect to on CID 3")->type_name("VSOCK_PORT");
+    auto* address_option = app.add_option("-a,--address", address, "host to forward to (name or IP address)")->type_name("HOST");
+    auto* port_option = app.add_option("-p,--port", port, "TCP port on HOST")->type_name("PORT");
+    auto* config_option = app.add_option("--config", config_path, "TOML rules: [[outbound]], [[inbound]], [limits] (see qt-proxy(1))")->type_name("FILE");
+    auto* ipv4_flag = app.add_flag("-4,--ipv4", ipv4, "resolve and connect over IPv4 only");
+    auto* ipv6_flag = app.add_flag("-6,--ipv6", ipv6, "resolve and connect over IPv6 only");
+    ipv4_flag->excludes(ipv6_flag);
+    auto* enclave_flag = app.add_flag("--enclave", enclave, "enclave side: listen on 127.0.0.1:<enclave_port>, tunnel to CID 3");
+    app.add_flag("--check", check_only, "check the configuration, print a summary and exit");
+    app.add_option("--vsock-dir", vsock_dir,
+           "hybrid vsock directory of 3_<port> sockets (parent default: $QTBOX_RUN_DIR/vsock; enclave: use it instead of AF_VSOCK)")
+        ->type_name("DIR");
+    app.add_option("--af-vsock", af_vsock, "parent mode: also listen on AF_VSOCK (auto: when the host has a vsock transport)")
+        ->check(CLI::IsMember({ "auto", "on", "off" }))
+        ->type_name("auto|on|off");
+    listen_option->excludes(config_option);
+    address_option->excludes(config_option);
+    port_option->excludes(config_option);
+    enclave_flag->needs(config_option);
+    if (auto exit = parse_command_line(app, argc, argv))
+        return *exit;
+
+    auto usage = [&](std::string_view message) {
+        log::error("{}", message);
+        fmt::print(stderr, "Run 'qt-proxy --help' for more information.\n");
+        return EXIT_USAGE;
+    };
+    bool single = listen_option->count() + address_option->count() + port_option->count() > 0;
+    if (single && (listen_option->count() == 0 || address_option->count() == 0 || port_option->count() == 0))
+        return usage("-l, -a and -p go together");
+    if (!single && config_path.empty())
+        return usage("give -l VSOCK_PORT -a HOST -p PORT, or --config FILE");
+
+    ProxyMode mode = enclave ? ProxyMode::Enclave : ProxyMode::Parent;
+    std::string source = single ? std::string("command line") : config_path;
+    auto load = [&]() -> ErrorOr<ProxyConfig> {
+        auto config = single ? single_rule_config(listen_port, address, port) : load_proxy_config(config_path);
+        if (config.is_error())
+            return config.release_error();
+        TRY(check_proxy_config(config.value(), mode, source));
+        return config;
+    };
+    auto config = load();
+    if (config.is_error())
+        return report(config.error(), 1);
+    if (check_only) {
+        fmt::print("{}: ok: {} outbound, {} inbound rules; max_connections {}, idle_timeout {}ms, connect_timeout {}ms\n", source,
+            config.value().outbound.size(), config.value().inbound.size(), config.value().limits.max_connections,
+            config.value().limits.idle_timeout_ms, config.value().limits.connect_timeout_ms);
+        return 0;
+    }
+
+    ProxyOptions options;
+    options.mode = mode;
+    options.run_dir = run_dir();
+    options.vsock_dir = vsock_dir;
+    if (mode == ProxyMode::Parent && options.vsock_dir.empty())
+        options.vsock_dir = listener_dir(options.run_dir);
+    options.af_vsock = af_vsock == "on" ? AfVsockUse::On : af_vsock == "off" ? AfVsockUse::Off : AfVsockUse::Auto;
+    options.family = ipv4 ? Family::Ipv4 : ipv6 ? Family::Ipv6 : Family::Any;
+    // Test and container overrides for the resolver's files (qt-proxy(1)).
+    if (char const* hosts = std::getenv("QTBOX_HOSTS"); hosts && *hosts)
+        options.resolver.hosts_path = hosts;
+    if (char const* resolv = std::getenv("QTBOX_RESOLV_CONF"); resolv && *resolv)
+        options.resolver.resolv_conf_path = resolv;
+    // journald stamps lines itself; elsewhere (files, terminals) we do.
+    log::set_timestamps(std::getenv("JOURNAL_STREAM") == nullptr);
+
+    auto proxy = Proxy::create(options, config.release_value());
+    if (proxy.is_error())
+        return report(proxy.error(), 1);
+    auto sandbox = enter_proxy_sandbox();
+    if (sandbox.is_error())
+        return report(Error::from_string(fmt::format("seccomp: {}", sandbox.error().message())), 1);
+    log::info("ready: {} mode, {} listeners, max_connections {}, seccomp on",
+        mode == ProxyMode::Parent ? "parent" : "enclave", proxy.value()->listener_count(), proxy.value()->effective_max_connections());
+    auto result = proxy.value()->run(load);
+    if (result.is_error())
+        return report(result.error(), 1);
+    return 0;
+}

@@ -1,0 +1,116 @@
+// The qt-proxy engine: one thread, one epoll loop, every socket
+// non-blocking.
+//
+// Listeners and targets by mode (DESIGN.md "vsock", SPEC §6):
+//   parent, [[outbound]]  <vsock-dir>/3_<vsock_port> (+ AF_VSOCK port when
+//                         the host has a vsock transport) -> TCP host:port
+//   parent, [[inbound]]   TCP listen -> the enclave's vsock.sock with
+//                         "CONNECT <vsock_port>\n" (or AF_VSOCK cid:port when
+//                         no such socket exists and AF_VSOCK is available)
+//   enclave, [[outbound]] TCP 127.0.0.1:<enclave_port> -> AF_VSOCK 3:<vsock_port>
+//                         (or <vsock-dir>/3_<vsock_port> when a vsock dir is
+//                         given, which is how the host tests run it)
+// A connection only ever goes to its rule's target: names are resolved per
+// connection (resolver.hpp) and nothing the client sends is interpreted.
+//
+// Data moves with splice(2) through a pipe per direction, so bytes are never
+// copied into user space; if pipes cannot be had (fd limits) a connection
+// falls back to a 64 KiB buffer per direction. A side is not read while the
+// other side's pipe or buffer is full (back-pressure), so memory per
+// connection is bounded by two pipes or two buffers. EOF on one side becomes
+// shutdown(SHUT_WR) on the other once everything before it is delivered;
+// the connection closes when both directions are finished. An error or a
+// reset on either side ends that connection only (TCP peers get a reset,
+// SO_LINGER 0, so that truncation is never mistaken for a clean end).
+//
+// Each connection ends with one log line:
+//   conn=<id> rule=<rule> peer=<who> target=<where> up=<bytes client->target>
+//   down=<bytes target->client> ms=<duration> close=<reason> [error="<why>"]
+// with reasons done, limit, rule_limit, resolve_failed, connect_failed,
+// connect_timeout, handshake_failed, idle_timeout, client_error,
+// target_error, shutdown.
+#pragma once
+
+#include <qtbox/base/error.hpp>
+#include <qtbox/vsock/proxy_config.hpp>
+#include <qtbox/vsock/resolver.hpp>
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+namespace qtbox::vsock {
+
+enum class AfVsockUse {
+    // Listen/connect on AF_VSOCK when the host has a vsock transport.
+    Auto,
+    // Require it (start-up fails without a transport).
+    On,
+    Off,
+};
+
+struct ProxyOptions {
+    ProxyMode mode { ProxyMode::Parent };
+    // Parent: where enclave state dirs are (<run>/enclaves/...).
+    std::string run_dir;
+    // Parent: where the 3_<port> listeners are made. Enclave: where to
+    // connect instead of AF_VSOCK; empty means AF_VSOCK CID 3.
+    std::string vsock_dir;
+    AfVsockUse af_vsock { AfVsockUse::Auto };
+    Family family { Family::Any };
+    ResolverSettings resolver;
+    // Block SIGHUP/SIGTERM/SIGINT and handle them in the loop (signalfd):
+    // HUP reloads, TERM/INT stop. Off for in-process tests.
+    bool handle_signals { true };
+};
+
+// Loads the configuration again on SIGHUP.
+using ConfigLoader = std::function<ErrorOr<ProxyConfig>()>;
+
+class Proxy {
+public:
+    static constexpr int LISTEN_BACKLOG = 4096;
+    static constexpr int MAX_ACCEPTS_PER_EVENT = 64;
+    static constexpr std::size_t COPY_BUFFER_SIZE = 64 * 1024;
+    static constexpr std::size_t PIPE_POOL_LIMIT = 64;
+    // Timeouts are checked this often while anything is in progress.
+    static constexpr int SWEEP_INTERVAL_MS = 100;
+    // A connection holds at most two sockets and two pipes.
+    static constexpr std::size_t FDS_PER_CONNECTION = 6;
+    // Descriptors kept aside for listeners, the resolver and logging.
+    static constexpr std::size_t RESERVED_FDS = 64;
+
+    // Binds every listener (creating <vsock-dir> mode 0750 when needed) and
+    // raises RLIMIT_NOFILE to its hard limit; limits.max_connections is
+    // lowered (with a warning) when descriptors cannot cover it.
+    static ErrorOr<std::unique_ptr<Proxy>> create(ProxyOptions options, ProxyConfig config);
+    ~Proxy();
+    Proxy(Proxy const&) = delete;
+    Proxy& operator=(Proxy const&) = delete;
+
+    // Applies a new configuration without dropping live connections: new
+    // listeners are bound first, and if any fails nothing changes. Only
+    // from the thread that calls run(), or before it.
+    ErrorOr<void> reconfigure(ProxyConfig config);
+    // Serves until SIGTERM/SIGINT (or stop()); closes everything on the way
+    // out, removing its socket files.
+    ErrorOr<void> run(ConfigLoader const& reload);
+    // Thread-safe: makes run() return soon.
+    void stop();
+    // Thread-safe: run() reloads as on SIGHUP.
+    void request_reload();
+
+    // For tests and the start-up message.
+    std::size_t connection_count() const;
+    std::size_t listener_count() const;
+    std::uint32_t effective_max_connections() const;
+
+    class Impl;
+
+private:
+    explicit Proxy(std::unique_ptr<Impl> impl);
+    std::unique_ptr<Impl> m_impl;
+};
+
+} // namespace qtbox::vsock
