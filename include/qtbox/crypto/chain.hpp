@@ -3,22 +3,28 @@
 // its own time, not only "now" (SPEC §9).
 //
 // The chain is given in order: leaf ← intermediates[0] ← … ← intermediates[n-1]
-// ← one of `roots`. Each certificate must be signed by the next one (mbedTLS
-// x509_crt_verify, with its real-clock time checks masked out), and the path
-// mbedTLS builds must be exactly that list; no reordering, no skipped
-// certificates. Then, on top of what mbedTLS checks:
-//  - time: every certificate, the root included, is valid at `at`;
-//  - constraints: every issuer is a CA (basicConstraints cA) whose keyUsage
-//    includes keyCertSign, and whose pathLenConstraint, when present, is at
-//    least the number of intermediates below it; the leaf is not a CA and
-//    its keyUsage includes digitalSignature.
-// Algorithms: signatures SHA-256/384/512 with ECDSA (P-256, P-384, P-521) or
-// RSA ≥ 2048 bits.
-//
-// The checks run in this order, and the first failure is reported:
-// length, signatures/issuers (Untrusted), constraints, time. attest-verify
-// maps Untrusted/ConstraintViolated/TooLong to exit 11 and Expired/
-// NotYetValid to 13 (SPEC §9).
+// ← one of `roots`; no reordering, no skipped certificates. If the last
+// intermediate is itself one of `roots` (a whole cabundle passed as is), it
+// is dropped and the trusted copy is used. The checks, in this order, and
+// the first failure is reported:
+//  1. length: at most MAX_CHAIN_LENGTH certificates (TooLong);
+//  2. links: each certificate's issuer name equals the next one's subject
+//     byte for byte and its signature verifies with the next one's key
+//     (Certificate::verify_signed_by; SHA-256/384/512 only), and the top
+//     one is issued by a trusted root (Untrusted);
+//  3. constraints (ConstraintViolated): every issuer, the root included, is
+//     a CA (basicConstraints cA) whose keyUsage includes keyCertSign, and
+//     whose pathLenConstraint, when present, is at least the number of
+//     intermediates below it; the leaf is not a CA and its keyUsage includes
+//     digitalSignature;
+//  4. time: every certificate, the root included, is valid at `at`
+//     (Expired / NotYetValid; both ends inclusive);
+//  5. a second opinion: mbedtls_x509_crt_verify on the same certificates,
+//     with its real-clock time verdicts masked out (time is step 4's job),
+//     must accept them and build exactly this path (Untrusted otherwise).
+// Keys are those PublicKey accepts: ECDSA P-256/P-384, RSA 2048..8192.
+// attest-verify maps Untrusted/ConstraintViolated/TooLong to exit 11 and
+// Expired/NotYetValid to 13 (SPEC §9).
 #pragma once
 
 #include <qtbox/base/bytes.hpp>

@@ -2,8 +2,10 @@
 // PKI (src/pki, SPEC §4) and throw-away chains in tests. The signature uses
 // the issuer key's curve hash: ECDSA-SHA256 for P-256, ECDSA-SHA384 for
 // P-384 issuers; RSA issuers are not supported. Every certificate gets
-// basicConstraints (critical), keyUsage (critical), subjectKeyIdentifier and,
-// when issued by another certificate, authorityKeyIdentifier.
+// basicConstraints (critical for CAs, RFC 5280 §4.2.1.9), keyUsage
+// (critical), subjectKeyIdentifier and, when issued by another certificate,
+// authorityKeyIdentifier. The issuer name is copied from the issuer
+// certificate byte for byte, as chain verification compares it.
 #pragma once
 
 #include <qtbox/base/bytes.hpp>
