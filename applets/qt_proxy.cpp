@@ -30,9 +30,12 @@ QT_APPLET(qt_proxy, "qt-proxy", "forward enclave vsock connections to TCP hosts 
     CLI::App app;
     configure_app(app, "forward enclave vsock connections to TCP hosts and TCP ports to enclaves");
     app.name("qt-proxy");
-    app.usage("Usage: qt-proxy [-4|-6] -l VSOCK_PORT -a HOST -p PORT\n"
-              "       qt-proxy [-4|-6] --config FILE [--check]\n"
-              "       qt-proxy --enclave --config FILE [--vsock-dir DIR]");
+    app.footer("Forms:\n"
+               "  qt-proxy [-4|-6] -l VSOCK_PORT -a HOST -p PORT     QingTian's qt_proxy command line\n"
+               "  qt-proxy [-4|-6] --config FILE [--check]           parent: rules from a TOML file\n"
+               "  qt-proxy --enclave --config FILE [--vsock-dir DIR] inside the enclave\n"
+               "Environment: QTBOX_RUN_DIR (default /run/qtbox), QTBOX_HOSTS, QTBOX_RESOLV_CONF.\n"
+               "SIGHUP reloads the configuration file; SIGTERM and SIGINT stop.");
     std::uint64_t listen_port = 0;
     std::string address;
     std::uint64_t port = 0;
@@ -57,7 +60,7 @@ QT_APPLET(qt_proxy, "qt-proxy", "forward enclave vsock connections to TCP hosts 
         ->type_name("DIR");
     app.add_option("--af-vsock", af_vsock, "parent mode: also listen on AF_VSOCK (auto: when the host has a vsock transport)")
         ->check(CLI::IsMember({ "auto", "on", "off" }))
-        ->type_name("auto|on|off");
+        ->type_name("MODE");
     listen_option->excludes(config_option);
     address_option->excludes(config_option);
     port_option->excludes(config_option);
@@ -108,18 +111,20 @@ QT_APPLET(qt_proxy, "qt-proxy", "forward enclave vsock connections to TCP hosts 
         options.resolver.hosts_path = hosts;
     if (char const* resolv = std::getenv("QTBOX_RESOLV_CONF"); resolv && *resolv)
         options.resolver.resolv_conf_path = resolv;
-    // journald stamps lines itself; elsewhere (files, terminals) we do.
-    log::set_timestamps(std::getenv("JOURNAL_STREAM") == nullptr);
-
     auto proxy = Proxy::create(options, config.release_value());
     if (proxy.is_error())
         return report(proxy.error(), 1);
     auto sandbox = enter_proxy_sandbox();
     if (sandbox.is_error())
         return report(Error::from_string(fmt::format("seccomp: {}", sandbox.error().message())), 1);
+    // From here on lines are events of a daemon: journald stamps them
+    // itself; elsewhere (files, terminals) we do. Errors that end the
+    // process keep the plain SPEC §10 shape.
+    log::set_timestamps(std::getenv("JOURNAL_STREAM") == nullptr);
     log::info("ready: {} mode, {} listeners, max_connections {}, seccomp on",
         mode == ProxyMode::Parent ? "parent" : "enclave", proxy.value()->listener_count(), proxy.value()->effective_max_connections());
     auto result = proxy.value()->run(load);
+    log::set_timestamps(false);
     if (result.is_error())
         return report(result.error(), 1);
     return 0;
