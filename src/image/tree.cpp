@@ -1,0 +1,311 @@
+#include <qtbox/image/tree.hpp>
+#include <qtbox/image/tar.hpp>
+
+#include <fmt/format.h>
+
+#include <unordered_set>
+
+namespace qtbox::image {
+
+namespace {
+
+constexpr std::uint32_t IMPLICIT_DIRECTORY_MODE = 0755;
+
+// OCI image spec, "Whiteouts".
+constexpr std::string_view WHITEOUT_PREFIX = ".wh.";
+constexpr std::string_view OPAQUE_WHITEOUT = ".wh..wh..opq";
+constexpr std::string_view AUFS_META_PREFIX = ".wh..wh.";
+
+std::string join(std::string const& mount, std::string_view relative)
+{
+    if (relative.empty())
+        return mount;
+    std::string key;
+    key.reserve(mount.size() + 1 + relative.size());
+    key.append(mount).append("/").append(relative);
+    return key;
+}
+
+std::pair<std::string_view, std::string_view> split_last(std::string_view path)
+{
+    auto slash = path.rfind('/');
+    if (slash == std::string_view::npos)
+        return { {}, path };
+    return { path.substr(0, slash), path.substr(slash + 1) };
+}
+
+bool is_descendant_key(std::string_view key, std::string_view prefix_with_slash)
+{
+    return key.substr(0, prefix_with_slash.size()) == prefix_with_slash;
+}
+
+} // namespace
+
+ErrorOr<std::string> normalize_path(std::string_view path)
+{
+    if (path.size() > MAX_PATH_LENGTH)
+        return Error::from_code(Failure::LimitExceeded, fmt::format("path longer than {} bytes", MAX_PATH_LENGTH));
+    std::string result;
+    result.reserve(path.size());
+    std::size_t position = 0;
+    while (position <= path.size()) {
+        auto slash = path.find('/', position);
+        auto end = slash == std::string_view::npos ? path.size() : slash;
+        auto component = path.substr(position, end - position);
+        position = end + 1;
+        if (component.empty() || component == ".")
+            continue;
+        if (component == "..")
+            return Error::from_code(Failure::PathEscape, fmt::format("path escape: '{}' contains '..'", path));
+        if (!result.empty())
+            result += '/';
+        result.append(component);
+    }
+    return result;
+}
+
+ErrorOr<void> FileTree::check_ancestors(std::string const& path) const
+{
+    std::size_t slash = 0;
+    while ((slash = path.find('/', slash + 1)) != std::string::npos) {
+        auto it = m_nodes.find(path.substr(0, slash));
+        if (it == m_nodes.end())
+            return {};
+        if (it->second.type == NodeType::Symlink)
+            return Error::from_code(Failure::PathEscape,
+                fmt::format("path escape: '{}' goes through the symbolic link '{}' -> '{}'", path, it->first, it->second.link_target));
+        if (it->second.type != NodeType::Directory)
+            return Error::from_code(Failure::Malformed, fmt::format("'{}': '{}' is not a directory", path, it->first));
+    }
+    return {};
+}
+
+ErrorOr<void> FileTree::check_parents(std::string const& path)
+{
+    TRY(check_ancestors(path));
+    std::size_t slash = 0;
+    while ((slash = path.find('/', slash + 1)) != std::string::npos) {
+        auto parent = path.substr(0, slash);
+        if (m_nodes.contains(parent))
+            continue;
+        if (m_nodes.size() >= MAX_TREE_ENTRIES)
+            return Error::from_code(Failure::LimitExceeded, fmt::format("the image has more than {} entries", MAX_TREE_ENTRIES));
+        Node directory;
+        directory.type = NodeType::Directory;
+        directory.mode = IMPLICIT_DIRECTORY_MODE;
+        m_nodes.emplace(std::move(parent), std::move(directory));
+    }
+    return {};
+}
+
+ErrorOr<void> FileTree::put(std::string const& path, Node node)
+{
+    if (path.empty())
+        return Error::from_code(Failure::Malformed, "cannot replace the archive root");
+    TRY(check_parents(path));
+    auto it = m_nodes.find(path);
+    if (it != m_nodes.end()) {
+        if (it->second.type == NodeType::Directory && node.type == NodeType::Directory) {
+            it->second.mode = node.mode;
+            it->second.uid = node.uid;
+            it->second.gid = node.gid;
+            return {};
+        }
+        if (it->second.type == NodeType::Directory)
+            remove_children(path);
+        it->second = std::move(node);
+        return {};
+    }
+    if (m_nodes.size() >= MAX_TREE_ENTRIES)
+        return Error::from_code(Failure::LimitExceeded, fmt::format("the image has more than {} entries", MAX_TREE_ENTRIES));
+    m_nodes.emplace(path, std::move(node));
+    return {};
+}
+
+ErrorOr<void> FileTree::ensure_directory(std::string const& path, std::uint32_t mode, std::uint32_t uid, std::uint32_t gid)
+{
+    if (auto const* existing = find(path)) {
+        if (existing->type != NodeType::Directory)
+            return Error::from_code(Failure::Malformed, fmt::format("'{}' exists and is not a directory", path));
+        return {};
+    }
+    Node directory;
+    directory.type = NodeType::Directory;
+    directory.mode = mode;
+    directory.uid = uid;
+    directory.gid = gid;
+    return put(path, std::move(directory));
+}
+
+void FileTree::remove_children(std::string const& path)
+{
+    std::string prefix = path + "/";
+    auto it = m_nodes.lower_bound(prefix);
+    while (it != m_nodes.end() && is_descendant_key(it->first, prefix))
+        it = m_nodes.erase(it);
+}
+
+void FileTree::remove(std::string const& path)
+{
+    if (path.empty())
+        return;
+    remove_children(path);
+    m_nodes.erase(path);
+}
+
+Node const* FileTree::find(std::string const& path) const
+{
+    auto it = m_nodes.find(path);
+    return it == m_nodes.end() ? nullptr : &it->second;
+}
+
+std::uint32_t FileTree::add_source(ByteSource source)
+{
+    m_sources.push_back(std::move(source));
+    return static_cast<std::uint32_t>(m_sources.size() - 1);
+}
+
+std::uint32_t FileTree::add_host_file(HostFile file)
+{
+    m_host_files.push_back(std::move(file));
+    return static_cast<std::uint32_t>(m_host_files.size() - 1);
+}
+
+std::uint32_t FileTree::add_inline(Bytes bytes)
+{
+    m_inline.push_back(std::move(bytes));
+    return static_cast<std::uint32_t>(m_inline.size() - 1);
+}
+
+std::uint64_t FileTree::content_bytes() const
+{
+    std::uint64_t total = 0;
+    std::unordered_set<std::uint64_t> seen;
+    for (auto const& [path, node] : m_nodes) {
+        if (node.type != NodeType::Regular)
+            continue;
+        if (seen.insert(node.inode).second)
+            total += node.size;
+    }
+    return total;
+}
+
+ErrorOr<void> apply_layer(FileTree& tree, std::string const& mount, ByteSource layer)
+{
+    auto const* mount_node = tree.find(mount);
+    if (mount.empty() || !mount_node || mount_node->type != NodeType::Directory)
+        return Error::from_code(Failure::Malformed, fmt::format("layer mount point '{}' is not a directory", mount));
+
+    // Read every header first: OCI whiteouts apply to lower layers only,
+    // before any of this layer's own entries.
+    struct Pending {
+        TarEntry entry;
+        std::string relative;
+    };
+    std::vector<Pending> pending;
+    TarReader reader(layer);
+    while (auto entry = TRY(reader.next())) {
+        if (pending.size() >= MAX_TREE_ENTRIES)
+            return Error::from_code(Failure::LimitExceeded, fmt::format("a layer has more than {} entries", MAX_TREE_ENTRIES));
+        auto relative = normalize_path(entry->path);
+        if (relative.is_error())
+            return relative.release_error().context("layer entry");
+        pending.push_back({ std::move(*entry), relative.release_value() });
+    }
+
+    std::vector<Pending*> additions;
+    additions.reserve(pending.size());
+    for (auto& item : pending) {
+        auto [parent, base] = split_last(item.relative);
+        // aufs bookkeeping (.wh..wh.plnk/..., .wh..wh.aufs): not part of the image.
+        if (parent.starts_with(AUFS_META_PREFIX) || parent.find(fmt::format("/{}", AUFS_META_PREFIX)) != std::string_view::npos)
+            continue;
+        if (!base.starts_with(WHITEOUT_PREFIX)) {
+            additions.push_back(&item);
+            continue;
+        }
+        if (base == OPAQUE_WHITEOUT) {
+            auto directory = join(mount, parent);
+            TRY(tree.check_ancestors(directory));
+            auto const* node = tree.find(directory);
+            if (node && node->type == NodeType::Directory)
+                tree.remove_children(directory);
+            continue;
+        }
+        if (base.starts_with(AUFS_META_PREFIX))
+            continue;
+        auto name = base.substr(WHITEOUT_PREFIX.size());
+        if (name.empty() || name == "." || name == "..")
+            return Error::from_code(Failure::PathEscape, fmt::format("path escape: whiteout '{}' names no file in its directory", item.entry.path));
+        auto target = join(mount, parent.empty() ? std::string(name) : fmt::format("{}/{}", parent, name));
+        TRY(tree.check_ancestors(target));
+        tree.remove(target);
+    }
+
+    std::uint32_t source_index = tree.add_source(std::move(layer));
+    for (auto* item : additions) {
+        auto const& entry = item->entry;
+        auto key = join(mount, item->relative);
+        Node node;
+        node.mode = entry.mode;
+        node.uid = entry.uid;
+        node.gid = entry.gid;
+        switch (entry.type) {
+        case TarEntry::Type::Directory:
+            node.type = NodeType::Directory;
+            break;
+        case TarEntry::Type::Regular:
+            if (entry.size > MAX_FILE_SIZE)
+                return Error::from_code(Failure::LimitExceeded,
+                    fmt::format("'{}' is {} bytes; newc cpio holds files up to {} bytes", entry.path, entry.size, MAX_FILE_SIZE));
+            node.type = NodeType::Regular;
+            node.size = entry.size;
+            node.content = { Content::Kind::Source, source_index, entry.data_offset };
+            node.inode = tree.new_inode();
+            break;
+        case TarEntry::Type::Symlink:
+            node.type = NodeType::Symlink;
+            node.link_target = entry.link_target;
+            node.size = entry.link_target.size();
+            break;
+        case TarEntry::Type::CharDevice:
+        case TarEntry::Type::BlockDevice:
+            node.type = entry.type == TarEntry::Type::CharDevice ? NodeType::CharDevice : NodeType::BlockDevice;
+            node.rdev_major = entry.device_major;
+            node.rdev_minor = entry.device_minor;
+            break;
+        case TarEntry::Type::Fifo:
+            node.type = NodeType::Fifo;
+            break;
+        case TarEntry::Type::HardLink: {
+            auto target_relative = normalize_path(entry.link_target);
+            if (target_relative.is_error())
+                return target_relative.release_error().context(fmt::format("hard link '{}'", entry.path));
+            auto target = join(mount, target_relative.value());
+            TRY(tree.check_ancestors(target));
+            auto const* linked = tree.find(target);
+            if (!linked)
+                return Error::from_code(Failure::NotFound,
+                    fmt::format("hard link '{}' points to '{}', which is not in the image", entry.path, entry.link_target));
+            if (linked->type == NodeType::Directory)
+                return Error::from_code(Failure::Malformed, fmt::format("hard link '{}' points to a directory", entry.path));
+            node = *linked;
+            // newc can only share regular files' data (the kernel's
+            // initramfs links S_ISREG entries only); other types are copied.
+            if (node.type != NodeType::Regular)
+                node.inode = 0;
+            break;
+        }
+        }
+        if (item->relative.empty()) {
+            if (node.type != NodeType::Directory)
+                return Error::from_code(Failure::Malformed, fmt::format("layer root entry '{}' is not a directory", entry.path));
+            TRY(tree.put(mount, std::move(node)));
+            continue;
+        }
+        TRY(tree.put(key, std::move(node)));
+    }
+    return {};
+}
+
+} // namespace qtbox::image
