@@ -236,24 +236,36 @@ public:
         UniqueFd fd;
         bool readable { false };
         bool writable { false };
+        // The peer's EOF (or an error) is known: read until recv says 0.
+        bool hung_up { false };
         bool tcp { false };
     };
 
-    // One direction: bytes read from `from` wait in a pipe (or a buffer)
+    // One direction: bytes read from `from` wait in a buffer or a pipe
     // until `to` takes them.
+    //
+    // A direction starts in copy mode (recv/send through a small buffer):
+    // for request/response traffic that is the fewest system calls, since a
+    // short read proves the socket drained. A read that fills the whole
+    // buffer shows bulk traffic; once the buffer is empty the direction
+    // moves to a pipe and splice(2), which never copies the bytes through
+    // user space. Without a pipe (descriptor limits) it stays in copy mode
+    // with a larger buffer.
     struct Flow {
         Side* from { nullptr };
         Side* to { nullptr };
         std::optional<Pipe> pipe;
         std::unique_ptr<std::uint8_t[]> buffer;
+        std::size_t buffer_size { SMALL_BUFFER_SIZE };
         std::size_t head { 0 };
         std::size_t tail { 0 };
         std::size_t pending { 0 };
+        bool bulk { false };
         bool eof { false };
         bool shut { false };
         std::uint64_t bytes { 0 };
 
-        std::size_t capacity() const { return pipe ? pipe->capacity : COPY_BUFFER_SIZE; }
+        std::size_t capacity() const { return pipe ? pipe->capacity : buffer_size; }
     };
 
     Connection(Impl& impl, std::uint64_t id, std::shared_ptr<Route const> route, UniqueFd client, bool client_tcp, std::string peer)
@@ -426,22 +438,11 @@ public:
     {
         m_phase = Phase::Open;
         m_last_activity = Clock::now();
-        for (auto* flow : { &m_up, &m_down }) {
-            flow->pipe = m_impl.take_pipe();
-            if (!flow->pipe)
-                flow->buffer = std::make_unique<std::uint8_t[]>(COPY_BUFFER_SIZE);
-        }
         if (!early.empty()) {
-            if (m_down.pipe) {
-                ssize_t n = ::write(m_down.pipe->write.get(), early.data(), early.size());
-                if (n != static_cast<ssize_t>(early.size())) {
-                    finish("target_error", "cannot queue the bytes after the handshake", true);
-                    return;
-                }
-            } else {
-                std::memcpy(m_down.buffer.get(), early.data(), early.size());
-                m_down.tail = early.size();
-            }
+            // At most MAX_HANDSHAKE_LINE bytes: they fit the small buffer.
+            m_down.buffer = std::make_unique<std::uint8_t[]>(m_down.buffer_size);
+            std::memcpy(m_down.buffer.get(), early.data(), early.size());
+            m_down.tail = early.size();
             m_down.pending = early.size();
         }
         if (pump(m_up))
@@ -454,6 +455,8 @@ public:
             return;
         if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
             side.readable = true;
+        if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+            side.hung_up = true;
         if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
             side.writable = true;
         if (&side == &m_target && m_phase == Phase::Connecting) {
@@ -514,6 +517,18 @@ public:
                     return false;
                 }
             }
+            if (flow.pending == 0 && !flow.pipe) {
+                // An empty buffer is given back (idle connections hold no
+                // user memory); bulk traffic moves on to splice here.
+                flow.buffer.reset();
+                flow.head = flow.tail = 0;
+                if (flow.bulk) {
+                    flow.bulk = false;
+                    flow.pipe = m_impl.take_pipe();
+                    if (!flow.pipe)
+                        flow.buffer_size = COPY_BUFFER_SIZE;
+                }
+            }
             if (flow.eof && flow.pending == 0 && !flow.shut) {
                 // Everything before the EOF is delivered: pass the EOF on.
                 ::shutdown(flow.to->fd.get(), SHUT_WR);
@@ -525,17 +540,29 @@ public:
             }
             if (!flow.eof && flow.from->readable && flow.pending < flow.capacity()) {
                 ssize_t n;
+                std::size_t wanted = flow.capacity() - flow.pending;
                 if (flow.pipe) {
-                    n = ::splice(flow.from->fd.get(), nullptr, flow.pipe->write.get(), nullptr, flow.capacity() - flow.pending, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+                    n = ::splice(flow.from->fd.get(), nullptr, flow.pipe->write.get(), nullptr, wanted, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
                 } else {
-                    if (flow.tail == COPY_BUFFER_SIZE) {
+                    if (!flow.buffer)
+                        flow.buffer = std::make_unique<std::uint8_t[]>(flow.buffer_size);
+                    if (flow.tail == flow.buffer_size) {
                         std::memmove(flow.buffer.get(), flow.buffer.get() + flow.head, flow.tail - flow.head);
                         flow.tail -= flow.head;
                         flow.head = 0;
                     }
-                    n = ::recv(flow.from->fd.get(), flow.buffer.get() + flow.tail, COPY_BUFFER_SIZE - flow.tail, 0);
-                    if (n > 0)
+                    wanted = flow.buffer_size - flow.tail;
+                    n = ::recv(flow.from->fd.get(), flow.buffer.get() + flow.tail, wanted, 0);
+                    if (n > 0) {
                         flow.tail += static_cast<std::size_t>(n);
+                        if (static_cast<std::size_t>(n) == flow.buffer_size)
+                            flow.bulk = true;
+                        // A short read from a stream socket means it is
+                        // drained; new data brings a new edge. Not after
+                        // RDHUP: the EOF that follows brings none.
+                        if (static_cast<std::size_t>(n) < wanted && !flow.from->hung_up)
+                            flow.from->readable = false;
+                    }
                 }
                 if (n > 0) {
                     flow.pending += static_cast<std::size_t>(n);
@@ -548,7 +575,7 @@ public:
                     // With bytes in the pipe, EAGAIN may mean the pipe ran out
                     // of slots rather than the socket out of data: keep the
                     // side readable and try again after the next drain.
-                    if (flow.pending == 0)
+                    if (flow.pending == 0 || !flow.pipe)
                         flow.from->readable = false;
                 } else if (errno == EINTR) {
                     progress = true;

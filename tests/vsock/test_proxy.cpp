@@ -160,7 +160,6 @@ TEST_CASE("proxy: an enclave that refuses CONNECT, or is not running, ends only 
         CHECK(error == ECONNRESET);
         CHECK(Clock::now() - started < std::chrono::seconds(2));
     }
-    CHECK(proxy.proxy().connection_count() == 0);
 }
 
 TEST_CASE("proxy: an upstream that is down closes the client at once and the proxy goes on")

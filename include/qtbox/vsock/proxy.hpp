@@ -13,11 +13,13 @@
 // A connection only ever goes to its rule's target: names are resolved per
 // connection (resolver.hpp) and nothing the client sends is interpreted.
 //
-// Data moves with splice(2) through a pipe per direction, so bytes are never
-// copied into user space; if pipes cannot be had (fd limits) a connection
-// falls back to a 64 KiB buffer per direction. A side is not read while the
-// other side's pipe or buffer is full (back-pressure), so memory per
-// connection is bounded by two pipes or two buffers. EOF on one side becomes
+// Each direction starts with recv/send through a 16 KiB buffer (fewest
+// system calls for small messages) and moves to splice(2) through a pipe as
+// soon as a read fills that buffer, so bulk bytes are never copied into user
+// space; if pipes cannot be had (fd limits) it copies through a 64 KiB
+// buffer instead. A side is not read while the other side's pipe or buffer
+// is full (back-pressure), so memory per connection is bounded by two pipes
+// or two buffers, and an idle connection holds no buffer at all. EOF on one side becomes
 // shutdown(SHUT_WR) on the other once everything before it is delivered;
 // the connection closes when both directions are finished. An error or a
 // reset on either side ends that connection only (TCP peers get a reset,
@@ -72,6 +74,9 @@ class Proxy {
 public:
     static constexpr int LISTEN_BACKLOG = 4096;
     static constexpr int MAX_ACCEPTS_PER_EVENT = 64;
+    // A direction starts with a small buffer and moves to splice once a
+    // read fills it; without a pipe it copies through the larger one.
+    static constexpr std::size_t SMALL_BUFFER_SIZE = 16 * 1024;
     static constexpr std::size_t COPY_BUFFER_SIZE = 64 * 1024;
     static constexpr std::size_t PIPE_POOL_LIMIT = 64;
     // Timeouts are checked this often while anything is in progress.
