@@ -1,7 +1,7 @@
 #include <qtbox/kvm/system.hpp>
 #include <qtbox/kvm/vm.hpp>
 
-#include "flexible.hpp"
+#include "abi.hpp"
 
 #include <fmt/format.h>
 
@@ -51,26 +51,24 @@ ErrorOr<std::vector<kvm_cpuid_entry2>> System::supported_cpuid() const
 {
     // kvm_cpuid2 ends in a flexible array: allocate the header plus room
     // for the bound, as raw storage aligned for the struct.
-    Flexible<kvm_cpuid2, kvm_cpuid_entry2> storage(MAX_CPUID_ENTRIES);
-    auto* cpuid = storage.get();
-    cpuid->nent = MAX_CPUID_ENTRIES;
-    if (::ioctl(m_fd.get(), KVM_GET_SUPPORTED_CPUID, cpuid) < 0)
+    abi::Flexible<kvm_cpuid_entry2> cpuid(abi::CPUID2_HEADER_SIZE, MAX_CPUID_ENTRIES);
+    cpuid.set_count(MAX_CPUID_ENTRIES);
+    if (::ioctl(m_fd.get(), abi::GET_SUPPORTED_CPUID, cpuid.data()) < 0)
         return Error::from_errno("KVM_GET_SUPPORTED_CPUID");
-    if (cpuid->nent > MAX_CPUID_ENTRIES)
+    if (cpuid.count() > MAX_CPUID_ENTRIES)
         return Error::from_string("KVM_GET_SUPPORTED_CPUID: the kernel returned more entries than asked for");
-    return std::vector<kvm_cpuid_entry2>(cpuid->entries, cpuid->entries + cpuid->nent);
+    return std::vector<kvm_cpuid_entry2>(cpuid.entries(), cpuid.entries() + cpuid.count());
 }
 
 ErrorOr<std::vector<std::uint32_t>> System::msr_index_list() const
 {
-    Flexible<kvm_msr_list, std::uint32_t> storage(MAX_MSR_INDICES);
-    auto* list = storage.get();
-    list->nmsrs = MAX_MSR_INDICES;
-    if (::ioctl(m_fd.get(), KVM_GET_MSR_INDEX_LIST, list) < 0)
+    abi::Flexible<std::uint32_t> list(abi::MSR_LIST_HEADER_SIZE, MAX_MSR_INDICES);
+    list.set_count(MAX_MSR_INDICES);
+    if (::ioctl(m_fd.get(), abi::GET_MSR_INDEX_LIST, list.data()) < 0)
         return Error::from_errno("KVM_GET_MSR_INDEX_LIST");
-    if (list->nmsrs > MAX_MSR_INDICES)
+    if (list.count() > MAX_MSR_INDICES)
         return Error::from_string("KVM_GET_MSR_INDEX_LIST: the kernel returned more entries than asked for");
-    return std::vector<std::uint32_t>(list->indices, list->indices + list->nmsrs);
+    return std::vector<std::uint32_t>(list.entries(), list.entries() + list.count());
 }
 
 ErrorOr<std::size_t> System::vcpu_mmap_size() const

@@ -1,6 +1,6 @@
 #include <qtbox/kvm/vcpu.hpp>
 
-#include "flexible.hpp"
+#include "abi.hpp"
 
 #include <fmt/format.h>
 
@@ -121,27 +121,25 @@ ErrorOr<void> Vcpu::set_fpu(kvm_fpu const& fpu)
 
 ErrorOr<void> Vcpu::set_cpuid(std::span<kvm_cpuid_entry2 const> entries)
 {
-    Flexible<kvm_cpuid2, kvm_cpuid_entry2> storage(entries.size());
-    auto* cpuid = storage.get();
-    cpuid->nent = static_cast<__u32>(entries.size());
-    std::memcpy(cpuid->entries, entries.data(), entries.size_bytes());
-    if (::ioctl(m_fd.get(), KVM_SET_CPUID2, cpuid) < 0)
+    abi::Flexible<kvm_cpuid_entry2> cpuid(abi::CPUID2_HEADER_SIZE, entries.size());
+    cpuid.set_count(static_cast<std::uint32_t>(entries.size()));
+    std::memcpy(cpuid.entries(), entries.data(), entries.size_bytes());
+    if (::ioctl(m_fd.get(), abi::SET_CPUID2, cpuid.data()) < 0)
         return Error::from_errno("KVM_SET_CPUID2");
     return {};
 }
 
 ErrorOr<void> Vcpu::set_msrs(std::span<std::pair<std::uint32_t, std::uint64_t> const> msrs)
 {
-    Flexible<kvm_msrs, kvm_msr_entry> storage(msrs.size());
-    auto* list = storage.get();
-    list->nmsrs = static_cast<__u32>(msrs.size());
+    abi::Flexible<kvm_msr_entry> list(abi::MSRS_HEADER_SIZE, msrs.size());
+    list.set_count(static_cast<std::uint32_t>(msrs.size()));
     for (std::size_t i = 0; i < msrs.size(); ++i) {
-        list->entries[i].index = msrs[i].first;
-        list->entries[i].data = msrs[i].second;
+        list.entries()[i].index = msrs[i].first;
+        list.entries()[i].data = msrs[i].second;
     }
     // KVM_SET_MSRS returns how many entries it set, stopping at the first
     // one it refuses.
-    int done = ::ioctl(m_fd.get(), KVM_SET_MSRS, list);
+    int done = ::ioctl(m_fd.get(), abi::SET_MSRS, list.data());
     if (done < 0)
         return Error::from_errno("KVM_SET_MSRS");
     if (static_cast<std::size_t>(done) != msrs.size())

@@ -1,0 +1,121 @@
+// vmm: the tiny KVM VMM that runs ONE enclave (DESIGN.md "Boot path";
+// SPEC §11). Normally started by `qt enclave start`; usable alone to debug
+// an image or a kernel.
+//
+// See: SPEC §2 (PCRs), §3 (EIF, memory rule, default cmdline), §10, §11;
+// ../reference/vmm.md; man/vmm.1.
+#include <qtbox/base/applet.hpp>
+#include <qtbox/base/log.hpp>
+#include <qtbox/base/sys.hpp>
+#include <qtbox/boot/layout.hpp>
+#include <qtbox/kvm/system.hpp>
+#include <qtbox/vmm/launch.hpp>
+#include <qtbox/vmm/machine.hpp>
+
+#include <csignal>
+#include <fcntl.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+QT_APPLET(vmm, "vmm", "Run one enclave in a KVM virtual machine");
+
+namespace {
+
+using namespace qtbox;
+
+// Exit statuses (man/vmm.1 "EXIT STATUS").
+constexpr int EXIT_START_FAILED = 1;
+constexpr int EXIT_GUEST_CRASHED = 3;
+constexpr int EXIT_VMM_FAILED = 4;
+
+std::string kvm_hint(Error const& error)
+{
+    if (error.is(kvm::Failure::DeviceMissing))
+        return " (hint: load kvm-intel or kvm-amd and enable VT-x/AMD-V in the firmware; inside a VM, enable nested virtualization)";
+    if (error.is(kvm::Failure::NoPermission))
+        return " (hint: add this user to the group that owns the KVM device, usually 'kvm', or run as root)";
+    return {};
+}
+
+int exit_status(vmm::Outcome const& outcome)
+{
+    switch (outcome.stop) {
+    case vmm::Stop::GuestReset:
+        log::info("enclave stopped: the guest rebooted");
+        return 0;
+    case vmm::Stop::GuestPanic:
+        log::error("guest kernel panic: {}", outcome.detail.empty() ? "(no panic line on the console)" : outcome.detail);
+        return EXIT_GUEST_CRASHED;
+    case vmm::Stop::TripleFault:
+        log::error("guest crashed: {}", outcome.detail);
+        return EXIT_GUEST_CRASHED;
+    case vmm::Stop::Signal:
+        log::error("{}; the enclave was stopped", outcome.detail);
+        return 128 + outcome.signal;
+    case vmm::Stop::Failure:
+        log::error("{}", outcome.detail);
+        return EXIT_VMM_FAILED;
+    }
+    return EXIT_VMM_FAILED;
+}
+
+} // namespace
+
+int vmm_main(int argc, char** argv)
+{
+    // Guest memory and, later, the attestation key live in this process:
+    // no core dumps, no ptrace by the same user (DESIGN.md).
+    ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    // A closed console pipe must not kill the VMM (the console is dropped).
+    ::signal(SIGPIPE, SIG_IGN);
+    // Reading the console input from a terminal while in the background
+    // must fail (EIO ends the input), not stop the VMM.
+    ::signal(SIGTTIN, SIG_IGN);
+    ::signal(SIGTTOU, SIG_IGN);
+
+    CLI::App app;
+    configure_app(app, "Run one enclave in a KVM virtual machine: boot an EIF, or a kernel and initrds.");
+    vmm::LaunchOptions options;
+    auto* eif = app.add_option("--eif", options.eif, "Enclave image file to boot (CRC, signature and PCRs checked first)");
+    auto* kernel = app.add_option("--kernel", options.kernel, "Raw mode: bzImage to boot");
+    auto* initrd = app.add_option("--initrd", options.initrds, "Raw mode: initrd (newc cpio); repeat for more, loaded in order");
+    auto* cmdline = app.add_option("--cmdline", options.cmdline, "Raw mode: kernel command line");
+    eif->excludes(kernel)->excludes(initrd)->excludes(cmdline);
+    app.add_option("--cpus", options.cpus, "Number of vCPUs")->capture_default_str()->check(CLI::Range(1u, vmm::MAX_VCPUS));
+    app.add_option("--mem", options.memory_mib, "Guest memory in MiB (at least 128 and 4 times the image size)")->capture_default_str();
+    app.add_option("--console", options.console,
+        "Guest console: a file (appended), '-' for stdout (with stdin as input), or 'none'; default '-' in raw mode and debug mode, else 'none'");
+    app.add_flag("--debug-mode", options.debug_mode, "Debug enclave: allow its console to be seen");
+    if (auto status = parse_command_line(app, argc, argv))
+        return *status;
+    if (options.eif.empty() && options.kernel.empty()) {
+        log::error("give --eif FILE, or --kernel FILE --initrd FILE --cmdline TEXT");
+        return EXIT_USAGE;
+    }
+    if (!options.kernel.empty() && (options.initrds.empty() || cmdline->count() == 0)) {
+        log::error("raw mode needs --kernel, at least one --initrd, and --cmdline");
+        return EXIT_USAGE;
+    }
+
+    // Everything about the inputs is checked before KVM is opened, so a bad
+    // image fails the same way on a machine without KVM.
+    auto prepared = vmm::prepare_launch(options);
+    if (prepared.is_error())
+        return report(prepared.error(), prepared.error().is(vmm::LaunchFailure::Usage) ? EXIT_USAGE : EXIT_START_FAILED);
+    auto& launch = *prepared.value();
+
+    char const* device = std::getenv("QTBOX_KVM_DEVICE");
+    auto system = kvm::System::open(device && *device ? device : kvm::DEFAULT_DEVICE);
+    if (system.is_error()) {
+        log::error("{}{}", system.error().message(), kvm_hint(system.error()));
+        return EXIT_START_FAILED;
+    }
+    auto machine = vmm::Machine::create(system.value(), launch.machine);
+    if (machine.is_error())
+        return report(machine.error(), EXIT_START_FAILED);
+    launch.release_inputs();
+    auto outcome = machine.value()->run();
+    if (outcome.is_error())
+        return report(outcome.error(), EXIT_VMM_FAILED);
+    return exit_status(outcome.value());
+}

@@ -1,0 +1,54 @@
+// From `vmm` command-line options to a MachineConfig (SPEC §11): read and
+// check every input before anything touches KVM or guest memory: the
+// kernel's boot header, the command line, the SPEC §3 memory rule, the
+// console destination, and for an EIF its CRC, signature and PCRs.
+#pragma once
+
+#include <qtbox/base/bytes.hpp>
+#include <qtbox/base/error.hpp>
+#include <qtbox/base/fd.hpp>
+#include <qtbox/vmm/machine.hpp>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace qtbox::vmm {
+
+enum class LaunchFailure {
+    Usage = 1,      // options that contradict each other or SPEC §11
+    BadImage,       // kernel, initrd or EIF unusable
+    MemoryTooSmall, // below the SPEC §3 rule
+};
+
+struct LaunchOptions {
+    std::string eif;
+    std::string kernel;
+    std::vector<std::string> initrds;
+    std::string cmdline;
+    std::uint32_t cpus { 2 };
+    std::uint64_t memory_mib { 1024 };
+    std::string console; // empty: the mode's default
+    bool debug_mode { false };
+};
+
+// SPEC §3: at least 128 MiB and at least 4 times the image (the EIF file,
+// or kernel + initrds + cmdline in raw mode), in whole MiB.
+std::uint64_t minimum_memory_mib(std::uint64_t image_bytes);
+
+struct Launch {
+    Bytes kernel;
+    std::vector<UniqueFd> initrd_files; // raw mode, in order
+    UniqueFd console;
+    MachineConfig machine;
+    std::uint64_t image_bytes { 0 };
+
+    // Frees the kernel copy and closes the inputs once the guest is loaded.
+    void release_inputs();
+};
+
+// The result refers to itself (the machine config reads its kernel and
+// initrd files), hence the pointer.
+ErrorOr<std::unique_ptr<Launch>> prepare_launch(LaunchOptions const& options);
+
+} // namespace qtbox::vmm

@@ -1,0 +1,77 @@
+// The VMM proper (STYLE.md "src/vmm"): Machine::create turns a config into
+// a KVM VM with guest memory, an in-kernel irqchip and PIT, COM1 and the
+// i8042 reset line, loads the guest, and sets every vCPU up for the 64-bit
+// entry; Machine::run starts one thread per vCPU and runs the event loop
+// (console input and flushing, termination signals) on the caller's thread
+// until the guest stops.
+//
+// How a run ends (Outcome::stop):
+//   GuestReset     the guest rebooted (0xFE on port 0x64): the normal end
+//                  of an enclave, whose init reboots when the app exits
+//   GuestPanic     the console showed "Kernel panic - not syncing"; the VM
+//                  is stopped when the guest resets or PANIC_GRACE later
+//   TripleFault    KVM_EXIT_SHUTDOWN
+//   Signal         SIGTERM, SIGINT or SIGHUP reached the VMM
+//   Failure        KVM refused to run a vCPU or an exit cannot be handled
+#pragma once
+
+#include <qtbox/base/bytes.hpp>
+#include <qtbox/base/error.hpp>
+#include <qtbox/kvm/system.hpp>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace qtbox::vmm {
+
+struct MachineConfig {
+    ByteView kernel; // bzImage; only needed during create()
+    std::vector<std::uint64_t> initrd_sizes;
+    // Called once during create() with the guest bytes reserved for each
+    // initrd (in order, each exactly its size) to fill them in place.
+    std::function<ErrorOr<void>(std::span<std::span<std::uint8_t> const>)> fill_initrds;
+    std::string cmdline;
+    std::uint32_t cpus { 1 };
+    std::uint64_t memory_bytes { 0 };
+    int console_fd { -1 }; // guest console output; -1 discards it
+    int input_fd { -1 };   // host bytes for the guest's COM1; -1 for none
+    bool seccomp { true }; // per-thread seccomp filters once running
+};
+
+enum class Stop { GuestReset, GuestPanic, TripleFault, Signal, Failure };
+
+struct Outcome {
+    Stop stop { Stop::Failure };
+    int signal { 0 };
+    std::string detail;
+};
+
+// After the panic banner, how long the guest has to reboot by itself.
+constexpr std::chrono::seconds PANIC_GRACE { 5 };
+// Most vCPUs one VM may have (the MADT's xAPIC IDs; see boot/acpi.hpp).
+constexpr std::uint32_t MAX_VCPUS = 254;
+
+class Machine {
+public:
+    static ErrorOr<std::unique_ptr<Machine>> create(kvm::System const& system, MachineConfig const& config);
+    ~Machine();
+    Machine(Machine const&) = delete;
+    Machine& operator=(Machine const&) = delete;
+
+    // Blocks SIGTERM/SIGINT/SIGHUP for the process (they are read from a
+    // signalfd), starts the vCPU threads and returns when the VM stopped
+    // and every thread has been joined.
+    ErrorOr<Outcome> run();
+
+    struct State;
+
+private:
+    explicit Machine(std::unique_ptr<State> state);
+    std::unique_ptr<State> m_state;
+};
+
+} // namespace qtbox::vmm

@@ -1,0 +1,26 @@
+// Per-thread seccomp allow-lists for the VMM once the VM is built (DESIGN.md
+// "The trust picture"; vmm.md §7, after Firecracker's per-thread filters).
+// vCPU threads run guest code from their first KVM_RUN, so they get the
+// smallest list: KVM_RUN and nothing else from the KVM API, writes only to
+// the fds they need, memory management without PROT_EXEC, futexes, and
+// thread exit. The event-loop thread additionally polls, reads its input
+// fds, kicks vCPU threads and closes fds while tearing down.
+//
+// A call outside the list raises SIGSYS; the handler writes one line naming
+// the system call to stderr and exits with EXIT_SECCOMP, so a violation is
+// never silent and never continues.
+#pragma once
+
+#include <qtbox/base/error.hpp>
+
+#include <span>
+
+namespace qtbox::vmm {
+
+constexpr int EXIT_SECCOMP = 159; // 128 + SIGSYS
+
+// `write_fds`: the only fds the thread may write (console, event fds, stderr).
+ErrorOr<void> install_vcpu_filter(std::span<int const> write_fds);
+ErrorOr<void> install_event_loop_filter(std::span<int const> write_fds);
+
+} // namespace qtbox::vmm

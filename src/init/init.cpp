@@ -1,0 +1,398 @@
+// The half of init that touches the system (see init.hpp for the steps).
+#include <qtbox/base/log.hpp>
+#include <qtbox/base/sys.hpp>
+#include <qtbox/init/init.hpp>
+
+#include <fmt/format.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <dirent.h>
+#include <fcntl.h>
+#include <linux/module.h>
+#include <optional>
+#include <net/if.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/reboot.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <unistd.h>
+#include <zlib.h>
+
+namespace qtbox::init {
+
+namespace {
+
+ErrorOr<void> ensure_directory(std::string const& path, mode_t mode)
+{
+    struct stat st {};
+    if (::lstat(path.c_str(), &st) == 0) {
+        if (S_ISLNK(st.st_mode))
+            return Error::from_string(fmt::format("{} is a symbolic link, not a directory", path), ELOOP);
+        if (!S_ISDIR(st.st_mode))
+            return Error::from_string(fmt::format("{} is not a directory", path), ENOTDIR);
+        return {};
+    }
+    if (::mkdir(path.c_str(), mode) < 0 && errno != EEXIST)
+        return Error::from_errno(fmt::format("mkdir {}", path));
+    // mkdir applies the umask; the sticky /tmp needs its mode exactly.
+    if (::chmod(path.c_str(), mode) < 0)
+        return Error::from_errno(fmt::format("chmod {}", path));
+    return {};
+}
+
+ErrorOr<void> mount_fs(char const* source, std::string const& target, char const* type, unsigned long flags,
+    char const* data)
+{
+    if (::mount(source, target.c_str(), type, flags, data) < 0)
+        return Error::from_errno(fmt::format("mount {} on {}", type ? type : source, target));
+    return {};
+}
+
+ErrorOr<std::string> read_optional(std::string const& path)
+{
+    auto bytes = sys::read_file(path, MAX_LIST_FILE_SIZE);
+    if (bytes.is_error()) {
+        if (bytes.error().is_errno() && bytes.error().code() == ENOENT)
+            return std::string();
+        return bytes.release_error();
+    }
+    return std::string(as_chars(bytes.value()));
+}
+
+// Loads a module image from memory (init_module), for gzip modules the
+// kernel cannot decompress itself.
+ErrorOr<void> load_gzip_module(std::string const& path)
+{
+    auto compressed = TRY(sys::read_file(path, MAX_MODULE_SIZE));
+    z_stream stream {};
+    if (inflateInit2(&stream, 16 + MAX_WBITS) != Z_OK)
+        return Error::from_string(fmt::format("{}: zlib initialisation failed", path), ENOMEM);
+    Bytes image(std::min<std::size_t>(compressed.size() * 4 + 4096, MAX_MODULE_SIZE));
+    stream.next_in = compressed.data();
+    stream.avail_in = static_cast<uInt>(compressed.size());
+    int rc = Z_OK;
+    while (rc == Z_OK) {
+        if (stream.total_out == image.size()) {
+            if (image.size() == MAX_MODULE_SIZE)
+                break;
+            image.resize(std::min(image.size() * 2, MAX_MODULE_SIZE));
+        }
+        stream.next_out = image.data() + stream.total_out;
+        stream.avail_out = static_cast<uInt>(image.size() - stream.total_out);
+        rc = inflate(&stream, Z_NO_FLUSH);
+    }
+    std::size_t length = stream.total_out;
+    inflateEnd(&stream);
+    if (rc != Z_STREAM_END)
+        return Error::from_string(fmt::format("{}: {}", path,
+            rc == Z_OK ? fmt::format("larger than {} MiB once decompressed", MAX_MODULE_SIZE >> 20) : "corrupt gzip data"), EINVAL);
+    if (::syscall(SYS_init_module, image.data(), length, "") < 0 && errno != EEXIST)
+        return Error::from_errno(fmt::format("init_module {}", path));
+    return {};
+}
+
+// Removes everything below `directory_fd` that lives on `device`, leaving
+// `keep` (a top-level name) alone. Used to free the initramfs before the
+// switch, as switch_root(8) does; mount points (other devices) are skipped.
+void remove_tree(int directory_fd, dev_t device, char const* keep)
+{
+    int fd = ::dup(directory_fd);
+    if (fd < 0)
+        return;
+    DIR* directory = ::fdopendir(fd);
+    if (!directory) {
+        ::close(fd);
+        return;
+    }
+    while (auto* entry = ::readdir(directory)) {
+        std::string_view name = entry->d_name;
+        if (name == "." || name == ".." || (keep && name == keep))
+            continue;
+        struct stat st {};
+        if (::fstatat(directory_fd, entry->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || st.st_dev != device)
+            continue;
+        if (S_ISDIR(st.st_mode)) {
+            int child = ::openat(directory_fd, entry->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            if (child >= 0) {
+                remove_tree(child, device, nullptr);
+                ::close(child);
+            }
+            ::unlinkat(directory_fd, entry->d_name, AT_REMOVEDIR);
+        } else {
+            ::unlinkat(directory_fd, entry->d_name, 0);
+        }
+    }
+    ::closedir(directory);
+}
+
+// execve with a PATH search in the app's own PATH (execvpe would use init's).
+[[noreturn]] void exec_app(AppConfig const& config)
+{
+    std::vector<char*> argv;
+    for (auto const& argument : config.argv)
+        argv.push_back(const_cast<char*>(argument.c_str()));
+    argv.push_back(nullptr);
+    std::vector<char*> envp;
+    for (auto const& entry : config.env)
+        envp.push_back(const_cast<char*>(entry.c_str()));
+    envp.push_back(nullptr);
+
+    std::string const& program = config.argv[0];
+    int error = ENOENT;
+    if (program.find('/') != std::string::npos) {
+        ::execve(program.c_str(), argv.data(), envp.data());
+        error = errno;
+    } else {
+        std::string path = path_of(config.env);
+        std::size_t start = 0;
+        while (start <= path.size()) {
+            auto colon = path.find(':', start);
+            std::string directory = path.substr(start, colon == std::string::npos ? std::string::npos : colon - start);
+            std::string candidate = (directory.empty() ? std::string(".") : directory) + "/" + program;
+            ::execve(candidate.c_str(), argv.data(), envp.data());
+            // Keep the most telling error: a file that exists but cannot run.
+            if (errno != ENOENT && errno != ENOTDIR)
+                error = errno;
+            if (colon == std::string::npos)
+                break;
+            start = colon + 1;
+        }
+    }
+    log::error("cannot run {}: {}", program, std::strerror(error));
+    ::_exit(error == ENOENT ? 127 : 126);
+}
+
+[[noreturn]] void reboot_now()
+{
+    // Let the console transmit what is queued (the app's last words and
+    // ours) before the kernel resets the machine.
+    ::tcdrain(STDERR_FILENO);
+    ::sync();
+    ::reboot(RB_AUTOBOOT);
+    // Still here: let the kernel panic ("Attempted to kill init"), which
+    // with panic=1 reboots as well.
+    ::_exit(1);
+}
+
+[[noreturn]] void fail(Error const& error)
+{
+    log::error("{}; rebooting", error.message());
+    reboot_now();
+}
+
+} // namespace
+
+ErrorOr<void> mount_early_filesystems()
+{
+    TRY(ensure_directory("/proc", 0555));
+    TRY(ensure_directory("/sys", 0555));
+    TRY(ensure_directory("/dev", 0755));
+    TRY(mount_fs("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr));
+    TRY(mount_fs("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr));
+    TRY(mount_fs("devtmpfs", "/dev", "devtmpfs", MS_NOSUID, "mode=0755"));
+    return {};
+}
+
+void attach_console()
+{
+    // The kernel opens /dev/console as fds 0-2 only when the initramfs has
+    // the node; eif-build puts it there, but a hand-made initrd may not.
+    if (::fcntl(STDERR_FILENO, F_GETFD) >= 0)
+        return;
+    int fd = ::open("/dev/console", O_RDWR | O_NOCTTY);
+    if (fd < 0)
+        return;
+    for (int target = 0; target <= 2; ++target) {
+        if (::fcntl(target, F_GETFD) < 0)
+            ::dup2(fd, target);
+    }
+    if (fd > 2)
+        ::close(fd);
+}
+
+ErrorOr<void> load_module(std::string const& path)
+{
+    auto fd = TRY(sys::open(path, O_RDONLY));
+    Compression compression = module_compression(path);
+    int flags = compression == Compression::None ? 0 : MODULE_INIT_COMPRESSED_FILE;
+    if (::syscall(SYS_finit_module, fd.get(), "", flags) == 0 || errno == EEXIST)
+        return {};
+    int error = errno;
+    // Without CONFIG_MODULE_DECOMPRESS the kernel answers EOPNOTSUPP (and
+    // before 5.17, EINVAL for the unknown flag). Debian 6.1 ships plain .ko
+    // files and no in-kernel decompressor; zlib is in qtbox, xz and zstd
+    // decoders are not.
+    if (compression != Compression::None && (error == EOPNOTSUPP || error == EINVAL)) {
+        if (compression == Compression::Gzip)
+            return load_gzip_module(path);
+        return Error::from_string(fmt::format("cannot load {}: this kernel cannot decompress {} modules "
+                                              "(CONFIG_MODULE_DECOMPRESS); build the image with plain .ko or .ko.gz files",
+                                      path, compression == Compression::Xz ? "xz" : "zstd"),
+            error);
+    }
+    return Error::from_errno(fmt::format("finit_module {}", path), error);
+}
+
+ErrorOr<void> bring_up_loopback()
+{
+    int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return Error::from_errno("socket for lo");
+    UniqueFd socket_fd(fd);
+    ifreq request {};
+    std::strncpy(request.ifr_name, "lo", IFNAMSIZ - 1);
+    if (::ioctl(fd, SIOCGIFFLAGS, &request) < 0)
+        return Error::from_errno("SIOCGIFFLAGS lo");
+    // Bringing lo up makes the kernel add 127.0.0.1/8 and ::1 itself.
+    request.ifr_flags = static_cast<short>(request.ifr_flags | IFF_UP);
+    if (::ioctl(fd, SIOCSIFFLAGS, &request) < 0)
+        return Error::from_errno("SIOCSIFFLAGS lo");
+    return {};
+}
+
+ErrorOr<AppConfig> read_app_config()
+{
+    auto cmd = TRY(read_optional("/cmd"));
+    auto env = TRY(read_optional("/env"));
+    auto workdir = TRY(read_optional("/workdir"));
+    return parse_app_config(cmd, env, workdir);
+}
+
+ErrorOr<void> switch_to_rootfs()
+{
+    std::string const root = NEW_ROOT;
+    struct stat old_root {};
+    if (::stat("/", &old_root) < 0)
+        return Error::from_errno("stat /");
+    TRY(ensure_directory(root, 0755));
+
+    for (char const* name : { "proc", "sys", "dev" }) {
+        TRY(ensure_directory(root + "/" + name, name == std::string_view("dev") ? 0755 : 0555));
+        TRY(mount_fs(fmt::format("/{}", name).c_str(), root + "/" + name, nullptr, MS_MOVE, nullptr));
+    }
+    TRY(ensure_directory(root + "/tmp", 01777));
+    TRY(mount_fs("tmpfs", root + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777"));
+    TRY(ensure_directory(root + "/run", 0755));
+    TRY(mount_fs("tmpfs", root + "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755"));
+    TRY(ensure_directory(root + "/dev/pts", 0755));
+    TRY(mount_fs("devpts", root + "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620"));
+    TRY(ensure_directory(root + "/dev/shm", 01777));
+    TRY(mount_fs("tmpfs", root + "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777"));
+
+    // Free the bootstrap files (init, modules, /cmd...): the old root is
+    // unreachable after the switch but would keep its memory.
+    int root_fd = ::open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (root_fd < 0)
+        return Error::from_errno("open /");
+    remove_tree(root_fd, old_root.st_dev, "rootfs");
+    ::close(root_fd);
+
+    TRY(mount_fs(root.c_str(), root, nullptr, MS_BIND | MS_REC, nullptr));
+    if (::chdir(root.c_str()) < 0)
+        return Error::from_errno(fmt::format("chdir {}", root));
+    TRY(mount_fs(".", "/", nullptr, MS_MOVE, nullptr));
+    if (::chroot(".") < 0)
+        return Error::from_errno("chroot");
+    if (::chdir("/") < 0)
+        return Error::from_errno("chdir /");
+    return {};
+}
+
+ErrorOr<int> run_app(AppConfig const& config)
+{
+    sigset_t watched;
+    sigemptyset(&watched);
+    for (int number : { SIGCHLD, SIGTERM, SIGINT, SIGHUP })
+        sigaddset(&watched, number);
+    sigset_t previous;
+    if (::sigprocmask(SIG_BLOCK, &watched, &previous) < 0)
+        return Error::from_errno("sigprocmask");
+
+    pid_t app = ::fork();
+    if (app < 0)
+        return Error::from_errno("fork");
+    if (app == 0) {
+        ::sigprocmask(SIG_SETMASK, &previous, nullptr);
+        ::setsid();
+        if (::chdir(config.working_dir.c_str()) < 0) {
+            // Docker creates a missing WorkingDir; so do we.
+            if (errno != ENOENT || sys::mkdir_p(config.working_dir, 0755).is_error()
+                || ::chdir(config.working_dir.c_str()) < 0) {
+                log::error("cannot enter the working directory {}: {}", config.working_dir, std::strerror(errno));
+                ::_exit(126);
+            }
+        }
+        exec_app(config);
+    }
+
+    for (;;) {
+        siginfo_t info {};
+        int number = ::sigwaitinfo(&watched, &info);
+        if (number < 0) {
+            if (errno == EINTR)
+                continue;
+            return Error::from_errno("sigwaitinfo");
+        }
+        if (number == SIGCHLD) {
+            int status = 0;
+            pid_t reaped;
+            std::optional<int> app_status;
+            // Reap everything: orphans of the app are re-parented to us.
+            while ((reaped = ::waitpid(-1, &status, WNOHANG)) > 0) {
+                if (reaped == app)
+                    app_status = status;
+            }
+            if (app_status)
+                return *app_status;
+            continue;
+        }
+        // SIGTERM/SIGINT/SIGHUP for PID 1 mean "stop the enclave's app".
+        ::kill(app, number == SIGHUP ? SIGHUP : SIGTERM);
+    }
+}
+
+void run()
+{
+    log::set_program("init");
+    if (auto mounted = mount_early_filesystems(); mounted.is_error()) {
+        attach_console();
+        fail(mounted.error());
+    }
+    attach_console();
+
+    auto list = read_optional(MODULE_LIST);
+    if (list.is_error())
+        fail(list.release_error().context(fmt::format("reading {}", MODULE_LIST)));
+    auto modules = parse_module_list(list.value());
+    if (modules.is_error())
+        fail(modules.error());
+    for (auto const& path : modules.value()) {
+        if (auto loaded = load_module(path); loaded.is_error())
+            fail(loaded.error());
+    }
+    if (auto up = bring_up_loopback(); up.is_error())
+        fail(up.error());
+
+    // The vsock issue adds here: the heartbeat to CID 3 port 9000 (with the
+    // parent's clock) and qtsm-server, neither of which the app waits for.
+
+    auto config = read_app_config();
+    if (config.is_error())
+        fail(config.error());
+    if (auto switched = switch_to_rootfs(); switched.is_error())
+        fail(switched.error());
+
+    auto status = run_app(config.value());
+    if (status.is_error())
+        fail(status.error());
+    log::info("the app ({}) {}; rebooting", config.value().argv[0], describe_wait_status(status.value()));
+    reboot_now();
+}
+
+} // namespace qtbox::init
