@@ -1,31 +1,16 @@
 #include <qtbox/pki/leaf.hpp>
 
+#include "names.hpp"
+
 #include <qtbox/crypto/x509_write.hpp>
 
 #include <fmt/format.h>
 
 namespace qtbox::pki {
 
-namespace {
-
-ErrorOr<void> check_module_id(std::string_view module_id)
-{
-    bool valid = !module_id.empty() && module_id.size() <= MAX_MODULE_ID_SIZE;
-    for (char c : module_id) {
-        bool allowed = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
-        valid = valid && allowed;
-    }
-    if (!valid)
-        return Error::from_string(
-            fmt::format("invalid module id \"{}\": 1 to {} characters of A-Z a-z 0-9 . _ -", module_id, MAX_MODULE_ID_SIZE), EINVAL);
-    return {};
-}
-
-} // namespace
-
 ErrorOr<std::shared_ptr<Leaf const>> issue_leaf(Authority const& authority, std::string const& module_id, UnixMillis now)
 {
-    TRY(check_module_id(module_id));
+    TRY(check_name(module_id, MAX_MODULE_ID_SIZE, "module id"));
     auto key = TRY(crypto::PrivateKey::generate(crypto::KeyType::EcP384));
     // X.509 times have whole seconds: start at the second, so that
     // issued_at is exactly the certificate's notBefore.
@@ -48,7 +33,7 @@ ErrorOr<std::shared_ptr<Leaf const>> issue_leaf(Authority const& authority, std:
 
 ErrorOr<std::unique_ptr<LeafIssuer>> LeafIssuer::create(Authority authority, std::string module_id, Clock clock)
 {
-    TRY(check_module_id(module_id));
+    TRY(check_name(module_id, MAX_MODULE_ID_SIZE, "module id"));
     std::unique_ptr<LeafIssuer> issuer(new LeafIssuer(std::move(authority), std::move(module_id), std::move(clock)));
     TRY(issuer->current());
     return issuer;

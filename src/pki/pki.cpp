@@ -1,5 +1,7 @@
 #include <qtbox/pki/pki.hpp>
 
+#include "names.hpp"
+
 #include <qtbox/base/sys.hpp>
 #include <qtbox/crypto/x509_write.hpp>
 
@@ -69,18 +71,6 @@ ErrorOr<crypto::PrivateKey> read_private_key(std::string const& path)
     if (key.is_error())
         return pki_error(PkiError::Invalid, fmt::format("{}: {}", path, key.error().message()));
     return key.release_value();
-}
-
-ErrorOr<void> check_name(std::string_view name, std::size_t max_size, std::string_view what)
-{
-    bool valid = !name.empty() && name.size() <= max_size;
-    for (char c : name) {
-        bool allowed = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
-        valid = valid && allowed;
-    }
-    if (!valid)
-        return Error::from_string(fmt::format("invalid {} \"{}\": 1 to {} characters of A-Z a-z 0-9 . _ -", what, name, max_size), EINVAL);
-    return {};
 }
 
 ErrorOr<void> write_key(std::string const& path, crypto::PrivateKey const& key)

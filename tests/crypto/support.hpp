@@ -4,6 +4,8 @@
 
 #include <qtbox/base/bytes.hpp>
 #include <qtbox/base/sys.hpp>
+#include <qtbox/base/time.hpp>
+#include <qtbox/crypto/error.hpp>
 #include <qtbox/crypto/keys.hpp>
 #include <qtbox/crypto/x509.hpp>
 #include <qtbox/crypto/x509_write.hpp>
@@ -39,6 +41,16 @@ inline void must(ErrorOr<void> result)
 {
     REQUIRE_MESSAGE(!result.is_error(), result.error().message());
 }
+
+// The crypto::Failure an expected error carries.
+template<typename T>
+crypto::Failure expect_failure(ErrorOr<T> result)
+{
+    REQUIRE(result.is_error());
+    return static_cast<crypto::Failure>(result.error().code());
+}
+
+inline UnixMillis at(std::string_view rfc3339) { return must(parse_rfc3339(rfc3339)); }
 
 // 2026-01-01T00:00:00Z
 constexpr UnixMillis T0 = 1767225600000;

@@ -14,12 +14,11 @@ using test::DAY;
 using test::HOUR;
 using test::leaf_profile;
 using test::must;
+using test::at;
 using test::read_data;
 using test::T0;
 
 namespace {
-
-UnixMillis at(std::string_view text) { return must(parse_rfc3339(text)); }
 
 ChainFailure verify_failure(Certificate const& leaf, std::vector<Certificate> const& intermediates,
     std::vector<Certificate> const& roots, UnixMillis when)

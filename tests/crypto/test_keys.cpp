@@ -10,20 +10,12 @@ using crypto::Failure;
 using crypto::KeyType;
 using crypto::PrivateKey;
 using crypto::PublicKey;
+using test::expect_failure;
 using test::must;
 using test::read_data;
 using test::unhex;
 
 namespace {
-
-Failure failure_of(Error const& error) { return static_cast<Failure>(error.code()); }
-
-template<typename T>
-Failure expect_failure(ErrorOr<T> result)
-{
-    REQUIRE(result.is_error());
-    return failure_of(result.error());
-}
 
 // Order n of P-384 (FIPS 186-4 D.1.2.4).
 constexpr std::string_view P384_ORDER = "ffffffffffffffffffffffffffffffffffffffffffffffffc7634d81f4372ddf581a0db248b0a77aecec196accc52973";
@@ -98,7 +90,8 @@ TEST_CASE("keys: unsupported and broken keys are refused with the right kind")
     CHECK(expect_failure(PrivateKey::generate_rsa(1024)) == Failure::Unsupported);
 
     auto spki = read_data("p384-spki.pem");
-    auto der = must(PublicKey::parse(spki)).spki_der();
+    auto parsed = must(PublicKey::parse(spki));
+    auto der = parsed.spki_der();
     Bytes trailing(der.begin(), der.end());
     trailing.push_back(0);
     CHECK(expect_failure(PublicKey::from_spki_der(trailing)) == Failure::Malformed);

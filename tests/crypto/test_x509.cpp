@@ -7,20 +7,9 @@ using namespace qtbox;
 using crypto::Certificate;
 using crypto::Failure;
 using test::must;
+using test::at;
+using test::expect_failure;
 using test::read_data;
-
-namespace {
-
-UnixMillis at(std::string_view text) { return must(parse_rfc3339(text)); }
-
-template<typename T>
-Failure expect_failure(ErrorOr<T> result)
-{
-    REQUIRE(result.is_error());
-    return static_cast<Failure>(result.error().code());
-}
-
-} // namespace
 
 TEST_CASE("x509: an openssl-made P-384 CA certificate, every accessor exact")
 {

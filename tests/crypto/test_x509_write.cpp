@@ -10,20 +10,9 @@ using test::ca_profile;
 using test::HOUR;
 using test::leaf_profile;
 using test::must;
+using test::at;
+using test::expect_failure;
 using test::T0;
-
-namespace {
-
-template<typename T>
-Failure expect_failure(ErrorOr<T> result)
-{
-    REQUIRE(result.is_error());
-    return static_cast<Failure>(result.error().code());
-}
-
-UnixMillis at(std::string_view text) { return must(parse_rfc3339(text)); }
-
-} // namespace
 
 TEST_CASE("x509 write: a self-signed root has exactly the requested fields")
 {
