@@ -207,7 +207,7 @@ TEST_CASE("serial: accesses wider than a byte and offsets past the chip are harm
     CHECK(uart.output.empty());
 }
 
-TEST_CASE("i8042: 0xFE on the command port resets; everything else is ignored and reads 0")
+TEST_CASE("i8042: 0xFE on the command port resets; status shows a full output buffer, data reads 0")
 {
     int resets = 0;
     I8042 controller([&] { ++resets; });
@@ -222,7 +222,10 @@ TEST_CASE("i8042: 0xFE on the command port resets; everything else is ignored an
     CHECK(resets == 1);
     std::uint8_t status = 0xFF;
     controller.read(I8042::COMMAND_OFFSET, { &status, 1 });
-    CHECK(status == 0);
-    controller.read(0, { &status, 1 });
-    CHECK(status == 0);
+    CHECK(status == 0x01); // OBF set, IBF clear
+    std::uint8_t data = 0xFF;
+    controller.read(0, { &data, 1 });
+    CHECK(data == 0);
+    controller.read(1, { &data, 1 });
+    CHECK(data == 0);
 }

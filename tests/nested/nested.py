@@ -1,0 +1,382 @@
+#!/usr/bin/env python3
+"""The parent-instance simulator (DESIGN.md "Testing on machines without
+usable hardware virtualization").
+
+Builds a throw-away parent initramfs (busybox-static, the static qtbox, the
+guest kernel's irqbypass/kvm/kvm-amd modules, the guest kernel and the test
+images, the scenario scripts), boots Debian's cloud kernel with it under
+QEMU TCG with an emulated AMD-V CPU, loads kvm-amd there and runs the
+scenarios as a real parent would. Each scenario prints one machine-readable
+line on the parent's console:
+
+    RESULT <scenario> PASS|FAIL|SKIP <detail>
+
+With --direct the same scenario scripts run on this host instead (for
+machines with real VT-x/AMD-V: /dev/kvm plus vmx/svm in /proc/cpuinfo).
+
+Usage: nested.py [--direct] [--work DIR] [--keep] [--timeout S] SCENARIO...
+Environment: QTBOX (the static qtbox binary), QTBOX_BLOBS (the blobs
+directory of scripts/fetch-guest-kernel), QTBOX_SOURCE_ROOT.
+Exit status: 0 all passed, 1 a scenario failed, 77 skipped (with a reason).
+QEMU is a test dependency only, never a runtime one.
+"""
+import argparse
+import gzip
+import json
+import os
+import shutil
+import stat
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SKIP = 77
+# The guest modules init loads, in order (SPEC §3; DESIGN.md recipe).
+GUEST_MODULES = [
+    "kernel/drivers/virtio/virtio_ring.ko",
+    "kernel/drivers/virtio/virtio.ko",
+    "kernel/drivers/virtio/virtio_mmio.ko",
+    "kernel/net/vmw_vsock/vsock.ko",
+    "kernel/net/vmw_vsock/vmw_vsock_virtio_transport_common.ko",
+    "kernel/net/vmw_vsock/vmw_vsock_virtio_transport.ko",
+]
+PARENT_MODULES = [
+    "kernel/virt/lib/irqbypass.ko",
+    "kernel/arch/x86/kvm/kvm.ko",
+    "kernel/arch/x86/kvm/kvm-amd.ko",
+]
+BUSYBOX_APPLETS = ["sh", "cat", "echo", "nproc", "grep", "sleep", "ls", "head", "uname"]
+
+
+class Skip(Exception):
+    pass
+
+
+class Newc:
+    """A newc cpio writer (the kernel's initramfs format, Documentation/
+    driver-api/early-userspace/buffer-format.rst); device nodes need no
+    privileges this way."""
+
+    def __init__(self):
+        self.entries = {}
+
+    def add_dir(self, path, mode=0o755):
+        self.entries[path] = (stat.S_IFDIR | mode, b"", 0)
+
+    def add_file(self, path, data, mode=0o644):
+        self.entries[path] = (stat.S_IFREG | mode, data, 0)
+
+    def add_symlink(self, path, target):
+        self.entries[path] = (stat.S_IFLNK | 0o777, target.encode(), 0)
+
+    def add_char_device(self, path, major, minor, mode=0o600):
+        self.entries[path] = (stat.S_IFCHR | mode, b"", (major, minor))
+
+    def add_parents(self, path):
+        parts = path.split("/")[:-1]
+        for i in range(1, len(parts) + 1):
+            parent = "/".join(parts[:i])
+            if parent and parent not in self.entries:
+                self.add_dir(parent)
+
+    def bytes(self):
+        out = bytearray()
+        for inode, path in enumerate(sorted(self.entries), start=1):
+            mode, data, device = self.entries[path]
+            out += self._header(inode, mode, len(data), path, device) + data
+            out += b"\0" * (-len(out) % 4)
+        out += self._header(0, 0, 0, "TRAILER!!!", 0)
+        return bytes(out)
+
+    @staticmethod
+    def _header(inode, mode, size, name, device):
+        major, minor = device if device else (0, 0)
+        name_bytes = name.encode() + b"\0"
+        fields = [inode, mode, 0, 0, 1, 0, size, 0, 0, major, minor, len(name_bytes), 0]
+        header = b"070701" + b"".join(b"%08X" % f for f in fields) + name_bytes
+        return header + b"\0" * (-len(header) % 4)
+
+
+def read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def write(path, data):
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+def is_static_elf(path):
+    data = read(path)[:4096]
+    if data[:4] != b"\x7fELF" or data[4] != 2:
+        return False
+    phoff, = struct.unpack_from("<Q", data, 0x20)
+    phentsize, phnum = struct.unpack_from("<HH", data, 0x36)
+    for i in range(phnum):
+        offset = phoff + i * phentsize
+        if offset + 4 > len(data):
+            break
+        if struct.unpack_from("<I", data, offset)[0] == 3:  # PT_INTERP
+            return False
+    return True
+
+
+def has_applet(qtbox, name):
+    result = subprocess.run([qtbox, "--list"], capture_output=True, text=True)
+    return result.returncode == 0 and name in result.stdout.split()
+
+
+class Harness:
+    def __init__(self, args):
+        self.args = args
+        self.qtbox = os.environ.get("QTBOX", "")
+        self.blobs = os.environ.get("QTBOX_BLOBS", "")
+        self.work = args.work or tempfile.mkdtemp(prefix="qtbox-nested-")
+        self.data = os.path.join(self.work, "data")
+        os.makedirs(self.data, exist_ok=True)
+
+    # ---- prerequisites ----
+    def check(self):
+        if not self.qtbox or not os.path.exists(self.qtbox):
+            raise Skip("QTBOX does not point at a qtbox binary")
+        if not is_static_elf(self.qtbox):
+            raise Skip(f"{self.qtbox} is not statically linked (the parent and the enclave have no libraries)")
+        if not self.blobs or not os.path.exists(os.path.join(self.blobs, "bzImage")):
+            raise Skip(f"no guest kernel in '{self.blobs}' (run scripts/fetch-guest-kernel DIR and set QTBOX_BLOBS)")
+        self.busybox = shutil.which("busybox")
+        if not self.busybox or not is_static_elf(self.busybox):
+            raise Skip("no static busybox (Debian package busybox-static)")
+        self.release = read(os.path.join(self.blobs, "kernel.release")).decode().strip()
+        self.modules = os.path.join(self.blobs, "modules")
+        if self.args.direct:
+            if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+                raise Skip("--direct: /dev/kvm is missing or not accessible")
+            flags = read("/proc/cpuinfo").decode(errors="replace")
+            if " vmx" not in flags and " svm" not in flags:
+                raise Skip("--direct: the CPU shows no vmx/svm flag (a software-nested /dev/kvm cannot boot Linux)")
+        else:
+            self.qemu = shutil.which("qemu-system-x86_64")
+            if not self.qemu:
+                raise Skip("qemu-system-x86_64 is missing (Debian package qemu-system-x86)")
+        for module in PARENT_MODULES + GUEST_MODULES:
+            if not os.path.exists(os.path.join(self.modules, module)):
+                raise Skip(f"{module} is missing from {self.modules}")
+        self.eif_build = has_applet(self.qtbox, "eif-build")
+
+    # ---- guest images ----
+    def default_cmdline(self):
+        return read(os.path.join(self.blobs, "cmdline")).decode().strip()
+
+    def bootstrap(self, name, compress=None):
+        """ramdisk0 (SPEC §3): /init = qtbox, the guest modules, their list.
+        `compress` maps a module file name to 'gz' or 'xz' to store it so."""
+        archive = Newc()
+        archive.add_dir("dev")
+        archive.add_char_device("dev/console", 5, 1)
+        archive.add_file("init", read(self.qtbox), 0o755)
+        listed = []
+        for module in GUEST_MODULES:
+            data = read(os.path.join(self.modules, module))
+            path = f"lib/modules/{self.release}/{module}"
+            kind = (compress or {}).get(os.path.basename(module))
+            if kind == "gz":
+                data, path = gzip.compress(data, mtime=0), path + ".gz"
+            elif kind == "xz":
+                data = subprocess.run(["xz", "-c", "--check=crc32"], input=data, capture_output=True, check=True).stdout
+                path += ".xz"
+            archive.add_parents(path)
+            archive.add_file(path, data)
+            listed.append("/" + path)
+        archive.add_parents("etc/qtbox/modules")
+        archive.add_file("etc/qtbox/modules", ("\n".join(listed) + "\n").encode())
+        path = os.path.join(self.data, name)
+        write(path, archive.bytes())
+        return path
+
+    def rootfs_dir(self, name, extra=None):
+        """A tiny app root: busybox and a few applet links."""
+        root = os.path.join(self.work, name)
+        shutil.rmtree(root, ignore_errors=True)
+        os.makedirs(os.path.join(root, "bin"))
+        shutil.copy(self.busybox, os.path.join(root, "bin", "busybox"))
+        for applet in BUSYBOX_APPLETS:
+            os.symlink("busybox", os.path.join(root, "bin", applet))
+        for directory in ("dev", "proc", "sys", "tmp", "run"):
+            os.makedirs(os.path.join(root, directory))
+        for relative, data in (extra or {}).items():
+            write(os.path.join(root, relative), data)
+        return root
+
+    def app_ramdisk(self, name, script, env=None):
+        """ramdisk1 (SPEC §3): /rootfs, /cmd, /env, written by hand (raw mode)."""
+        archive = Newc()
+        root = self.rootfs_dir(name + ".root")
+        for directory, dirs, files in os.walk(root):
+            relative = os.path.relpath(directory, root)
+            base = "rootfs" if relative == "." else "rootfs/" + relative
+            archive.add_dir(base)
+            for entry in dirs + files:
+                full = os.path.join(directory, entry)
+                target = f"{base}/{entry}"
+                if os.path.islink(full):
+                    archive.add_symlink(target, os.readlink(full))
+                elif os.path.isfile(full):
+                    archive.add_file(target, read(full), 0o755)
+        archive.add_file("cmd", f"/bin/sh\n-c\n{script}\n".encode())
+        archive.add_file("env", "".join(f"{entry}\n" for entry in (env or ["PATH=/bin"])).encode())
+        path = os.path.join(self.data, name)
+        write(path, archive.bytes())
+        return path
+
+    def build_eif(self, name, script, cmdline, padding=0):
+        extra = {"pad.bin": b"\x5a" * padding} if padding else None
+        root = self.rootfs_dir(name + ".root", extra)
+        output = os.path.join(self.data, name)
+        command = [self.qtbox, "eif-build", "--rootfs", root, "--output", output,
+                   "--kernel", os.path.join(self.blobs, "bzImage"), "--modules", self.modules,
+                   "--cmdline", cmdline, "--cmd", json.dumps(["/bin/sh", "-c", script]), "--env", "PATH=/bin"]
+        result = subprocess.run(command, capture_output=True, text=True,
+                                env=dict(os.environ, QTBOX_BLOBS=self.blobs, SOURCE_DATE_EPOCH="0"))
+        if result.returncode != 0:
+            raise RuntimeError(f"eif-build failed: {result.stderr.strip()}")
+        return output
+
+    def prepare(self, scenarios):
+        shutil.copy(os.path.join(self.blobs, "bzImage"), os.path.join(self.data, "bzImage"))
+        write(os.path.join(self.data, "cmdline"), self.default_cmdline().encode() + b"\n")
+        verbose = " ".join(word for word in self.default_cmdline().split() if word != "quiet")
+        write(os.path.join(self.data, "cmdline-verbose"), verbose.encode() + b"\n")
+        self.bootstrap("bootstrap.cpio")
+        hello = ('echo hello enclave; echo "cpus online: $(cat /sys/devices/system/cpu/online) nproc: $(nproc)"; '
+                 'echo "lo: $(cat /sys/class/net/lo/operstate)"; echo root: $(ls /)')
+        self.app_ramdisk("hello.cpio", hello)
+        self.app_ramdisk("exit3.cpio", "echo about to exit 3; exit 3")
+        if "modules" in scenarios:
+            self.bootstrap("bootstrap-gz.cpio", {"virtio_mmio.ko": "gz", "vsock.ko": "gz"})
+            self.bootstrap("bootstrap-xz.cpio", {"virtio_mmio.ko": "xz"})
+            self.app_ramdisk("modules.cpio", "grep -o '^virtio_mmio\\|^vsock ' /proc/modules | head -n 2")
+        if "tiny" in scenarios:
+            tiny = os.path.join(os.environ.get("QTBOX_SOURCE_ROOT", os.path.join(HERE, "..", "..")),
+                                "tests", "applets", "vmm", "tiny-guest.py")
+            for program in ("triple", "hello"):
+                subprocess.run([sys.executable, tiny, program, os.path.join(self.data, f"tiny-{program}.bz")], check=True)
+            write(os.path.join(self.data, "tiny-initrd"), b"INITRD-OK\0")
+        if self.eif_build and {"hello", "bad-eif"} & set(scenarios):
+            eif = self.build_eif("hello.eif", hello, verbose)
+            data = bytearray(read(eif))
+            # One flipped bit in the middle of the kernel section.
+            data[len(data) // 4] ^= 0x01
+            write(os.path.join(self.data, "hello-corrupt.eif"), bytes(data))
+            # An image over 32 MiB, so that 128 MiB is below 4 x its size.
+            self.build_eif("big.eif", "echo big", self.default_cmdline(), padding=40 << 20)
+        write(os.path.join(self.data, "have-eif"), b"yes\n" if self.eif_build else b"no\n")
+
+    # ---- running ----
+    def parent_initramfs(self, scenarios):
+        archive = Newc()
+        for directory in ("bin", "dev", "proc", "sys", "tmp", "run", "lib/modules", "scenarios", "data"):
+            archive.add_parents(directory + "/x")
+        archive.add_file("bin/busybox", read(self.busybox), 0o755)
+        archive.add_file("bin/qtbox", read(self.qtbox), 0o755)
+        archive.add_symlink("bin/vmm", "qtbox")
+        archive.add_char_device("dev/console", 5, 1)
+        for module in PARENT_MODULES:
+            archive.add_file("lib/modules/" + os.path.basename(module), read(os.path.join(self.modules, module)))
+        archive.add_file("init", read(os.path.join(HERE, "parent-init.sh")), 0o755)
+        for entry in os.listdir(os.path.join(HERE, "scenarios")):
+            archive.add_file("scenarios/" + entry, read(os.path.join(HERE, "scenarios", entry)), 0o755)
+        archive.add_file("scenarios/list", ("\n".join(scenarios) + "\n").encode())
+        for entry in sorted(os.listdir(self.data)):
+            archive.add_file("data/" + entry, read(os.path.join(self.data, entry)))
+        path = os.path.join(self.work, "parent.cpio")
+        write(path, archive.bytes())
+        return path
+
+    def run_parent(self, scenarios):
+        initramfs = self.parent_initramfs(scenarios)
+        log = os.path.join(self.work, "parent.log")
+        command = [self.qemu, "-accel", "tcg", "-cpu", "EPYC,+svm,+npt", "-smp", "2", "-m", "2048",
+                   "-display", "none", "-serial", f"file:{log}", "-monitor", "none", "-nic", "none",
+                   "-no-reboot", "-kernel", os.path.join(self.blobs, "bzImage"), "-initrd", initramfs,
+                   "-append", "console=ttyS0 panic=-1 quiet"]
+        started = time.monotonic()
+        try:
+            subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=self.args.timeout)
+            timed_out = False
+        except subprocess.TimeoutExpired:
+            timed_out = True
+        elapsed = time.monotonic() - started
+        text = read(log).decode(errors="replace") if os.path.exists(log) else ""
+        return text, timed_out, elapsed
+
+    def run_direct(self, scenarios):
+        bin_dir = os.path.join(self.work, "bin")
+        os.makedirs(bin_dir, exist_ok=True)
+        for name in ("vmm", "qtbox"):
+            link = os.path.join(bin_dir, name)
+            if not os.path.lexists(link):
+                os.symlink(os.path.abspath(self.qtbox), link)
+        env = dict(os.environ, DATA=self.data, PATH=bin_dir + ":" + os.environ.get("PATH", ""),
+                   SCENARIOS=os.path.join(HERE, "scenarios"))
+        started = time.monotonic()
+        chunks = []
+        for scenario in scenarios:
+            try:
+                result = subprocess.run(["sh", os.path.join(HERE, "scenarios", "run-one.sh"), scenario],
+                                        env=env, capture_output=True, text=True, timeout=self.args.timeout)
+                chunks.append(result.stdout + result.stderr)
+            except subprocess.TimeoutExpired as expired:
+                chunks.append(f"RESULT {scenario} FAIL timed out after {self.args.timeout} s\n")
+        return "".join(chunks), False, time.monotonic() - started
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("scenarios", nargs="+")
+    parser.add_argument("--direct", action="store_true", help="run on this host's KVM instead of a TCG parent")
+    parser.add_argument("--work", help="keep the work directory here")
+    parser.add_argument("--keep", action="store_true", help="do not delete the work directory")
+    parser.add_argument("--timeout", type=int, default=300, help="seconds for the whole parent run")
+    args = parser.parse_args()
+    available = {name[:-3] for name in os.listdir(os.path.join(HERE, "scenarios")) if name.endswith(".sh")}
+    unknown = [name for name in args.scenarios if name not in available or name in ("lib", "run-one")]
+    if unknown:
+        print(f"nested: unknown scenario(s): {' '.join(unknown)}", file=sys.stderr)
+        return 2
+    harness = Harness(args)
+    try:
+        harness.check()
+        harness.prepare(args.scenarios)
+        runner = harness.run_direct if args.direct else harness.run_parent
+        log, timed_out, elapsed = runner(args.scenarios)
+    except Skip as reason:
+        print(f"SKIP: {reason}")
+        return SKIP
+    finally:
+        if not args.keep and not args.work:
+            shutil.rmtree(harness.work, ignore_errors=True)
+
+    results = {}
+    for line in log.splitlines():
+        words = line.strip().split(" ", 3)
+        if len(words) >= 3 and words[0] == "RESULT":
+            results[words[1]] = (words[2], words[3] if len(words) > 3 else "")
+    failed = skipped = False
+    for scenario in args.scenarios:
+        verdict, detail = results.get(scenario, ("FAIL", "timed out" if timed_out else "no result line"))
+        print(f"RESULT {scenario} {verdict} {detail}")
+        failed |= verdict == "FAIL"
+        skipped |= verdict == "SKIP"
+    print(f"nested: {'direct' if args.direct else 'parent'} run took {elapsed:.1f} s")
+    if failed:
+        print("---- log ----")
+        print(log)
+    return 1 if failed else SKIP if skipped else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,21 @@
+#!/bin/busybox sh
+# /init of the simulated parent instance (tests/nested/nested.py): mount,
+# load irqbypass -> kvm -> kvm-amd from the guest kernel's own package, run
+# the listed scenarios, power off. Everything goes to the serial console,
+# which the harness reads back.
+/bin/busybox --install -s /bin
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mount -t tmpfs tmpfs /tmp
+for module in irqbypass kvm kvm-amd; do
+    insmod /lib/modules/$module.ko || echo "parent: insmod $module failed"
+done
+[ -c /dev/kvm ] || echo "parent: no /dev/kvm after loading kvm-amd"
+export DATA=/data SCENARIOS=/scenarios
+for scenario in $(cat /scenarios/list); do
+    sh /scenarios/run-one.sh "$scenario"
+done
+echo "parent: done"
+poweroff -f
