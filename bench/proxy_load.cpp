@@ -3,10 +3,11 @@
 // One process holds both ends so that bytes are counted where they arrive:
 //   - a TCP sink and a TCP echo server on 127.0.0.1, one epoll thread each;
 //   - commands on stdin, one per line, run against a Unix socket path:
-//       throughput PATH STREAMS SECONDS  -> "throughput MiB/s"
+//       throughput PATH STREAMS SECONDS  -> "throughput MiB/s BYTES"
 //         STREAMS threads write 256 KiB blocks as fast as the path takes
 //         them; the rate is what the sink received in the timed window
-//         (after a 0.5 s warm-up), so buffering in between does not count.
+//         (after a 0.5 s warm-up), so buffering in between does not count;
+//         BYTES is everything the sink got from this command.
 //       latency PATH ROUNDS              -> "latency p50_us p99_us mean_us"
 //         one connection, 64-byte request, the 64 bytes echoed back, timed
 //         per round trip after 500 warm-up rounds.
@@ -124,6 +125,7 @@ int connect_unix(std::string const& path)
 void throughput(std::string const& path, int streams, double seconds)
 {
     std::atomic<bool> stop { false };
+    auto first_bytes = g_sunk.load();
     std::vector<int> fds;
     for (int i = 0; i < streams; ++i)
         fds.push_back(connect_unix(path));
@@ -150,7 +152,16 @@ void throughput(std::string const& path, int streams, double seconds)
         writer.join();
     for (int fd : fds)
         ::close(fd);
-    std::printf("throughput %.1f\n", static_cast<double>(end_bytes - start_bytes) / elapsed / (1024.0 * 1024.0));
+    // Let what is in flight arrive, so the total covers every byte sent.
+    auto total = g_sunk.load();
+    for (int i = 0; i < 100; ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        auto now = g_sunk.load();
+        if (now == total)
+            break;
+        total = now;
+    }
+    std::printf("throughput %.1f %llu\n", static_cast<double>(end_bytes - start_bytes) / elapsed / (1024.0 * 1024.0), total - first_bytes);
     std::fflush(stdout);
 }
 

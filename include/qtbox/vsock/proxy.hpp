@@ -78,6 +78,8 @@ public:
     // read fills it; without a pipe it copies through the larger one.
     static constexpr std::size_t SMALL_BUFFER_SIZE = 16 * 1024;
     static constexpr std::size_t COPY_BUFFER_SIZE = 64 * 1024;
+    // Asked for each pipe; bounds the bytes held per direction in flight.
+    static constexpr std::size_t PIPE_SIZE = 256 * 1024;
     static constexpr std::size_t PIPE_POOL_LIMIT = 64;
     // Timeouts are checked this often while anything is in progress.
     static constexpr int SWEEP_INTERVAL_MS = 100;
