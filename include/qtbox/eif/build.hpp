@@ -1,0 +1,103 @@
+// Building an EIF from an image (SPEC §3, §8): the engine behind
+// `eif-build` and `qt enclave make-img`.
+//
+//   ramdisk0 (bootstrap)   dev/, dev/console (c 5 1), etc/qtbox/modules,
+//                          init (the running qtbox), lib/modules/<release>/...
+//   ramdisk1 (application) rootfs/... (the image, with rootfs/{dev,proc,sys,
+//                          run,tmp} added when absent), cmd, env, workdir
+//
+// /cmd, /env: one entry a line, each ending in '\n' (Nitro's layout).
+// /workdir: the absolute working directory followed by '\n' (a qtbox
+// addition; init chdirs there inside the chroot; "/" when the image sets
+// none). The command is ENTRYPOINT followed by CMD, as Docker runs it.
+//
+// Every byte is streamed: the kernel and layer contents go from their files
+// through the EIF writer (CRC, PCRs) to the output; nothing the size of the
+// image is held in memory. The output appears only when complete
+// (AtomicFile).
+#pragma once
+
+#include <qtbox/base/time.hpp>
+#include <qtbox/eif/pcr.hpp>
+#include <qtbox/image/image.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace qtbox::eif {
+
+// Default blobs directory: $QTBOX_BLOBS, else /usr/share/qtbox/blobs (SPEC §1).
+std::string default_blobs_directory();
+
+// The command and environment the enclave's init runs.
+struct RunConfig {
+    std::vector<std::string> argv;
+    std::vector<std::string> env;   // "KEY=VALUE"
+    std::string working_dir;        // absolute
+};
+
+struct RunOverrides {
+    std::optional<std::vector<std::string>> entrypoint;
+    std::optional<std::vector<std::string>> cmd;
+    std::vector<std::string> env;   // "KEY=VALUE", replacing the image's KEY
+};
+
+// Docker's rules: argv = Entrypoint ‖ Cmd. An overriding entrypoint drops
+// the image's Cmd (as `docker run --entrypoint` does) unless a cmd is given
+// too. PATH defaults to Docker's when the image sets none. Refuses an empty
+// command, and entries that cannot be one line of /cmd or /env.
+ErrorOr<RunConfig> resolve_run_config(image::ImageConfig const& image, RunOverrides const& overrides);
+
+// --entrypoint/--cmd syntax: a JSON array of strings ('["/bin/app", "-v"]',
+// exec form), or else shell-style words: blanks separate words, '...' and
+// "..." quote (backslash escapes \ " $ ` and newline inside double quotes),
+// a backslash outside quotes takes the next character literally. Nothing is
+// expanded. An empty string gives an empty list.
+ErrorOr<std::vector<std::string>> parse_command_words(std::string_view text);
+
+enum class InputKind { Rootfs, DockerArchive, Oci };
+
+struct BuildRequest {
+    InputKind kind { InputKind::Rootfs };
+    std::string input;             // DIR, TAR[:TAG] or DIR[:TAG]
+    std::string output;
+    std::string kernel;            // bzImage path
+    std::string modules;           // directory searched for the guest modules
+    std::optional<std::string> kernel_release;   // the blobs' kernel.release
+    std::string cmdline;
+    std::string init { "/proc/self/exe" };
+    RunOverrides overrides;
+    std::optional<std::string> name;
+    std::optional<std::string> version;
+    std::optional<std::string> private_key;
+    std::optional<std::string> signing_certificate;
+    std::optional<UnixMillis> build_time;   // metadata BuildTime
+    std::uint32_t mtime { 0 };              // cpio mtime (SOURCE_DATE_EPOCH)
+    bool strict { false };                  // refuse a certificate outside its validity
+    UnixMillis now { 0 };                   // for the certificate check
+    std::string build_tool { "eif-build" };
+    bool parallel_hashing { true };
+    // Called with (bytes copied, total bytes to copy) as the image is written.
+    std::function<void(std::uint64_t, std::uint64_t)> progress;
+};
+
+struct BuildResult {
+    Measurements measurements;
+    RunConfig run;
+    std::string image_name;
+    std::string image_version;
+    std::string kernel_release;
+    std::vector<std::string> warnings;
+    std::uint64_t input_bytes { 0 };
+};
+
+ErrorOr<BuildResult> build_eif(BuildRequest const& request);
+
+// {"HashAlgorithm": "Sha384", "PCR0": hex, "PCR1": ..., "PCR2": ..., "PCR8"?}
+nlohmann::ordered_json measurements_json(Measurements const& measurements);
+
+} // namespace qtbox::eif
