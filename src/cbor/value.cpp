@@ -36,6 +36,13 @@ std::string_view type_name(Type type)
     return "unknown";
 }
 
+Value::Value() = default;
+Value::~Value() = default;
+Value::Value(Value const&) = default;
+Value::Value(Value&&) noexcept = default;
+Value& Value::operator=(Value const&) = default;
+Value& Value::operator=(Value&&) noexcept = default;
+
 Value Value::unsigned_integer(std::uint64_t value)
 {
     Value result;
@@ -92,6 +99,11 @@ Value Value::array(std::vector<Value> items)
     return result;
 }
 
+Value Value::map()
+{
+    return map(std::vector<MapEntry> {});
+}
+
 Value Value::map(std::vector<MapEntry> entries)
 {
     Value result;
@@ -137,7 +149,11 @@ Value Value::floating(double value)
 {
     Value result;
     result.m_type = Type::Float;
-    result.m_number = std::bit_cast<std::uint64_t>(value);
+    // RFC 8949 §4.2.2: NaN payloads and signs are not kept; every NaN is the
+    // one quiet NaN, which the encoder writes as f97e00. This keeps
+    // decode(encode(v)) == v for every v.
+    constexpr std::uint64_t QUIET_NAN = 0x7ff8000000000000ULL;
+    result.m_number = std::isnan(value) ? QUIET_NAN : std::bit_cast<std::uint64_t>(value);
     return result;
 }
 

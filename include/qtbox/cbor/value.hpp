@@ -53,7 +53,14 @@ struct MapEntry;
 class Value {
 public:
     // A default-constructed Value is null.
-    Value() = default;
+    Value();
+    // Defined where MapEntry is complete (a vector of an incomplete type may
+    // be declared, but not destroyed or copied, before that).
+    ~Value();
+    Value(Value const&);
+    Value(Value&&) noexcept;
+    Value& operator=(Value const&);
+    Value& operator=(Value&&) noexcept;
 
     static Value unsigned_integer(std::uint64_t value);
     // The negative integer -1 - argument (covers -2^64 .. -1).
@@ -64,12 +71,14 @@ public:
     // The caller vouches for UTF-8 validity; the decoder checks it on input.
     static Value text_string(std::string text);
     static Value array(std::vector<Value> items = {});
-    static Value map(std::vector<MapEntry> entries = {});
+    static Value map(); // empty
+    static Value map(std::vector<MapEntry> entries);
     static Value tagged(std::uint64_t tag, Value content);
     static Value boolean(bool value);
     static Value null();
     static Value undefined();
     static Value simple(std::uint8_t value);
+    // Every NaN becomes the one quiet NaN (RFC 8949 §4.2.2).
     static Value floating(double value);
 
     Type type() const { return m_type; }
@@ -117,8 +126,9 @@ public:
     void push_back(Value item);
 
     // Equality of data items (RFC 8949 §2): integers and floats are distinct
-    // types, floats compare by their bit pattern (so NaN equals itself and
-    // 0.0 differs from -0.0), maps compare entry by entry in order.
+    // types, floats compare by their bit pattern (so NaN, kept as one value,
+    // equals itself and 0.0 differs from -0.0), maps compare entry by entry
+    // in order.
     friend bool operator==(Value const& a, Value const& b);
     // A total order consistent with ==, used for duplicate-key detection.
     friend std::strong_ordering operator<=>(Value const& a, Value const& b);
