@@ -1,0 +1,191 @@
+// qt: the parent-side CLI, with QingTian's command names and error format.
+// This file holds the dispatcher (CLI11 parsing, QingTian error codes and
+// their messages) and the `qt pki` group (the local attestation PKI).
+//
+// Extending: every group is a function that adds its subcommand to `qt` and
+// returns a CommandGroup; the dispatcher runs the one the user chose and
+// prints its Error as "Error NN: <QingTian message>: <detail>" with exit
+// status NN, where NN = Error::code(), a QingTian code 01-43. `qt enclave`
+// and `qt env` are added the same way (a function in src/enclave, listed in
+// GROUPS below).
+//
+// See: SPEC §7 (qt, error format), §4 and §1 (PKI layout, QTBOX_PKI_DIR),
+// reference/qingtian.md §1 (error table); man qt(1).
+#include <qtbox/base/applet.hpp>
+#include <qtbox/base/log.hpp>
+#include <qtbox/base/time.hpp>
+#include <qtbox/pki/pki.hpp>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <array>
+#include <functional>
+#include <iostream>
+#include <string>
+#include <string_view>
+
+using namespace qtbox;
+
+QT_APPLET(qt, "qt", "enclave lifecycle and the local attestation PKI (QingTian CLI names)");
+
+namespace {
+
+// reference/qingtian.md §1, the codes qt itself uses.
+constexpr int QT_MISSING_ARGUMENT = 1;
+constexpr int QT_INVALID_ARGUMENT = 2;
+constexpr int QT_FILE_OPERATION = 3;
+
+// QingTian's messages, index = code (reference/qingtian.md §1, ECS-DOC 1420).
+constexpr std::array<std::string_view, 44> QT_MESSAGES { "",
+    "Missing necessary argument.", "Invalid argument provided.", "File operation failure.",
+    "Ioctl get sandbox capacity failure.", "Ioctl define sandbox failure.",
+    "Invalid parameters provided in configuration file.", "Missing necessary parameters in configuration file.",
+    "Mmap memory failure.", "Ioctl add memory failure.", "Load image failure because provided memory is too small.",
+    "Ioctl add cpu failure.", "Lock acquire failure.", "Socket initialization failure.", "Socket binding failure.",
+    "Socket listen failure.", "Socket accept failure.", "Write heartbeat to the enclave failure.",
+    "Read heartbeat from the enclave failure.", "Ioctl start an enclave failure.", "Wait heartbeat timeout.",
+    "Get json print object failure.", "Write enclave's configuration file failure.", "Socket connection failure",
+    "Write cmd to the enclave server failure.", "Read message from the enclave server failure.",
+    "Create cjson object failure.", "Create cjson array failure.", "The required enclave is not running.",
+    "Invalid enclave pid.", "Add number into cjson object failure.", "Add string into cjson object failure.",
+    "The required enclave is not running in the debug mode.", "Enclave console read failure.",
+    "Write img header failure.", "Write cmdline failure.", "Write kernel failure.", "Write initrd failure.",
+    "Write certificate failure.", "Get pcr failure.", "Add signature failure.",
+    "The required enclave is in maintenance state.", "The required enclave is in maintenance state.",
+    "The cid has already been used." };
+
+// SPEC §7: "Error NN: <QingTian message>: <detail and hint>", exit NN.
+int qt_error(int code, std::string_view detail)
+{
+    if (code < 1 || code >= static_cast<int>(QT_MESSAGES.size()))
+        code = QT_INVALID_ARGUMENT;
+    auto message = QT_MESSAGES[static_cast<std::size_t>(code)];
+    if (message.ends_with('.'))
+        message.remove_suffix(1);
+    fmt::print(stderr, "Error {:02}: {}: {}\n", code, message, detail);
+    return code;
+}
+
+struct CommandGroup {
+    CLI::App* command { nullptr };
+    // Runs when `command` (or one of its subcommands) was chosen. An Error's
+    // code() is the QingTian code to exit with.
+    std::function<ErrorOr<void>()> run;
+};
+
+// ---- qt pki ----
+
+nlohmann::json certificate_json(pki::CertificateSummary const& certificate)
+{
+    nlohmann::json json {
+        { "Path", certificate.path },
+        { "Subject", certificate.subject },
+        { "Issuer", certificate.issuer },
+        { "Serial", certificate.serial_hex },
+        { "NotBefore", format_rfc3339(certificate.not_before) },
+        { "NotAfter", format_rfc3339(certificate.not_after) },
+        { "SHA256", certificate.sha256_fingerprint },
+        { "CA", certificate.is_ca },
+        { "PathLength", nullptr },
+        { "KeyUsage", certificate.key_usage },
+        { "KeyType", certificate.key_type },
+        { "SignatureAlgorithm", certificate.signature_algorithm },
+    };
+    if (certificate.max_path_length)
+        json["PathLength"] = *certificate.max_path_length;
+    return json;
+}
+
+// PKI failures are file problems (QingTian 03), with the hint the library's
+// message already carries ("use --force", "created by `qt pki init`").
+Error pki_failure(Error const& error, std::string_view what)
+{
+    return Error::from_string(fmt::format("{}: {}", what, error.message()), QT_FILE_OPERATION);
+}
+
+ErrorOr<void> print_summary(std::string const& directory)
+{
+    auto summary = pki::show(directory);
+    if (summary.is_error())
+        return pki_failure(summary.error(), "cannot read the PKI");
+    nlohmann::json json {
+        { "Directory", summary.value().directory },
+        { "Root", certificate_json(summary.value().root) },
+        { "Parent", certificate_json(summary.value().parent) },
+    };
+    fmt::print("{}\n", json.dump(2));
+    return {};
+}
+
+struct PkiOptions {
+    bool force { false };
+    std::string parent_name { pki::DEFAULT_PARENT_NAME };
+};
+
+CommandGroup pki_commands(CLI::App& qt, PkiOptions& options)
+{
+    auto* pki_command = qt.add_subcommand("pki", "Local attestation PKI: the root and this parent's CA.");
+    pki_command->require_subcommand(1);
+    auto* init = pki_command->add_subcommand("init",
+        "Create the root (self-signed P-384, 30 years) and the parent CA in $QTBOX_PKI_DIR (default /var/lib/qtbox/pki).");
+    init->add_flag("--force", options.force, "replace an existing PKI (every document signed under it stops verifying)");
+    init->add_option("--parent-name", options.parent_name, "the parent CA is \"CN=<NAME>.parent,O=qtbox\"")
+        ->capture_default_str();
+    auto* show = pki_command->add_subcommand("show", "Print the root and the parent CA (JSON).");
+    return { pki_command, [init, show, &options]() -> ErrorOr<void> {
+                auto directory = pki::pki_directory();
+                if (init->parsed()) {
+                    pki::InitOptions init_options;
+                    init_options.parent_name = options.parent_name;
+                    auto created = pki::init(directory, options.force, init_options);
+                    if (created.is_error()) {
+                        // A bad --parent-name is the caller's argument, not a file problem.
+                        if (!created.error().is_errno() && created.error().code() == EINVAL)
+                            return Error::from_string(created.error().message(), QT_INVALID_ARGUMENT);
+                        return pki_failure(created.error(), fmt::format("cannot create the PKI in {}", directory));
+                    }
+                    return print_summary(directory);
+                }
+                if (show->parsed())
+                    return print_summary(directory);
+                return {};
+            } };
+}
+
+} // namespace
+
+int qt_main(int argc, char** argv)
+{
+    CLI::App app;
+    configure_app(app, "QingTian enclave CLI: enclave lifecycle and the local attestation PKI.");
+    app.name("qt");
+    app.require_subcommand(1);
+    PkiOptions pki_options;
+    std::array groups { pki_commands(app, pki_options) };
+
+    try {
+        app.parse(argc, argv);
+    } catch (CLI::CallForHelp const&) {
+        std::cout << app.help();
+        return 0;
+    } catch (CLI::CallForAllHelp const&) {
+        std::cout << app.help("", CLI::AppFormatMode::All);
+        return 0;
+    } catch (CLI::RequiredError const& error) {
+        return qt_error(QT_MISSING_ARGUMENT, fmt::format("{} (run 'qt --help')", error.what()));
+    } catch (CLI::ArgumentMismatch const& error) {
+        return qt_error(QT_MISSING_ARGUMENT, fmt::format("{} (run 'qt --help')", error.what()));
+    } catch (CLI::ParseError const& error) {
+        return qt_error(QT_INVALID_ARGUMENT, fmt::format("{} (run 'qt --help')", error.what()));
+    }
+    for (auto const& group : groups) {
+        if (!group.command->parsed())
+            continue;
+        auto result = group.run();
+        if (result.is_error())
+            return qt_error(result.error().code(), result.error().message());
+        return 0;
+    }
+    return qt_error(QT_MISSING_ARGUMENT, "no command given (run 'qt --help')");
+}

@@ -1,0 +1,156 @@
+// qtsm-server: runs inside the enclave, owns the enclave's one channel to
+// the QTSM (vsock CID 3 port 9001, served by the VMM) and serves the same
+// protocol to local apps, libqtsm and `qtsm` on a Unix socket. It refuses
+// writes to the platform PCRs 0-15 and oversized requests itself,
+// multiplexes any number of clients over the single channel, and logs every
+// client's pid/uid/gid.
+//
+// See: SPEC §5 (protocol, paths), §6 (ports), §10 (errors); server.hpp for
+// the design; man qtsm-server(8).
+#include <qtbox/base/applet.hpp>
+#include <qtbox/base/log.hpp>
+#include <qtbox/base/sys.hpp>
+#include <qtbox/qtsm/client.hpp>
+#include <qtbox/qtsm/sandbox.hpp>
+#include <qtbox/qtsm/server.hpp>
+#include <qtbox/vsock/address.hpp>
+#include <qtbox/vsock/socket.hpp>
+
+#include <fmt/format.h>
+
+#include <charconv>
+#include <csignal>
+#include <poll.h>
+#include <sys/signalfd.h>
+
+using namespace qtbox;
+
+QT_APPLET(qtsm_server, "qtsm-server", "serve the QTSM API to the enclave's apps on a Unix socket");
+
+namespace {
+
+constexpr int EXIT_FAILURE_RUNTIME = 1;
+constexpr int CONNECT_TIMEOUT_MS = 10'000;
+
+ErrorOr<std::uint32_t> parse_u32(std::string_view text, std::string_view what)
+{
+    std::uint32_t value = 0;
+    auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (text.empty() || error != std::errc() || end != text.data() + text.size())
+        return Error::from_string(fmt::format("--device: {} \"{}\" is not a number", what, text), EINVAL);
+    return value;
+}
+
+// "vsock:CID:PORT" or "unix:PATH".
+ErrorOr<vsock::SocketAddress> parse_device(std::string const& device)
+{
+    std::string_view text = device;
+    if (text.starts_with("unix:")) {
+        auto path = text.substr(5);
+        if (path.empty())
+            return Error::from_string("--device unix:PATH needs a path", EINVAL);
+        return vsock::SocketAddress::unix_path(path);
+    }
+    if (text.starts_with("vsock:")) {
+        auto rest = text.substr(6);
+        auto colon = rest.find(':');
+        if (colon == std::string_view::npos)
+            return Error::from_string(fmt::format("--device \"{}\": expected vsock:CID:PORT", device), EINVAL);
+        auto cid = TRY(parse_u32(rest.substr(0, colon), "CID"));
+        auto port = TRY(parse_u32(rest.substr(colon + 1), "port"));
+        return vsock::SocketAddress::vsock(cid, port);
+    }
+    return Error::from_string(fmt::format("--device \"{}\": expected vsock:CID:PORT or unix:PATH", device), EINVAL);
+}
+
+ErrorOr<UniqueFd> connect_upstream(vsock::SocketAddress const& address)
+{
+    auto pending = TRY(vsock::start_connect(address));
+    if (pending.in_progress) {
+        pollfd poll_fd { pending.fd.get(), POLLOUT, 0 };
+        int ready = ::poll(&poll_fd, 1, CONNECT_TIMEOUT_MS);
+        if (ready < 0)
+            return Error::from_errno("poll");
+        if (ready == 0)
+            return Error::from_string(fmt::format("connect {}: timed out", address.to_string()), ETIMEDOUT);
+        auto finished = vsock::finish_connect(pending.fd.get());
+        if (finished.is_error())
+            return Error::from_errno(fmt::format("connect {}", address.to_string()), finished.error().code());
+    }
+    return std::move(pending.fd);
+}
+
+// SIGTERM and SIGINT become readable on a signalfd: the loop stops between
+// events, never in the middle of a write.
+ErrorOr<UniqueFd> stop_signals()
+{
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGTERM);
+    sigaddset(&signals, SIGINT);
+    if (::sigprocmask(SIG_BLOCK, &signals, nullptr) < 0)
+        return Error::from_errno("sigprocmask");
+    UniqueFd fd(::signalfd(-1, &signals, SFD_CLOEXEC | SFD_NONBLOCK));
+    if (!fd)
+        return Error::from_errno("signalfd");
+    return fd;
+}
+
+} // namespace
+
+int qtsm_server_main(int argc, char** argv)
+{
+    CLI::App app;
+    configure_app(app, "Serve the QTSM API (SPEC §5) to local apps on a Unix socket, over the enclave's one QTSM channel.");
+    app.name("qtsm-server");
+    std::string device = fmt::format("vsock:{}:{}", vsock::PARENT_CID, vsock::QTSM_PORT);
+    std::string socket_path(qtsm::DEFAULT_SOCKET_PATH);
+    std::size_t max_clients = 256;
+    bool verbose = false;
+    app.add_option("--device", device, "the QTSM channel: vsock:CID:PORT or unix:PATH")->capture_default_str();
+    app.add_option("--socket", socket_path, "the socket to serve (mode 0660)")->capture_default_str();
+    app.add_option("--max-clients", max_clients, "clients served at once; more are refused")
+        ->check(CLI::Range(1, 4096))
+        ->capture_default_str();
+    app.add_flag("--verbose", verbose, "log every request, not only connections and refusals");
+    if (auto exit = parse_command_line(app, argc, argv))
+        return *exit;
+    log::set_timestamps(true);
+    if (verbose)
+        log::set_min_level(log::Level::Debug);
+    std::signal(SIGPIPE, SIG_IGN);
+
+    auto address = parse_device(device);
+    if (address.is_error())
+        return report(address.error(), EXIT_USAGE);
+    auto upstream = connect_upstream(address.value());
+    if (upstream.is_error())
+        return report(Error::from_string(fmt::format("cannot reach the QTSM: {}{}", upstream.error().message(),
+                                             address.value().family() == AF_VSOCK
+                                                 ? " (hint: is this an enclave with the vsock modules loaded?)"
+                                                 : "")),
+            EXIT_FAILURE_RUNTIME);
+    auto stop = stop_signals();
+    if (stop.is_error())
+        return report(stop.error(), EXIT_FAILURE_RUNTIME);
+    auto listener = sys::unix_listen(socket_path, 0660);
+    if (listener.is_error())
+        return report(Error::from_string(fmt::format("cannot serve {}: {}", socket_path, listener.error().message())),
+            EXIT_FAILURE_RUNTIME);
+
+    qtsm::ServerOptions options;
+    options.max_clients = max_clients;
+    options.stop_fd = stop.value().get();
+    auto server = qtsm::Server::create(listener.release_value(), upstream.release_value(), options);
+    if (server.is_error())
+        return report(server.error(), EXIT_FAILURE_RUNTIME);
+    auto sandboxed = qtsm::enter_server_sandbox();
+    if (sandboxed.is_error())
+        return report(sandboxed.error().context("seccomp"), EXIT_FAILURE_RUNTIME);
+    log::info("serving {} for the QTSM at {}", socket_path, address.value().to_string());
+    auto result = server.value().run();
+    if (result.is_error())
+        return report(result.error(), EXIT_FAILURE_RUNTIME);
+    log::info("stopped by a signal");
+    return 0;
+}

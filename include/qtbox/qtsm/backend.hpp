@@ -1,0 +1,109 @@
+// The QTSM backend: what the VMM serves on vsock port 9001 (SPEC §5), and
+// what the test-only backend in tests/qtsm serves on a Unix socket.
+//
+// Overview
+// - A Backend owns the PCR bank (pcr_bank.hpp) and a leaf issuer
+//   (pki/leaf.hpp: P-384 key in memory, 3 h certificates, a new one every
+//   hour). It is transport-agnostic: handle() maps one request item to one
+//   response item and never fails (failures become {"Error": NAME}), and
+//   serve() runs the framing loop over one connected descriptor.
+// - Documents (SPEC §4) are assembled by assemble_document(): the payload in
+//   the QingTian order through attest::encode_qingtian_payload, signed as an
+//   untagged COSE_Sign1 with the protected header a1 01 38 22 by the current
+//   leaf, in the configured signature byte order.
+// - Thread safety: handle() and execute() may run on many threads at once
+//   (the bank and the issuer lock internally, signing locks per key).
+//
+// Wiring it into the VMM (SPEC §5, §6):
+//     qtsm::BackendConfig config;
+//     config.system_pcrs = pcrs;        // PCR0-15 as SPEC §2 says (zeros in debug mode)
+//     config.module_id = TRY(qtsm::make_module_id(instance_id));
+//     config.signature_order = order;   // vmm --signature-order
+//     auto backend = TRY(qtsm::Backend::create(config, TRY(pki::load(pki::pki_directory()))));
+//     // for the first (only) connection on port 9001:
+//     TRY(backend->serve(connection_fd));
+// or, from an event loop, feed a FrameReader and answer each frame with
+// make_frame(backend->handle(item)).
+#pragma once
+
+#include <qtbox/base/bytes.hpp>
+#include <qtbox/base/error.hpp>
+#include <qtbox/base/time.hpp>
+#include <qtbox/cose/sign1.hpp>
+#include <qtbox/pki/leaf.hpp>
+#include <qtbox/pki/pki.hpp>
+#include <qtbox/qtsm/pcr_bank.hpp>
+#include <qtbox/qtsm/protocol.hpp>
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace qtbox::qtsm {
+
+// The instance-id part of a module id: what PCR4 measures, a lowercase
+// dashed UUID on QingTian (reference/qingtian.md §6). qtbox accepts 1..43
+// characters of [A-Za-z0-9-], so that "<id>.enc-<16 hex>" fits the leaf's
+// commonName (pki::MAX_MODULE_ID_SIZE = 64).
+constexpr std::size_t MAX_INSTANCE_ID_SIZE = 43;
+
+// SPEC §4: "<instance-id>.enc-<16 hex>", the 16 hex digits random.
+ErrorOr<std::string> make_module_id(std::string_view instance_id);
+
+struct BackendConfig {
+    SystemPcrs system_pcrs {};
+    std::string module_id;
+    cose::SignatureOrder signature_order { cose::SignatureOrder::Rfc9052 };
+    // The document timestamp and the leaf rotation use this clock (tests
+    // inject one to step over hours).
+    pki::Clock clock { now_millis };
+};
+
+// The SPEC §4 document for `request`, signed by `leaf` at `timestamp`.
+// `pcrs` are the registers to include (PcrBank::document_pcrs). Fails with
+// ErrorCode::InternalError when the result would exceed MAX_DOCUMENT_SIZE.
+ErrorOr<Bytes> assemble_document(std::string const& module_id, UnixMillis timestamp,
+    std::vector<PcrEntry> const& pcrs, pki::Leaf const& leaf, AttestationRequest const& request,
+    cose::SignatureOrder order);
+
+class Backend {
+public:
+    // `authority` (pki::load) issues the leaves; its parent key stays in
+    // this process's memory.
+    static ErrorOr<std::unique_ptr<Backend>> create(BackendConfig config, pki::Authority authority);
+
+    // One request item (a frame's content) to one response item. When
+    // `diagnostic` is given, it receives why a request failed (empty when
+    // it succeeded), for the caller's log; the peer only gets the NAME.
+    Bytes handle(ByteView request, std::string* diagnostic = nullptr);
+    // The same on a decoded request.
+    Response execute(Request const& request, std::string* diagnostic = nullptr);
+
+    // Serves one connected stream: reads frames (≤ MAX_REQUEST_SIZE) and
+    // writes one response frame for each, in order, until the peer closes.
+    // A frame whose length prefix is over the limit is answered
+    // InputTooLarge and ends the connection (the stream can no longer be
+    // trusted to be in step); every other bad request is answered and the
+    // connection goes on. Returns the I/O error that ended it, if any.
+    ErrorOr<void> serve(int fd);
+
+    PcrBank& pcrs() { return m_pcrs; }
+    std::string const& module_id() const { return m_module_id; }
+    cose::SignatureOrder signature_order() const { return m_signature_order; }
+
+private:
+    Backend(BackendConfig const& config, std::unique_ptr<pki::LeafIssuer> issuer)
+        : m_pcrs(config.system_pcrs), m_module_id(config.module_id), m_signature_order(config.signature_order),
+          m_clock(config.clock), m_issuer(std::move(issuer)) { }
+
+    ErrorOr<Response> attest(AttestationRequest const& request);
+
+    PcrBank m_pcrs;
+    std::string m_module_id;
+    cose::SignatureOrder m_signature_order;
+    pki::Clock m_clock;
+    std::unique_ptr<pki::LeafIssuer> m_issuer;
+};
+
+} // namespace qtbox::qtsm
