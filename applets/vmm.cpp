@@ -76,15 +76,15 @@ int vmm_main(int argc, char** argv)
     CLI::App app;
     configure_app(app, "Run one enclave in a KVM virtual machine: boot an EIF, or a kernel and initrds.");
     vmm::LaunchOptions options;
-    auto* eif = app.add_option("--eif", options.eif, "Enclave image file to boot (CRC, signature and PCRs checked first)");
-    auto* kernel = app.add_option("--kernel", options.kernel, "Raw mode: bzImage to boot");
-    auto* initrd = app.add_option("--initrd", options.initrds, "Raw mode: initrd (newc cpio); repeat for more, loaded in order");
-    auto* cmdline = app.add_option("--cmdline", options.cmdline, "Raw mode: kernel command line");
+    auto* eif = app.add_option("--eif", options.eif, "Enclave image file to boot (CRC, signature and PCRs checked first)")->type_name("F");
+    auto* kernel = app.add_option("--kernel", options.kernel, "Raw mode: bzImage to boot")->type_name("BZIMAGE");
+    auto* initrd = app.add_option("--initrd", options.initrds, "Raw mode: initrd (newc cpio); repeat for more, loaded in order")->type_name("FILE");
+    auto* cmdline = app.add_option("--cmdline", options.cmdline, "Raw mode: kernel command line")->type_name("S");
     eif->excludes(kernel)->excludes(initrd)->excludes(cmdline);
-    app.add_option("--cpus", options.cpus, "Number of vCPUs")->capture_default_str()->check(CLI::Range(1u, vmm::MAX_VCPUS));
-    app.add_option("--mem", options.memory_mib, "Guest memory in MiB (at least 128 and 4 times the image size)")->capture_default_str();
+    app.add_option("--cpus", options.cpus, "Number of vCPUs")->type_name("N")->capture_default_str()->check(CLI::Range(1u, vmm::MAX_VCPUS));
+    app.add_option("--mem", options.memory_mib, "Guest memory in MiB (at least 128 and 4 times the image size)")->type_name("MiB")->capture_default_str();
     app.add_option("--console", options.console,
-        "Guest console: a file (appended), '-' for stdout (with stdin as input), or 'none'; default '-' in raw mode and debug mode, else 'none'");
+        "Guest console: a file (appended), '-' for stdout (with stdin as input), or 'none'; default '-' in raw mode and debug mode, else 'none'")->type_name("PATH|-|none");
     app.add_flag("--debug-mode", options.debug_mode, "Debug enclave: allow its console to be seen");
     if (auto status = parse_command_line(app, argc, argv))
         return *status;
@@ -103,6 +103,8 @@ int vmm_main(int argc, char** argv)
     if (prepared.is_error())
         return report(prepared.error(), prepared.error().is(vmm::LaunchFailure::Usage) ? EXIT_USAGE : EXIT_START_FAILED);
     auto& launch = *prepared.value();
+    for (auto const& note : launch.notes)
+        log::info("{}", note);
 
     char const* device = std::getenv("QTBOX_KVM_DEVICE");
     auto system = kvm::System::open(device && *device ? device : kvm::DEFAULT_DEVICE);

@@ -1,4 +1,6 @@
 #include <qtbox/base/sys.hpp>
+#include <qtbox/base/time.hpp>
+#include <qtbox/eif/signature.hpp>
 #include <qtbox/boot/bzimage.hpp>
 #include <qtbox/boot/layout.hpp>
 #include <qtbox/boot/zero_page.hpp>
@@ -6,6 +8,8 @@
 
 #include <fmt/format.h>
 
+#include <cstring>
+#include <algorithm>
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -34,13 +38,40 @@ ErrorOr<UniqueFd> open_console(std::string const& console)
     return fd.release_value();
 }
 
+ErrorOr<void> check_memory(LaunchOptions const& options, std::uint64_t image_bytes, std::string_view what)
+{
+    std::uint64_t minimum = minimum_memory_mib(image_bytes);
+    if (options.memory_mib < minimum)
+        return Error::from_code(LaunchFailure::MemoryTooSmall,
+            fmt::format("--mem {} MiB is too small: {} ({:.1f} MiB) need{} at least {} MiB "
+                        "(128 MiB and 4 times the image, SPEC §3)",
+                options.memory_mib, what, static_cast<double>(image_bytes) / (1 << 20),
+                what.ends_with("s") ? "" : "s", minimum));
+    return {};
+}
+
+Error bad_eif(std::string const& path, Error const& error)
+{
+    return Error::from_code(LaunchFailure::BadImage, fmt::format("EIF {}: {}", path, error.message()));
+}
+
 ErrorOr<void> prepare_raw(LaunchOptions const& options, Launch& launch)
 {
-    auto kernel_stat = TRY(sys::stat(options.kernel));
-    std::uint64_t total = static_cast<std::uint64_t>(kernel_stat.st_size) + options.cmdline.size();
+    auto kernel_stat = sys::stat(options.kernel);
+    if (kernel_stat.is_error())
+        return Error::from_code(LaunchFailure::BadImage, fmt::format("kernel {}: {}", options.kernel, std::strerror(kernel_stat.error().code())));
+    if (!S_ISREG(kernel_stat.value().st_mode))
+        return Error::from_code(LaunchFailure::BadImage, fmt::format("kernel {}: not a regular file", options.kernel));
+    if (static_cast<std::uint64_t>(kernel_stat.value().st_size) > boot::MAX_KERNEL_SIZE)
+        return Error::from_code(LaunchFailure::BadImage,
+            fmt::format("kernel {}: larger than the {} MiB limit", options.kernel, boot::MAX_KERNEL_SIZE >> 20));
+    std::uint64_t total = static_cast<std::uint64_t>(kernel_stat.value().st_size) + options.cmdline.size();
     std::vector<std::uint64_t> sizes;
     for (auto const& path : options.initrds) {
-        auto fd = TRY(sys::open(path, O_RDONLY));
+        auto opened = sys::open(path, O_RDONLY);
+        if (opened.is_error())
+            return Error::from_code(LaunchFailure::BadImage, fmt::format("initrd {}: {}", path, std::strerror(opened.error().code())));
+        auto fd = opened.release_value();
         auto st = TRY(sys::fstat(fd.get()));
         if (!S_ISREG(st.st_mode))
             return Error::from_code(LaunchFailure::BadImage, fmt::format("initrd {}: not a regular file", path));
@@ -49,16 +80,11 @@ ErrorOr<void> prepare_raw(LaunchOptions const& options, Launch& launch)
         launch.initrd_files.push_back(std::move(fd));
     }
     launch.image_bytes = total;
-    std::uint64_t minimum = minimum_memory_mib(total);
-    if (options.memory_mib < minimum)
-        return Error::from_code(LaunchFailure::MemoryTooSmall,
-            fmt::format("--mem {} MiB is too small: this kernel and initrds ({:.1f} MiB) need at least {} MiB "
-                        "(128 MiB and 4 times the image, SPEC §3)",
-                options.memory_mib, static_cast<double>(total) / (1 << 20), minimum));
+    TRY(check_memory(options, total, "this kernel and initrds"));
 
     auto kernel = sys::read_file(options.kernel, boot::MAX_KERNEL_SIZE);
     if (kernel.is_error())
-        return kernel.release_error().context(fmt::format("kernel {}", options.kernel));
+        return Error::from_code(LaunchFailure::BadImage, fmt::format("kernel {}: {}", options.kernel, kernel.error().message()));
     launch.kernel = kernel.release_value();
     // Parse now for a clear error before KVM: the machine parses again.
     auto image = boot::parse_bzimage(launch.kernel);
@@ -80,6 +106,100 @@ ErrorOr<void> prepare_raw(LaunchOptions const& options, Launch& launch)
     return {};
 }
 
+ErrorOr<void> prepare_eif(LaunchOptions const& options, Launch& launch)
+{
+    auto opened = eif::EifReader::open(options.eif);
+    if (opened.is_error())
+        return bad_eif(options.eif, opened.error());
+    launch.eif.emplace(opened.release_value());
+    eif::EifReader const& reader = *launch.eif;
+    launch.image_bytes = reader.file_size();
+    TRY(check_memory(options, reader.file_size(), "this EIF"));
+    if (reader.header().flags & eif::FLAG_ARCH_AARCH64)
+        return Error::from_code(LaunchFailure::BadImage, fmt::format("EIF {}: built for aarch64; this VMM runs x86_64 guests", options.eif));
+
+    // First pass: CRC, PCRs, and the kernel section kept for parsing.
+    eif::Section const& kernel_section = reader.kernel();
+    if (kernel_section.size > boot::MAX_KERNEL_SIZE)
+        return Error::from_code(LaunchFailure::BadImage, fmt::format("EIF {}: kernel section larger than {} MiB", options.eif, boot::MAX_KERNEL_SIZE >> 20));
+    launch.kernel.resize(static_cast<std::size_t>(kernel_section.size));
+    auto verified = reader.verify([&launch, &kernel_section](eif::Section const& section, std::uint64_t offset, ByteView chunk) -> ErrorOr<void> {
+        if (section.index == kernel_section.index)
+            std::copy(chunk.begin(), chunk.end(), launch.kernel.begin() + static_cast<long>(offset));
+        return {};
+    });
+    if (verified.is_error())
+        return bad_eif(options.eif, verified.error());
+    launch.verification = verified.release_value();
+    if (!launch.verification.crc_ok)
+        return Error::from_code(LaunchFailure::BadImage,
+            fmt::format("EIF {}: CRC mismatch (header says {:08x}, contents give {:08x}): the file is corrupt",
+                options.eif, launch.verification.stored_crc, launch.verification.computed_crc));
+
+    if (auto const* signature = reader.signature()) {
+        auto section = reader.read_section(*signature, eif::MAX_SIGNATURE_SIZE);
+        if (section.is_error())
+            return bad_eif(options.eif, section.error());
+        UnixMillis now = now_millis();
+        auto check = eif::check_signature(section.value(), launch.verification.measurements.pcr0, now);
+        if (check.is_error())
+            return bad_eif(options.eif, check.error());
+        auto valid = eif::require_valid(check.value(), now);
+        if (valid.is_error()) {
+            // An expired signing certificate still identifies the signer
+            // (PCR8 measures it), as Nitro's launch path treats it; a bad
+            // signature or a PCR0 mismatch never boots.
+            if (!valid.error().is(eif::Failure::CertificateTime))
+                return bad_eif(options.eif, valid.error());
+            launch.notes.push_back(fmt::format("warning: EIF {}: {}", options.eif, valid.error().message()));
+        }
+    }
+    auto const& pcrs = launch.verification.measurements;
+    launch.notes.push_back(fmt::format("PCR0 {}", hex_encode(pcrs.pcr0)));
+    launch.notes.push_back(fmt::format("PCR1 {}", hex_encode(pcrs.pcr1)));
+    launch.notes.push_back(fmt::format("PCR2 {}", hex_encode(pcrs.pcr2)));
+    if (pcrs.pcr8)
+        launch.notes.push_back(fmt::format("PCR8 {}", hex_encode(*pcrs.pcr8)));
+
+    auto cmdline = reader.read_cmdline();
+    if (cmdline.is_error())
+        return bad_eif(options.eif, cmdline.error());
+    auto image = boot::parse_bzimage(launch.kernel);
+    if (image.is_error())
+        return Error::from_code(LaunchFailure::BadImage, fmt::format("EIF {}: kernel section: {}", options.eif, image.error().message()));
+    if (auto line = boot::command_line_bytes(image.value(), cmdline.value()); line.is_error())
+        return Error::from_code(LaunchFailure::BadImage, fmt::format("EIF {}: cmdline section: {}", options.eif, line.error().message()));
+
+    launch.machine.kernel = launch.kernel;
+    launch.machine.cmdline = cmdline.release_value();
+    auto ramdisks = reader.ramdisks();
+    for (auto const* ramdisk : ramdisks)
+        launch.machine.initrd_sizes.push_back(ramdisk->size);
+    launch.machine.fill_initrds = [&launch, ramdisks, path = options.eif](std::span<std::span<std::uint8_t> const> slots) -> ErrorOr<void> {
+        // Second pass: the ramdisks go straight to guest memory while the
+        // CRC and PCRs are computed again.
+        auto second = launch.eif->verify([&](eif::Section const& section, std::uint64_t offset, ByteView chunk) -> ErrorOr<void> {
+            for (std::size_t i = 0; i < ramdisks.size() && i < slots.size(); ++i) {
+                if (ramdisks[i]->index != section.index)
+                    continue;
+                if (offset > slots[i].size() || chunk.size() > slots[i].size() - offset)
+                    return Error::from_code(LaunchFailure::ImageChanged, "a ramdisk grew while it was loaded");
+                std::copy(chunk.begin(), chunk.end(), slots[i].begin() + static_cast<long>(offset));
+            }
+            return {};
+        });
+        if (second.is_error())
+            return bad_eif(path, second.error());
+        auto const& first = launch.verification;
+        auto const& again = second.value();
+        if (!again.crc_ok || again.computed_crc != first.computed_crc || again.measurements.pcr0 != first.measurements.pcr0
+            || again.measurements.pcr1 != first.measurements.pcr1 || again.measurements.pcr2 != first.measurements.pcr2)
+            return Error::from_code(LaunchFailure::ImageChanged, fmt::format("EIF {}: the file changed while it was being loaded", path));
+        return {};
+    };
+    return {};
+}
+
 } // namespace
 
 std::uint64_t minimum_memory_mib(std::uint64_t image_bytes)
@@ -95,6 +215,7 @@ void Launch::release_inputs()
     machine.kernel = {};
     machine.fill_initrds = {};
     initrd_files.clear();
+    eif.reset();
 }
 
 ErrorOr<std::unique_ptr<Launch>> prepare_launch(LaunchOptions const& options)
@@ -104,11 +225,16 @@ ErrorOr<std::unique_ptr<Launch>> prepare_launch(LaunchOptions const& options)
         return Error::from_code(LaunchFailure::Usage, fmt::format("--cpus {}: between 1 and {}", options.cpus, MAX_VCPUS));
     if (options.memory_mib > boot::MAX_MEMORY >> 20)
         return Error::from_code(LaunchFailure::Usage, fmt::format("--mem {} MiB: at most {} MiB", options.memory_mib, boot::MAX_MEMORY >> 20));
+    bool production = !options.eif.empty() && !options.debug_mode;
+    std::string console = options.console.empty() ? (production ? "none" : "-") : options.console;
+    // SPEC §11: a production enclave's console is never exposed.
+    if (production && console != "none")
+        return Error::from_code(LaunchFailure::Usage,
+            "--console: a production enclave's console is never exposed; add --debug-mode to see it");
     if (!options.eif.empty())
-        return Error::from_code(LaunchFailure::Usage, "--eif: booting an EIF is not available in this build yet");
-
-    std::string console = options.console.empty() ? "-" : options.console;
-    TRY(prepare_raw(options, *launch));
+        TRY(prepare_eif(options, *launch));
+    else
+        TRY(prepare_raw(options, *launch));
 
     launch->console = TRY(open_console(console));
     launch->machine.console_fd = launch->console.get();

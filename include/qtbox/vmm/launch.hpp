@@ -2,14 +2,24 @@
 // check every input before anything touches KVM or guest memory: the
 // kernel's boot header, the command line, the SPEC §3 memory rule, the
 // console destination, and for an EIF its CRC, signature and PCRs.
+//
+// An EIF is read twice. The first pass (before any guest memory exists)
+// checks the structure, the CRC-32, the signature against PCR0, computes
+// PCR0/1/2/8 and keeps the kernel section. The second pass, during
+// Machine::create, streams the ramdisks straight into their place in guest
+// memory and computes everything again; if the file changed in between
+// (a different CRC or PCR), the launch fails. What was measured is what
+// boots.
 #pragma once
 
 #include <qtbox/base/bytes.hpp>
 #include <qtbox/base/error.hpp>
 #include <qtbox/base/fd.hpp>
+#include <qtbox/eif/reader.hpp>
 #include <qtbox/vmm/machine.hpp>
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -19,6 +29,7 @@ enum class LaunchFailure {
     Usage = 1,      // options that contradict each other or SPEC §11
     BadImage,       // kernel, initrd or EIF unusable
     MemoryTooSmall, // below the SPEC §3 rule
+    ImageChanged,   // the EIF differed between the two passes
 };
 
 struct LaunchOptions {
@@ -39,6 +50,9 @@ std::uint64_t minimum_memory_mib(std::uint64_t image_bytes);
 struct Launch {
     Bytes kernel;
     std::vector<UniqueFd> initrd_files; // raw mode, in order
+    std::optional<eif::EifReader> eif;  // EIF mode
+    eif::Verification verification;     // EIF mode: the first pass
+    std::vector<std::string> notes;     // measurements and warnings to log
     UniqueFd console;
     MachineConfig machine;
     std::uint64_t image_bytes { 0 };
