@@ -3,6 +3,8 @@
 #include <qtbox/cbor/decoder.hpp>
 #include <qtbox/cbor/encoder.hpp>
 
+#include "support.hpp"
+
 #include <doctest/doctest.h>
 
 #include <bit>
@@ -10,15 +12,9 @@
 
 using namespace qtbox;
 using namespace qtbox::cbor;
+using qtbox::test::unhex;
 
 namespace {
-
-Bytes unhex(std::string_view text)
-{
-    auto bytes = hex_decode(text);
-    REQUIRE_FALSE(bytes.is_error());
-    return bytes.release_value();
-}
 
 struct Example {
     std::string_view hex;

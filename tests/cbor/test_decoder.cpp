@@ -1,21 +1,17 @@
 #include <qtbox/cbor/decoder.hpp>
 #include <qtbox/cbor/encoder.hpp>
 
+#include "support.hpp"
+
 #include <doctest/doctest.h>
 
 #include <cmath>
 
 using namespace qtbox;
 using namespace qtbox::cbor;
+using qtbox::test::unhex;
 
 namespace {
-
-Bytes unhex(std::string_view text)
-{
-    auto bytes = hex_decode(text);
-    REQUIRE_FALSE(bytes.is_error());
-    return bytes.release_value();
-}
 
 // Decodes `hex` expecting failure; returns where and why.
 DecodeFailure failure_of(std::string_view hex, DecodeOptions const& options = {})
