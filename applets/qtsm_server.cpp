@@ -115,7 +115,6 @@ int qtsm_server_main(int argc, char** argv)
     app.add_flag("--verbose", verbose, "log every request, not only connections and refusals");
     if (auto exit = parse_command_line(app, argc, argv))
         return *exit;
-    log::set_timestamps(true);
     if (verbose)
         log::set_min_level(log::Level::Debug);
     std::signal(SIGPIPE, SIG_IGN);
@@ -146,7 +145,9 @@ int qtsm_server_main(int argc, char** argv)
         return report(server.error(), EXIT_FAILURE_RUNTIME);
     auto sandboxed = qtsm::enter_server_sandbox();
     if (sandboxed.is_error())
-        return report(sandboxed.error().context("seccomp"), EXIT_FAILURE_RUNTIME);
+        return report(sandboxed.release_error().context("seccomp"), EXIT_FAILURE_RUNTIME);
+    // From here on the lines are a daemon's log: timestamp them.
+    log::set_timestamps(true);
     log::info("serving {} for the QTSM at {}", socket_path, address.value().to_string());
     auto result = server.value().run();
     if (result.is_error())
