@@ -203,10 +203,12 @@ ErrorOr<ImageInfo> load_oci_layout(std::string const& directory, std::optional<s
         auto what = fmt::format("layer {} (sha256:{})", i + 1, layer.hex);
         auto expected_content = TRY(detail::digest_hex(diff_ids[i], what));
         auto stored = TRY(layout.blob(layer, what));
+        // Verified before a byte of it is inflated or parsed.
+        auto stored_digest = TRY(sha256_of(stored));
+        TRY(detail::check_digest(what, layer.hex, stored_digest));
         auto opened = open_layer(stored, budget);
         if (opened.is_error())
             return opened.release_error().context(what);
-        TRY(detail::check_digest(what, layer.hex, opened.value().blob_digest));
         TRY(detail::check_digest(fmt::format("{} uncompressed", what), expected_content, opened.value().content_digest));
         auto applied = apply_layer(tree, mount, opened.value().content);
         if (applied.is_error())
