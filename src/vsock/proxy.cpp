@@ -156,6 +156,8 @@ private:
     std::uint64_t m_next_id { 1 };
     bool m_stopping { false };
     bool m_listeners_paused { false };
+    // One warning per episode of failing accepts, not one per retry.
+    bool m_accept_warned { false };
     UniqueFd m_signal_fd;
     // stop() and request_reload() come from other threads through a pipe.
     UniqueFd m_command_read;
@@ -755,14 +757,16 @@ void Proxy::Impl::accept_from(Listener& listener)
                 return;
             // Out of descriptors or memory: the listener would stay readable
             // and spin the loop. Pause every listener until the next sweep.
-            if (!m_listeners_paused)
+            if (!m_accept_warned)
                 log::warn("accept on {}: {}; pausing new connections", spec.key, std::strerror(errno));
+            m_accept_warned = true;
             for (auto& [key, each] : m_listeners)
                 (void)m_loop.modify(each->fd(), 0, each.get());
             m_listeners_paused = true;
             return;
         }
         UniqueFd client(fd);
+        m_accept_warned = false;
         auto id = m_next_id++;
         auto const& route = listener.route();
         auto peer = describe_peer(spec.kind, fd, address, length);
@@ -786,8 +790,6 @@ void Proxy::Impl::accept_from(Listener& listener)
         auto* raw = connection.get();
         m_connections.emplace(id, std::move(connection));
         raw->start();
-        if (m_stopping)
-            return;
     }
 }
 
@@ -991,6 +993,7 @@ ErrorOr<void> Proxy::Impl::reconfigure(ProxyConfig config)
     for (auto it = m_listeners.begin(); it != m_listeners.end();) {
         auto found = wanted.find(it->first);
         if (found == wanted.end()) {
+            log::info("stopped listening on {}", it->first);
             it->second->close();
             m_retired_listeners.push_back(std::move(it->second));
             it = m_listeners.erase(it);
@@ -999,8 +1002,10 @@ ErrorOr<void> Proxy::Impl::reconfigure(ProxyConfig config)
             ++it;
         }
     }
-    for (auto& [key, listener] : fresh)
+    for (auto& [key, listener] : fresh) {
+        log::info("listening on {} for {} -> {}", key, listener->route()->name, listener->route()->target.text);
         m_listeners.emplace(key, std::move(listener));
+    }
     clamp_limits(config.limits);
     m_limits = config.limits;
     return {};

@@ -32,8 +32,9 @@ constexpr std::array ALLOWED = {
     "brk", "munmap", "mremap", "madvise",
     // Time, randomness (DNS ids), identity for log lines.
     "clock_gettime", "gettimeofday", "getrandom", "getpid", "gettid",
-    // Signals (signalfd is read with read()), abort(), exit.
-    "rt_sigreturn", "rt_sigprocmask", "rt_sigaction", "restart_syscall",
+    // Signals (signalfd is read with read()), abort(), exit; sigaltstack
+    // is harmless and sanitizer runtimes call it on the way out.
+    "rt_sigreturn", "rt_sigprocmask", "rt_sigaction", "sigaltstack", "restart_syscall",
     "futex", "exit", "exit_group",
 };
 

@@ -240,6 +240,10 @@ ErrorOr<UniqueFd> listen_hybrid(std::string const& path, int backlog, struct sta
             return Error::from_errno("socket");
         if (::connect(probe.get(), address.raw(), address.length()) == 0 || errno == EAGAIN)
             return Error::from_string(fmt::format("bind {}: another process is listening there", path), EADDRINUSE);
+        // Only a refused connect proves nobody listens; a socket we may not
+        // even probe (EACCES...) is not ours to replace.
+        if (errno != ECONNREFUSED && errno != ENOENT)
+            return Error::from_errno(fmt::format("bind {}: probing the existing socket", path));
     }
     auto fd = TRY(sys::unix_listen(path, 0660, backlog));
     int flags = ::fcntl(fd.get(), F_GETFL);
