@@ -3,6 +3,8 @@
 #include <qtbox/vsock/address.hpp>
 #include <qtbox/vsock/proxy.hpp>
 
+#include "proxy_connection.hpp"
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -24,39 +26,6 @@ namespace qtbox::vsock {
 
 namespace {
 
-enum class TargetKind {
-    // A rule's host:port, resolved per connection.
-    Tcp,
-    // A fixed socket address (enclave mode: CID 3, or <vsock-dir>/3_<port>).
-    Fixed,
-    // An enclave's vsock.sock with the CONNECT handshake, then AF_VSOCK.
-    Enclave,
-};
-
-struct Target {
-    TargetKind kind { TargetKind::Tcp };
-    std::string host;
-    std::uint16_t port { 0 };
-    Family family { Family::Any };
-    SocketAddress address;
-    std::string enclave_socket;
-    std::optional<std::uint32_t> vsock_cid;
-    std::uint32_t vsock_port { 0 };
-    // For the log line.
-    std::string text;
-};
-
-struct Counter {
-    std::size_t active { 0 };
-};
-
-struct Route {
-    std::string name;
-    Target target;
-    std::optional<std::uint32_t> max_connections;
-    std::shared_ptr<Counter> counter;
-};
-
 struct ListenerSpec {
     std::string key;
     enum class Kind { Unix, Vsock, Tcp } kind { Kind::Tcp };
@@ -66,24 +35,6 @@ struct ListenerSpec {
     std::shared_ptr<Route const> route;
 };
 
-struct Candidate {
-    SocketAddress address;
-    bool handshake { false };
-};
-
-// A log field value: quoted, with quotes, backslashes and bytes outside
-// printable ASCII replaced, so that a peer's text can never forge a field
-// or a line.
-std::string quoted(std::string_view text)
-{
-    std::string result = "\"";
-    for (char c : text.substr(0, 200)) {
-        auto byte = static_cast<unsigned char>(c);
-        result += (c == '"' || c == '\\' || byte < 0x20 || byte >= 0x7F) ? '?' : c;
-    }
-    return result + "\"";
-}
-
 bool set_nonblocking(int fd)
 {
     int flags = ::fcntl(fd, F_GETFL);
@@ -92,16 +43,9 @@ bool set_nonblocking(int fd)
 
 } // namespace
 
-class Proxy::Impl {
+class Proxy::Impl final : public ConnectionOwner {
 public:
     class Listener;
-    class Connection;
-
-    struct Pipe {
-        UniqueFd read;
-        UniqueFd write;
-        std::size_t capacity { 0 };
-    };
 
     Impl(ProxyOptions options, EventLoop loop)
         : m_options(std::move(options)), m_loop(std::move(loop)), m_resolver(m_loop, m_options.resolver)
@@ -122,13 +66,14 @@ public:
     std::uint32_t max_connections() const { return m_limits.max_connections; }
 
     void accept_from(Listener& listener);
-    void retire(Connection& connection);
-    std::optional<Pipe> take_pipe();
-    void give_pipe(Pipe pipe);
 
-    EventLoop& loop() { return m_loop; }
-    Resolver& resolver() { return m_resolver; }
-    ProxyLimits const& limits() const { return m_limits; }
+    // ConnectionOwner.
+    EventLoop& loop() override { return m_loop; }
+    Resolver& resolver() override { return m_resolver; }
+    ProxyLimits const& limits() const override { return m_limits; }
+    std::optional<Pipe> take_pipe() override;
+    void give_pipe(Pipe pipe) override;
+    void retire(ProxyConnection& connection) override;
 
 private:
     class Wakeup;
@@ -150,8 +95,8 @@ private:
     std::size_t m_fd_limit { 1024 };
     std::map<std::string, std::unique_ptr<Listener>> m_listeners;
     std::vector<std::unique_ptr<Listener>> m_retired_listeners;
-    std::unordered_map<std::uint64_t, std::unique_ptr<Connection>> m_connections;
-    std::vector<std::unique_ptr<Connection>> m_retired_connections;
+    std::unordered_map<std::uint64_t, std::unique_ptr<ProxyConnection>> m_connections;
+    std::vector<std::unique_ptr<ProxyConnection>> m_retired_connections;
     std::vector<Pipe> m_pipe_pool;
     std::uint64_t m_next_id { 1 };
     bool m_stopping { false };
@@ -219,458 +164,6 @@ private:
     struct stat m_identity;
 };
 
-class Proxy::Impl::Connection {
-public:
-    enum class Phase {
-        Resolving,
-        Connecting,
-        Handshake,
-        Open,
-        Closed,
-    };
-
-    struct Side final : EventHandler {
-        Side(Connection& connection, bool client) : owner(connection), is_client(client) { }
-        void on_event(std::uint32_t events) override { owner.on_side_event(*this, events); }
-
-        Connection& owner;
-        bool is_client;
-        UniqueFd fd;
-        bool readable { false };
-        bool writable { false };
-        // The peer's EOF (or an error) is known: read until recv says 0.
-        bool hung_up { false };
-        bool tcp { false };
-    };
-
-    // One direction: bytes read from `from` wait in a buffer or a pipe
-    // until `to` takes them.
-    //
-    // A direction starts in copy mode (recv/send through a small buffer):
-    // for request/response traffic that is the fewest system calls, since a
-    // short read proves the socket drained. A read that fills the whole
-    // buffer shows bulk traffic; once the buffer is empty the direction
-    // moves to a pipe and splice(2), which never copies the bytes through
-    // user space. Without a pipe (descriptor limits) it stays in copy mode
-    // with a larger buffer.
-    struct Flow {
-        Side* from { nullptr };
-        Side* to { nullptr };
-        std::optional<Pipe> pipe;
-        std::unique_ptr<std::uint8_t[]> buffer;
-        std::size_t buffer_size { SMALL_BUFFER_SIZE };
-        std::size_t head { 0 };
-        std::size_t tail { 0 };
-        std::size_t pending { 0 };
-        bool bulk { false };
-        bool eof { false };
-        bool shut { false };
-        std::uint64_t bytes { 0 };
-
-        std::size_t capacity() const { return pipe ? pipe->capacity : buffer_size; }
-    };
-
-    Connection(Impl& impl, std::uint64_t id, std::shared_ptr<Route const> route, UniqueFd client, bool client_tcp, std::string peer)
-        : m_impl(impl), m_id(id), m_route(std::move(route)), m_client(*this, true), m_target(*this, false), m_peer(std::move(peer))
-    {
-        m_client.fd = std::move(client);
-        m_client.tcp = client_tcp;
-        m_up.from = &m_client;
-        m_up.to = &m_target;
-        m_down.from = &m_target;
-        m_down.to = &m_client;
-        m_started = Clock::now();
-        m_last_activity = m_started;
-        m_connect_deadline = m_started + std::chrono::milliseconds(impl.limits().connect_timeout_ms);
-        ++m_route->counter->active;
-    }
-
-    std::uint64_t id() const { return m_id; }
-    Phase phase() const { return m_phase; }
-
-    void start()
-    {
-        if (m_impl.loop().add(m_client.fd.get(), EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, &m_client).is_error()) {
-            finish("client_error", "epoll_ctl failed", true);
-            return;
-        }
-        auto const& target = m_route->target;
-        switch (target.kind) {
-        case TargetKind::Tcp: {
-            auto now = m_impl.resolver().lookup_now(target.host, target.family, Clock::now());
-            if (now) {
-                on_resolved(std::move(*now));
-                return;
-            }
-            m_phase = Phase::Resolving;
-            m_lookup = m_impl.resolver().start(target.host, target.family,
-                [this](ErrorOr<Addresses> result) {
-                    m_lookup.reset();
-                    on_resolved(std::move(result));
-                },
-                Clock::now());
-            return;
-        }
-        case TargetKind::Fixed:
-            m_candidates.push_back({ target.address, false });
-            break;
-        case TargetKind::Enclave: {
-            auto path = SocketAddress::unix_path(target.enclave_socket);
-            if (path.is_error()) {
-                finish("connect_failed", path.error().message(), true);
-                return;
-            }
-            m_candidates.push_back({ path.release_value(), true });
-            if (target.vsock_cid)
-                m_candidates.push_back({ SocketAddress::vsock(*target.vsock_cid, target.vsock_port), false });
-            break;
-        }
-        }
-        connect_next();
-    }
-
-    void on_resolved(ErrorOr<Addresses> result)
-    {
-        if (m_phase == Phase::Closed)
-            return;
-        if (result.is_error()) {
-            finish("resolve_failed", result.error().message(), true);
-            return;
-        }
-        for (auto const& address : result.value())
-            m_candidates.push_back({ SocketAddress::ip(address, m_route->target.port), false });
-        connect_next();
-    }
-
-    // Tries the remaining candidates in order; each gets an equal share of
-    // what is left of the connect timeout.
-    void connect_next()
-    {
-        while (m_next_candidate < m_candidates.size()) {
-            auto const& candidate = m_candidates[m_next_candidate++];
-            auto now = Clock::now();
-            auto remaining = static_cast<long>(m_candidates.size() - m_next_candidate + 1);
-            m_attempt_deadline = now + (m_connect_deadline > now ? (m_connect_deadline - now) / remaining : Clock::duration::zero());
-            m_address = candidate.address.to_string();
-            m_handshake = candidate.handshake;
-            m_target.fd.reset();
-            m_target.readable = m_target.writable = false;
-            auto pending = start_connect(candidate.address);
-            if (pending.is_error()) {
-                m_last_error = pending.error().message();
-                continue;
-            }
-            m_target.fd = std::move(pending.value().fd);
-            m_target.tcp = candidate.address.family() == AF_INET || candidate.address.family() == AF_INET6;
-            if (m_impl.loop().add(m_target.fd.get(), EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, &m_target).is_error()) {
-                m_last_error = "epoll_ctl failed";
-                continue;
-            }
-            if (pending.value().in_progress) {
-                m_phase = Phase::Connecting;
-                return;
-            }
-            on_connected();
-            return;
-        }
-        m_target.fd.reset();
-        finish("connect_failed", m_last_error.empty() ? std::string("no address to connect to") : m_last_error, true);
-    }
-
-    void on_connected()
-    {
-        if (m_target.tcp) {
-            int on = 1;
-            ::setsockopt(m_target.fd.get(), IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
-        }
-        m_target.writable = true;
-        if (!m_handshake) {
-            open({});
-            return;
-        }
-        m_phase = Phase::Handshake;
-        m_request = connect_request(m_route->target.vsock_port);
-        m_request_sent = 0;
-        m_reply.clear();
-        handshake();
-    }
-
-    void handshake()
-    {
-        if (m_request_sent < m_request.size() && m_target.writable) {
-            ssize_t n = ::send(m_target.fd.get(), m_request.data() + m_request_sent, m_request.size() - m_request_sent, MSG_NOSIGNAL);
-            if (n < 0 && errno != EAGAIN && errno != EINTR) {
-                finish("handshake_failed", Error::from_errno("send CONNECT").message(), true);
-                return;
-            }
-            if (n < 0 && errno == EAGAIN)
-                m_target.writable = false;
-            if (n > 0)
-                m_request_sent += static_cast<std::size_t>(n);
-        }
-        if (m_request_sent < m_request.size() || !m_target.readable)
-            return;
-        char buffer[MAX_HANDSHAKE_LINE];
-        ssize_t n = ::recv(m_target.fd.get(), buffer, MAX_HANDSHAKE_LINE - m_reply.size(), 0);
-        if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
-            m_target.readable = errno != EAGAIN;
-            return;
-        }
-        if (n <= 0) {
-            finish("handshake_failed", n == 0 ? std::string("the enclave closed the connection before answering CONNECT")
-                                              : Error::from_errno("recv").message(), true);
-            return;
-        }
-        m_reply.append(buffer, static_cast<std::size_t>(n));
-        auto line = parse_connect_reply(m_reply);
-        if (line.is_error()) {
-            auto shown = m_reply.substr(0, m_reply.find('\n'));
-            finish("handshake_failed", fmt::format("the enclave answered '{}' to CONNECT {}: {}", shown, m_route->target.vsock_port, line.error().message()), true);
-            return;
-        }
-        if (!line.value())
-            return;
-        open(std::string_view(m_reply).substr(line.value()->length));
-    }
-
-    // Both ends are connected: give each direction a pipe (or a buffer)
-    // and start moving bytes. `early` is what the target sent right after
-    // its handshake line; it goes to the client first.
-    void open(std::string_view early)
-    {
-        m_phase = Phase::Open;
-        m_last_activity = Clock::now();
-        if (!early.empty()) {
-            // At most MAX_HANDSHAKE_LINE bytes: they fit the small buffer.
-            m_down.buffer = std::make_unique<std::uint8_t[]>(m_down.buffer_size);
-            std::memcpy(m_down.buffer.get(), early.data(), early.size());
-            m_down.tail = early.size();
-            m_down.pending = early.size();
-        }
-        if (pump(m_up))
-            pump(m_down);
-    }
-
-    void on_side_event(Side& side, std::uint32_t events)
-    {
-        if (m_phase == Phase::Closed)
-            return;
-        if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
-            side.readable = true;
-        if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
-            side.hung_up = true;
-        if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
-            side.writable = true;
-        if (&side == &m_target && m_phase == Phase::Connecting) {
-            if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
-                return;
-            auto result = finish_connect(m_target.fd.get());
-            if (result.is_error()) {
-                m_last_error = fmt::format("{}: {}", m_address, result.error().message());
-                connect_next();
-                return;
-            }
-            // An event left over from an earlier candidate's fd can reach
-            // this Side; only a socket with a peer has really connected.
-            sockaddr_storage peer {};
-            socklen_t length = sizeof(peer);
-            if (::getpeername(m_target.fd.get(), reinterpret_cast<sockaddr*>(&peer), &length) < 0)
-                return;
-            on_connected();
-            return;
-        }
-        if (m_phase == Phase::Handshake) {
-            if (&side == &m_target)
-                handshake();
-            return;
-        }
-        if (m_phase != Phase::Open)
-            return;
-        if (pump(m_up))
-            pump(m_down);
-    }
-
-    // Moves what it can in one direction. Returns false once the
-    // connection has closed.
-    bool pump(Flow& flow)
-    {
-        for (;;) {
-            bool progress = false;
-            if (flow.pending > 0 && flow.to->writable) {
-                ssize_t n;
-                if (flow.pipe)
-                    n = ::splice(flow.pipe->read.get(), nullptr, flow.to->fd.get(), nullptr, flow.pending, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-                else
-                    n = ::send(flow.to->fd.get(), flow.buffer.get() + flow.head, flow.tail - flow.head, MSG_NOSIGNAL);
-                if (n > 0) {
-                    flow.pending -= static_cast<std::size_t>(n);
-                    flow.bytes += static_cast<std::uint64_t>(n);
-                    if (!flow.pipe) {
-                        flow.head += static_cast<std::size_t>(n);
-                        if (flow.head == flow.tail)
-                            flow.head = flow.tail = 0;
-                    }
-                    m_last_activity = Clock::now();
-                    progress = true;
-                } else if (n < 0 && errno == EAGAIN) {
-                    flow.to->writable = false;
-                } else if (!(n < 0 && errno == EINTR)) {
-                    fail_side(*flow.to, "send");
-                    return false;
-                }
-            }
-            if (flow.pending == 0 && !flow.pipe) {
-                // An empty buffer is given back (idle connections hold no
-                // user memory); bulk traffic moves on to splice here.
-                flow.buffer.reset();
-                flow.head = flow.tail = 0;
-                if (flow.bulk) {
-                    flow.bulk = false;
-                    flow.pipe = m_impl.take_pipe();
-                    if (!flow.pipe)
-                        flow.buffer_size = COPY_BUFFER_SIZE;
-                }
-            }
-            if (flow.eof && flow.pending == 0 && !flow.shut) {
-                // Everything before the EOF is delivered: pass the EOF on.
-                ::shutdown(flow.to->fd.get(), SHUT_WR);
-                flow.shut = true;
-                if (m_up.shut && m_down.shut) {
-                    finish("done", {}, false);
-                    return false;
-                }
-            }
-            if (!flow.eof && flow.from->readable && flow.pending < flow.capacity()) {
-                ssize_t n;
-                std::size_t wanted = flow.capacity() - flow.pending;
-                if (flow.pipe) {
-                    n = ::splice(flow.from->fd.get(), nullptr, flow.pipe->write.get(), nullptr, wanted, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-                } else {
-                    if (!flow.buffer)
-                        flow.buffer = std::make_unique<std::uint8_t[]>(flow.buffer_size);
-                    if (flow.tail == flow.buffer_size) {
-                        std::memmove(flow.buffer.get(), flow.buffer.get() + flow.head, flow.tail - flow.head);
-                        flow.tail -= flow.head;
-                        flow.head = 0;
-                    }
-                    wanted = flow.buffer_size - flow.tail;
-                    n = ::recv(flow.from->fd.get(), flow.buffer.get() + flow.tail, wanted, 0);
-                    if (n > 0) {
-                        flow.tail += static_cast<std::size_t>(n);
-                        if (static_cast<std::size_t>(n) == flow.buffer_size)
-                            flow.bulk = true;
-                        // A short read from a stream socket means it is
-                        // drained; new data brings a new edge. Not after
-                        // RDHUP: the EOF that follows brings none.
-                        if (static_cast<std::size_t>(n) < wanted && !flow.from->hung_up)
-                            flow.from->readable = false;
-                    }
-                }
-                if (n > 0) {
-                    flow.pending += static_cast<std::size_t>(n);
-                    m_last_activity = Clock::now();
-                    progress = true;
-                } else if (n == 0) {
-                    flow.eof = true;
-                    progress = true;
-                } else if (errno == EAGAIN) {
-                    // With bytes in the pipe, EAGAIN may mean the pipe ran out
-                    // of slots rather than the socket out of data: keep the
-                    // side readable and try again after the next drain.
-                    if (flow.pending == 0 || !flow.pipe)
-                        flow.from->readable = false;
-                } else if (errno == EINTR) {
-                    progress = true;
-                } else {
-                    fail_side(*flow.from, "receive");
-                    return false;
-                }
-            }
-            if (!progress)
-                return true;
-        }
-    }
-
-    void fail_side(Side& side, std::string_view what)
-    {
-        auto why = Error::from_errno(what).message();
-        finish(side.is_client ? "client_error" : "target_error", why, true);
-    }
-
-    // Called every sweep; may close the connection.
-    void check_timeouts(Clock::time_point now)
-    {
-        if (m_phase == Phase::Open) {
-            auto idle = m_impl.limits().idle_timeout_ms;
-            if (idle > 0 && now - m_last_activity >= std::chrono::milliseconds(idle))
-                finish("idle_timeout", {}, false);
-            return;
-        }
-        if (now >= m_connect_deadline) {
-            finish("connect_timeout", m_last_error, true);
-            return;
-        }
-        if (m_phase == Phase::Connecting && now >= m_attempt_deadline) {
-            m_last_error = fmt::format("{}: timed out", m_address);
-            connect_next();
-        }
-    }
-
-    void finish(std::string_view reason, std::string_view detail, bool abort)
-    {
-        if (m_phase == Phase::Closed)
-            return;
-        m_phase = Phase::Closed;
-        if (m_lookup)
-            m_impl.resolver().cancel(*m_lookup);
-        for (auto* side : { &m_client, &m_target }) {
-            if (abort && side->tcp && side->fd) {
-                // A reset, not a FIN: the peer must not take a cut-off
-                // stream for a complete one.
-                linger hard { 1, 0 };
-                ::setsockopt(side->fd.get(), SOL_SOCKET, SO_LINGER, &hard, sizeof(hard));
-            }
-            side->fd.reset();
-        }
-        for (auto* flow : { &m_up, &m_down }) {
-            if (flow->pipe && flow->pending == 0)
-                m_impl.give_pipe(std::move(*flow->pipe));
-            flow->pipe.reset();
-            flow->buffer.reset();
-        }
-        --m_route->counter->active;
-        auto milliseconds = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - m_started).count();
-        std::string address = m_address.empty() ? std::string() : fmt::format(" addr={}", m_address);
-        std::string error = detail.empty() ? std::string() : fmt::format(" error={}", quoted(detail));
-        log::info("conn={} rule={} peer={} target={}{} up={} down={} ms={} close={}{}", m_id, m_route->name, m_peer,
-            m_route->target.text, address, m_up.bytes, m_down.bytes, milliseconds, reason, error);
-        m_impl.retire(*this);
-    }
-
-private:
-    Impl& m_impl;
-    std::uint64_t m_id;
-    std::shared_ptr<Route const> m_route;
-    Side m_client;
-    Side m_target;
-    Flow m_up;
-    Flow m_down;
-    Phase m_phase { Phase::Resolving };
-    std::string m_peer;
-    std::string m_address;
-    std::string m_last_error;
-    std::vector<Candidate> m_candidates;
-    std::size_t m_next_candidate { 0 };
-    bool m_handshake { false };
-    std::string m_request;
-    std::size_t m_request_sent { 0 };
-    std::string m_reply;
-    std::optional<std::uint64_t> m_lookup;
-    Clock::time_point m_started;
-    Clock::time_point m_last_activity;
-    Clock::time_point m_connect_deadline;
-    Clock::time_point m_attempt_deadline;
-};
 
 Proxy::Impl::~Impl()
 {
@@ -679,7 +172,7 @@ Proxy::Impl::~Impl()
 
 void Proxy::Impl::close_everything()
 {
-    std::vector<Connection*> open;
+    std::vector<ProxyConnection*> open;
     for (auto& [id, connection] : m_connections)
         open.push_back(connection.get());
     for (auto* connection : open)
@@ -690,7 +183,7 @@ void Proxy::Impl::close_everything()
     m_resolver.collect_garbage();
 }
 
-std::optional<Proxy::Impl::Pipe> Proxy::Impl::take_pipe()
+std::optional<Pipe> Proxy::Impl::take_pipe()
 {
     if (!m_pipe_pool.empty()) {
         auto pipe = std::move(m_pipe_pool.back());
@@ -718,7 +211,7 @@ void Proxy::Impl::give_pipe(Pipe pipe)
         m_pipe_pool.push_back(std::move(pipe));
 }
 
-void Proxy::Impl::retire(Connection& connection)
+void Proxy::Impl::retire(ProxyConnection& connection)
 {
     auto it = m_connections.find(connection.id());
     if (it == m_connections.end())
@@ -786,7 +279,7 @@ void Proxy::Impl::accept_from(Listener& listener)
             int on = 1;
             ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
         }
-        auto connection = std::make_unique<Connection>(*this, id, route, std::move(client), tcp, std::move(peer));
+        auto connection = std::make_unique<ProxyConnection>(*this, id, route, std::move(client), tcp, std::move(peer));
         auto* raw = connection.get();
         m_connections.emplace(id, std::move(connection));
         raw->start();
@@ -1062,7 +555,7 @@ void Proxy::Impl::send_command(char command)
 void Proxy::Impl::sweep(Clock::time_point now)
 {
     m_resolver.tick(now);
-    std::vector<Connection*> open;
+    std::vector<ProxyConnection*> open;
     open.reserve(m_connections.size());
     for (auto& [id, connection] : m_connections)
         open.push_back(connection.get());
