@@ -113,7 +113,7 @@ void ProxyConnection::connect_next()
         m_address = candidate.address.to_string();
         m_handshake = candidate.handshake;
         m_target.fd.reset();
-        m_target.readable = m_target.writable = false;
+        m_target.readable = m_target.writable = m_target.hung_up = false;
         auto pending = start_connect(candidate.address);
         if (pending.is_error()) {
             m_last_error = pending.error().message();
