@@ -14,12 +14,16 @@
 // connection (resolver.hpp) and nothing the client sends is interpreted.
 //
 // Each direction starts with recv/send through a 16 KiB buffer (fewest
-// system calls for small messages) and moves to splice(2) through a pipe as
-// soon as a read fills that buffer, so bulk bytes are never copied into user
-// space; if pipes cannot be had (fd limits) it copies through a 64 KiB
-// buffer instead. A side is not read while the other side's pipe or buffer
-// is full (back-pressure), so memory per connection is bounded by two pipes
-// or two buffers, and an idle connection holds no buffer at all. EOF on one side becomes
+// system calls for small messages) and moves to splice(2) through a 256 KiB
+// pipe as soon as a read fills that buffer, so bulk bytes are never copied
+// into user space; if pipes cannot be had (fd limits) it copies through a
+// 64 KiB buffer instead. A side is not read while the other side's pipe or
+// buffer is full (back-pressure), so memory per connection is bounded by two
+// pipes or two buffers, and an idle connection holds no buffer at all. The
+// connections themselves are src/vsock/proxy_connection.*; this file's
+// implementation holds the listeners, the reload and the loop.
+//
+// EOF on one side becomes
 // shutdown(SHUT_WR) on the other once everything before it is delivered;
 // the connection closes when both directions are finished. An error or a
 // reset on either side ends that connection only (TCP peers get a reset,
