@@ -23,9 +23,9 @@
 // connections themselves are src/vsock/proxy_connection.*; this file's
 // implementation holds the listeners, the reload and the loop.
 //
-// EOF on one side becomes
-// shutdown(SHUT_WR) on the other once everything before it is delivered;
-// the connection closes when both directions are finished. An error or a
+// EOF on one side becomes shutdown(SHUT_WR) on the other once everything
+// before it is delivered; the connection closes when both directions are
+// finished. An error or a
 // reset on either side ends that connection only (TCP peers get a reset,
 // SO_LINGER 0, so that truncation is never mistaken for a clean end).
 //
