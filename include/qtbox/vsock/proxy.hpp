@@ -25,9 +25,9 @@
 //
 // EOF on one side becomes shutdown(SHUT_WR) on the other once everything
 // before it is delivered; the connection closes when both directions are
-// finished. An error or a
-// reset on either side ends that connection only (TCP peers get a reset,
-// SO_LINGER 0, so that truncation is never mistaken for a clean end).
+// finished. An error or a reset on either side ends that connection only
+// (TCP peers get a reset, SO_LINGER 0, so that truncation is never mistaken
+// for a clean end).
 //
 // Each connection ends with one log line:
 //   conn=<id> rule=<rule> peer=<who> target=<where> up=<bytes client->target>
