@@ -198,3 +198,36 @@ private:
 };
 
 } // namespace qtbox::vsock::test
+
+namespace qtbox::vsock::test {
+
+// An echo server on [::1], or nullopt-equivalent (port 0) without IPv6.
+inline UniqueFd tcp6_listener(std::uint16_t* port)
+{
+    UniqueFd fd(::socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_in6 address {};
+    address.sin6_family = AF_INET6;
+    address.sin6_addr = in6addr_loopback;
+    if (!fd || ::bind(fd.get(), reinterpret_cast<sockaddr*>(&address), sizeof(address)) < 0 || ::listen(fd.get(), 16) < 0) {
+        *port = 0;
+        return {};
+    }
+    socklen_t length = sizeof(address);
+    ::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&address), &length);
+    *port = ntohs(address.sin6_port);
+    return fd;
+}
+
+inline UniqueFd tcp6_connect(std::uint16_t port)
+{
+    UniqueFd fd(::socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_in6 address {};
+    address.sin6_family = AF_INET6;
+    address.sin6_port = htons(port);
+    address.sin6_addr = in6addr_loopback;
+    if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&address), sizeof(address)) < 0)
+        return {};
+    return fd;
+}
+
+} // namespace qtbox::vsock::test

@@ -346,3 +346,50 @@ TEST_CASE("proxy: connection limits refuse the extra connection, idle ones time 
     CHECK(waited >= std::chrono::milliseconds(150));
     CHECK(waited < std::chrono::seconds(3));
 }
+
+TEST_CASE("proxy: IPv6 targets and listeners; -4 refuses an IPv6 target")
+{
+    TempDir run;
+    std::uint16_t port = 0;
+    auto listener = tcp6_listener(&port);
+    if (!listener) {
+        MESSAGE("no IPv6 loopback here: skipped");
+        return;
+    }
+    auto echo = Server(std::move(listener), Server::echo);
+    auto listen_port = free_tcp_port();
+    auto text = fmt::format("[[outbound]]\nvsock_port = 6\nhost = \"::1\"\nport = {}\n"
+                            "[[outbound]]\nvsock_port = 7\nhost = \"[::1]\"\nport = {}\n"
+                            "[[inbound]]\nlisten = \"[::1]:{}\"\nenclave_id = 0\nvsock_port = 1\n",
+        port, port, listen_port);
+    REQUIRE_FALSE(sys::mkdir_p(run.path() + "/enclaves/0", 0700).is_error());
+    auto vmm = Server(sys::unix_listen(enclave_socket_path(run.path(), 0)).release_value(), [](UniqueFd fd) {
+        char line[32];
+        (void)::recv(fd.get(), line, sizeof(line), 0);
+        send_all(fd.get(), "OK 1\n");
+        Server::echo(std::move(fd));
+    });
+    {
+        Running proxy(parent_options(run), parse_proxy_config(text, "t").release_value());
+        for (auto const* path : { "/vsock/3_6", "/vsock/3_7" }) {
+            auto client = unix_connect(run.path() + path);
+            REQUIRE(client);
+            CHECK(send_all(client.get(), "over v6"));
+            ::shutdown(client.get(), SHUT_WR);
+            CHECK(read_all(client.get()) == "over v6");
+        }
+        auto inbound = tcp6_connect(listen_port);
+        REQUIRE(inbound);
+        CHECK(send_all(inbound.get(), "in over v6"));
+        ::shutdown(inbound.get(), SHUT_WR);
+        CHECK(read_all(inbound.get()) == "in over v6");
+    }
+    auto options = parent_options(run);
+    options.family = Family::Ipv4;
+    Running v4_only(options, parse_proxy_config(text, "t").release_value());
+    auto client = unix_connect(run.path() + "/vsock/3_6");
+    REQUIRE(client);
+    auto started = Clock::now();
+    CHECK(read_all(client.get()).empty());
+    CHECK(Clock::now() - started < std::chrono::seconds(1));
+}
