@@ -103,8 +103,6 @@ ErrorOr<Bytes> public_key_argument(std::string const& text)
     return bytes;
 }
 
-ErrorOr<qtsm::Client> connect(std::string const& socket_path) { return qtsm::Client::connect(socket_path); }
-
 void print_json(nlohmann::json const& value) { fmt::print("{}\n", value.dump(2)); }
 
 ErrorOr<void> write_stdout(ByteView bytes)
@@ -113,6 +111,18 @@ ErrorOr<void> write_stdout(ByteView bytes)
     if (written.is_error())
         return written.release_error().context("write to standard output");
     return {};
+}
+
+// Connects to qtsm-server, runs `work` with the client, and reports a
+// failure of either (SPEC §10: one line) with fail_call's exit status.
+template<typename Work>
+int with_client(std::string const& socket_path, std::string_view command, Work work)
+{
+    auto client = qtsm::Client::connect(socket_path);
+    if (client.is_error())
+        return fail(client.error(), command);
+    auto result = work(client.value());
+    return result.is_error() ? fail_call(result.error(), command) : 0;
 }
 
 } // namespace
@@ -162,51 +172,35 @@ int qtsm_main(int argc, char** argv)
     std::signal(SIGPIPE, SIG_IGN);
 
     if (describe->parsed()) {
-        auto client = connect(socket_path);
-        if (client.is_error())
-            return fail(client.error(), "describe");
-        auto description = client.value().describe();
-        if (description.is_error())
-            return fail_call(description.error(), "describe");
-        auto const& d = description.value();
-        print_json({ { "version_major", d.version_major }, { "version_minor", d.version_minor },
-            { "version_patch", d.version_patch }, { "module_id", d.module_id }, { "max_pcrs", d.max_pcrs },
-            { "locked_pcrs", d.locked_pcrs }, { "digest", d.digest } });
-        return 0;
+        return with_client(socket_path, "describe", [](qtsm::Client& client) -> ErrorOr<void> {
+            auto d = TRY(client.describe());
+            print_json({ { "version_major", d.version_major }, { "version_minor", d.version_minor },
+                { "version_patch", d.version_patch }, { "module_id", d.module_id }, { "max_pcrs", d.max_pcrs },
+                { "locked_pcrs", d.locked_pcrs }, { "digest", d.digest } });
+            return {};
+        });
     }
     if (describe_pcr->parsed()) {
-        auto client = connect(socket_path);
-        if (client.is_error())
-            return fail(client.error(), "describe-pcr");
-        auto pcr = client.value().describe_pcr(index);
-        if (pcr.is_error())
-            return fail_call(pcr.error(), "describe-pcr");
-        print_json({ { "index", index }, { "lock", pcr.value().lock }, { "data", hex_encode(pcr.value().data) } });
-        return 0;
+        return with_client(socket_path, "describe-pcr", [&](qtsm::Client& client) -> ErrorOr<void> {
+            auto pcr = TRY(client.describe_pcr(index));
+            print_json({ { "index", index }, { "lock", pcr.lock }, { "data", hex_encode(pcr.data) } });
+            return {};
+        });
     }
     if (extend_pcr->parsed()) {
         auto bytes = data_argument(data, qtsm::MAX_REQUEST_SIZE, "--data");
         if (bytes.is_error())
             return usage("extend-pcr", bytes.error().message());
-        auto client = connect(socket_path);
-        if (client.is_error())
-            return fail(client.error(), "extend-pcr");
-        auto value = client.value().extend_pcr(index, bytes.value());
-        if (value.is_error())
-            return fail_call(value.error(), "extend-pcr");
-        print_json({ { "index", index }, { "data", hex_encode(value.value()) } });
-        return 0;
+        return with_client(socket_path, "extend-pcr", [&](qtsm::Client& client) -> ErrorOr<void> {
+            auto value = TRY(client.extend_pcr(index, bytes.value()));
+            print_json({ { "index", index }, { "data", hex_encode(value) } });
+            return {};
+        });
     }
-    if (lock_pcr->parsed() || lock_pcrs->parsed()) {
-        auto command = lock_pcr->parsed() ? "lock-pcr" : "lock-pcrs";
-        auto client = connect(socket_path);
-        if (client.is_error())
-            return fail(client.error(), command);
-        auto locked = lock_pcr->parsed() ? client.value().lock_pcr(index) : client.value().lock_pcrs(indices);
-        if (locked.is_error())
-            return fail_call(locked.error(), command);
-        return 0;
-    }
+    if (lock_pcr->parsed())
+        return with_client(socket_path, "lock-pcr", [&](qtsm::Client& client) { return client.lock_pcr(index); });
+    if (lock_pcrs->parsed())
+        return with_client(socket_path, "lock-pcrs", [&](qtsm::Client& client) { return client.lock_pcrs(indices); });
     if (attest->parsed()) {
         if (::isatty(STDOUT_FILENO))
             return usage("attest", "refusing to write a binary document to a terminal (redirect it: qtsm attest > doc.cose)");
@@ -229,24 +223,14 @@ int qtsm_main(int argc, char** argv)
                 return usage("attest", bytes.error().message());
             request.public_key = bytes.release_value();
         }
-        auto client = connect(socket_path);
-        if (client.is_error())
-            return fail(client.error(), "attest");
-        auto document = client.value().attestation(request);
-        if (document.is_error())
-            return fail_call(document.error(), "attest");
-        auto written = write_stdout(document.value());
-        return written.is_error() ? fail(written.error(), "attest") : 0;
+        return with_client(socket_path, "attest", [&](qtsm::Client& client) -> ErrorOr<void> {
+            return write_stdout(TRY(client.attestation(request)));
+        });
     }
     if (random->parsed()) {
-        auto client = connect(socket_path);
-        if (client.is_error())
-            return fail(client.error(), "random");
-        auto bytes = client.value().random(count);
-        if (bytes.is_error())
-            return fail_call(bytes.error(), "random");
-        auto written = write_stdout(as_bytes(hex_encode(bytes.value()) + "\n"));
-        return written.is_error() ? fail(written.error(), "random") : 0;
+        return with_client(socket_path, "random", [&](qtsm::Client& client) -> ErrorOr<void> {
+            return write_stdout(as_bytes(hex_encode(TRY(client.random(count))) + "\n"));
+        });
     }
     if (keygen->parsed()) {
         if (!force && !sys::lstat(key_out).is_error())

@@ -36,6 +36,15 @@ static int load_status(int cbor_status)
     return cbor_status == QTSM_CBOR_INDEFINITE ? CBOR_DATA_INDEFINITE : CBOR_LOAD_ERROR;
 }
 
+/* The next item, which must be of `major` type. */
+static int next_of(struct qtsm_cbor_reader *r, unsigned major, struct qtsm_cbor_item *item)
+{
+    int status = qtsm_cbor_next(r, item);
+    if (status != QTSM_CBOR_OK)
+        return load_status(status);
+    return item->major == major ? NO_ERROR : CBOR_TYPE_ERROR;
+}
+
 /* The protected header must be {1: -35} (any integer widths: QingTian's
  * own documents use 4-byte ones). */
 static int check_protected(struct span header)
@@ -99,11 +108,9 @@ static int parse_envelope(const uint8_t *data, size_t size, struct envelope *out
 static int expect_key(struct qtsm_cbor_reader *r, const char *name)
 {
     struct qtsm_cbor_item key;
-    int status = qtsm_cbor_next(r, &key);
-    if (status != QTSM_CBOR_OK)
-        return load_status(status);
-    if (key.major != QTSM_CBOR_TEXT)
-        return CBOR_TYPE_ERROR;
+    int status = next_of(r, QTSM_CBOR_TEXT, &key);
+    if (status != NO_ERROR)
+        return status;
     return qtsm_cbor_is_text(&key, name) ? NO_ERROR : CBOR_CONTENT_ERROR;
 }
 
@@ -111,11 +118,9 @@ static int expect_key(struct qtsm_cbor_reader *r, const char *name)
 static int read_bstr(struct qtsm_cbor_reader *r, uint8_t *out, uint32_t *out_len, size_t min, size_t max, int size_error)
 {
     struct qtsm_cbor_item item;
-    int status = qtsm_cbor_next(r, &item);
-    if (status != QTSM_CBOR_OK)
-        return load_status(status);
-    if (item.major != QTSM_CBOR_BYTES)
-        return CBOR_TYPE_ERROR;
+    int status = next_of(r, QTSM_CBOR_BYTES, &item);
+    if (status != NO_ERROR)
+        return status;
     if (item.argument < min || item.argument > max)
         return size_error;
     if (item.argument > 0)
@@ -127,20 +132,16 @@ static int read_bstr(struct qtsm_cbor_reader *r, uint8_t *out, uint32_t *out_len
 static int parse_pcrs(struct qtsm_cbor_reader *r, struct pcr_raws *pcrs)
 {
     struct qtsm_cbor_item map;
-    int status = qtsm_cbor_next(r, &map);
-    if (status != QTSM_CBOR_OK)
-        return load_status(status);
-    if (map.major != QTSM_CBOR_MAP)
-        return CBOR_TYPE_ERROR;
+    int status = next_of(r, QTSM_CBOR_MAP, &map);
+    if (status != NO_ERROR)
+        return status;
     if (map.argument == 0 || map.argument > QTSM_MAX_PCR_COUNT)
         return CBOR_CONTENT_ERROR;
     int previous = -1;
     for (uint64_t i = 0; i < map.argument; ++i) {
         struct qtsm_cbor_item index;
-        if ((status = qtsm_cbor_next(r, &index)) != QTSM_CBOR_OK)
-            return load_status(status);
-        if (index.major != QTSM_CBOR_UNSIGNED)
-            return CBOR_TYPE_ERROR;
+        if ((status = next_of(r, QTSM_CBOR_UNSIGNED, &index)) != NO_ERROR)
+            return status;
         /* Indices 0..31, ascending and so without duplicates. */
         if (index.argument >= QTSM_MAX_PCR_COUNT || (int)index.argument <= previous)
             return CBOR_CONTENT_ERROR;
@@ -159,20 +160,16 @@ static int parse_payload(struct span payload, struct attestation_doc *doc)
 {
     struct qtsm_cbor_reader r = { payload.data, payload.data + payload.size };
     struct qtsm_cbor_item item;
-    int status = qtsm_cbor_next(&r, &item);
-    if (status != QTSM_CBOR_OK)
-        return load_status(status);
-    if (item.major != QTSM_CBOR_MAP)
-        return CBOR_TYPE_ERROR;
+    int status = next_of(&r, QTSM_CBOR_MAP, &item);
+    if (status != NO_ERROR)
+        return status;
     if (item.argument != CBOR_PAYLOAD_MAP_NUM)
         return CBOR_CONTENT_ERROR;
 
     if ((status = expect_key(&r, "module_id")) != NO_ERROR)
         return status;
-    if ((status = qtsm_cbor_next(&r, &item)) != QTSM_CBOR_OK)
-        return load_status(status);
-    if (item.major != QTSM_CBOR_TEXT)
-        return CBOR_TYPE_ERROR;
+    if ((status = next_of(&r, QTSM_CBOR_TEXT, &item)) != NO_ERROR)
+        return status;
     if (item.argument == 0 || item.argument >= QTSM_MODULE_ID_MAX_SIZE || memchr(item.data, 0, (size_t)item.argument))
         return CBOR_CONTENT_ERROR;
     memcpy(doc->module_id, item.data, (size_t)item.argument);
@@ -189,10 +186,8 @@ static int parse_payload(struct span payload, struct attestation_doc *doc)
 
     if ((status = expect_key(&r, "digest")) != NO_ERROR)
         return status;
-    if ((status = qtsm_cbor_next(&r, &item)) != QTSM_CBOR_OK)
-        return load_status(status);
-    if (item.major != QTSM_CBOR_TEXT)
-        return CBOR_TYPE_ERROR;
+    if ((status = next_of(&r, QTSM_CBOR_TEXT, &item)) != NO_ERROR)
+        return status;
     if (!qtsm_cbor_is_text(&item, "SHA384"))
         return CBOR_CONTENT_ERROR;
     doc->digest = QTSM_SHA384;
@@ -207,10 +202,8 @@ static int parse_payload(struct span payload, struct attestation_doc *doc)
 
     if ((status = expect_key(&r, "cabundle")) != NO_ERROR)
         return status;
-    if ((status = qtsm_cbor_next(&r, &item)) != QTSM_CBOR_OK)
-        return load_status(status);
-    if (item.major != QTSM_CBOR_ARRAY)
-        return CBOR_TYPE_ERROR;
+    if ((status = next_of(&r, QTSM_CBOR_ARRAY, &item)) != NO_ERROR)
+        return status;
     if (item.argument == 0 || item.argument > QTSM_CERTIFICATE_MAX_DEPTH)
         return CBOR_CABUNDLES_ERROR;
     doc->ca_bundles.ca_bundle_num = (uint32_t)item.argument;

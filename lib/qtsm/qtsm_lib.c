@@ -116,15 +116,6 @@ static int round_trip(int fd, struct qtsm_cbor_writer *w, struct response *out)
     return status;
 }
 
-/* A writer whose first 4 bytes are reserved for the frame length. */
-static void start_request(struct qtsm_cbor_writer *w, uint8_t *buffer)
-{
-    w->data = buffer;
-    w->capacity = QTSM_REQUEST_MAX_SIZE + 4;
-    w->size = 4;
-    w->failed = 0;
-}
-
 /* Checks the response's shape: `name` as text (fieldless answers), or
  * {name: body} with `body` left positioned at the body, or {"Error": NAME}
  * (its code is returned). */
@@ -164,6 +155,61 @@ static int open_body(struct qtsm_cbor_reader *body, uint64_t *entries)
     return NO_ERROR;
 }
 
+/* One call: the request buffer (its first 4 bytes are for the frame
+ * length) and the response. */
+struct call {
+    uint8_t buffer[QTSM_REQUEST_MAX_SIZE + 4];
+    struct qtsm_cbor_writer w;
+    struct response response;
+};
+
+static struct qtsm_cbor_writer *begin_call(struct call *c)
+{
+    c->w.data = c->buffer;
+    c->w.capacity = sizeof(c->buffer);
+    c->w.size = 4;
+    c->w.failed = 0;
+    c->response.data = NULL;
+    c->response.size = 0;
+    return &c->w;
+}
+
+/* {name: {` fields ` entries...}} */
+static void begin_fields(struct qtsm_cbor_writer *w, const char *name, uint64_t fields)
+{
+    qtsm_cbor_head(w, QTSM_CBOR_MAP, 1);
+    qtsm_cbor_text(w, name);
+    qtsm_cbor_head(w, QTSM_CBOR_MAP, fields);
+}
+
+/* Sends the request and checks the answer's shape: with `body` NULL a
+ * fieldless answer (`name` as text); otherwise {name: {...}} with `body` at
+ * its first key and *entries its entry count. */
+static int finish_call(int fd, struct call *c, const char *name, struct qtsm_cbor_reader *body, uint64_t *entries)
+{
+    int status = round_trip(fd, &c->w, &c->response);
+    if (status == NO_ERROR)
+        status = open_response(&c->response, name, body);
+    if (status == NO_ERROR && body != NULL)
+        status = open_body(body, entries);
+    return status;
+}
+
+static void end_call(struct call *c)
+{
+    free(c->response.data);
+    c->response.data = NULL;
+}
+
+/* The body has exactly one entry, `key`; its value is read next. */
+static int single_field(struct qtsm_cbor_reader *body, uint64_t entries, const char *key)
+{
+    struct qtsm_cbor_item item;
+    if (entries != 1 || qtsm_cbor_next(body, &item) != QTSM_CBOR_OK || !qtsm_cbor_is_text(&item, key))
+        return INVALID_RESPONSE;
+    return NO_ERROR;
+}
+
 static int read_u16(struct qtsm_cbor_reader *r, uint16_t *value)
 {
     struct qtsm_cbor_item item;
@@ -192,9 +238,7 @@ static int read_bytes_into(struct qtsm_cbor_reader *r, uint8_t *out, uint32_t *o
 /* {name: {"index": index}} */
 static void index_request(struct qtsm_cbor_writer *w, const char *name, uint16_t index)
 {
-    qtsm_cbor_head(w, QTSM_CBOR_MAP, 1);
-    qtsm_cbor_text(w, name);
-    qtsm_cbor_head(w, QTSM_CBOR_MAP, 1);
+    begin_fields(w, name, 1);
     qtsm_cbor_text(w, "index");
     qtsm_cbor_head(w, QTSM_CBOR_UNSIGNED, index);
 }
@@ -243,15 +287,9 @@ void qtsm_lib_exit(int qtsm_dev_fd)
 }
 
 /* DescribePCR and ExtendPCR answer the same way: {name: {"lock"?, "data"}}. */
-static int pcr_response(const struct response *response, const char *name, bool *locked, uint8_t *data, uint32_t *data_len)
+static int pcr_response(struct qtsm_cbor_reader body, uint64_t entries, bool *locked, uint8_t *data, uint32_t *data_len)
 {
-    struct qtsm_cbor_reader body;
-    uint64_t entries;
-    int status = open_response(response, name, &body);
-    if (status == NO_ERROR)
-        status = open_body(&body, &entries);
-    if (status != NO_ERROR)
-        return status;
+    int status = NO_ERROR;
     int have_data = 0, have_lock = 0;
     uint32_t capacity = *data_len;
     for (uint64_t i = 0; i < entries && status == NO_ERROR; ++i) {
@@ -283,15 +321,14 @@ int qtsm_describe_pcr(const int fd, const uint16_t index, bool *locked, uint8_t 
 {
     if (locked == NULL || data == NULL || data_len == NULL)
         return INVALID_ARGUMENT;
-    uint8_t buffer[QTSM_REQUEST_MAX_SIZE + 4];
-    struct qtsm_cbor_writer w;
-    struct response response;
-    start_request(&w, buffer);
-    index_request(&w, "DescribePCR", index);
-    int status = round_trip(fd, &w, &response);
+    struct call c;
+    struct qtsm_cbor_reader body;
+    uint64_t entries = 0;
+    index_request(begin_call(&c), "DescribePCR", index);
+    int status = finish_call(fd, &c, "DescribePCR", &body, &entries);
     if (status == NO_ERROR)
-        status = pcr_response(&response, "DescribePCR", locked, data, data_len);
-    free(response.data);
+        status = pcr_response(body, entries, locked, data, data_len);
+    end_call(&c);
     return status;
 }
 
@@ -302,21 +339,19 @@ int qtsm_extend_pcr(const int fd, const uint16_t index, const uint8_t *req_data,
         return INVALID_ARGUMENT;
     if (req_data_len > QTSM_REQUEST_MAX_SIZE)
         return INPUT_TOO_LARGE;
-    uint8_t buffer[QTSM_REQUEST_MAX_SIZE + 4];
-    struct qtsm_cbor_writer w;
-    struct response response;
-    start_request(&w, buffer);
-    qtsm_cbor_head(&w, QTSM_CBOR_MAP, 1);
-    qtsm_cbor_text(&w, "ExtendPCR");
-    qtsm_cbor_head(&w, QTSM_CBOR_MAP, 2);
-    qtsm_cbor_text(&w, "index");
-    qtsm_cbor_head(&w, QTSM_CBOR_UNSIGNED, index);
-    qtsm_cbor_text(&w, "data");
-    qtsm_cbor_bytes(&w, req_data, req_data_len);
-    int status = round_trip(fd, &w, &response);
+    struct call c;
+    struct qtsm_cbor_reader body;
+    uint64_t entries = 0;
+    struct qtsm_cbor_writer *w = begin_call(&c);
+    begin_fields(w, "ExtendPCR", 2);
+    qtsm_cbor_text(w, "index");
+    qtsm_cbor_head(w, QTSM_CBOR_UNSIGNED, index);
+    qtsm_cbor_text(w, "data");
+    qtsm_cbor_bytes(w, req_data, req_data_len);
+    int status = finish_call(fd, &c, "ExtendPCR", &body, &entries);
     if (status == NO_ERROR)
-        status = pcr_response(&response, "ExtendPCR", NULL, pcr_data, pcr_data_len);
-    free(response.data);
+        status = pcr_response(body, entries, NULL, pcr_data, pcr_data_len);
+    end_call(&c);
     return status;
 }
 
@@ -324,16 +359,10 @@ int qtsm_lock_pcr(const int fd, const uint16_t index, bool *locked)
 {
     if (locked == NULL)
         return INVALID_ARGUMENT;
-    *locked = false;
-    uint8_t buffer[QTSM_REQUEST_MAX_SIZE + 4];
-    struct qtsm_cbor_writer w;
-    struct response response;
-    start_request(&w, buffer);
-    index_request(&w, "LockPCR", index);
-    int status = round_trip(fd, &w, &response);
-    if (status == NO_ERROR)
-        status = open_response(&response, "LockPCR", NULL);
-    free(response.data);
+    struct call c;
+    index_request(begin_call(&c), "LockPCR", index);
+    int status = finish_call(fd, &c, "LockPCR", NULL, NULL);
+    end_call(&c);
     *locked = status == NO_ERROR;
     return status;
 }
@@ -342,22 +371,15 @@ int qtsm_lock_pcrs(const int fd, const uint32_t count, const uint16_t *range, bo
 {
     if (locked == NULL || (range == NULL && count > 0))
         return INVALID_ARGUMENT;
-    *locked = false;
-    uint8_t buffer[QTSM_REQUEST_MAX_SIZE + 4];
-    struct qtsm_cbor_writer w;
-    struct response response;
-    start_request(&w, buffer);
-    qtsm_cbor_head(&w, QTSM_CBOR_MAP, 1);
-    qtsm_cbor_text(&w, "LockPCRs");
-    qtsm_cbor_head(&w, QTSM_CBOR_MAP, 1);
-    qtsm_cbor_text(&w, "range");
-    qtsm_cbor_head(&w, QTSM_CBOR_ARRAY, count);
-    for (uint32_t i = 0; i < count && !w.failed; ++i)
-        qtsm_cbor_head(&w, QTSM_CBOR_UNSIGNED, range[i]);
-    int status = round_trip(fd, &w, &response);
-    if (status == NO_ERROR)
-        status = open_response(&response, "LockPCRs", NULL);
-    free(response.data);
+    struct call c;
+    struct qtsm_cbor_writer *w = begin_call(&c);
+    begin_fields(w, "LockPCRs", 1);
+    qtsm_cbor_text(w, "range");
+    qtsm_cbor_head(w, QTSM_CBOR_ARRAY, count);
+    for (uint32_t i = 0; i < count && !w->failed; ++i)
+        qtsm_cbor_head(w, QTSM_CBOR_UNSIGNED, range[i]);
+    int status = finish_call(fd, &c, "LockPCRs", NULL, NULL);
+    end_call(&c);
     *locked = status == NO_ERROR;
     return status;
 }
@@ -425,18 +447,11 @@ int qtsm_get_describe(const int fd, describe_qtsm *qtsm_description)
 {
     if (qtsm_description == NULL)
         return INVALID_ARGUMENT;
-    uint8_t buffer[QTSM_REQUEST_MAX_SIZE + 4];
-    struct qtsm_cbor_writer w;
-    struct response response;
-    start_request(&w, buffer);
-    qtsm_cbor_text(&w, "DescribeQTSM");
-    int status = round_trip(fd, &w, &response);
+    struct call c;
     struct qtsm_cbor_reader body;
     uint64_t entries = 0;
-    if (status == NO_ERROR)
-        status = open_response(&response, "DescribeQTSM", &body);
-    if (status == NO_ERROR)
-        status = open_body(&body, &entries);
+    qtsm_cbor_text(begin_call(&c), "DescribeQTSM");
+    int status = finish_call(fd, &c, "DescribeQTSM", &body, &entries);
     describe_qtsm result;
     memset(&result, 0, sizeof(result));
     unsigned seen = 0;
@@ -451,7 +466,7 @@ int qtsm_get_describe(const int fd, describe_qtsm *qtsm_description)
         status = INVALID_RESPONSE;
     if (status == NO_ERROR)
         *qtsm_description = result;
-    free(response.data);
+    end_call(&c);
     return status;
 }
 
@@ -474,32 +489,22 @@ int qtsm_get_attestation(const int fd, const uint8_t *user_data, const uint32_t 
     if (user_data_len > QTSM_REQUEST_MAX_SIZE || nonce_data_len > QTSM_REQUEST_MAX_SIZE
         || pubkey_len > QTSM_REQUEST_MAX_SIZE)
         return INPUT_TOO_LARGE;
-    uint8_t buffer[QTSM_REQUEST_MAX_SIZE + 4];
-    struct qtsm_cbor_writer w;
-    struct response response;
-    start_request(&w, buffer);
-    qtsm_cbor_head(&w, QTSM_CBOR_MAP, 1);
-    qtsm_cbor_text(&w, "Attestation");
-    qtsm_cbor_head(&w, QTSM_CBOR_MAP, 3);
-    optional_bytes(&w, "user_data", user_data, user_data_len);
-    optional_bytes(&w, "nonce", nonce_data, nonce_data_len);
-    optional_bytes(&w, "public_key", pubkey_data, pubkey_len);
-    int status = round_trip(fd, &w, &response);
+    struct call c;
     struct qtsm_cbor_reader body;
     uint64_t entries = 0;
-    struct qtsm_cbor_item key;
+    struct qtsm_cbor_writer *w = begin_call(&c);
+    begin_fields(w, "Attestation", 3);
+    optional_bytes(w, "user_data", user_data, user_data_len);
+    optional_bytes(w, "nonce", nonce_data, nonce_data_len);
+    optional_bytes(w, "public_key", pubkey_data, pubkey_len);
+    int status = finish_call(fd, &c, "Attestation", &body, &entries);
     if (status == NO_ERROR)
-        status = open_response(&response, "Attestation", &body);
-    if (status == NO_ERROR)
-        status = open_body(&body, &entries);
-    if (status == NO_ERROR && (entries != 1 || qtsm_cbor_next(&body, &key) != QTSM_CBOR_OK
-                                  || !qtsm_cbor_is_text(&key, "document")))
-        status = INVALID_RESPONSE;
+        status = single_field(&body, entries, "document");
     if (status == NO_ERROR)
         status = read_bytes_into(&body, att_doc_data, att_doc_data_len);
     if (status == NO_ERROR && body.p != body.end)
         status = INVALID_RESPONSE;
-    free(response.data);
+    end_call(&c);
     return status;
 }
 
@@ -509,23 +514,17 @@ int qtsm_get_random(int fd, uint8_t *rnd_data, uint32_t rnd_data_len)
         return INVALID_ARGUMENT;
     uint32_t filled = 0;
     while (filled < rnd_data_len) {
-        uint8_t buffer[QTSM_REQUEST_MAX_SIZE + 4];
-        struct qtsm_cbor_writer w;
-        struct response response;
-        start_request(&w, buffer);
-        qtsm_cbor_text(&w, "GetRandom");
-        int status = round_trip(fd, &w, &response);
+        struct call c;
         struct qtsm_cbor_reader body;
         uint64_t entries = 0;
-        struct qtsm_cbor_item key, value;
+        struct qtsm_cbor_item value;
+        qtsm_cbor_text(begin_call(&c), "GetRandom");
+        int status = finish_call(fd, &c, "GetRandom", &body, &entries);
         if (status == NO_ERROR)
-            status = open_response(&response, "GetRandom", &body);
-        if (status == NO_ERROR)
-            status = open_body(&body, &entries);
+            status = single_field(&body, entries, "random");
         if (status == NO_ERROR
-            && (entries != 1 || qtsm_cbor_next(&body, &key) != QTSM_CBOR_OK || !qtsm_cbor_is_text(&key, "random")
-                || qtsm_cbor_next(&body, &value) != QTSM_CBOR_OK || value.major != QTSM_CBOR_BYTES
-                || value.argument == 0 || body.p != body.end))
+            && (qtsm_cbor_next(&body, &value) != QTSM_CBOR_OK || value.major != QTSM_CBOR_BYTES || value.argument == 0
+                || body.p != body.end))
             status = INVALID_RESPONSE;
         if (status == NO_ERROR) {
             uint32_t take = rnd_data_len - filled;
@@ -534,9 +533,9 @@ int qtsm_get_random(int fd, uint8_t *rnd_data, uint32_t rnd_data_len)
             memcpy(rnd_data + filled, value.data, take);
             filled += take;
             /* The copy in the response buffer is as secret as the output. */
-            explicit_bzero(response.data, response.size);
+            explicit_bzero(c.response.data, c.response.size);
         }
-        free(response.data);
+        end_call(&c);
         if (status != NO_ERROR)
             return status;
     }

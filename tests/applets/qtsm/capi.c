@@ -66,10 +66,22 @@ int main(int argc, char **argv)
     hex("user_data", parsed->doc.user_data, parsed->doc.user_data_len);
     hex("pcr4", parsed->doc.pcrs.pcrs[4].data, SHA384_LEN);
     hex("root", parsed->doc.ca_bundles.cabundles[0].data, parsed->doc.ca_bundles.cabundles[0].data_len);
+    /* Malformed input gets the cbor_errcode that names the problem. */
+    static uint8_t wrapped[0x6000 + 2];
+    printf("empty %d\n", verify_parse_cboren_doc(document, 0, parsed));
+    printf("truncated %d\n", verify_parse_cboren_doc(document, document_len - 1, parsed));
+    wrapped[0] = 0xd1; /* tag 17 instead of 18 */
+    memcpy(wrapped + 1, document, document_len);
+    printf("wrong_tag %d\n", verify_parse_cboren_doc(wrapped, document_len + 1, parsed));
+    wrapped[0] = 0xd2; /* tag 18 is accepted */
+    printf("tag18 %d\n", verify_parse_cboren_doc(wrapped, document_len + 1, parsed));
+    wrapped[0] = 0x9f; /* an indefinite array */
+    printf("indefinite %d\n", verify_parse_cboren_doc(wrapped, document_len + 1, parsed));
     /* A flipped bit in the signature's last byte: CBOR_SIG_ERROR. */
     document[document_len - 1] ^= 0x01;
     int tampered = verify_parse_cboren_doc(document, document_len, parsed);
     printf("tampered %d\n", tampered);
+    document[document_len - 1] ^= 0x01;
     qtsm_free_doc(&parsed);
     if (parsed != NULL)
         return 1;
