@@ -330,9 +330,18 @@ ErrorOr<std::vector<ListenerSpec>> Proxy::Impl::build_specs(ProxyConfig const& c
         route->target.host = rule.host;
         route->target.port = rule.port;
         route->target.family = m_options.family;
-        route->target.text = IpAddress::parse(rule.host) && IpAddress::parse(rule.host)->is_v6
-            ? fmt::format("[{}]:{}", IpAddress::parse(rule.host)->to_string(), rule.port)
-            : fmt::format("{}:{}", rule.host, rule.port);
+        route->target.text = fmt::format("{}:{}", rule.host, rule.port);
+        if (auto numeric = IpAddress::parse(rule.host)) {
+            // A numeric target the address family forbids can never work:
+            // refuse the configuration rather than every connection.
+            if (!numeric->matches(m_options.family))
+                return Error::from_string(fmt::format("rule out:{}: {} is not an {} address ({})", rule.vsock_port,
+                                              rule.host, m_options.family == Family::Ipv4 ? "IPv4" : "IPv6",
+                                              m_options.family == Family::Ipv4 ? "-4" : "-6"),
+                    EINVAL);
+            if (numeric->is_v6)
+                route->target.text = fmt::format("[{}]:{}", numeric->to_string(), rule.port);
+        }
         route->max_connections = rule.max_connections;
         route->counter = counter_for(route->name);
         ListenerSpec unix_spec;
