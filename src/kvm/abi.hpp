@@ -1,5 +1,5 @@
-// The KVM structs that end in a flexible array (kvm_cpuid2, kvm_msrs,
-// kvm_msr_list), laid out by hand.
+// The KVM structs that end in a flexible array (kvm_cpuid2, kvm_msrs),
+// laid out by hand.
 //
 // linux/kvm.h declares their arrays with __DECLARE_FLEX_ARRAY, which in C++
 // expands to a struct holding an empty struct, and an empty struct has size
@@ -21,19 +21,16 @@
 
 namespace qtbox::kvm::abi {
 
-// C headers: {u32 nent; u32 padding;} {u32 nmsrs; u32 pad;} {u32 nmsrs;}
+// C headers: {u32 nent; u32 padding;} {u32 nmsrs; u32 pad;}
 constexpr std::size_t CPUID2_HEADER_SIZE = 8;
 constexpr std::size_t MSRS_HEADER_SIZE = 8;
-constexpr std::size_t MSR_LIST_HEADER_SIZE = 4;
 
 constexpr unsigned long GET_SUPPORTED_CPUID = _IOC(_IOC_READ | _IOC_WRITE, KVMIO, 0x05, CPUID2_HEADER_SIZE);
 constexpr unsigned long SET_CPUID2 = _IOC(_IOC_WRITE, KVMIO, 0x90, CPUID2_HEADER_SIZE);
 constexpr unsigned long SET_MSRS = _IOC(_IOC_WRITE, KVMIO, 0x89, MSRS_HEADER_SIZE);
-constexpr unsigned long GET_MSR_INDEX_LIST = _IOC(_IOC_READ | _IOC_WRITE, KVMIO, 0x02, MSR_LIST_HEADER_SIZE);
 static_assert(GET_SUPPORTED_CPUID == 0xC008AE05);
 static_assert(SET_CPUID2 == 0x4008AE90);
 static_assert(SET_MSRS == 0x4008AE89);
-static_assert(GET_MSR_INDEX_LIST == 0xC004AE02);
 static_assert(sizeof(kvm_cpuid_entry2) == 40);
 // The fixed-size ioctls used elsewhere in src/kvm: their structs have no
 // flexible array, so the header's numbers are right; pinned all the same.
@@ -47,7 +44,7 @@ static_assert(KVM_RUN == 0xAE80 && KVM_CREATE_VCPU == 0xAE41 && KVM_CREATE_VM ==
 static_assert(sizeof(kvm_msr_entry) == 16);
 
 // A zeroed buffer of `header` bytes followed by `count` entries of Entry,
-// 8-byte aligned; the leading u32 is the count field in all three structs.
+// 8-byte aligned; the leading u32 is the count field in both structs.
 template<typename Entry>
 class Flexible {
 public:

@@ -60,17 +60,6 @@ ErrorOr<std::vector<kvm_cpuid_entry2>> System::supported_cpuid() const
     return std::vector<kvm_cpuid_entry2>(cpuid.entries(), cpuid.entries() + cpuid.count());
 }
 
-ErrorOr<std::vector<std::uint32_t>> System::msr_index_list() const
-{
-    abi::Flexible<std::uint32_t> list(abi::MSR_LIST_HEADER_SIZE, MAX_MSR_INDICES);
-    list.set_count(MAX_MSR_INDICES);
-    if (::ioctl(m_fd.get(), abi::GET_MSR_INDEX_LIST, list.data()) < 0)
-        return Error::from_errno("KVM_GET_MSR_INDEX_LIST");
-    if (list.count() > MAX_MSR_INDICES)
-        return Error::from_string("KVM_GET_MSR_INDEX_LIST: the kernel returned more entries than asked for");
-    return std::vector<std::uint32_t>(list.entries(), list.entries() + list.count());
-}
-
 ErrorOr<std::size_t> System::vcpu_mmap_size() const
 {
     int size = ::ioctl(m_fd.get(), KVM_GET_VCPU_MMAP_SIZE, 0);

@@ -162,12 +162,4 @@ ErrorOr<void> Vcpu::set_lapic(kvm_lapic_state const& lapic)
     return {};
 }
 
-ErrorOr<kvm_mp_state> Vcpu::get_mp_state() const
-{
-    kvm_mp_state state {};
-    if (::ioctl(m_fd.get(), KVM_GET_MP_STATE, &state) < 0)
-        return Error::from_errno("KVM_GET_MP_STATE");
-    return state;
-}
-
 } // namespace qtbox::kvm

@@ -8,7 +8,6 @@ namespace qtbox::vmm {
 void Console::write_byte(std::uint8_t byte)
 {
     std::lock_guard lock(m_mutex);
-    ++m_bytes;
     m_line.push_back(static_cast<char>(byte));
     if (byte == '\n' || m_line.size() >= LINE_LIMIT)
         end_line_locked();
@@ -24,12 +23,6 @@ std::optional<std::string> Console::panic_line() const
 {
     std::lock_guard lock(m_mutex);
     return m_panic;
-}
-
-std::uint64_t Console::bytes_seen() const
-{
-    std::lock_guard lock(m_mutex);
-    return m_bytes;
 }
 
 void Console::end_line_locked()

@@ -79,6 +79,13 @@ std::string internal_error_name(std::uint32_t suberror)
     }
 }
 
+// " at RIP 0x..." for crash reports (empty if the registers are unreadable).
+std::string where(kvm::Vcpu const& vcpu)
+{
+    auto regs = vcpu.get_regs();
+    return regs.is_error() ? std::string() : fmt::format(" at RIP {:#x}", regs.value().rip);
+}
+
 void signal_event(int fd)
 {
     std::uint64_t one = 1;
@@ -184,7 +191,7 @@ void Machine::State::vcpu_main(kvm::Vcpu& vcpu)
             vcpu.run_page()->immediate_exit = 0;
             break;
         case kvm::ExitReason::Shutdown:
-            request_stop({ Stop::TripleFault, 0, fmt::format("triple fault on vCPU {}", vcpu.id()) });
+            request_stop({ Stop::TripleFault, 0, fmt::format("triple fault on vCPU {}{}", vcpu.id(), where(vcpu)) });
             break;
         case kvm::ExitReason::SystemEvent:
             if (exit.system_event == KVM_SYSTEM_EVENT_CRASH)
@@ -198,7 +205,7 @@ void Machine::State::vcpu_main(kvm::Vcpu& vcpu)
             break;
         case kvm::ExitReason::InternalError:
             request_stop({ Stop::Failure, 0,
-                fmt::format("KVM internal error on vCPU {} ({})", vcpu.id(), internal_error_name(exit.internal_suberror)) });
+                fmt::format("KVM internal error on vCPU {}{} ({})", vcpu.id(), where(vcpu), internal_error_name(exit.internal_suberror)) });
             break;
         case kvm::ExitReason::Halt:
             request_stop({ Stop::Failure, 0, fmt::format("vCPU {} halted outside the in-kernel LAPIC", vcpu.id()) });

@@ -96,9 +96,11 @@ ErrorOr<void> load(Context const& context)
 ErrorOr<void> install_vcpu_filter(std::span<int const> write_fds)
 {
     auto context = TRY(common(write_fds));
-    TRY(check(seccomp_rule_add(context.get(), SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
-                  SCMP_A1(SCMP_CMP_EQ, static_cast<scmp_datum_t>(KVM_RUN))),
-        "ioctl rule"));
+    // KVM_RUN, and KVM_GET_REGS for the RIP in crash reports (read-only).
+    for (unsigned long request : { static_cast<unsigned long>(KVM_RUN), static_cast<unsigned long>(KVM_GET_REGS) })
+        TRY(check(seccomp_rule_add(context.get(), SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
+                      SCMP_A1(SCMP_CMP_EQ, static_cast<scmp_datum_t>(request))),
+            "ioctl rule"));
     return load(context);
 }
 

@@ -32,8 +32,6 @@ constexpr int API_VERSION = 12;
 // KVM_GET_SUPPORTED_CPUID fails with E2BIG when the array is too small; the
 // kernel's own bound (KVM_MAX_CPUID_ENTRIES) is 256 since Linux 5.x.
 constexpr std::uint32_t MAX_CPUID_ENTRIES = 256;
-// Bound for KVM_GET_MSR_INDEX_LIST (a few hundred on current kernels).
-constexpr std::uint32_t MAX_MSR_INDICES = 4096;
 
 class Vm;
 
@@ -49,7 +47,6 @@ public:
     int check_extension(long capability) const;
     ErrorOr<void> require_extension(long capability, char const* name) const;
     ErrorOr<std::vector<kvm_cpuid_entry2>> supported_cpuid() const;
-    ErrorOr<std::vector<std::uint32_t>> msr_index_list() const;
     ErrorOr<std::size_t> vcpu_mmap_size() const;
     ErrorOr<Vm> create_vm() const;
 

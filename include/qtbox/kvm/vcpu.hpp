@@ -83,7 +83,6 @@ public:
     ErrorOr<void> set_msrs(std::span<std::pair<std::uint32_t, std::uint64_t> const> msrs);
     ErrorOr<kvm_lapic_state> get_lapic() const;
     ErrorOr<void> set_lapic(kvm_lapic_state const&);
-    ErrorOr<kvm_mp_state> get_mp_state() const;
 
 private:
     UniqueFd m_fd;

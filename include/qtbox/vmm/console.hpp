@@ -34,8 +34,6 @@ public:
 
     // The first panic line seen, without its line ending.
     std::optional<std::string> panic_line() const;
-    // Bytes the guest has written so far.
-    std::uint64_t bytes_seen() const;
 
 private:
     void write_out_locked();
@@ -46,7 +44,6 @@ private:
     std::string m_line;          // the current line, for the banner scan
     std::size_t m_written { 0 }; // how much of m_line the sink already has
     std::optional<std::string> m_panic;
-    std::uint64_t m_bytes { 0 };
     bool m_sink_broken { false };
 };
 

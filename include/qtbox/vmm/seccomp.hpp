@@ -1,7 +1,8 @@
 // Per-thread seccomp allow-lists for the VMM once the VM is built (DESIGN.md
 // "The trust picture"; vmm.md §7, after Firecracker's per-thread filters).
 // vCPU threads run guest code from their first KVM_RUN, so they get the
-// smallest list: KVM_RUN and nothing else from the KVM API, writes only to
+// smallest list: KVM_RUN (and KVM_GET_REGS, to name the RIP of a crash)
+// and nothing else from the KVM API, writes only to
 // the fds they need, memory management without PROT_EXEC, futexes, and
 // thread exit. The event-loop thread additionally polls, reads its input
 // fds, kicks vCPU threads and closes fds while tearing down.

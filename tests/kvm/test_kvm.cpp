@@ -1,0 +1,105 @@
+#include <qtbox/kvm/memory.hpp>
+#include <qtbox/kvm/system.hpp>
+
+#include <doctest/doctest.h>
+
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <unistd.h>
+
+using namespace qtbox;
+using namespace qtbox::kvm;
+
+namespace {
+
+constexpr std::uint64_t MIB = 1 << 20;
+
+GuestMemory make(std::vector<MemoryRegion> regions)
+{
+    auto memory = GuestMemory::create(std::move(regions));
+    REQUIRE_MESSAGE(!memory.is_error(), (memory.is_error() ? memory.error().message() : ""));
+    return memory.release_value();
+}
+
+// The VmFlags line of the mapping that starts at `address` in /proc/self/smaps.
+std::string vm_flags(void const* address)
+{
+    std::ifstream smaps("/proc/self/smaps");
+    char start[32];
+    std::snprintf(start, sizeof(start), "%lx-", reinterpret_cast<unsigned long>(address));
+    std::string line;
+    bool inside = false;
+    while (std::getline(smaps, line)) {
+        if (line.rfind(start, 0) == 0)
+            inside = true;
+        else if (inside && line.rfind("VmFlags:", 0) == 0)
+            return line;
+    }
+    return {};
+}
+
+} // namespace
+
+TEST_CASE("kvm memory: one private mapping, excluded from core dumps")
+{
+    auto memory = make({ { 0, 4 * MIB }, { 8 * MIB, 2 * MIB } });
+    CHECK(memory.total_size() == 6 * MIB);
+    std::string flags = vm_flags(memory.host_base());
+    CHECK(flags.find(" dd") != std::string::npos); // MADV_DONTDUMP
+    CHECK(flags.find(" sh") == std::string::npos); // not shared
+}
+
+TEST_CASE("kvm memory: slices stay inside one region")
+{
+    auto memory = make({ { 0, 4 * MIB }, { 8 * MIB, 2 * MIB } });
+    auto first = memory.slice(0x1000, 16);
+    REQUIRE(!first.is_error());
+    CHECK(first.value().data() == memory.host_base() + 0x1000);
+    auto second = memory.slice(8 * MIB + 0x10, 16);
+    REQUIRE(!second.is_error());
+    CHECK(second.value().data() == memory.host_base() + 4 * MIB + 0x10);
+    CHECK(!memory.slice(4 * MIB - 16, 16).is_error());
+
+    CHECK(memory.slice(4 * MIB - 8, 16).is_error());  // runs past the region
+    CHECK(memory.slice(5 * MIB, 1).is_error());       // in the gap
+    CHECK(memory.slice(10 * MIB, 1).is_error());      // past the end
+    CHECK(memory.slice(0, ~0ull).is_error());         // absurd length
+    auto error = memory.slice(~0ull - 4, 8);
+    REQUIRE(error.is_error());
+    CHECK(error.error().code() == EFAULT);
+
+    Bytes data = { 1, 2, 3 };
+    REQUIRE(!memory.write(8 * MIB, data).is_error());
+    CHECK(memory.host_base()[4 * MIB] == 1);
+    CHECK(memory.host_base()[4 * MIB + 2] == 3);
+    CHECK(memory.write(10 * MIB - 2, data).is_error());
+}
+
+TEST_CASE("kvm memory: unaligned, empty, overlapping or unsorted regions are refused")
+{
+    CHECK(GuestMemory::create({}).is_error());
+    CHECK(GuestMemory::create({ { 0, 100 } }).is_error());
+    CHECK(GuestMemory::create({ { 0x10, 4096 } }).is_error());
+    CHECK(GuestMemory::create({ { 0, 0 } }).is_error());
+    CHECK(GuestMemory::create({ { 0, 8192 }, { 4096, 4096 } }).is_error());
+    CHECK(GuestMemory::create({ { 8192, 4096 }, { 0, 4096 } }).is_error());
+}
+
+TEST_CASE("kvm system: a missing device and a non-KVM file are told apart")
+{
+    auto missing = System::open("/nonexistent/kvm");
+    REQUIRE(missing.is_error());
+    CHECK(missing.error().is(Failure::DeviceMissing));
+    CHECK(missing.error().message() == "cannot open /nonexistent/kvm: No such file or directory");
+
+    char path[] = "/tmp/qtbox-not-kvm-XXXXXX";
+    int fd = ::mkstemp(path);
+    REQUIRE(fd >= 0);
+    ::close(fd);
+    auto not_kvm = System::open(path);
+    ::unlink(path);
+    REQUIRE(not_kvm.is_error());
+    CHECK(not_kvm.error().is(Failure::ApiVersion));
+}

@@ -1,0 +1,209 @@
+#include <qtbox/boot/acpi.hpp>
+#include <qtbox/boot/layout.hpp>
+#include <qtbox/kvm/memory.hpp>
+#include <qtbox/vmm/console.hpp>
+#include <qtbox/vmm/launch.hpp>
+#include <qtbox/vmm/loader.hpp>
+
+#include <doctest/doctest.h>
+
+#include <csignal>
+#include <cstring>
+#include <fcntl.h>
+#include <string>
+#include <unistd.h>
+
+using namespace qtbox;
+using namespace qtbox::vmm;
+
+namespace {
+
+struct Pipe {
+    Pipe()
+    {
+        REQUIRE(::pipe2(fds, O_NONBLOCK | O_CLOEXEC) == 0);
+    }
+    ~Pipe()
+    {
+        ::close(fds[0]);
+        if (fds[1] >= 0)
+            ::close(fds[1]);
+    }
+    std::string drain()
+    {
+        std::string text;
+        char buffer[4096];
+        ssize_t n;
+        while ((n = ::read(fds[0], buffer, sizeof(buffer))) > 0)
+            text.append(buffer, static_cast<std::size_t>(n));
+        return text;
+    }
+    int fds[2] { -1, -1 };
+};
+
+void feed(Console& console, std::string_view text)
+{
+    for (char c : text)
+        console.write_byte(static_cast<std::uint8_t>(c));
+}
+
+std::uint64_t le(std::span<std::uint8_t const> bytes, std::size_t offset, int width)
+{
+    std::uint64_t value = 0;
+    for (int i = width - 1; i >= 0; --i)
+        value = (value << 8) | bytes[offset + static_cast<std::size_t>(i)];
+    return value;
+}
+
+// A minimal bzImage (boot protocol 2.15, 64-bit entry) around `payload`.
+Bytes tiny_bzimage(std::size_t payload)
+{
+    Bytes image(2 * 512 + payload, 0);
+    auto put = [&](std::size_t offset, std::uint64_t value, int width) {
+        for (int i = 0; i < width; ++i)
+            image[offset + static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(value >> (8 * i));
+    };
+    image[0x1F1] = 1;
+    image[0x201] = 0x6A;
+    put(0x202, 0x53726448, 4);
+    put(0x206, 0x020F, 2);
+    image[0x211] = 1;
+    put(0x22C, 0x7FFFFFFF, 4);
+    put(0x230, 0x200000, 4);
+    image[0x234] = 1;
+    put(0x236, 3, 2);
+    put(0x238, 2047, 4);
+    put(0x258, 0x1000000, 8);
+    put(0x260, 0x400000, 4);
+    for (std::size_t i = 0; i < payload; ++i)
+        image[1024 + i] = static_cast<std::uint8_t>(i * 7);
+    return image;
+}
+
+} // namespace
+
+TEST_CASE("console: whole lines reach the sink; a flush writes a partial line once")
+{
+    Pipe pipe;
+    Console console(pipe.fds[1]);
+    feed(console, "first line\nsecond");
+    CHECK(pipe.drain() == "first line\n");
+    console.flush();
+    CHECK(pipe.drain() == "second");
+    console.flush();
+    CHECK(pipe.drain().empty());
+    feed(console, " half\n");
+    CHECK(pipe.drain() == " half\n");
+}
+
+TEST_CASE("console: the panic banner is found even when a flush splits its line")
+{
+    Pipe pipe;
+    Console console(pipe.fds[1]);
+    CHECK(!console.panic_line());
+    feed(console, "[    3.28] Kernel pa");
+    console.flush();
+    feed(console, "nic - not syncing: VFS: Unable to mount root fs\r\n");
+    REQUIRE(console.panic_line());
+    CHECK(*console.panic_line() == "Kernel panic - not syncing: VFS: Unable to mount root fs");
+    feed(console, "Kernel panic - not syncing: a second one\n");
+    CHECK(*console.panic_line() == "Kernel panic - not syncing: VFS: Unable to mount root fs");
+    CHECK(pipe.drain() == "[    3.28] Kernel panic - not syncing: VFS: Unable to mount root fs\r\nKernel panic - not syncing: a second one\n");
+}
+
+TEST_CASE("console: lines longer than the limit are written in pieces")
+{
+    Pipe pipe;
+    Console console(pipe.fds[1]);
+    feed(console, std::string(Console::LINE_LIMIT + 10, 'x'));
+    CHECK(pipe.drain().size() == Console::LINE_LIMIT);
+    console.flush();
+    CHECK(pipe.drain().size() == 10);
+}
+
+TEST_CASE("console: a discarded or broken sink is still scanned for the banner")
+{
+    Console discarded(-1);
+    feed(discarded, "Kernel panic - not syncing: nobody listens\n");
+    REQUIRE(discarded.panic_line());
+
+    ::signal(SIGPIPE, SIG_IGN);
+    int fds[2];
+    REQUIRE(::pipe2(fds, O_CLOEXEC) == 0);
+    ::close(fds[0]);
+    Console broken(fds[1]);
+    feed(broken, "lost\nKernel panic - not syncing: still seen\n");
+    REQUIRE(broken.panic_line());
+    CHECK(*broken.panic_line() == "Kernel panic - not syncing: still seen");
+    ::close(fds[1]);
+}
+
+TEST_CASE("launch: the SPEC §3 memory rule in whole MiB")
+{
+    CHECK(minimum_memory_mib(0) == 128);
+    CHECK(minimum_memory_mib(32 << 20) == 128);
+    CHECK(minimum_memory_mib((32 << 20) + 1) == 129);
+    CHECK(minimum_memory_mib(40 << 20) == 160);
+    CHECK(minimum_memory_mib((40 << 20) + 5) == 161);
+    CHECK(minimum_memory_mib(1ull << 40) == (4ull << 20));
+}
+
+TEST_CASE("loader: kernel, command line, tables, page tables, GDT and zero page land where the layout says")
+{
+    using namespace boot;
+    Bytes image = tiny_bzimage(8192);
+    auto parsed = parse_bzimage(image);
+    REQUIRE(!parsed.is_error());
+    auto memory = kvm::GuestMemory::create(ram_regions(128 * MIB));
+    REQUIRE(!memory.is_error());
+    auto const& ram = memory.value();
+    std::vector<std::uint64_t> sizes = { 5, 4096 };
+    AcpiConfig acpi;
+    acpi.vcpu_count = 2;
+    auto loaded = load_linux(ram, parsed.value(), sizes, "console=ttyS0 quiet", acpi);
+    REQUIRE_MESSAGE(!loaded.is_error(), (loaded.is_error() ? loaded.error().message() : ""));
+    auto const& guest = loaded.value();
+
+    CHECK(guest.entry == 0x100200);
+    // Initrds: back to back at the top of RAM, the second 4-byte aligned.
+    REQUIRE(guest.initrds.size() == 2);
+    CHECK(guest.initrd_size == 8 + 4096);
+    CHECK(guest.initrd_address == 128 * MIB - 2 * PAGE_SIZE);
+    CHECK(guest.initrds[0].address == guest.initrd_address);
+    CHECK(guest.initrds[0].size == 5);
+    CHECK(guest.initrds[1].address == guest.initrd_address + 8);
+    CHECK(guest.initrds[1].size == 4096);
+
+    std::span<std::uint8_t const> bytes(ram.host_base(), ram.total_size());
+    CHECK(std::memcmp(bytes.data() + 0x100000, image.data() + 1024, 8192) == 0);
+    CHECK(std::string(reinterpret_cast<char const*>(bytes.data() + CMDLINE_ADDRESS)) == "console=ttyS0 quiet");
+    CHECK(std::memcmp(bytes.data() + RSDP_ADDRESS, "RSD PTR ", 8) == 0);
+    CHECK(le(bytes, PML4_ADDRESS, 8) == (PDPT_ADDRESS | 3));
+    CHECK(le(bytes, GDT_ADDRESS + 8, 8) == 0x00AF9B000000FFFF);
+    CHECK(le(bytes, IDT_ADDRESS, 8) == 0);
+    auto zero_page = bytes.subspan(ZERO_PAGE_ADDRESS, 4096);
+    CHECK(le(zero_page, 0x202, 4) == 0x53726448);
+    CHECK(le(zero_page, 0x218, 4) == guest.initrd_address);
+    CHECK(le(zero_page, 0x21C, 4) == guest.initrd_size);
+    CHECK(le(zero_page, 0x228, 4) == CMDLINE_ADDRESS);
+    CHECK(le(zero_page, 0x070, 8) == RSDP_ADDRESS);
+    CHECK(zero_page[0x1E8] == 3);
+}
+
+TEST_CASE("loader: no room for the initrd and a too-long command line are errors")
+{
+    using namespace boot;
+    Bytes image = tiny_bzimage(4096);
+    auto parsed = parse_bzimage(image);
+    REQUIRE(!parsed.is_error());
+    auto memory = kvm::GuestMemory::create(ram_regions(128 * MIB));
+    REQUIRE(!memory.is_error());
+    std::vector<std::uint64_t> huge = { 120 * MIB };
+    auto no_room = load_linux(memory.value(), parsed.value(), huge, "x", AcpiConfig {});
+    REQUIRE(no_room.is_error());
+    CHECK(no_room.error().is(Failure::NoRoom));
+    std::vector<std::uint64_t> small = { 16 };
+    auto too_long = load_linux(memory.value(), parsed.value(), small, std::string(2048, 'x'), AcpiConfig {});
+    REQUIRE(too_long.is_error());
+    CHECK(too_long.error().is(Failure::CommandLineTooLong));
+}
