@@ -407,9 +407,11 @@ std::optional<ErrorOr<Addresses>> Resolver::lookup_now(std::string const& name, 
         m_cache.erase(it);
     }
     auto hosts = dns::hosts_lookup(read_small_file(m_settings.hosts_path, dns::MAX_HOSTS_FILE), name, family);
-    if (!hosts.empty())
-        return ErrorOr<Addresses>(std::move(hosts));
-    return std::nullopt;
+    if (hosts.empty())
+        return std::nullopt;
+    // A large hosts file is not parsed again for every connection.
+    remember(key, hosts, now + std::chrono::seconds(HOSTS_CACHE_SECONDS));
+    return ErrorOr<Addresses>(std::move(hosts));
 }
 
 std::uint64_t Resolver::start(std::string const& name, Family family, ResolveCallback callback, Clock::time_point now)
@@ -456,6 +458,15 @@ void Resolver::tick(Clock::time_point now)
         lookup->tick(now);
 }
 
+void Resolver::remember(std::string const& key, Addresses const& addresses, Clock::time_point expires)
+{
+    if (m_cache.size() >= MAX_CACHE_ENTRIES)
+        std::erase_if(m_cache, [&](auto const& entry) { return entry.second.expires <= Clock::now(); });
+    if (m_cache.size() >= MAX_CACHE_ENTRIES)
+        m_cache.clear();
+    m_cache[key] = { addresses, expires };
+}
+
 void Resolver::finish(Lookup& lookup, ErrorOr<Addresses> result, std::uint32_t ttl, Clock::time_point now)
 {
     auto it = m_lookups.find(lookup.key());
@@ -464,14 +475,8 @@ void Resolver::finish(Lookup& lookup, ErrorOr<Addresses> result, std::uint32_t t
     auto waiters = std::move(lookup.waiters());
     m_finished.push_back(std::move(it->second));
     m_lookups.erase(it);
-    if (!result.is_error() && ttl > 0) {
-        if (m_cache.size() >= MAX_CACHE_ENTRIES)
-            std::erase_if(m_cache, [&](auto const& entry) { return entry.second.expires <= now; });
-        if (m_cache.size() >= MAX_CACHE_ENTRIES)
-            m_cache.clear();
-        auto seconds = std::min<std::int64_t>(ttl, MAX_CACHE_SECONDS);
-        m_cache[lookup.key()] = { result.value(), now + std::chrono::seconds(seconds) };
-    }
+    if (!result.is_error() && ttl > 0)
+        remember(lookup.key(), result.value(), now + std::chrono::seconds(std::min<std::int64_t>(ttl, MAX_CACHE_SECONDS)));
     for (auto& waiter : waiters) {
         if (result.is_error())
             waiter.callback(Error::from_string(result.error().message(), result.error().code()));

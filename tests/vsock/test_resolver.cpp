@@ -255,3 +255,19 @@ TEST_CASE("resolver: a cancelled waiter is never called")
     CHECK_FALSE(result->is_error);
     CHECK_FALSE(cancelled_called);
 }
+
+TEST_CASE("resolver: hosts-file answers are kept for a few seconds")
+{
+    Files files("nameserver 127.0.0.1\n", "10.9.9.9 cached.internal\n");
+    auto loop = EventLoop::create().release_value();
+    Resolver resolver(loop, files.settings(1));
+    auto now = Clock::now();
+    REQUIRE(resolver.lookup_now("cached.internal", Family::Any, now));
+    REQUIRE_FALSE(sys::write_file_atomic(files.hosts_path(), as_bytes("10.8.8.8 cached.internal\n")).is_error());
+    auto soon = resolver.lookup_now("cached.internal", Family::Any, now + std::chrono::seconds(1));
+    REQUIRE(soon);
+    CHECK(soon->value().at(0).to_string() == "10.9.9.9");
+    auto later = resolver.lookup_now("cached.internal", Family::Any, now + std::chrono::seconds(Resolver::HOSTS_CACHE_SECONDS + 1));
+    REQUIRE(later);
+    CHECK(later->value().at(0).to_string() == "10.8.8.8");
+}

@@ -4,7 +4,8 @@
 // coalesced per (name, family): a thousand connections to the same rule
 // arriving together cause one query per record type. Answers are cached for
 // their TTL, capped at MAX_CACHE_SECONDS, so names are re-resolved as their
-// records expire rather than once at start-up; failures are not cached.
+// records expire rather than once at start-up; hosts-file answers for
+// HOSTS_CACHE_SECONDS; failures are not cached.
 //
 // For each lookup the name servers of resolv.conf are tried in order, each
 // for `timeout` seconds, the whole list `attempts` times (glibc's meaning
@@ -44,6 +45,7 @@ class Resolver {
 public:
     static constexpr std::int64_t MAX_CACHE_SECONDS = 300;
     static constexpr std::size_t MAX_CACHE_ENTRIES = 256;
+    static constexpr std::int64_t HOSTS_CACHE_SECONDS = 5;
 
     Resolver(EventLoop& loop, ResolverSettings settings);
     ~Resolver();
@@ -69,6 +71,7 @@ public:
 private:
     friend class Lookup;
     void finish(Lookup& lookup, ErrorOr<Addresses> result, std::uint32_t ttl, Clock::time_point now);
+    void remember(std::string const& key, Addresses const& addresses, Clock::time_point expires);
 
     struct CacheEntry {
         Addresses addresses;
