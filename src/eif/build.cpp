@@ -58,26 +58,27 @@ Bytes lines(std::vector<std::string> const& entries)
     return bytes;
 }
 
-image::Node inline_file(image::FileTree& tree, Bytes contents, std::uint32_t mode)
+image::Node regular_file(image::FileTree& tree, image::Content content, std::uint64_t size, std::uint32_t mode)
 {
     image::Node node;
     node.type = image::NodeType::Regular;
     node.mode = mode;
-    node.size = contents.size();
-    node.content = { image::Content::Kind::Inline, tree.add_inline(std::move(contents)), 0 };
+    node.size = size;
+    node.content = content;
     node.inode = tree.new_inode();
     return node;
 }
 
+image::Node inline_file(image::FileTree& tree, Bytes contents, std::uint32_t mode)
+{
+    auto size = contents.size();
+    return regular_file(tree, { image::Content::Kind::Inline, tree.add_inline(std::move(contents)), 0 }, size, mode);
+}
+
 image::Node source_file(image::FileTree& tree, image::ByteSource source, std::uint32_t mode)
 {
-    image::Node node;
-    node.type = image::NodeType::Regular;
-    node.mode = mode;
-    node.size = source.size();
-    node.content = { image::Content::Kind::Source, tree.add_source(std::move(source)), 0 };
-    node.inode = tree.new_inode();
-    return node;
+    auto size = source.size();
+    return regular_file(tree, { image::Content::Kind::Source, tree.add_source(std::move(source)), 0 }, size, mode);
 }
 
 ErrorOr<image::ByteSource> open_input(std::string const& path, std::string_view what, std::uint64_t limit)

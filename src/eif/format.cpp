@@ -44,6 +44,25 @@ std::string_view section_type_name(SectionType type)
     return "unknown";
 }
 
+int section_order_rank(SectionType type)
+{
+    switch (type) {
+    case SectionType::Kernel:
+        return 0;
+    case SectionType::Cmdline:
+        return 1;
+    case SectionType::Metadata:
+        return 2;
+    case SectionType::Ramdisk:
+        return 3;
+    case SectionType::Signature:
+        return 4;
+    case SectionType::Invalid:
+        break;
+    }
+    return -1;
+}
+
 std::array<std::uint8_t, HEADER_SIZE> encode_header(Header const& header)
 {
     std::array<std::uint8_t, HEADER_SIZE> bytes {};

@@ -14,25 +14,6 @@ namespace {
 
 constexpr std::size_t VERIFY_CHUNK = 1 << 20;
 
-int order_rank(SectionType type)
-{
-    switch (type) {
-    case SectionType::Kernel:
-        return 0;
-    case SectionType::Cmdline:
-        return 1;
-    case SectionType::Metadata:
-        return 2;
-    case SectionType::Ramdisk:
-        return 3;
-    case SectionType::Signature:
-        return 4;
-    case SectionType::Invalid:
-        break;
-    }
-    return -1;
-}
-
 std::uint64_t limit_for(SectionType type)
 {
     switch (type) {
@@ -94,7 +75,7 @@ ErrorOr<void> EifReader::parse()
         std::array<std::uint8_t, SECTION_HEADER_SIZE> raw {};
         TRY(sys::pread_exact(m_fd.get(), raw.data(), raw.size(), offset));
         auto section_header = decode_section_header(raw);
-        int rank = order_rank(section_header.type);
+        int rank = section_order_rank(section_header.type);
         if (rank < 0)
             return Error::from_code(Failure::Malformed,
                 fmt::format("section {} at offset {} has unknown type {}", index, offset, static_cast<unsigned>(section_header.type)));
@@ -193,7 +174,7 @@ ErrorOr<std::string> EifReader::read_cmdline() const
     return std::string(as_chars(bytes));
 }
 
-ErrorOr<Verification> EifReader::verify(Visitor const& visitor) const
+ErrorOr<Verification> EifReader::verify(Visitor const& visitor, bool parallel_hashing) const
 {
     Verification result;
     result.stored_crc = m_header.crc32;
@@ -204,7 +185,7 @@ ErrorOr<Verification> EifReader::verify(Visitor const& visitor) const
         return Error::from_code(Failure::Truncated, "the EIF file changed while it was being read");
     std::uint32_t crc = crc32_update(0, ByteView(header_bytes.data(), CRC_OFFSET));
 
-    PcrHasher hasher(false);
+    PcrHasher hasher(parallel_hashing);
     Bytes signature_bytes;
     Bytes buffer(VERIFY_CHUNK);
     for (auto const& section : m_sections) {

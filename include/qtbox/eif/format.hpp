@@ -56,6 +56,11 @@ enum class SectionType : std::uint16_t {
 // "kernel", "cmdline", "ramdisk", "signature", "metadata".
 std::string_view section_type_name(SectionType type);
 
+// SPEC §3's order: kernel 0, cmdline 1, metadata 2, ramdisk 3, signature 4;
+// -1 for any other type. Ranks never decrease along a file and only
+// ramdisks repeat (the writer enforces it, the reader checks it).
+int section_order_rank(SectionType type);
+
 // Causes that callers branch on (the VMM maps them to its own errors).
 enum class Failure {
     Malformed = 1,     // structure, order, offsets, unknown section type

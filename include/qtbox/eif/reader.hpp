@@ -70,8 +70,10 @@ public:
     ErrorOr<std::string> read_cmdline() const;
 
     // (section, offset within its data, bytes) for every chunk, in file order.
+    // With `parallel_hashing`, PCR2's hash runs on a helper thread (pcr.hpp);
+    // callers under a seccomp filter that forbids clone() leave it off.
     using Visitor = std::function<ErrorOr<void>(Section const&, std::uint64_t, ByteView)>;
-    ErrorOr<Verification> verify(Visitor const& visitor = {}) const;
+    ErrorOr<Verification> verify(Visitor const& visitor = {}, bool parallel_hashing = false) const;
 
 private:
     EifReader(UniqueFd fd, std::string name) : m_fd(std::move(fd)), m_name(std::move(name)) { }
