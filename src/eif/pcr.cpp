@@ -1,6 +1,7 @@
 #include <qtbox/eif/pcr.hpp>
 
 #include <condition_variable>
+#include <deque>
 #include <mutex>
 #include <thread>
 
@@ -20,9 +21,14 @@ Pcr measure(ByteView data)
     return measure_digest(crypto::sha384(data));
 }
 
-// One helper thread that hashes the view it is handed while the caller
-// hashes the same view into another register.
+// One helper thread that hashes PCR2's bytes while the caller hashes the
+// same bytes into PCR0. The caller's view is copied into one of a few
+// buffers and queued, so the two threads only wait for each other when the
+// queue is full (a handshake per chunk would cost a scheduling delay per
+// chunk on a busy machine). Memory: at most QUEUE_DEPTH chunks.
 struct PcrHasher::Worker {
+    static constexpr std::size_t QUEUE_DEPTH = 4;
+
     explicit Worker(crypto::Sha384& target) : hasher(target), thread([this] { run(); }) { }
     ~Worker()
     {
@@ -34,43 +40,53 @@ struct PcrHasher::Worker {
         thread.join();
     }
 
-    void start(ByteView bytes)
+    void submit(ByteView bytes)
     {
-        {
-            std::lock_guard lock(mutex);
-            pending = bytes;
-            busy = true;
+        std::unique_lock lock(mutex);
+        space.wait(lock, [this] { return queue.size() < QUEUE_DEPTH; });
+        Bytes buffer;
+        if (!spare.empty()) {
+            buffer = std::move(spare.back());
+            spare.pop_back();
         }
+        buffer.assign(bytes.begin(), bytes.end());
+        queue.push_back(std::move(buffer));
+        lock.unlock();
         wake.notify_all();
     }
 
-    void wait()
+    // Returns once every submitted byte is in the hash.
+    void drain()
     {
         std::unique_lock lock(mutex);
-        done.wait(lock, [this] { return !busy; });
+        space.wait(lock, [this] { return queue.empty() && !busy; });
     }
 
     void run()
     {
         std::unique_lock lock(mutex);
         for (;;) {
-            wake.wait(lock, [this] { return busy || stopping; });
-            if (stopping && !busy)
+            wake.wait(lock, [this] { return !queue.empty() || stopping; });
+            if (queue.empty())
                 return;
-            auto bytes = pending;
+            Bytes buffer = std::move(queue.front());
+            queue.pop_front();
+            busy = true;
             lock.unlock();
-            hasher.update(bytes);
+            hasher.update(buffer);
             lock.lock();
             busy = false;
-            done.notify_all();
+            spare.push_back(std::move(buffer));
+            space.notify_all();
         }
     }
 
     crypto::Sha384& hasher;
     std::mutex mutex;
     std::condition_variable wake;
-    std::condition_variable done;
-    ByteView pending;
+    std::condition_variable space;
+    std::deque<Bytes> queue;
+    std::vector<Bytes> spare;
     bool busy { false };
     bool stopping { false };
     std::thread thread;
@@ -106,9 +122,8 @@ void PcrHasher::update(ByteView bytes)
             return;
         }
         if (m_worker) {
-            m_worker->start(bytes);
+            m_worker->submit(bytes);
             m_pcr0.update(bytes);
-            m_worker->wait();
             return;
         }
         m_pcr0.update(bytes);
@@ -121,6 +136,8 @@ void PcrHasher::update(ByteView bytes)
 
 Measurements PcrHasher::finish()
 {
+    if (m_worker)
+        m_worker->drain();
     Measurements result;
     result.pcr0 = measure_digest(m_pcr0.finish());
     result.pcr1 = measure_digest(m_pcr1.finish());

@@ -30,8 +30,9 @@ struct Measurements {
 // Streams section data into the PCR0/1/2 hashes as the sections go by, in
 // file order. With `parallel`, PCR2's hash runs on a helper thread at the
 // same time as PCR0's (the application ramdisk is hashed twice, and this is
-// where an EIF build spends its time); update() still returns only when
-// both are done with the bytes, so callers may reuse their buffer.
+// where an EIF build spends its time): update() queues a copy of the bytes
+// for it (a few chunks at most), so callers may reuse their buffer at once;
+// finish() waits for the helper.
 class PcrHasher {
 public:
     explicit PcrHasher(bool parallel = false);
