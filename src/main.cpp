@@ -19,8 +19,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-namespace {
-
+// The generated table declares each applet's <id>_main at global scope, where
+// the applet files define them; the table itself has internal linkage.
 struct AppletEntry {
     std::string_view name;
     int (*main)(int, char**);
@@ -28,6 +28,8 @@ struct AppletEntry {
 };
 
 #include "applet_table.inc"
+
+namespace {
 
 constexpr int EXIT_NOT_FOUND = 127;
 
