@@ -13,6 +13,13 @@ void Console::write_byte(std::uint8_t byte)
         end_line_locked();
 }
 
+void Console::try_flush()
+{
+    std::unique_lock lock(m_mutex, std::try_to_lock);
+    if (lock.owns_lock())
+        write_out_locked();
+}
+
 void Console::flush()
 {
     std::lock_guard lock(m_mutex);
@@ -49,11 +56,11 @@ void Console::write_out_locked()
     }
     while (m_written < m_line.size()) {
         ssize_t n = ::write(m_fd, m_line.data() + m_written, m_line.size() - m_written);
-        if (n < 0 && errno == EINTR)
+        if (n < 0 && errno == EINTR && !m_abandoned.load())
             continue;
         if (n <= 0) {
-            // A closed pipe or a full disk must not stop the guest: drop
-            // the console from here on (the banner scan goes on).
+            // A closed pipe, a full disk, or a stop while a reader stalls:
+            // drop the console from here on (the banner scan goes on).
             m_sink_broken = true;
             m_written = m_line.size();
             return;

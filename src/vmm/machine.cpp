@@ -46,6 +46,8 @@ void on_kick(int)
 // How often the event loop wakes to flush a partial console line and to
 // check the panic deadline.
 constexpr int TICK_MS = 50;
+// How often a stopping VM re-kicks the vCPU threads that are not out yet.
+constexpr int KICK_INTERVAL_MS = 20;
 
 struct Capability {
     long id;
@@ -138,6 +140,7 @@ struct Machine::State {
     std::vector<int> write_fds; // console, event fds, stderr
 
     std::atomic<bool> stopping { false };
+    std::atomic<std::size_t> exited { 0 }; // vCPU threads that have returned
     std::mutex outcome_mutex;
     std::optional<Outcome> result;
     std::vector<std::thread> threads;
@@ -165,6 +168,10 @@ void Machine::State::handle_mmio(kvm::MmioAccess const& access)
 
 void Machine::State::vcpu_main(kvm::Vcpu& vcpu)
 {
+    struct Exited {
+        std::atomic<std::size_t>& count;
+        ~Exited() { count.fetch_add(1); }
+    } exited_guard { exited };
     t_kick_target = vcpu.run_page();
     std::atomic_signal_fence(std::memory_order_seq_cst);
     if (seccomp) {
@@ -377,15 +384,23 @@ ErrorOr<Outcome> Machine::run()
             else if (n == 0 || (errno != EINTR && errno != EAGAIN))
                 input_open = false;
         }
-        s.console.flush();
+        s.console.try_flush();
         if (!panic_deadline && s.console.panic_line())
             panic_deadline = std::chrono::steady_clock::now() + PANIC_GRACE;
         if (panic_deadline && std::chrono::steady_clock::now() >= *panic_deadline)
             s.request_stop({ Stop::GuestPanic, 0, {} });
     }
 
-    for (auto& thread : s.threads)
-        ::pthread_kill(thread.native_handle(), kick_signal());
+    // A vCPU thread may be blocked writing the console to a stalled reader;
+    // the kick interrupts that write too, and abandon() makes it give up.
+    // Kicks repeat until every thread is out: one sent just before a thread
+    // entered a blocking write would otherwise be lost.
+    s.console.abandon();
+    while (s.exited.load() < s.threads.size()) {
+        for (auto& thread : s.threads)
+            ::pthread_kill(thread.native_handle(), kick_signal());
+        ::poll(nullptr, 0, KICK_INTERVAL_MS);
+    }
     for (auto& thread : s.threads)
         thread.join();
     s.threads.clear();

@@ -10,6 +10,7 @@
 // a panic. That only affects how its own end is reported.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <mutex>
 #include <optional>
@@ -29,8 +30,14 @@ public:
     static constexpr std::string_view PANIC_BANNER = "Kernel panic - not syncing";
 
     void write_byte(std::uint8_t byte);
-    // Writes out a partial line (a prompt, say); called periodically.
+    // Writes out a partial line (a prompt, say); called periodically. Skips
+    // the round when a vCPU thread is busy writing (a slow reader must not
+    // stall the event loop).
+    void try_flush();
     void flush();
+    // The VM is stopping: a write that a signal interrupts gives up and
+    // drops the console instead of waiting for a reader that may never come.
+    void abandon() { m_abandoned.store(true); }
 
     // The first panic line seen, without its line ending.
     std::optional<std::string> panic_line() const;
@@ -45,6 +52,7 @@ private:
     std::size_t m_written { 0 }; // how much of m_line the sink already has
     std::optional<std::string> m_panic;
     bool m_sink_broken { false };
+    std::atomic<bool> m_abandoned { false };
 };
 
 } // namespace qtbox::vmm

@@ -15,6 +15,7 @@ Programs (RSI points at the zero page on entry, as the protocol says):
   panic-hang  prints the banner and halts for good (as panic=0)
   triple   int3 with an empty IDT: a triple fault
   hang     prints "waiting" and halts for good
+  flood    prints a line over and over, never stopping
   echo     waits for one byte on COM1 (polling LSR), echoes it, resets
   unknown  reads CMOS port 0x71 and MMIO at 0xD0000000 (nothing there),
            prints each byte + '0', resets
@@ -50,6 +51,9 @@ PROGRAMS = {
                    b"Kernel panic - not syncing: tiny guest test\n"),
     "triple": (bytes.fromhex("CC") + HALT, b""),
     "hang": (print_message() + HALT, b"waiting\n"),
+    # mov edi, message; print; jmp back to the mov (-20 bytes).
+    "flood": (OUT_COM1 + mov_edi(LOAD_ADDRESS + MESSAGE_OFFSET) + PRINT_RDI + bytes.fromhex("EBEC"),
+              b"flooding the console\n"),
     "echo": (bytes.fromhex("66BAFD03" "EC" "A801" "74FB")            # poll LSR.DR
              + OUT_COM1 + bytes.fromhex("EC" "EE") + NEWLINE + RESET + HALT, b""),
     "unknown": (bytes.fromhex("E471" "0430") + OUT_COM1 + bytes.fromhex("EE")        # in al, 0x71
