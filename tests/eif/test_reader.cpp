@@ -276,3 +276,42 @@ TEST_CASE("eif reader: reads are bounded by their section")
     CHECK(reader.value().read(reader.value().kernel(), 9, out).error().is(eif::Failure::Malformed));
     CHECK(reader.value().read_section(*reader.value().ramdisks()[1], 1024).error().is(eif::Failure::LimitExceeded));
 }
+
+TEST_CASE("eif reader: every single-byte corruption is refused or fails the CRC, without a crash")
+{
+    test::TempDir dir;
+    auto fd = sys::open(dir / "small.eif", O_RDWR | O_CREAT | O_TRUNC, 0644);
+    auto writer = eif::EifWriter::create(fd.value().get());
+    REQUIRE(!writer.value().write_section(eif::SectionType::Kernel, as_bytes("kernel")).is_error());
+    REQUIRE(!writer.value().write_section(eif::SectionType::Cmdline, as_bytes("quiet")).is_error());
+    REQUIRE(!writer.value().write_section(eif::SectionType::Metadata, as_bytes("{}")).is_error());
+    REQUIRE(!writer.value().write_section(eif::SectionType::Ramdisk, as_bytes("r0")).is_error());
+    REQUIRE(!writer.value().write_section(eif::SectionType::Ramdisk, as_bytes("r1")).is_error());
+    REQUIRE(!writer.value().finish().is_error());
+    auto pristine = test::read_text(dir / "small.eif");
+    std::uint32_t state = 12345;
+    auto next = [&] {
+        state = state * 1103515245u + 12345u;
+        return state >> 8;
+    };
+    int refused = 0, crc_failures = 0;
+    for (int round = 0; round < 2000; ++round) {
+        auto bytes = pristine;
+        auto position = round < static_cast<int>(bytes.size()) ? static_cast<std::size_t>(round) : next() % bytes.size();
+        auto flip = static_cast<char>(1 + next() % 255);
+        bytes[position] = static_cast<char>(bytes[position] ^ flip);
+        dir.write("mutated.eif", bytes);
+        auto reader = eif::EifReader::open(dir / "mutated.eif");
+        if (reader.is_error()) {
+            ++refused;
+            continue;
+        }
+        auto verification = reader.value().verify();
+        INFO("byte " << position << " ^ " << static_cast<int>(static_cast<unsigned char>(flip)));
+        REQUIRE(!verification.is_error());
+        CHECK(!verification.value().crc_ok);
+        ++crc_failures;
+    }
+    CHECK(refused > 0);
+    CHECK(crc_failures > 0);
+}

@@ -205,3 +205,42 @@ TEST_CASE("tar: links need a target and names may not hold NUL")
     nul_name.pax({ { "path", std::string("a\0b", 3) } }).file("f", "");
     CHECK(first_error(nul_name.finish()).is(image::Failure::Malformed));
 }
+
+TEST_CASE("tar: random corruption of a layer gives an entry list or an error, never a crash")
+{
+    auto pristine = TarBuilder()
+                        .pax({ { "path", "long/" + std::string(120, 'p') } })
+                        .file("ignored", "pax data")
+                        .gnu_long_name(std::string(130, 'g'))
+                        .file("x", "gnu data")
+                        .directory("d/")
+                        .file("d/f", std::string(700, 'f'))
+                        .symlink("d/l", "/etc")
+                        .hardlink("d/h", "d/f")
+                        .finish();
+    std::uint32_t state = 777;
+    auto next = [&] {
+        state = state * 1664525u + 1013904223u;
+        return state >> 8;
+    };
+    int errors = 0;
+    for (int round = 0; round < 3000; ++round) {
+        auto bytes = pristine;
+        for (int flips = 1 + static_cast<int>(next() % 3); flips > 0; --flips)
+            bytes[next() % bytes.size()] ^= static_cast<std::uint8_t>(1 + next() % 255);
+        if (next() % 4 == 0)
+            bytes.resize(next() % bytes.size());
+        image::TarReader reader(test::source_of(bytes));
+        for (int i = 0; i < 64; ++i) {
+            auto entry = reader.next();
+            if (entry.is_error()) {
+                ++errors;
+                break;
+            }
+            if (!entry.value())
+                break;
+            CHECK(entry.value()->data_offset + entry.value()->size <= bytes.size());
+        }
+    }
+    CHECK(errors > 0);
+}
