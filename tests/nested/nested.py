@@ -255,6 +255,8 @@ class Harness:
                  'echo "lo: $(cat /sys/class/net/lo/operstate)"; echo root: $(ls /)')
         self.app_ramdisk("hello.cpio", hello)
         self.app_ramdisk("exit3.cpio", "echo about to exit 3; exit 3")
+        if "console-input" in scenarios:
+            self.app_ramdisk("input.cpio", 'echo "type a line:"; read -r line; echo "got: $line"')
         if "modules" in scenarios:
             self.bootstrap("bootstrap-gz.cpio", {"virtio_mmio.ko": "gz", "vsock.ko": "gz"})
             self.bootstrap("bootstrap-xz.cpio", {"virtio_mmio.ko": "xz"})
