@@ -185,7 +185,7 @@ ErrorOr<Verification> EifReader::verify(Visitor const& visitor, bool parallel_ha
         return Error::from_code(Failure::Truncated, "the EIF file changed while it was being read");
     std::uint32_t crc = crc32_update(0, ByteView(header_bytes.data(), CRC_OFFSET));
 
-    PcrHasher hasher(parallel_hashing);
+    SectionHasher hasher(parallel_hashing);
     Bytes signature_bytes;
     Bytes buffer(VERIFY_CHUNK);
     for (auto const& section : m_sections) {
@@ -203,7 +203,6 @@ ErrorOr<Verification> EifReader::verify(Visitor const& visitor, bool parallel_ha
             std::size_t take = static_cast<std::size_t>(std::min<std::uint64_t>(buffer.size(), section.size - done));
             std::span<std::uint8_t> chunk(buffer.data(), take);
             TRY(read(section, done, chunk));
-            crc = crc32_update(crc, chunk);
             hasher.update(chunk);
             if (section.type == SectionType::Signature)
                 signature_bytes.insert(signature_bytes.end(), chunk.begin(), chunk.end());
@@ -211,6 +210,7 @@ ErrorOr<Verification> EifReader::verify(Visitor const& visitor, bool parallel_ha
                 TRY(visitor(section, done, chunk));
             done += take;
         }
+        crc = crc32_join(crc, hasher.section_crc(), section.size);
     }
     result.computed_crc = crc;
     result.crc_ok = crc == m_header.crc32;

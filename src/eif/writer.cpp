@@ -22,7 +22,6 @@ struct EifWriter::State final : image::ByteSink {
     {
         if (!open_section)
             return Error::from_string("EIF writer: data outside a section", EINVAL);
-        data_crc = crc32_update(data_crc, bytes);
         hasher.update(bytes);
         TRY(sys::write_all(fd, bytes));
         data_size += bytes.size();
@@ -62,7 +61,6 @@ struct EifWriter::State final : image::ByteSink {
         std::array<std::uint8_t, SECTION_HEADER_SIZE> placeholder {};
         TRY(sys::write_all(fd, ByteView(placeholder)));
         hasher.begin_section(type);
-        data_crc = 0;
         data_size = 0;
         open_section = true;
         return {};
@@ -76,7 +74,7 @@ struct EifWriter::State final : image::ByteSink {
         if (::pwrite(fd, section_header.data(), section_header.size(), static_cast<off_t>(section_offset)) != static_cast<ssize_t>(section_header.size()))
             return Error::from_errno("pwrite EIF section header");
         body_crc = crc32_join(body_crc, crc32_update(0, section_header), SECTION_HEADER_SIZE);
-        body_crc = crc32_join(body_crc, data_crc, data_size);
+        body_crc = crc32_join(body_crc, hasher.section_crc(), data_size);
         body_size += SECTION_HEADER_SIZE + data_size;
         header.section_offsets[header.num_sections] = section_offset;
         header.section_sizes[header.num_sections] = data_size;
@@ -88,7 +86,7 @@ struct EifWriter::State final : image::ByteSink {
 
     int fd;
     Header header;
-    PcrHasher hasher;
+    SectionHasher hasher;
     std::optional<Measurements> measurements;
     bool measured { false };
     bool open_section { false };
@@ -98,7 +96,6 @@ struct EifWriter::State final : image::ByteSink {
     std::uint64_t offset { HEADER_SIZE };
     std::uint64_t section_offset { 0 };
     std::uint64_t data_size { 0 };
-    std::uint32_t data_crc { 0 };
     std::uint32_t body_crc { 0 };
     std::uint64_t body_size { 0 };
     std::uint64_t writeback_start { 0 };

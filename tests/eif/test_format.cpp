@@ -72,10 +72,10 @@ TEST_CASE("pcr: measure is one extend of the SHA-384 digest into zeros")
     CHECK(hex_encode(eif::measure(as_bytes("abc"))) == "93732e3733514a841c982cfa75ea76ab55fe011acb9cd980ef4523913c65be1b0998e04d77f8c174f81a82151619ca40");
 }
 
-TEST_CASE("pcr: the streaming hasher routes sections to PCR0/1/2, in parallel or not")
+TEST_CASE("pcr: the section hasher routes sections to PCR0/1/2 and checksums each section, in parallel or not")
 {
     for (bool parallel : { false, true }) {
-        eif::PcrHasher hasher(parallel);
+        eif::SectionHasher hasher(parallel);
         hasher.begin_section(eif::SectionType::Kernel);
         hasher.update(as_bytes("K"));
         hasher.begin_section(eif::SectionType::Cmdline);
@@ -87,8 +87,10 @@ TEST_CASE("pcr: the streaming hasher routes sections to PCR0/1/2, in parallel or
         hasher.begin_section(eif::SectionType::Ramdisk);
         hasher.update(as_bytes("R1"));
         hasher.update(as_bytes("+"));
+        CHECK(hasher.section_crc() == eif::crc32_update(0, as_bytes("R1+")));
         hasher.begin_section(eif::SectionType::Ramdisk);
         hasher.update(as_bytes("R2"));
+        CHECK(hasher.section_crc() == eif::crc32_update(0, as_bytes("R2")));
         auto result = hasher.finish();
         CHECK(result.pcr0 == eif::measure(as_bytes("KCR0R1+R2")));
         CHECK(result.pcr1 == eif::measure(as_bytes("KCR0")));

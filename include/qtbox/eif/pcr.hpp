@@ -27,22 +27,26 @@ struct Measurements {
     std::optional<Pcr> pcr8; // only for signed images
 };
 
-// Streams section data into the PCR0/1/2 hashes as the sections go by, in
-// file order. With `parallel`, PCR2's hash runs on a helper thread at the
-// same time as PCR0's (the application ramdisk is hashed twice, and this is
-// where an EIF build spends its time): update() queues a copy of the bytes
-// for it (a few chunks at most), so callers may reuse their buffer at once;
-// finish() waits for the helper.
-class PcrHasher {
+// Streams section data, in file order, into what an EIF's data is checked
+// with: the PCR0/1/2 hashes and the CRC-32 of each section's data. With
+// `parallel`, a helper thread takes PCR2's hash and the CRC while the caller
+// hashes PCR0 (and PCR1) over the same bytes: the application ramdisk is
+// hashed twice, which is where building or checking an EIF spends its time.
+// update() queues a copy of the bytes for the helper (a few chunks at
+// most), so callers may reuse their buffer at once.
+class SectionHasher {
 public:
-    explicit PcrHasher(bool parallel = false);
-    ~PcrHasher();
-    PcrHasher(PcrHasher const&) = delete;
-    PcrHasher& operator=(PcrHasher const&) = delete;
+    explicit SectionHasher(bool parallel = false);
+    ~SectionHasher();
+    SectionHasher(SectionHasher const&) = delete;
+    SectionHasher& operator=(SectionHasher const&) = delete;
 
-    // Sections that are not measured (metadata, signature) are ignored.
+    // Starts a section: its CRC restarts; metadata and signature data are
+    // not measured (their CRC still counts).
     void begin_section(SectionType type);
     void update(ByteView bytes);
+    // The CRC-32 of the current section's data so far.
+    std::uint32_t section_crc();
     // PCR8 is left empty; the caller adds it from the certificate.
     Measurements finish();
 
@@ -51,6 +55,7 @@ private:
     crypto::Sha384 m_pcr0;
     crypto::Sha384 m_pcr1;
     crypto::Sha384 m_pcr2;
+    std::uint32_t m_crc { 0 };
     std::unique_ptr<Worker> m_worker;
     SectionType m_section { SectionType::Invalid };
     std::size_t m_ramdisks { 0 };
