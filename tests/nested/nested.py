@@ -255,6 +255,13 @@ class Harness:
                  'echo "lo: $(cat /sys/class/net/lo/operstate)"; echo root: $(ls /)')
         self.app_ramdisk("hello.cpio", hello)
         self.app_ramdisk("exit3.cpio", "echo about to exit 3; exit 3")
+        if "exit-status" in scenarios:
+            # An orphan for init to reap, then SIGTERM to PID 1, which init
+            # must pass on to the app.
+            self.app_ramdisk("sigterm.cpio",
+                             'trap \'echo "app: got SIGTERM"; exit 7\' TERM; (sh -c "exit 0" &); sleep 1; '
+                             'if grep -q ") Z " /proc/[0-9]*/stat 2>/dev/null; then echo "zombies: yes"; '
+                             'else echo "zombies: none"; fi; kill -TERM 1; sleep 30 & wait')
         if "console-input" in scenarios:
             self.app_ramdisk("input.cpio", 'echo "type a line:"; read -r line; echo "got: $line"')
         if "modules" in scenarios:
