@@ -22,7 +22,6 @@
 #include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
-#include <zlib.h>
 
 namespace qtbox::init {
 
@@ -63,38 +62,6 @@ ErrorOr<std::string> read_optional(std::string const& path)
         return bytes.release_error();
     }
     return std::string(as_chars(bytes.value()));
-}
-
-// Loads a module image from memory (init_module), for gzip modules the
-// kernel cannot decompress itself.
-ErrorOr<void> load_gzip_module(std::string const& path)
-{
-    auto compressed = TRY(sys::read_file(path, MAX_MODULE_SIZE));
-    z_stream stream {};
-    if (inflateInit2(&stream, 16 + MAX_WBITS) != Z_OK)
-        return Error::from_string(fmt::format("{}: zlib initialisation failed", path), ENOMEM);
-    Bytes image(std::min<std::size_t>(compressed.size() * 4 + 4096, MAX_MODULE_SIZE));
-    stream.next_in = compressed.data();
-    stream.avail_in = static_cast<uInt>(compressed.size());
-    int rc = Z_OK;
-    while (rc == Z_OK) {
-        if (stream.total_out == image.size()) {
-            if (image.size() == MAX_MODULE_SIZE)
-                break;
-            image.resize(std::min(image.size() * 2, MAX_MODULE_SIZE));
-        }
-        stream.next_out = image.data() + stream.total_out;
-        stream.avail_out = static_cast<uInt>(image.size() - stream.total_out);
-        rc = inflate(&stream, Z_NO_FLUSH);
-    }
-    std::size_t length = stream.total_out;
-    inflateEnd(&stream);
-    if (rc != Z_STREAM_END)
-        return Error::from_string(fmt::format("{}: {}", path,
-            rc == Z_OK ? fmt::format("larger than {} MiB once decompressed", MAX_MODULE_SIZE >> 20) : "corrupt gzip data"), EINVAL);
-    if (::syscall(SYS_init_module, image.data(), length, "") < 0 && errno != EEXIST)
-        return Error::from_errno(fmt::format("init_module {}", path));
-    return {};
 }
 
 // Removes everything below `directory_fd` that lives on `device`, leaving
@@ -224,17 +191,17 @@ ErrorOr<void> load_module(std::string const& path)
     if (::syscall(SYS_finit_module, fd.get(), "", flags) == 0 || errno == EEXIST)
         return {};
     int error = errno;
-    // Without CONFIG_MODULE_DECOMPRESS the kernel answers EOPNOTSUPP (and
-    // before 5.17, EINVAL for the unknown flag). Debian 6.1 ships plain .ko
-    // files and no in-kernel decompressor; zlib is in qtbox, xz and zstd
-    // decoders are not.
+    // Without CONFIG_MODULE_DECOMPRESS (Debian 6.1) the kernel answers
+    // EOPNOTSUPP, and before 5.17 EINVAL for the unknown flag: init
+    // decompresses the module itself and hands over the image.
     if (compression != Compression::None && (error == EOPNOTSUPP || error == EINVAL)) {
-        if (compression == Compression::Gzip)
-            return load_gzip_module(path);
-        return Error::from_string(fmt::format("cannot load {}: this kernel cannot decompress {} modules "
-                                              "(CONFIG_MODULE_DECOMPRESS); build the image with plain .ko or .ko.gz files",
-                                      path, compression == Compression::Xz ? "xz" : "zstd"),
-            error);
+        auto compressed = TRY(sys::read_file(path, MAX_MODULE_SIZE));
+        auto image = decompress_module(compressed, compression);
+        if (image.is_error())
+            return image.release_error().context(fmt::format("cannot load {}", path));
+        if (::syscall(SYS_init_module, image.value().data(), image.value().size(), "") < 0 && errno != EEXIST)
+            return Error::from_errno(fmt::format("init_module {}", path));
+        return {};
     }
     return Error::from_errno(fmt::format("finit_module {}", path), error);
 }

@@ -173,7 +173,9 @@ class Harness:
 
     def bootstrap(self, name, compress=None):
         """ramdisk0 (SPEC §3): /init = qtbox, the guest modules, their list.
-        `compress` maps a module file name to 'gz' or 'xz' to store it so."""
+        `compress` maps a module file name to 'gz', 'xz' or 'zst' to store it
+        so (as the kernel's modules_install does), or to 'xz-truncated' for a
+        damaged .ko.xz."""
         archive = Newc()
         archive.add_dir("dev")
         archive.add_char_device("dev/console", 5, 1)
@@ -185,9 +187,15 @@ class Harness:
             kind = (compress or {}).get(os.path.basename(module))
             if kind == "gz":
                 data, path = gzip.compress(data, mtime=0), path + ".gz"
-            elif kind == "xz":
-                data = subprocess.run(["xz", "-c", "--check=crc32"], input=data, capture_output=True, check=True).stdout
+            elif kind in ("xz", "xz-truncated"):
+                data = subprocess.run(["xz", "-c", "--check=crc32", "--lzma2=dict=1MiB"], input=data,
+                                      capture_output=True, check=True).stdout
+                if kind == "xz-truncated":
+                    data = data[:len(data) // 2]
                 path += ".xz"
+            elif kind == "zst":
+                data = subprocess.run(["zstd", "-c", "-q", "-19"], input=data, capture_output=True, check=True).stdout
+                path += ".zst"
             archive.add_parents(path)
             archive.add_file(path, data)
             listed.append("/" + path)
@@ -265,9 +273,10 @@ class Harness:
         if "console-input" in scenarios:
             self.app_ramdisk("input.cpio", 'echo "type a line:"; read -r line; echo "got: $line"')
         if "modules" in scenarios:
-            self.bootstrap("bootstrap-gz.cpio", {"virtio_mmio.ko": "gz", "vsock.ko": "gz"})
-            self.bootstrap("bootstrap-xz.cpio", {"virtio_mmio.ko": "xz"})
-            self.app_ramdisk("modules.cpio", "grep -o '^virtio_mmio\\|^vsock ' /proc/modules | head -n 2")
+            self.bootstrap("bootstrap-compressed.cpio", {"virtio_mmio.ko": "gz", "vsock.ko": "xz",
+                                                         "vmw_vsock_virtio_transport.ko": "zst"})
+            self.bootstrap("bootstrap-bad.cpio", {"virtio_mmio.ko": "xz-truncated"})
+            self.app_ramdisk("modules.cpio", "grep -o '^virtio_mmio \\|^vsock \\|^vmw_vsock_virtio_transport ' /proc/modules")
         if "tiny" in scenarios:
             tiny = os.path.join(os.environ.get("QTBOX_SOURCE_ROOT", os.path.join(HERE, "..", "..")),
                                 "tests", "applets", "vmm", "tiny-guest.py")

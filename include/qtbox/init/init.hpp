@@ -64,6 +64,9 @@ ErrorOr<std::vector<std::string>> parse_module_list(std::string_view text);
 
 enum class Compression { None, Gzip, Xz, Zstd };
 Compression module_compression(std::string_view path);
+// The module image inside a .ko.gz/.ko.xz/.ko.zst (a copy for None), at
+// most `limit` bytes; corrupt, truncated or oversized input is an error.
+ErrorOr<Bytes> decompress_module(ByteView compressed, Compression compression, std::size_t limit = MAX_MODULE_SIZE);
 
 // "exited with status 3", "was killed by signal 9 (SIGKILL)".
 std::string describe_wait_status(int status);
