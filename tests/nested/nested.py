@@ -14,7 +14,10 @@ line on the parent's console:
 With --direct the same scenario scripts run on this host instead (for
 machines with real VT-x/AMD-V: /dev/kvm plus vmx/svm in /proc/cpuinfo).
 
-Usage: nested.py [--direct] [--work DIR] [--keep] [--timeout S] SCENARIO...
+Usage: nested.py [--direct] [--work DIR] [--keep] [--timeout S] [--show]
+                 [--eif FILE] SCENARIO...
+The boot-eif scenario boots the image given with --eif (scripts/demo uses
+it); --show prints the whole log (the enclave's console) even on success.
 Environment: QTBOX (the static qtbox binary), QTBOX_BLOBS (the blobs
 directory of scripts/fetch-guest-kernel), QTBOX_SOURCE_ROOT.
 Exit status: 0 all passed, 1 a scenario failed, 77 skipped (with a reason).
@@ -294,6 +297,8 @@ class Harness:
             # An image over 32 MiB, so that 128 MiB is below 4 x its size.
             self.build_eif("big.eif", "echo big", self.default_cmdline(), padding=40 << 20)
         write(os.path.join(self.data, "have-eif"), b"yes\n" if self.eif_build else b"no\n")
+        if self.args.eif:
+            shutil.copy(self.args.eif, os.path.join(self.data, "user.eif"))
 
     # ---- running ----
     def parent_initramfs(self, scenarios):
@@ -361,6 +366,8 @@ def main():
     parser.add_argument("--work", help="keep the work directory here")
     parser.add_argument("--keep", action="store_true", help="do not delete the work directory")
     parser.add_argument("--timeout", type=int, default=300, help="seconds for the whole parent run")
+    parser.add_argument("--eif", help="the image the boot-eif scenario boots")
+    parser.add_argument("--show", action="store_true", help="print the whole log, also on success")
     args = parser.parse_args()
     available = {name[:-3] for name in os.listdir(os.path.join(HERE, "scenarios")) if name.endswith(".sh")}
     unknown = [name for name in args.scenarios if name not in available or name in ("lib", "run-one")]
@@ -396,7 +403,7 @@ def main():
         failed |= verdict == "FAIL"
         skipped |= verdict == "SKIP"
     print(f"nested: {'direct' if args.direct else 'parent'} run took {elapsed:.1f} s")
-    if failed:
+    if failed or args.show:
         print("---- log ----")
         print(log)
     if skipped and required:
