@@ -373,7 +373,7 @@ ErrorOr<BuildResult> build_eif(BuildRequest const& request)
                 format_rfc3339(identity->certificate.not_before()), format_rfc3339(identity->certificate.not_after()));
             if (request.strict)
                 return Error::from_code(Failure::CertificateTime, message + " (refused: --strict)");
-            result.warnings.push_back(message + "; the enclave will not start with it");
+            result.warnings.push_back(message + "; vmm starts it with a warning");
         }
     }
 
