@@ -21,7 +21,7 @@ it); --show prints the whole log (the enclave's console) even on success.
 Environment: QTBOX (the static qtbox binary), QTBOX_BLOBS (the blobs
 directory of scripts/fetch-guest-kernel), QTBOX_SOURCE_ROOT.
 Exit status: 0 all passed, 1 a scenario failed, 77 skipped (with a reason).
-With QTBOX_NESTED_REQUIRED=1 in the environment (scripts/test sets it) a
+With QTBOX_TESTS_REQUIRED=1 in the environment (scripts/test sets it) a
 skip is a failure: on CI a missing install step must not pass unnoticed.
 QEMU is a test dependency only, never a runtime one.
 """
@@ -374,7 +374,7 @@ def main():
     if unknown:
         print(f"nested: unknown scenario(s): {' '.join(unknown)}", file=sys.stderr)
         return 2
-    required = os.environ.get("QTBOX_NESTED_REQUIRED") == "1"
+    required = os.environ.get("QTBOX_TESTS_REQUIRED") == "1"
     harness = Harness(args)
     try:
         harness.check()
@@ -383,7 +383,7 @@ def main():
         log, timed_out, elapsed = runner(args.scenarios)
     except Skip as reason:
         if required:
-            print(f"FAIL: cannot run (QTBOX_NESTED_REQUIRED=1): {reason}")
+            print(f"FAIL: cannot run (QTBOX_TESTS_REQUIRED=1): {reason}")
             return 1
         print(f"SKIP: {reason}")
         return SKIP
@@ -407,7 +407,7 @@ def main():
         print("---- log ----")
         print(log)
     if skipped and required:
-        print("nested: a scenario skipped, and QTBOX_NESTED_REQUIRED=1 makes that a failure")
+        print("nested: a scenario skipped, and QTBOX_TESTS_REQUIRED=1 makes that a failure")
         return 1
     return 1 if failed else SKIP if skipped else 0
 
