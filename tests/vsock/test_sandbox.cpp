@@ -1,3 +1,5 @@
+#include "../base/child.hpp"
+
 #include <qtbox/vsock/proxy_sandbox.hpp>
 
 #include <doctest/doctest.h>
@@ -9,7 +11,6 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 using namespace qtbox;
@@ -17,43 +18,21 @@ using namespace qtbox::vsock;
 
 namespace {
 
-struct Outcome {
-    int status { -1 };
-    std::string stderr_text;
-};
-
 // Runs `body` in a child that has entered the sandbox; `body` returns the
 // child's exit status when it gets that far.
-Outcome in_sandbox(std::function<int()> const& body)
+test::ChildOutcome in_sandbox(std::function<int()> const& body)
 {
-    int pipe_fds[2];
-    REQUIRE(::pipe(pipe_fds) == 0);
-    pid_t child = ::fork();
-    REQUIRE(child >= 0);
-    if (child == 0) {
-        ::dup2(pipe_fds[1], STDERR_FILENO);
-        ::close(pipe_fds[0]);
+    return test::run_in_child([&] {
         if (enter_proxy_sandbox().is_error())
-            ::_exit(100);
-        ::_exit(body());
-    }
-    ::close(pipe_fds[1]);
-    Outcome outcome;
-    char buffer[512];
-    ssize_t n;
-    while ((n = ::read(pipe_fds[0], buffer, sizeof(buffer))) > 0)
-        outcome.stderr_text.append(buffer, static_cast<std::size_t>(n));
-    ::close(pipe_fds[0]);
-    int status = 0;
-    REQUIRE(::waitpid(child, &status, 0) == child);
-    outcome.status = WIFEXITED(status) ? WEXITSTATUS(status) : 1000 + WTERMSIG(status);
-    return outcome;
+            return 100;
+        return body();
+    });
 }
 
 void expect_blocked(long number, std::function<int()> const& body)
 {
     auto outcome = in_sandbox(body);
-    CHECK(outcome.status == SANDBOX_VIOLATION_EXIT);
+    CHECK(outcome.exit_status == SANDBOX_VIOLATION_EXIT);
     CHECK(outcome.stderr_text == "qtbox: seccomp: system call " + std::to_string(number) + " is not allowed; exiting\n");
 }
 
@@ -71,7 +50,7 @@ TEST_CASE("sandbox: what the proxy needs still works")
         bool ok = tcp >= 0 && unix_socket >= 0 && udp >= 0 && file >= 0 && memory != MAP_FAILED && ::pipe2(fds, O_NONBLOCK) == 0;
         return ok ? 0 : 1;
     });
-    CHECK(outcome.status == 0);
+    CHECK(outcome.exit_status == 0);
     CHECK(outcome.stderr_text.empty());
 }
 
