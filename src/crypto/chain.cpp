@@ -1,14 +1,9 @@
 #include <qtbox/crypto/chain.hpp>
 
-#include "support.hpp"
-
 #include <fmt/format.h>
 
-#include <mbedtls/md.h>
-#include <mbedtls/x509_crt.h>
-
 #include <algorithm>
-#include <array>
+#include <optional>
 #include <vector>
 
 namespace qtbox::crypto {
@@ -96,73 +91,26 @@ ErrorOr<void> check_times(std::vector<Certificate const*> const& path, UnixMilli
     return {};
 }
 
-struct CertificateList {
-    CertificateList() { mbedtls_x509_crt_init(&head); }
-    ~CertificateList() { mbedtls_x509_crt_free(&head); }
-    CertificateList(CertificateList const&) = delete;
-    CertificateList& operator=(CertificateList const&) = delete;
-
-    ErrorOr<void> add(Certificate const& certificate)
-    {
-        auto der = certificate.der();
-        int result = mbedtls_x509_crt_parse_der(&head, der.data(), der.size());
-        if (result != 0)
-            return mbedtls_error(Failure::Internal, "copy certificate", result);
-        return {};
-    }
-    mbedtls_x509_crt head;
-};
-
-struct VerifyTrace {
-    int deepest { -1 };
-    int count { 0 };
-};
-
-// mbedTLS compares validity with the real clock; qtbox checks time itself
-// against `at`, so the callback removes those two verdicts (chain.hpp).
-int trace_and_mask_time(void* data, mbedtls_x509_crt*, int depth, std::uint32_t* flags)
+bool same_name(ByteView a, ByteView b)
 {
-    auto* trace = static_cast<VerifyTrace*>(data);
-    trace->deepest = std::max(trace->deepest, depth);
-    ++trace->count;
-    *flags &= ~static_cast<std::uint32_t>(MBEDTLS_X509_BADCERT_EXPIRED | MBEDTLS_X509_BADCERT_FUTURE);
-    return 0;
+    return std::equal(a.begin(), a.end(), b.begin(), b.end());
 }
 
-// The same chain through mbedTLS's own verifier (path building, profile,
-// critical extensions): a second opinion that must agree.
-ErrorOr<void> mbedtls_verify(std::vector<Certificate const*> const& path)
+// The trusted root that issued `certificate`: only roots whose subject is
+// its issuer name are tried, so a signature is verified only for those.
+// Null when none did; `failure` then holds the first candidate's error.
+Certificate const* issuing_root(Certificate const& certificate, std::span<Certificate const> roots, std::optional<Error>& failure)
 {
-    CertificateList chain;
-    for (std::size_t index = 0; index + 1 < path.size(); ++index)
-        TRY(chain.add(*path[index]));
-    CertificateList trusted;
-    TRY(trusted.add(*path.back()));
-
-    static mbedtls_x509_crt_profile const PROFILE = {
-        MBEDTLS_X509_ID_FLAG(MBEDTLS_MD_SHA256) | MBEDTLS_X509_ID_FLAG(MBEDTLS_MD_SHA384) | MBEDTLS_X509_ID_FLAG(MBEDTLS_MD_SHA512),
-        MBEDTLS_X509_ID_FLAG(MBEDTLS_PK_ECKEY) | MBEDTLS_X509_ID_FLAG(MBEDTLS_PK_ECDSA) | MBEDTLS_X509_ID_FLAG(MBEDTLS_PK_RSA),
-        MBEDTLS_X509_ID_FLAG(MBEDTLS_ECP_DP_SECP256R1) | MBEDTLS_X509_ID_FLAG(MBEDTLS_ECP_DP_SECP384R1),
-        static_cast<std::uint32_t>(MIN_RSA_BITS),
-    };
-    std::uint32_t flags = 0;
-    VerifyTrace trace;
-    int result = mbedtls_x509_crt_verify_with_profile(&chain.head, &trusted.head, nullptr, &PROFILE, nullptr, &flags,
-        trace_and_mask_time, &trace);
-    if (result != 0 || flags != 0) {
-        std::array<char, 512> info {};
-        mbedtls_x509_crt_verify_info(info.data(), info.size(), "", flags);
-        std::string text(info.data());
-        std::replace(text.begin(), text.end(), '\n', ';');
-        while (!text.empty() && (text.back() == ';' || text.back() == ' '))
-            text.pop_back();
-        return chain_error(ChainFailure::Untrusted,
-            fmt::format("mbedTLS rejects the chain: {}", text.empty() ? "verification failed" : text));
+    for (auto const& candidate : roots) {
+        if (!same_name(candidate.subject_der(), certificate.issuer_der()))
+            continue;
+        auto link = certificate.verify_signed_by(candidate);
+        if (!link.is_error())
+            return &candidate;
+        if (!failure)
+            failure = link.release_error();
     }
-    if (trace.count != static_cast<int>(path.size()) || trace.deepest + 1 != static_cast<int>(path.size()))
-        return chain_error(ChainFailure::Untrusted,
-            fmt::format("mbedTLS built a path of {} certificates instead of the {} given", trace.count, path.size()));
-    return {};
+    return nullptr;
 }
 
 } // namespace
@@ -191,7 +139,8 @@ ErrorOr<void> verify_chain(Certificate const& leaf, std::span<Certificate const>
     for (auto const& certificate : intermediates)
         path.push_back(&certificate);
 
-    // 1. Every link: name and signature, then the top to one trusted root.
+    // 2. Every link, once: name, algorithm and signature (verify_signed_by),
+    // then the top to one trusted root.
     for (std::size_t index = 0; index + 1 < path.size(); ++index) {
         auto link = check_link(*path[index], *path[index + 1]);
         if (link.is_error()) {
@@ -201,23 +150,32 @@ ErrorOr<void> verify_chain(Certificate const& leaf, std::span<Certificate const>
                     link.error().message()));
         }
     }
-    Certificate const* root = nullptr;
-    for (auto const& candidate : roots) {
-        if (!check_link(*path.back(), candidate).is_error()) {
-            root = &candidate;
-            break;
+    std::optional<Error> root_failure;
+    Certificate const* root = issuing_root(*path.back(), roots, root_failure);
+    if (root == nullptr) {
+        auto top = fmt::format("{} ({})", path.size() == 1 ? "the leaf" : "the last intermediate", path.back()->subject());
+        // A root with the right name that did not sign it says why.
+        if (root_failure)
+            return chain_error(ChainFailure::Untrusted, fmt::format("{}: {}", top, root_failure->message()));
+        return chain_error(ChainFailure::Untrusted,
+            fmt::format("{} is not issued by a trusted root (issuer \"{}\")", top, path.back()->issuer()));
+    }
+    // The path must end at the first certificate a trusted root issued: a
+    // chain that goes on above it (a re-issued root, or a root key
+    // certified again under the same name) is not the path to the anchor.
+    for (std::size_t index = 0; index + 1 < path.size(); ++index) {
+        std::optional<Error> ignored;
+        if (auto const* shortcut = issuing_root(*path[index], roots, ignored)) {
+            return chain_error(ChainFailure::Untrusted,
+                fmt::format("{} is issued by the trusted root ({}) itself, but the chain goes on above it", describe(path, index),
+                    shortcut->subject()));
         }
     }
-    if (root == nullptr)
-        return chain_error(ChainFailure::Untrusted,
-            fmt::format("{} ({}) is not issued by a trusted root (issuer \"{}\")", path.size() == 1 ? "the leaf" : "the last intermediate",
-                path.back()->subject(), path.back()->issuer()));
     path.push_back(root);
 
-    // 2. CA constraints, 3. validity at `at`, 4. mbedTLS's own verdict.
+    // 3. CA constraints, 4. validity at `at`.
     TRY(check_constraints(path));
     TRY(check_times(path, at));
-    TRY(mbedtls_verify(path));
     return {};
 }
 

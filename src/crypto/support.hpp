@@ -38,7 +38,9 @@ struct PublicKey::Impl {
     KeyType type { KeyType::EcP256 };
     std::size_t bits { 0 };
     Bytes spki_der;
-    // Serialises operations on `context` (see keys.hpp "Threading").
+    // Serialises the operations that write to `context` (RSA padding
+    // settings, mbedTLS's caches); ECDSA verification only reads the point
+    // Q and takes no lock (see verification_group).
     std::mutex mutex;
 };
 
@@ -93,6 +95,19 @@ inline mbedtls_rsa_context& rsa_context(mbedtls_pk_context const& context)
 // Classifies a parsed pk context: P-256, P-384 or RSA within the size
 // bounds, else Failure::Unsupported.
 ErrorOr<KeyType> classify_key(mbedtls_pk_context const& context, std::size_t& bits);
+
+// The process-wide, read-only group of an EC key type, its table of
+// multiples of G computed on first use (keys.cpp explains why sharing it
+// between threads is safe). Only for verification: nothing may pass it to
+// an mbedTLS function that writes to the group. Failure::WrongKeyType for
+// RSA, Failure::Internal if the precomputation failed.
+ErrorOr<mbedtls_ecp_group*> verification_group(KeyType type);
+
+// ECDSA verification of r, s over `digest` with an EC key, on its curve's
+// verification_group. `digest` may have any length (SEC1 §4.1.4 truncates
+// it to the order's bit length). Failure::BadSignature when it does not
+// verify (r or s outside [1, n-1] included), Failure::WrongKeyType for RSA.
+ErrorOr<void> ecdsa_verify(PublicKey const& key, ByteView digest, mbedtls_mpi const& r, mbedtls_mpi const& s);
 
 } // namespace qtbox::crypto
 

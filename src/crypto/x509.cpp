@@ -6,8 +6,10 @@
 
 #include <fmt/format.h>
 
+#include <mbedtls/asn1.h>
 #include <mbedtls/md.h>
 #include <mbedtls/oid.h>
+#include <mbedtls/rsa.h>
 #include <mbedtls/x509.h>
 
 #include <algorithm>
@@ -251,10 +253,35 @@ std::string Certificate::describe() const
 
 namespace {
 
-// The signature hashes accepted on certificates: SHA-1 and MD5 are not.
+// The signature hashes accepted on certificates: SHA-1, MD5 and SHA-224 are not.
 bool acceptable_hash(mbedtls_md_type_t type)
 {
     return type == MBEDTLS_MD_SHA256 || type == MBEDTLS_MD_SHA384 || type == MBEDTLS_MD_SHA512;
+}
+
+// The signature schemes accepted: ECDSA (RFC 5758 §3.2) and RSA PKCS#1
+// v1.5 (RFC 4055 §5); RSASSA-PSS is not.
+bool acceptable_scheme(mbedtls_pk_type_t type)
+{
+    return type == MBEDTLS_PK_ECDSA || type == MBEDTLS_PK_RSA;
+}
+
+// A DER ECDSA-Sig-Value (RFC 3279 §2.2.3), read as mbedtls_ecdsa_read_signature
+// reads it (so exactly the same signatures are accepted as before), then
+// verified on the curve's shared group.
+ErrorOr<void> verify_ecdsa_der(PublicKey const& key, ByteView digest, mbedtls_x509_buf const& signature)
+{
+    auto bad = [] { return failure_error(Failure::BadSignature, "malformed ECDSA signature"); };
+    unsigned char* cursor = signature.p;
+    unsigned char const* end = signature.p + signature.len;
+    std::size_t length = 0;
+    if (mbedtls_asn1_get_tag(&cursor, end, &length, MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE) != 0
+        || length != static_cast<std::size_t>(end - cursor))
+        return bad();
+    Mpi r, s;
+    if (mbedtls_asn1_get_mpi(&cursor, end, &r.value) != 0 || mbedtls_asn1_get_mpi(&cursor, end, &s.value) != 0 || cursor != end)
+        return bad();
+    return ecdsa_verify(key, digest, r.value, s.value);
 }
 
 } // namespace
@@ -266,18 +293,38 @@ ErrorOr<void> Certificate::verify_signed_by(Certificate const& issuer) const
     if (!std::equal(child_issuer.begin(), child_issuer.end(), parent_subject.begin(), parent_subject.end()))
         return failure_error(Failure::BadSignature, fmt::format("issuer \"{}\" is not \"{}\"", this->issuer(), issuer.subject()));
     auto const& certificate = m_impl->certificate;
-    if (!acceptable_hash(certificate.sig_md))
+    if (!acceptable_hash(certificate.sig_md) || !acceptable_scheme(certificate.sig_pk))
         return failure_error(Failure::BadSignature, fmt::format("signature algorithm {} is not accepted", signature_algorithm()));
     auto const* md = mbedtls_md_info_from_type(certificate.sig_md);
     std::array<unsigned char, MBEDTLS_MD_MAX_SIZE> digest {};
     if (md == nullptr || mbedtls_md(md, certificate.tbs.p, certificate.tbs.len, digest.data()) != 0)
         return failure_error(Failure::Internal, "cannot hash the certificate");
-    auto& key = detail::KeyAccess::impl(*issuer.m_impl->public_key);
-    std::lock_guard lock(key.mutex);
-    int result = mbedtls_pk_verify_ext(certificate.sig_pk, certificate.sig_opts, &key.context, certificate.sig_md, digest.data(),
-        mbedtls_md_get_size(md), certificate.sig.p, certificate.sig.len);
-    if (result != 0)
+    ByteView digest_view(digest.data(), mbedtls_md_get_size(md));
+    auto const& key = *issuer.m_impl->public_key;
+    auto mismatch = [&] {
         return failure_error(Failure::BadSignature, fmt::format("signature does not verify with the key of \"{}\"", issuer.subject()));
+    };
+    if (certificate.sig_pk == MBEDTLS_PK_ECDSA) {
+        if (!key.is_ec())
+            return mismatch();
+        auto verified = verify_ecdsa_der(key, digest_view, certificate.sig);
+        if (verified.is_error() && verified.error().is(Failure::BadSignature))
+            return mismatch();
+        return verified;
+    }
+    if (key.type() != KeyType::Rsa)
+        return mismatch();
+    auto& rsa_key = detail::KeyAccess::impl(key);
+    std::lock_guard lock(rsa_key.mutex);
+    auto& rsa = rsa_context(rsa_key.context);
+    if (certificate.sig.len != mbedtls_rsa_get_len(&rsa))
+        return mismatch();
+    // PKCS#1 v1.5 explicitly: mbedtls_pk_verify would follow the context's
+    // padding setting, which rsa_oaep_encrypt leaves at v2.1 (PSS).
+    int result = mbedtls_rsa_rsassa_pkcs1_v15_verify(&rsa, nullptr, nullptr, MBEDTLS_RSA_PUBLIC, certificate.sig_md,
+        static_cast<unsigned>(digest_view.size()), digest_view.data(), certificate.sig.p);
+    if (result != 0)
+        return mismatch();
     return {};
 }
 

@@ -1,5 +1,6 @@
 #include <qtbox/crypto/chain.hpp>
 #include <qtbox/crypto/error.hpp>
+#include <qtbox/crypto/pem.hpp>
 
 #include "support.hpp"
 
@@ -273,4 +274,137 @@ TEST_CASE("chain: absurd lengths, no root and unparsable DER are refused")
     CHECK(garbage.error().is(ChainFailure::Malformed));
     CHECK(garbage.error().message().starts_with("the leaf: parse certificate"));
     CHECK(crypto::chain_failure_name(ChainFailure::Expired) == "certificate expired");
+}
+
+// The algorithm profile (chain.hpp "algorithms"): fixtures made by
+// tests/crypto/data/make-profile-fixtures.sh, issued by openssl-root.pem
+// (P-384) or profile-root-rsa.pem (RSA-2048).
+namespace {
+
+// 2027-06-01T00:00:00Z, inside every fixture's validity.
+constexpr UnixMillis PROFILE_AT = 1811808000000;
+
+Bytes pem_der(std::string const& name)
+{
+    auto blocks = must(crypto::pem_decode(as_chars(read_data(name))));
+    REQUIRE(blocks.size() == 1);
+    return std::move(blocks[0].der);
+}
+
+Error profile_error(std::string const& leaf, std::vector<std::string> const& intermediates, std::string const& root)
+{
+    std::vector<Bytes> chain;
+    for (auto const& name : intermediates)
+        chain.push_back(pem_der(name));
+    auto result = crypto::verify_chain_der(pem_der(leaf), chain, std::vector<Bytes> { pem_der(root) }, PROFILE_AT);
+    REQUIRE_MESSAGE(result.is_error(), "the chain verified");
+    return result.release_error();
+}
+
+} // namespace
+
+TEST_CASE("chain: algorithm profile: ECDSA signatures with SHA-256, SHA-384 and SHA-512 verify, with any curve pairing")
+{
+    // P-384 issuer: SHA-256 (shorter than the curve), SHA-384 (the fixture
+    // openssl-leaf.pem), SHA-512 (longer, truncated as SEC1 §4.1.4 says).
+    for (auto const* name : { "profile-leaf-sha256.pem", "profile-leaf-sha512.pem", "openssl-leaf.pem" }) {
+        CAPTURE(name);
+        must(crypto::verify_chain_der(pem_der(name), {}, std::vector<Bytes> { pem_der("openssl-root.pem") }, PROFILE_AT));
+    }
+    auto leaf = must(Certificate::parse(read_data("profile-leaf-sha512.pem")));
+    CHECK(leaf.signature_algorithm() == "ECDSA with SHA512");
+}
+
+TEST_CASE("chain: algorithm profile: SHA-1 and SHA-224 signatures are Untrusted, on the leaf or above")
+{
+    auto sha1 = profile_error("profile-leaf-sha1.pem", {}, "openssl-root.pem");
+    CHECK(sha1.is(ChainFailure::Untrusted));
+    CHECK(sha1.message() == "the leaf (O=qtbox tests, CN=leaf sha1): signature algorithm ECDSA with SHA1 is not accepted");
+    auto sha224 = profile_error("profile-leaf-sha224.pem", {}, "openssl-root.pem");
+    CHECK(sha224.is(ChainFailure::Untrusted));
+    CHECK(sha224.message() == "the leaf (O=qtbox tests, CN=leaf sha224): signature algorithm ECDSA with SHA224 is not accepted");
+    // The leaf's own signature (SHA-256) is fine; its CA's is SHA-1.
+    auto above = profile_error("profile-leaf-under-ca-sha1.pem", { "profile-ca-sha1.pem" }, "openssl-root.pem");
+    CHECK(above.is(ChainFailure::Untrusted));
+    CHECK(above.message() == "the last intermediate (O=qtbox tests, CN=CA sha1): signature algorithm ECDSA with SHA1 is not accepted");
+}
+
+TEST_CASE("chain: algorithm profile: RSA PKCS#1 v1.5 verifies, RSASSA-PSS is Untrusted")
+{
+    must(crypto::verify_chain_der(pem_der("profile-leaf-rsa-pkcs1.pem"), {}, std::vector<Bytes> { pem_der("profile-root-rsa.pem") },
+        PROFILE_AT));
+    auto pss = profile_error("profile-leaf-rsa-pss.pem", {}, "profile-root-rsa.pem");
+    CHECK(pss.is(ChainFailure::Untrusted));
+    CHECK(pss.message() == "the leaf (O=qtbox tests, CN=leaf RSA PSS): signature algorithm RSASSA-PSS is not accepted");
+}
+
+TEST_CASE("chain: an RSA root still verifies PKCS#1 v1.5 after its key was used for RSA-OAEP")
+{
+    // rsa_oaep_encrypt switches the shared key context to PKCS#1 v2.1
+    // padding; certificate verification must not follow that setting.
+    auto root = must(Certificate::parse(read_data("profile-root-rsa.pem")));
+    auto leaf = must(Certificate::parse(read_data("profile-leaf-rsa-pkcs1.pem")));
+    must(root.public_key().rsa_oaep_encrypt(as_bytes("secret")));
+    must(crypto::verify_chain(leaf, {}, std::vector { root }, PROFILE_AT));
+}
+
+TEST_CASE("chain: algorithm profile: a P-521, RSA-1024 or secp256k1 key anywhere in the chain is refused when parsed")
+{
+    auto p521 = profile_error("profile-leaf-p521.pem", {}, "openssl-root.pem");
+    CHECK(p521.is(ChainFailure::Malformed));
+    CHECK(p521.message() == "the leaf: certificate public key: EC curve secp521r1 is not supported (only P-256 and P-384)");
+    auto rsa1024 = profile_error("profile-leaf-sha256.pem", { "profile-ca-rsa1024.pem" }, "openssl-root.pem");
+    CHECK(rsa1024.is(ChainFailure::Malformed));
+    CHECK(rsa1024.message()
+        == "intermediate 1: certificate public key: RSA-1024 is not supported (the modulus must have 2048 to 8192 bits)");
+    auto secp256k1 = profile_error("profile-leaf-sha256.pem", {}, "profile-root-secp256k1.pem");
+    CHECK(secp256k1.is(ChainFailure::Malformed));
+    CHECK(secp256k1.message() == "root 1: certificate public key: EC curve secp256k1 is not supported (only P-256 and P-384)");
+    for (auto const* name : { "profile-leaf-p521.pem", "profile-ca-rsa1024.pem", "profile-root-secp256k1.pem" }) {
+        CAPTURE(name);
+        CHECK(test::expect_failure(Certificate::parse(read_data(name))) == crypto::Failure::Unsupported);
+    }
+}
+
+TEST_CASE("chain: a certificate with an unknown critical extension is refused when parsed")
+{
+    auto critical = profile_error("profile-leaf-critical.pem", {}, "openssl-root.pem");
+    CHECK(critical.is(ChainFailure::Malformed));
+    CHECK(critical.message().starts_with("the leaf: parse certificate: "));
+    CHECK(critical.message().ends_with("(-0x2562)")); // MBEDTLS_ERR_X509_INVALID_EXTENSIONS + MBEDTLS_ERR_ASN1_UNEXPECTED_TAG
+}
+
+TEST_CASE("chain: a chain that goes on above a certificate a trusted root issued is Untrusted")
+{
+    // A re-issued root (same name, same key, another serial) placed as an
+    // intermediate: the trusted root itself issued the leaf, so the path
+    // given is not the path to the trust anchor.
+    auto root = test::self_signed(ca_profile("CN=root,O=test"));
+    auto copy_profile = ca_profile("CN=root,O=test");
+    copy_profile.not_after = T0 + 300 * DAY;
+    auto copy = must(crypto::self_sign_certificate(copy_profile, root.key));
+    auto leaf_key = must(crypto::PrivateKey::generate(KeyType::EcP384));
+    auto leaf = must(crypto::issue_certificate(leaf_profile("CN=leaf"), leaf_key.public_key(), copy, root.key));
+    CHECK(verify_failure(leaf, std::vector { copy }, std::vector { root.certificate }, T0 + 2 * HOUR) == ChainFailure::Untrusted);
+    CHECK(verify_message(leaf, std::vector { copy }, std::vector { root.certificate }, T0 + 2 * HOUR)
+        == "the leaf (CN=leaf) is issued by the trusted root (CN=root, O=test) itself, but the chain goes on above it");
+    CHECK(verify_failure(leaf, std::vector { copy, root.certificate }, std::vector { root.certificate }, T0 + 2 * HOUR)
+        == ChainFailure::Untrusted);
+    // Directly under the root it verifies.
+    must(crypto::verify_chain(leaf, {}, std::vector { root.certificate }, T0 + 2 * HOUR));
+}
+
+TEST_CASE("chain: key rollover: a new root key cross-certified by the trusted old one, under the same name, verifies")
+{
+    auto old_root = test::self_signed(ca_profile("CN=root,O=test"));
+    auto new_key = must(crypto::PrivateKey::generate(KeyType::EcP384));
+    auto cross = must(crypto::issue_certificate(ca_profile("CN=root,O=test"), new_key.public_key(), old_root.certificate, old_root.key));
+    CHECK(cross.is_self_issued());
+    auto ca_key = must(crypto::PrivateKey::generate(KeyType::EcP384));
+    auto ca = must(crypto::issue_certificate(ca_profile("CN=ca,O=test"), ca_key.public_key(), cross, new_key));
+    test::Issued ca_issued { std::move(ca_key), ca };
+    auto leaf = test::issued_by(ca_issued, leaf_profile("CN=leaf"));
+    // The old root's name matches the CA's issuer, but its key did not sign
+    // the CA: the path goes on through the cross certificate.
+    must(crypto::verify_chain(leaf.certificate, std::vector { ca, cross }, std::vector { old_root.certificate }, T0 + 2 * HOUR));
 }

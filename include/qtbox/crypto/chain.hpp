@@ -8,21 +8,37 @@
 // is dropped and the trusted copy is used. The checks, in this order, and
 // the first failure is reported:
 //  1. length: at most MAX_CHAIN_LENGTH certificates (TooLong);
-//  2. links: each certificate's issuer name equals the next one's subject
-//     byte for byte and its signature verifies with the next one's key
-//     (Certificate::verify_signed_by; SHA-256/384/512 only), and the top
-//     one is issued by a trusted root (Untrusted);
+//  2. links (Untrusted), one signature verification each: each
+//     certificate's issuer name equals the next one's subject byte for byte,
+//     its signature algorithm is in the profile below, and its signature
+//     verifies with the next one's key (Certificate::verify_signed_by); the
+//     top one is issued by a trusted root, tried only among the roots whose
+//     subject is its issuer name; and no certificate below the top is
+//     itself issued by a trusted root (the chain must stop there);
 //  3. constraints (ConstraintViolated): every issuer, the root included, is
 //     a CA (basicConstraints cA) whose keyUsage includes keyCertSign, and
 //     whose pathLenConstraint, when present, is at least the number of
-//     intermediates below it; the leaf is not a CA and its keyUsage includes
-//     digitalSignature;
+//     intermediates below it (self-issued ones included); the leaf is not a
+//     CA and its keyUsage includes digitalSignature;
 //  4. time: every certificate, the root included, is valid at `at`
-//     (Expired / NotYetValid; both ends inclusive);
-//  5. a second opinion: mbedtls_x509_crt_verify on the same certificates,
-//     with its real-clock time verdicts masked out (time is step 4's job),
-//     must accept them and build exactly this path (Untrusted otherwise).
-// Keys are those PublicKey accepts: ECDSA P-256/P-384, RSA 2048..8192.
+//     (Expired / NotYetValid; both ends inclusive).
+// The algorithm profile, for every certificate of the path:
+//  - public keys: EC P-256 or P-384, or RSA of MIN_RSA_BITS..MAX_RSA_BITS
+//    bits; anything else is refused when the certificate is parsed
+//    (Certificate::parse_der, so verify_chain_der reports Malformed);
+//  - signatures (the root's self-signature is not checked: the root is
+//    trusted as given): ECDSA or RSA PKCS#1 v1.5 with SHA-256, SHA-384 or
+//    SHA-512; SHA-1, SHA-224, MD5 and RSASSA-PSS are Untrusted.
+// An unknown extension marked critical is refused at parse time too
+// (mbedtls_x509_crt_parse_der, RFC 5280 §4.2).
+// mbedtls_x509_crt_verify_with_profile is not run as well: with this profile
+// its rules are the same as these or looser (names compared case-
+// insensitively, a missing keyUsage allowing any use, v1 trusted roots
+// exempt from basicConstraints, self-issued intermediates not counted
+// against pathLenConstraint, path building that jumps to a trusted root as
+// early as it can, which the last rule of step 2 refuses instead); it was
+// never given a CRL. Where it picked among several certificates with the
+// same name by the real clock, qtbox follows the order given.
 // attest-verify maps Untrusted/ConstraintViolated/TooLong to exit 11 and
 // Expired/NotYetValid to 13 (SPEC §9).
 #pragma once

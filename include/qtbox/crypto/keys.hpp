@@ -16,10 +16,13 @@
 // P-384 (ES256 / ES384). Signing is deterministic (RFC 6979) with blinding
 // from the per-thread DRBG, so a weak RNG cannot leak the key.
 //
-// Threading: both types may be used from many threads at once. Operations on
-// one key are serialised by a lock inside the key, because mbedTLS caches
-// precomputed points in the key's group and a shared context is therefore
-// not read-only; different keys never contend.
+// Threading: both types may be used from many threads at once. ECDSA
+// verification takes no lock: it reads the key's point and runs on one
+// process-wide group per curve whose table of multiples of the base point is
+// computed once, on first use, and only read afterwards. The other
+// operations on one key are serialised by a lock inside the key, because
+// mbedTLS caches precomputed points in the key's own group and a shared
+// context is therefore not read-only; different keys never contend.
 #pragma once
 
 #include <qtbox/base/bytes.hpp>

@@ -97,8 +97,10 @@ public:
 
     // This certificate's issuer name equals `issuer`'s subject (byte for
     // byte) and its signature verifies with `issuer`'s key, under an
-    // accepted hash (SHA-256/384/512). Failure::BadSignature otherwise. No
-    // other check (time, constraints): that is verify_chain's job.
+    // accepted algorithm: ECDSA or RSA PKCS#1 v1.5 with SHA-256/384/512
+    // (not SHA-1, SHA-224, MD5 or RSASSA-PSS). Failure::BadSignature
+    // otherwise. One signature verification; no other check (time,
+    // constraints): that is verify_chain's job.
     ErrorOr<void> verify_signed_by(Certificate const& issuer) const;
 
     bool operator==(Certificate const& other) const;
