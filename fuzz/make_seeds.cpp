@@ -1,0 +1,249 @@
+// Writes the seed corpora of the eif_reader, tar_layer, qtsm_request and
+// proxy_config targets (fuzz/corpus/<target>/) with the project's own
+// writers: EifWriter and make_signature_section, the tests' TarBuilder,
+// encode_request/encode_response and make_frame. Run from the fuzz build:
+//     build-fuzz/fuzz/fuzz_make_seeds fuzz/corpus
+// Seeds are small valid inputs (no kernel, a few KiB at most): the fuzzer
+// mutates from there. Re-run it when a format changes.
+#include "../tests/image/tar_builder.hpp"
+
+#include <qtbox/base/sys.hpp>
+#include <qtbox/eif/signature.hpp>
+#include <qtbox/eif/writer.hpp>
+#include <qtbox/pki/pki.hpp>
+#include <qtbox/qtsm/framing.hpp>
+#include <qtbox/qtsm/protocol.hpp>
+
+#include <fmt/format.h>
+
+#include <fcntl.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace {
+
+using namespace qtbox;
+
+// 2026-03-01T12:00:00Z, the instant the eif_reader target checks at; the
+// signing PKI starts an hour before it.
+constexpr UnixMillis AT = 1772366400000;
+constexpr std::int64_t HOUR = 3600 * 1000;
+
+template<typename T>
+T must(ErrorOr<T> result, std::string_view what)
+{
+    if (result.is_error()) {
+        fmt::print(stderr, "make_seeds: {}: {}\n", what, result.error().message());
+        std::exit(1);
+    }
+    return result.release_value();
+}
+
+void must(ErrorOr<void> result, std::string_view what)
+{
+    if (result.is_error()) {
+        fmt::print(stderr, "make_seeds: {}: {}\n", what, result.error().message());
+        std::exit(1);
+    }
+}
+
+void write(std::string const& path, ByteView bytes)
+{
+    must(sys::write_file_atomic(path, bytes), path);
+    fmt::print("{} ({} bytes)\n", path, bytes.size());
+}
+
+struct EifSections {
+    std::string cmdline { "console=ttyS0 quiet" };
+    std::optional<std::string> metadata;
+    std::vector<std::string> ramdisks;
+};
+
+void write_eif(std::string const& path, EifSections const& sections, eif::SigningIdentity const* identity)
+{
+    auto fd = must(sys::open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644), path);
+    auto writer = must(eif::EifWriter::create(fd.get(), 0, false), path);
+    must(writer.write_section(eif::SectionType::Kernel, as_bytes("synthetic kernel, not a bzImage")), path);
+    must(writer.write_section(eif::SectionType::Cmdline, as_bytes(sections.cmdline)), path);
+    if (sections.metadata)
+        must(writer.write_section(eif::SectionType::Metadata, as_bytes(*sections.metadata)), path);
+    for (auto const& ramdisk : sections.ramdisks)
+        must(writer.write_section(eif::SectionType::Ramdisk, as_bytes(ramdisk)), path);
+    if (identity) {
+        auto section = must(eif::make_signature_section(*identity, writer.measurements().pcr0), path);
+        must(writer.write_section(eif::SectionType::Signature, section), path);
+    }
+    must(writer.finish(), path);
+    fmt::print("{}\n", path);
+}
+
+void eif_seeds(std::string const& directory)
+{
+    auto temporary = (std::filesystem::temp_directory_path() / "qtbox-make-seeds-XXXXXX").string();
+    if (::mkdtemp(temporary.data()) == nullptr)
+        std::exit(1);
+    pki::InitOptions options;
+    options.now = AT - HOUR;
+    options.parent_name = "fuzz-seeds";
+    auto authority = must(pki::init(temporary + "/pki", false, options), "pki init");
+    std::filesystem::remove_all(temporary);
+    // The parent CA's P-384 key and certificate sign like an eif-build
+    // --private-key/--signing-certificate pair.
+    eif::SigningIdentity identity { std::move(authority.parent_key), std::move(authority.parent) };
+
+    write_eif(directory + "/minimal", { "console=ttyS0", std::nullopt, { "070701 bootstrap" } }, nullptr);
+    write_eif(directory + "/metadata",
+        { "console=ttyS0 quiet", R"({"ImageName":"fuzz","ImageVersion":"1.0","BuildMetadata":{"Tool":"qtbox"}})",
+            { "bootstrap ramdisk", "application ramdisk" } },
+        nullptr);
+    write_eif(directory + "/signed", { "console=ttyS0", R"({"ImageName":"signed"})", { "bootstrap", "app" } }, &identity);
+}
+
+void tar_seeds(std::string const& directory)
+{
+    using test::TarBuilder;
+    write(directory + "/basic.tar",
+        TarBuilder()
+            .entry({ "./", '5', 0755 }, {})
+            .directory("etc/")
+            .file("etc/hostname", "enclave\n")
+            .file("bin/app", "#!/bin/sh\necho hi\n", 0755, 1000, 1000)
+            .symlink("bin/sh", "/bin/busybox")
+            .hardlink("bin/app2", "bin/app")
+            .finish());
+    write(directory + "/pax.tar",
+        TarBuilder()
+            .pax({ { "path", "usr/share/" + std::string(120, 'p') + "/file" }, { "uid", "70000" }, { "mtime", "1.5" } })
+            .file("ignored-short-name", "pax data")
+            .pax({ { "linkpath", "usr/lib/" + std::string(110, 'l') } })
+            .symlink("lib", "short")
+            .entry({ "pax_global_header", 'g' }, "16 comment=seed\n")
+            .finish());
+    write(directory + "/gnu.tar",
+        TarBuilder()
+            .gnu_long_name("opt/" + std::string(130, 'g') + "/data")
+            .entry({ "short", '0', 0644, 0, 0, {}, 0, 0, true }, "gnu data")
+            .entry({ "././@LongLink", 'K', 0644, 0, 0, {}, 0, 0, true }, "opt/" + std::string(110, 'k') + std::string(1, '\0'))
+            .entry({ "link", '2', 0777, 0, 0, "x", 0, 0, true }, {})
+            .finish());
+    write(directory + "/whiteout.tar",
+        TarBuilder()
+            .directory("var/")
+            .file("var/.wh.cache", "")
+            .directory("tmp/")
+            .file("tmp/.wh..wh..opq", "")
+            .file("tmp/new", "fresh")
+            .finish());
+    write(directory + "/devices.tar",
+        TarBuilder()
+            .directory("dev/")
+            .device("dev/console", '3', 5, 1)
+            .device("dev/loop0", '4', 7, 0)
+            .entry({ "dev/fifo", '6', 0600 }, {})
+            .finish());
+}
+
+void frame_into(Bytes& stream, Bytes const& item)
+{
+    auto framed = qtsm::make_frame(item);
+    stream.insert(stream.end(), framed.begin(), framed.end());
+}
+
+void qtsm_seeds(std::string const& directory)
+{
+    auto request = [&](std::string const& name, qtsm::Request const& message) {
+        Bytes stream;
+        frame_into(stream, qtsm::encode_request(message));
+        write(directory + "/" + name, stream);
+    };
+    request("describe_pcr", qtsm::DescribePcrRequest { 0 });
+    request("extend_pcr", qtsm::ExtendPcrRequest { 16, Bytes { 'm', 'e', 'a', 's', 'u', 'r', 'e' } });
+    request("lock_pcr", qtsm::LockPcrRequest { 17 });
+    request("lock_pcrs", qtsm::LockPcrsRequest { { 18, 19, 31 } });
+    request("describe_qtsm", qtsm::DescribeQtsmRequest {});
+    request("get_random", qtsm::GetRandomRequest {});
+    request("attestation", qtsm::AttestationRequest { Bytes(16, 'u'), Bytes(8, 'n'), Bytes(32, 'k') });
+    request("attestation_null", qtsm::AttestationRequest {});
+
+    // One connection's worth: extend, lock, extend again (refused), read it
+    // back, attest.
+    Bytes session;
+    frame_into(session, qtsm::encode_request(qtsm::ExtendPcrRequest { 20, Bytes { 1, 2, 3 } }));
+    frame_into(session, qtsm::encode_request(qtsm::LockPcrRequest { 20 }));
+    frame_into(session, qtsm::encode_request(qtsm::ExtendPcrRequest { 20, Bytes { 4 } }));
+    frame_into(session, qtsm::encode_request(qtsm::DescribePcrRequest { 20 }));
+    frame_into(session, qtsm::encode_request(qtsm::AttestationRequest { std::nullopt, Bytes { 9 }, std::nullopt }));
+    write(directory + "/session", session);
+
+    // Responses, for the client-side decoder the target also runs.
+    Bytes responses;
+    qtsm::DescribeQtsmResponse description;
+    description.module_id = "4662b7a3-7898-46c9-a6c5-20e9025e50bc.enc-0123456789abcdef";
+    description.max_pcrs = 32;
+    description.locked_pcrs = { 0, 1, 2, 16 };
+    description.digest = "SHA384";
+    frame_into(responses, qtsm::encode_response(description));
+    frame_into(responses, qtsm::encode_response(qtsm::DescribePcrResponse { true, Bytes(48, 0xab) }));
+    frame_into(responses, qtsm::encode_error(qtsm::ErrorCode::ReadOnlyIndex));
+    write(directory + "/responses", responses);
+}
+
+void proxy_config_seeds(std::string const& directory)
+{
+    write(directory + "/complete.toml", as_bytes(R"([[outbound]]
+vsock_port = 8000
+host = "kms.example.com"
+port = 443
+
+[[outbound]]
+vsock_port = 8001
+host = "2001:db8::1"
+port = 80
+enclave_port = 8080
+max_connections = 10
+
+[[inbound]]
+listen = "127.0.0.1:5050"
+enclave_id = 0
+vsock_port = 5050
+
+[[inbound]]
+listen = "[::]:5051"
+enclave_cid = 4
+vsock_port = 6000
+max_connections = 3
+
+[limits]
+max_connections = 2000
+idle_timeout = "1m30s"
+connect_timeout = 5
+)"));
+    write(directory + "/outbound.toml", as_bytes("[[outbound]]\nvsock_port = 8000\nhost = \"192.0.2.1\"\nport = 443\n"));
+    write(directory + "/inbound.toml",
+        as_bytes("# parent only\n[[inbound]]\nlisten = \"0.0.0.0:8443\"\nenclave_cid = 16\nvsock_port = 8443\n\n"
+                 "[limits]\nidle_timeout = \"0\"\nconnect_timeout = \"500ms\"\n"));
+    write(directory + "/inline.toml",
+        as_bytes("outbound = [ { vsock_port = 9002, host = 'kms.cn-north-4.myhuaweicloud.com.', port = 443 } ]\n"
+                 "limits = { max_connections = 1, idle_timeout = 604800 }\n"));
+}
+
+} // namespace
+
+int main(int argc, char** argv)
+{
+    if (argc != 2) {
+        fmt::print(stderr, "usage: fuzz_make_seeds CORPUS_DIR\n");
+        return 2;
+    }
+    std::string root = argv[1];
+    for (auto name : { "eif_reader", "tar_layer", "qtsm_request", "proxy_config" })
+        must(sys::mkdir_p(root + "/" + name, 0755), name);
+    eif_seeds(root + "/eif_reader");
+    tar_seeds(root + "/tar_layer");
+    qtsm_seeds(root + "/qtsm_request");
+    proxy_config_seeds(root + "/proxy_config");
+    return 0;
+}
