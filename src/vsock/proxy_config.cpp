@@ -261,13 +261,73 @@ ErrorOr<void> for_each_table(toml::table const& root, std::string_view key, std:
     return {};
 }
 
+// The length of the well-formed UTF-8 sequence at the start of `text`
+// (Unicode 15 Table 3-7: no overlong forms, surrogates or code points past
+// U+10FFFF), or 0.
+std::size_t utf8_sequence_length(std::string_view text)
+{
+    auto byte = [&](std::size_t i) { return i < text.size() ? static_cast<unsigned char>(text[i]) : 0u; };
+    auto continuation = [&](std::size_t i, unsigned low = 0x80, unsigned high = 0xbf) { return byte(i) >= low && byte(i) <= high; };
+    unsigned lead = byte(0);
+    if (lead >= 0xc2 && lead <= 0xdf)
+        return continuation(1) ? 2 : 0;
+    if (lead >= 0xe0 && lead <= 0xef) {
+        unsigned low = lead == 0xe0 ? 0xa0 : 0x80;
+        unsigned high = lead == 0xed ? 0x9f : 0xbf;
+        return continuation(1, low, high) && continuation(2) ? 3 : 0;
+    }
+    if (lead >= 0xf0 && lead <= 0xf4) {
+        unsigned low = lead == 0xf0 ? 0x90 : 0x80;
+        unsigned high = lead == 0xf4 ? 0x8f : 0xbf;
+        return continuation(1, low, high) && continuation(2) && continuation(3) ? 4 : 0;
+    }
+    return 0;
+}
+
+// toml++ 3.3.0 (Debian's) reaches TOML_UNREACHABLE, i.e. undefined
+// behaviour, in is_non_ascii_horizontal_whitespace() for many non-ASCII code
+// points wherever it looks for whitespace: a bare key, just after a value,
+// after a line-ending backslash in a multi-line string (toml++ issue #295,
+// fixed after 3.3.0; found by fuzz/proxy_config.cpp). A valid qt-proxy file
+// holds non-ASCII text only in comments (hosts and addresses are ASCII), so
+// toml++ gets a copy with every non-ASCII code point replaced by '?': lines
+// and columns stay the same, comments in any language still parse, and a
+// non-ASCII key or value is still refused. Malformed UTF-8, which toml++
+// refuses too, is refused here; a leading byte order mark is skipped, as
+// toml++ skips it.
+ErrorOr<std::string> ascii_for_parser(std::string_view text, std::string_view source)
+{
+    constexpr std::string_view BOM = "\xef\xbb\xbf";
+    if (text.starts_with(BOM))
+        text.remove_prefix(BOM.size());
+    std::string ascii;
+    ascii.reserve(text.size());
+    std::size_t line = 1;
+    for (std::size_t i = 0; i < text.size();) {
+        char c = text[i];
+        if (static_cast<unsigned char>(c) < 0x80) {
+            line += c == '\n' ? 1 : 0;
+            ascii.push_back(c);
+            ++i;
+            continue;
+        }
+        std::size_t length = utf8_sequence_length(text.substr(i));
+        if (length == 0)
+            return config_error(fmt::format("{}:{}: not valid UTF-8", source, line));
+        ascii.push_back('?');
+        i += length;
+    }
+    return ascii;
+}
+
 } // namespace
 
 ErrorOr<ProxyConfig> parse_proxy_config(std::string_view text, std::string_view source)
 {
+    auto ascii = TRY(ascii_for_parser(text, source));
     toml::table root;
     try {
-        root = toml::parse(text, std::string_view(source));
+        root = toml::parse(ascii, std::string_view(source));
     } catch (toml::parse_error const& error) {
         return config_error(fmt::format("{}:{}:{}: {}", source, error.source().begin.line, error.source().begin.column, error.description()));
     }

@@ -94,6 +94,25 @@ TEST_CASE("proxy config: syntax errors name the line and column")
     CHECK(error_of("[[outbound]]\nvsock_port = 1\nvsock_port = 2\n").starts_with("p.toml:3:"));
 }
 
+TEST_CASE("proxy config: non-ASCII text outside comments is refused without undefined behaviour")
+{
+    // fuzz/regressions/proxy_config: toml++ 3.3.0 reached TOML_UNREACHABLE on
+    // these code points where it looks for whitespace (U+FEFD, U+00E9, U+00A7).
+    CHECK(error_of("\xef\xbb\xbd").starts_with("p.toml:1:1: "));
+    CHECK(error_of("\xc3\xa9 = 1\n").starts_with("p.toml:1:1: "));
+    CHECK(error_of("[limits]\nmax_connections = 1\xc3\xa9\n").starts_with("p.toml:2:20: "));
+    CHECK(error_of("s = \"\"\"\\\n\xc2\xa7\"\"\"\n") == "p.toml:1: unknown key 's'");
+    CHECK(error_of("[[outbound]]\nvsock_port = 8000\nhost = \"k\xc3\xa9.example\"\nport = 443\n").starts_with("p.toml:3: [[outbound]]: "));
+    // Malformed UTF-8 is refused with its line.
+    CHECK(error_of("# ok\n# \xc3\x28\n") == "p.toml:2: not valid UTF-8");
+    CHECK(error_of("# \xed\xa0\x80\n") == "p.toml:1: not valid UTF-8");
+    // Comments may be in any language; a leading byte order mark is skipped.
+    auto config = parse_proxy_config("\xef\xbb\xbf# \xe4\xbb\xa3\xe7\x90\x86\xe3\x80\x82 caf\xc3\xa9\n[limits] # \xf0\x9f\x94\x92\n"
+                                     "max_connections = 7\n", "p.toml");
+    REQUIRE_FALSE(config.is_error());
+    CHECK(config.value().limits.max_connections == 7);
+}
+
 TEST_CASE("proxy config: unknown keys are errors, reported in file order")
 {
     CHECK(error_of("zeta = 1\nalpha = 2\n") == "p.toml:1: unknown key 'zeta'");
