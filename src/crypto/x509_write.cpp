@@ -9,6 +9,7 @@
 #include <mbedtls/platform.h>
 #include <mbedtls/x509_crt.h>
 
+#include <algorithm>
 #include <array>
 #include <cstring>
 
