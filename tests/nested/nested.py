@@ -23,6 +23,9 @@ directory of scripts/fetch-guest-kernel), QTBOX_SOURCE_ROOT.
 Exit status: 0 all passed, 1 a scenario failed, 77 skipped (with a reason).
 With QTBOX_TESTS_REQUIRED=1 in the environment (scripts/test sets it) a
 skip is a failure: on CI a missing install step must not pass unnoticed.
+A scenario that fails in a parent whose log shows a fault of the simulator
+itself (SIMULATOR_FAULTS below) runs once more in a fresh parent; both logs
+are printed. Never with --direct.
 QEMU is a test dependency only, never a runtime one.
 """
 import argparse
@@ -359,13 +362,47 @@ class Harness:
         return "".join(chunks), False, time.monotonic() - started
 
 
+def parse_results(log):
+    results = {}
+    for line in log.splitlines():
+        words = line.strip().split(" ", 3)
+        if len(words) >= 3 and words[0] == "RESULT":
+            results[words[1]] = (words[2], words[3] if len(words) > 3 else "")
+    return results
+
+
+# What QEMU TCG's emulation of AMD-V shows when it, not the code under test,
+# goes wrong: the parent's own kernel stops scheduling (soft lockups, RCU
+# stalls, hung tasks), KVM in the parent fails to emulate an instruction,
+# or the enclave kernel dies with a triple fault at a random point of its
+# boot. Seen here twice in about seventy scenario runs (a triple fault in
+# the enclave kernel's serial probe, a parent stuck in soft lockups), and
+# not again in forty reruns of the same scenarios with the same binaries.
+SIMULATOR_FAULTS = (
+    "watchdog: BUG: soft lockup",
+    "rcu: INFO: rcu_",
+    "blocked for more than",
+    "KVM internal error",
+    "guest crashed: triple fault",
+)
+
+
+def simulator_fault(log, timed_out):
+    if timed_out:
+        return "the parent run timed out"
+    for signature in SIMULATOR_FAULTS:
+        if signature in log:
+            return signature
+    return None
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("scenarios", nargs="+")
     parser.add_argument("--direct", action="store_true", help="run on this host's KVM instead of a TCG parent")
     parser.add_argument("--work", help="keep the work directory here")
     parser.add_argument("--keep", action="store_true", help="do not delete the work directory")
-    parser.add_argument("--timeout", type=int, default=300, help="seconds for the whole parent run")
+    parser.add_argument("--timeout", type=int, default=180, help="seconds for the whole parent run")
     parser.add_argument("--eif", help="the image the boot-eif scenario boots")
     parser.add_argument("--show", action="store_true", help="print the whole log, also on success")
     args = parser.parse_args()
@@ -381,6 +418,21 @@ def main():
         harness.prepare(args.scenarios)
         runner = harness.run_direct if args.direct else harness.run_parent
         log, timed_out, elapsed = runner(args.scenarios)
+        results = parse_results(log)
+        failed = [name for name in args.scenarios if results.get(name, ("FAIL",))[0] == "FAIL"]
+        fault = simulator_fault(log, timed_out) if failed and not args.direct else None
+        if fault:
+            # Once, in a fresh parent, and only the failed scenarios: a
+            # deterministic failure fails again; the first log stays in the
+            # test's output.
+            print(f"nested: {' '.join(failed)} failed in a parent that showed a simulator fault "
+                  f"({fault}); running {'it' if len(failed) == 1 else 'them'} once more in a fresh parent")
+            print("---- log of the first parent ----")
+            print(log)
+            retry_log, timed_out, retry_elapsed = runner(failed)
+            elapsed += retry_elapsed
+            results.update(parse_results(retry_log))
+            log = retry_log
     except Skip as reason:
         if required:
             print(f"FAIL: cannot run (QTBOX_TESTS_REQUIRED=1): {reason}")
@@ -391,11 +443,6 @@ def main():
         if not args.keep and not args.work:
             shutil.rmtree(harness.work, ignore_errors=True)
 
-    results = {}
-    for line in log.splitlines():
-        words = line.strip().split(" ", 3)
-        if len(words) >= 3 and words[0] == "RESULT":
-            results[words[1]] = (words[2], words[3] if len(words) > 3 else "")
     failed = skipped = False
     for scenario in args.scenarios:
         verdict, detail = results.get(scenario, ("FAIL", "timed out" if timed_out else "no result line"))
