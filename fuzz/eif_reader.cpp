@@ -40,22 +40,6 @@ using fuzz::require;
 // 2026-03-01T12:00:00Z: a fixed instant, so a run does not depend on the clock.
 constexpr UnixMillis AT = 1772366400000;
 
-std::uint64_t limit_of(eif::SectionType type)
-{
-    switch (type) {
-    case eif::SectionType::Kernel:
-        return eif::MAX_KERNEL_SIZE;
-    case eif::SectionType::Cmdline:
-        return eif::MAX_CMDLINE_SIZE;
-    case eif::SectionType::Metadata:
-        return eif::MAX_METADATA_SIZE;
-    case eif::SectionType::Signature:
-        return eif::MAX_SIGNATURE_SIZE;
-    default:
-        return UINT64_MAX;
-    }
-}
-
 std::uint32_t reference_crc(ByteView input)
 {
     auto crc = crc32(0, input.data(), static_cast<uInt>(eif::CRC_OFFSET));
@@ -87,7 +71,7 @@ void check_layout(eif::EifReader const& reader, ByteView input)
         require(section.header_offset == expected_offset);
         require(section.data_offset == section.header_offset + eif::SECTION_HEADER_SIZE);
         require(section.data_offset <= input.size() && section.size <= input.size() - section.data_offset);
-        require(section.size <= limit_of(section.type));
+        require(section.size <= eif::section_size_limit(section.type));
         int rank = eif::section_order_rank(section.type);
         require(rank >= last_rank && (rank != last_rank || section.type == eif::SectionType::Ramdisk));
         last_rank = rank;

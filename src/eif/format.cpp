@@ -63,6 +63,24 @@ int section_order_rank(SectionType type)
     return -1;
 }
 
+std::uint64_t section_size_limit(SectionType type)
+{
+    switch (type) {
+    case SectionType::Kernel:
+        return MAX_KERNEL_SIZE;
+    case SectionType::Cmdline:
+        return MAX_CMDLINE_SIZE;
+    case SectionType::Metadata:
+        return MAX_METADATA_SIZE;
+    case SectionType::Signature:
+        return MAX_SIGNATURE_SIZE;
+    case SectionType::Ramdisk:
+    case SectionType::Invalid:
+        break;
+    }
+    return UINT64_MAX;
+}
+
 std::array<std::uint8_t, HEADER_SIZE> encode_header(Header const& header)
 {
     std::array<std::uint8_t, HEADER_SIZE> bytes {};

@@ -14,22 +14,6 @@ namespace {
 
 constexpr std::size_t VERIFY_CHUNK = 1 << 20;
 
-std::uint64_t limit_for(SectionType type)
-{
-    switch (type) {
-    case SectionType::Kernel:
-        return MAX_KERNEL_SIZE;
-    case SectionType::Cmdline:
-        return MAX_CMDLINE_SIZE;
-    case SectionType::Metadata:
-        return MAX_METADATA_SIZE;
-    case SectionType::Signature:
-        return MAX_SIGNATURE_SIZE;
-    default:
-        return UINT64_MAX;
-    }
-}
-
 } // namespace
 
 ErrorOr<EifReader> EifReader::open(std::string const& path)
@@ -86,9 +70,9 @@ ErrorOr<void> EifReader::parse()
         if (section_header.size > available)
             return Error::from_code(Failure::Truncated,
                 fmt::format("truncated EIF: section {} ({}) declares {} bytes at offset {} but only {} remain", index, name, section_header.size, offset, available));
-        if (section_header.size > limit_for(section_header.type))
+        if (section_header.size > section_size_limit(section_header.type))
             return Error::from_code(Failure::LimitExceeded,
-                fmt::format("section {} ({}) is {} bytes (limit {})", index, name, section_header.size, limit_for(section_header.type)));
+                fmt::format("section {} ({}) is {} bytes (limit {})", index, name, section_header.size, section_size_limit(section_header.type)));
         if (rank < last_rank || (rank == last_rank && section_header.type != SectionType::Ramdisk))
             return Error::from_code(Failure::Malformed,
                 fmt::format("section {} ({}) is out of order (kernel, cmdline, metadata, ramdisks, signature)", index, name));

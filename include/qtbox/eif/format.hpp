@@ -61,6 +61,10 @@ std::string_view section_type_name(SectionType type);
 // ramdisks repeat (the writer enforces it, the reader checks it).
 int section_order_rank(SectionType type);
 
+// The largest section of this type the reader accepts (MAX_*_SIZE above);
+// UINT64_MAX for ramdisks, which are bounded by the file size only.
+std::uint64_t section_size_limit(SectionType type);
+
 // Causes that callers branch on (the VMM maps them to its own errors).
 enum class Failure {
     Malformed = 1,     // structure, order, offsets, unknown section type
