@@ -132,6 +132,41 @@ ErrorOr<Bytes> base64_decode(std::string_view text)
     return bytes;
 }
 
+std::size_t utf8_sequence_length(ByteView bytes)
+{
+    if (bytes.empty())
+        return 0;
+    std::uint8_t lead = bytes[0];
+    if (lead < 0x80)
+        return 1;
+    std::size_t length;
+    std::uint8_t low = 0x80, high = 0xbf; // allowed range of the second byte
+    if (lead >= 0xc2 && lead <= 0xdf) {
+        length = 2;
+    } else if (lead >= 0xe0 && lead <= 0xef) {
+        length = 3;
+        if (lead == 0xe0)
+            low = 0xa0; // overlong
+        else if (lead == 0xed)
+            high = 0x9f; // surrogates U+D800..U+DFFF
+    } else if (lead >= 0xf0 && lead <= 0xf4) {
+        length = 4;
+        if (lead == 0xf0)
+            low = 0x90; // overlong
+        else if (lead == 0xf4)
+            high = 0x8f; // above U+10FFFF
+    } else {
+        return 0; // continuation byte, overlong 0xc0/0xc1, or 0xf5..0xff
+    }
+    if (bytes.size() < length || bytes[1] < low || bytes[1] > high)
+        return 0;
+    for (std::size_t k = 2; k < length; ++k) {
+        if ((bytes[k] & 0xc0) != 0x80)
+            return 0;
+    }
+    return length;
+}
+
 bool constant_time_equal(ByteView a, ByteView b)
 {
     if (a.size() != b.size())

@@ -42,41 +42,10 @@ std::string_view decode_error_message(DecodeError kind)
 
 bool is_valid_utf8(ByteView bytes)
 {
-    std::size_t i = 0;
-    std::size_t const size = bytes.size();
-    while (i < size) {
-        std::uint8_t lead = bytes[i];
-        if (lead < 0x80) {
-            ++i;
-            continue;
-        }
-        std::size_t length;
-        std::uint8_t low = 0x80, high = 0xbf; // allowed range of the second byte
-        if (lead >= 0xc2 && lead <= 0xdf) {
-            length = 2;
-        } else if (lead >= 0xe0 && lead <= 0xef) {
-            length = 3;
-            if (lead == 0xe0)
-                low = 0xa0; // overlong
-            else if (lead == 0xed)
-                high = 0x9f; // surrogates U+D800..U+DFFF
-        } else if (lead >= 0xf0 && lead <= 0xf4) {
-            length = 4;
-            if (lead == 0xf0)
-                low = 0x90; // overlong
-            else if (lead == 0xf4)
-                high = 0x8f; // above U+10FFFF
-        } else {
-            return false; // continuation byte, overlong 0xc0/0xc1, or 0xf5..0xff
-        }
-        if (size - i < length)
+    for (std::size_t i = 0; i < bytes.size();) {
+        std::size_t length = utf8_sequence_length(bytes.subspan(i));
+        if (length == 0)
             return false;
-        if (bytes[i + 1] < low || bytes[i + 1] > high)
-            return false;
-        for (std::size_t k = 2; k < length; ++k) {
-            if ((bytes[i + k] & 0xc0) != 0x80)
-                return false;
-        }
         i += length;
     }
     return true;

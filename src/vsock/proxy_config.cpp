@@ -4,6 +4,7 @@
 #define TOML_HEADER_ONLY 1
 #undef TOML_SHARED_LIB
 
+#include <qtbox/base/bytes.hpp>
 #include <qtbox/base/sys.hpp>
 #include <qtbox/base/time.hpp>
 #include <qtbox/vsock/address.hpp>
@@ -261,29 +262,6 @@ ErrorOr<void> for_each_table(toml::table const& root, std::string_view key, std:
     return {};
 }
 
-// The length of the well-formed UTF-8 sequence at the start of `text`
-// (Unicode 15 Table 3-7: no overlong forms, surrogates or code points past
-// U+10FFFF), or 0.
-std::size_t utf8_sequence_length(std::string_view text)
-{
-    auto byte = [&](std::size_t i) { return i < text.size() ? static_cast<unsigned char>(text[i]) : 0u; };
-    auto continuation = [&](std::size_t i, unsigned low = 0x80, unsigned high = 0xbf) { return byte(i) >= low && byte(i) <= high; };
-    unsigned lead = byte(0);
-    if (lead >= 0xc2 && lead <= 0xdf)
-        return continuation(1) ? 2 : 0;
-    if (lead >= 0xe0 && lead <= 0xef) {
-        unsigned low = lead == 0xe0 ? 0xa0 : 0x80;
-        unsigned high = lead == 0xed ? 0x9f : 0xbf;
-        return continuation(1, low, high) && continuation(2) ? 3 : 0;
-    }
-    if (lead >= 0xf0 && lead <= 0xf4) {
-        unsigned low = lead == 0xf0 ? 0x90 : 0x80;
-        unsigned high = lead == 0xf4 ? 0x8f : 0xbf;
-        return continuation(1, low, high) && continuation(2) && continuation(3) ? 4 : 0;
-    }
-    return 0;
-}
-
 // toml++ 3.3.0 (Debian's) reaches TOML_UNREACHABLE, i.e. undefined
 // behaviour, in is_non_ascii_horizontal_whitespace() for many non-ASCII code
 // points wherever it looks for whitespace: a bare key, just after a value,
@@ -311,7 +289,7 @@ ErrorOr<std::string> ascii_for_parser(std::string_view text, std::string_view so
             ++i;
             continue;
         }
-        std::size_t length = utf8_sequence_length(text.substr(i));
+        std::size_t length = utf8_sequence_length(as_bytes(text.substr(i)));
         if (length == 0)
             return config_error(fmt::format("{}:{}: not valid UTF-8", source, line));
         ascii.push_back('?');

@@ -48,6 +48,27 @@ TEST_CASE("base64: rejects truncation, stray characters and data after padding")
     CHECK(base64_decode("=").is_error());
 }
 
+TEST_CASE("utf8_sequence_length: the boundaries of Unicode Table 3-7")
+{
+    CHECK(utf8_sequence_length(as_bytes("a")) == 1);
+    CHECK(utf8_sequence_length(as_bytes("\xc2\x80")) == 2);           // U+0080
+    CHECK(utf8_sequence_length(as_bytes("\xe0\xa0\x80")) == 3);       // U+0800
+    CHECK(utf8_sequence_length(as_bytes("\xed\x9f\xbf")) == 3);       // U+D7FF
+    CHECK(utf8_sequence_length(as_bytes("\xf0\x90\x80\x80")) == 4);   // U+10000
+    CHECK(utf8_sequence_length(as_bytes("\xf4\x8f\xbf\xbf")) == 4);   // U+10FFFF
+    CHECK(utf8_sequence_length(as_bytes("\xc3\xa9tail")) == 2);       // only the first sequence
+    CHECK(utf8_sequence_length(ByteView {}) == 0);
+    CHECK(utf8_sequence_length(as_bytes("\x80")) == 0);               // lone continuation
+    CHECK(utf8_sequence_length(as_bytes("\xc1\xbf")) == 0);           // overlong
+    CHECK(utf8_sequence_length(as_bytes("\xe0\x9f\xbf")) == 0);       // overlong
+    CHECK(utf8_sequence_length(as_bytes("\xed\xa0\x80")) == 0);       // surrogate U+D800
+    CHECK(utf8_sequence_length(as_bytes("\xf0\x8f\xbf\xbf")) == 0);   // overlong
+    CHECK(utf8_sequence_length(as_bytes("\xf4\x90\x80\x80")) == 0);   // above U+10FFFF
+    CHECK(utf8_sequence_length(as_bytes("\xf5\x80\x80\x80")) == 0);
+    CHECK(utf8_sequence_length(as_bytes("\xe2\x82")) == 0);           // truncated
+    CHECK(utf8_sequence_length(as_bytes("\xe2\x28\xa1")) == 0);       // bad continuation
+}
+
 TEST_CASE("constant_time_equal compares contents and lengths")
 {
     Bytes a { 1, 2, 3 };

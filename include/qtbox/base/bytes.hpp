@@ -41,6 +41,12 @@ std::string base64_encode(ByteView bytes);
 // without padding, and ignores ASCII whitespace anywhere.
 ErrorOr<Bytes> base64_decode(std::string_view text);
 
+// The length of the well-formed UTF-8 sequence at the start of `bytes`
+// (RFC 3629, Unicode Table 3-7: no overlong forms, no surrogates, nothing
+// above U+10FFFF): 1 for an ASCII byte, 2 to 4 otherwise, 0 when the bytes
+// start with no well-formed sequence (or are empty).
+std::size_t utf8_sequence_length(ByteView bytes);
+
 // Compares in time that depends only on the lengths, never on the contents.
 bool constant_time_equal(ByteView a, ByteView b);
 
