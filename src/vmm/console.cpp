@@ -1,6 +1,9 @@
 #include <qtbox/vmm/console.hpp>
 
 #include <cerrno>
+#include <chrono>
+#include <climits>
+#include <poll.h>
 #include <unistd.h>
 
 namespace qtbox::vmm {
@@ -17,33 +20,36 @@ void Console::try_flush()
 {
     std::unique_lock lock(m_mutex, std::try_to_lock);
     if (lock.owns_lock())
-        write_out_locked();
+        write_ready_locked(0);
 }
 
-void Console::flush()
+void Console::flush(int timeout_ms)
 {
     std::lock_guard lock(m_mutex);
-    write_out_locked();
+    write_ready_locked(timeout_ms);
 }
 
 std::optional<std::string> Console::panic_line() const
 {
-    std::lock_guard lock(m_mutex);
+    std::lock_guard lock(m_panic_mutex);
     return m_panic;
 }
 
 void Console::end_line_locked()
 {
-    write_out_locked();
-    if (!m_panic) {
+    // Scanned before the write, which may wait long on a slow reader.
+    if (!m_panic_seen) {
         auto at = m_line.find(PANIC_BANNER);
         if (at != std::string::npos) {
             std::string line = m_line.substr(at);
             while (!line.empty() && (line.back() == '\n' || line.back() == '\r'))
                 line.pop_back();
+            m_panic_seen = true;
+            std::lock_guard panic_lock(m_panic_mutex);
             m_panic = std::move(line);
         }
     }
+    write_out_locked();
     m_line.clear();
     m_written = 0;
 }
@@ -61,6 +67,42 @@ void Console::write_out_locked()
         if (n <= 0) {
             // A closed pipe, a full disk, or a stop while a reader stalls:
             // drop the console from here on (the banner scan goes on).
+            m_sink_broken = true;
+            m_written = m_line.size();
+            return;
+        }
+        m_written += static_cast<std::size_t>(n);
+    }
+}
+
+void Console::write_ready_locked(int timeout_ms)
+{
+    if (m_fd < 0 || m_sink_broken) {
+        m_written = m_line.size();
+        return;
+    }
+    // Never a blocking write here: the event loop must go on serving
+    // signals while a reader stalls. A sink that polls writable takes a
+    // PIPE_BUF-sized write without blocking (a pipe has a free page then).
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    while (m_written < m_line.size()) {
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+        pollfd sink { m_fd, POLLOUT, 0 };
+        int ready = ::poll(&sink, 1, static_cast<int>(std::max<std::int64_t>(left.count(), 0)));
+        if (ready < 0 && errno == EINTR)
+            continue;
+        if (ready <= 0)
+            return; // not now; the next round (or the vCPU's next line) writes it
+        if (sink.revents & (POLLERR | POLLNVAL)) {
+            m_sink_broken = true;
+            m_written = m_line.size();
+            return;
+        }
+        std::size_t chunk = std::min<std::size_t>(m_line.size() - m_written, PIPE_BUF);
+        ssize_t n = ::write(m_fd, m_line.data() + m_written, chunk);
+        if (n < 0 && (errno == EINTR || errno == EAGAIN))
+            continue;
+        if (n <= 0) {
             m_sink_broken = true;
             m_written = m_line.size();
             return;

@@ -48,6 +48,9 @@ void on_kick(int)
 constexpr int TICK_MS = 50;
 // How often a stopping VM re-kicks the vCPU threads that are not out yet.
 constexpr int KICK_INTERVAL_MS = 20;
+// How long the stopped VM waits for a slow console reader to take the last
+// partial line before dropping it.
+constexpr int FINAL_FLUSH_MS = 500;
 
 struct Capability {
     long id;
@@ -404,7 +407,7 @@ ErrorOr<Outcome> Machine::run()
     for (auto& thread : s.threads)
         thread.join();
     s.threads.clear();
-    s.console.flush();
+    s.console.flush(FINAL_FLUSH_MS);
 
     Outcome outcome;
     {

@@ -7,10 +7,14 @@
 
 #include <doctest/doctest.h>
 
+#include <atomic>
+#include <chrono>
 #include <csignal>
 #include <cstring>
 #include <fcntl.h>
+#include <pthread.h>
 #include <string>
+#include <thread>
 #include <unistd.h>
 
 using namespace qtbox;
@@ -88,9 +92,9 @@ TEST_CASE("console: whole lines reach the sink; a flush writes a partial line on
     Console console(pipe.fds[1]);
     feed(console, "first line\nsecond");
     CHECK(pipe.drain() == "first line\n");
-    console.flush();
+    console.flush(0);
     CHECK(pipe.drain() == "second");
-    console.flush();
+    console.flush(0);
     CHECK(pipe.drain().empty());
     feed(console, " half\n");
     CHECK(pipe.drain() == " half\n");
@@ -102,7 +106,7 @@ TEST_CASE("console: the panic banner is found even when a flush splits its line"
     Console console(pipe.fds[1]);
     CHECK(!console.panic_line());
     feed(console, "[    3.28] Kernel pa");
-    console.flush();
+    console.flush(0);
     feed(console, "nic - not syncing: VFS: Unable to mount root fs\r\n");
     REQUIRE(console.panic_line());
     CHECK(*console.panic_line() == "Kernel panic - not syncing: VFS: Unable to mount root fs");
@@ -117,7 +121,7 @@ TEST_CASE("console: lines longer than the limit are written in pieces")
     Console console(pipe.fds[1]);
     feed(console, std::string(Console::LINE_LIMIT + 10, 'x'));
     CHECK(pipe.drain().size() == Console::LINE_LIMIT);
-    console.flush();
+    console.flush(0);
     CHECK(pipe.drain().size() == 10);
 }
 
@@ -135,6 +139,67 @@ TEST_CASE("console: a discarded or broken sink is still scanned for the banner")
     feed(broken, "lost\nKernel panic - not syncing: still seen\n");
     REQUIRE(broken.panic_line());
     CHECK(*broken.panic_line() == "Kernel panic - not syncing: still seen");
+    ::close(fds[1]);
+}
+
+TEST_CASE("console: a writer blocked on a stalled reader holds up neither the panic check nor the flushes")
+{
+    // A vCPU thread writes a panic line into a full, blocking pipe that
+    // nobody reads; the event loop must still see the panic and go on.
+    struct sigaction kick {};
+    kick.sa_handler = [](int) { };
+    sigemptyset(&kick.sa_mask);
+    REQUIRE(::sigaction(SIGUSR1, &kick, nullptr) == 0); // no SA_RESTART: the write sees EINTR
+    int fds[2];
+    REQUIRE(::pipe2(fds, O_CLOEXEC | O_NONBLOCK) == 0);
+    std::string fill(65536, 'f');
+    while (::write(fds[1], fill.data(), fill.size()) > 0) { }
+    REQUIRE(::fcntl(fds[1], F_SETFL, 0) == 0);
+
+    Console console(fds[1]);
+    std::atomic<bool> done { false };
+    std::thread writer([&] {
+        feed(console, "Kernel panic - not syncing: stalled\n");
+        done.store(true);
+    });
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (!console.panic_line() && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    REQUIRE(console.panic_line());
+    CHECK(*console.panic_line() == "Kernel panic - not syncing: stalled");
+    console.try_flush();
+    CHECK(!done.load());
+
+    // The stop: abandon, then kick until the writer gives up.
+    console.abandon();
+    while (!done.load()) {
+        ::pthread_kill(writer.native_handle(), SIGUSR1);
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    writer.join();
+    console.flush(0);
+    ::close(fds[0]);
+    ::close(fds[1]);
+}
+
+TEST_CASE("console: the last flush gives up on a full sink after its timeout")
+{
+    int fds[2];
+    REQUIRE(::pipe2(fds, O_CLOEXEC | O_NONBLOCK) == 0);
+    std::string fill(65536, 'f');
+    while (::write(fds[1], fill.data(), fill.size()) > 0) { }
+    REQUIRE(::fcntl(fds[1], F_SETFL, 0) == 0);
+    Console console(fds[1]);
+    feed(console, "a partial line");
+    console.flush(100); // blocking here would hang the test (and fail it on the meson timeout)
+    // Nothing was lost: once the reader drains the pipe, the line goes out.
+    REQUIRE(::fcntl(fds[0], F_SETFL, O_NONBLOCK) == 0);
+    char buffer[65536];
+    while (::read(fds[0], buffer, sizeof(buffer)) > 0) { }
+    console.flush(1000);
+    ssize_t n = ::read(fds[0], buffer, sizeof(buffer));
+    CHECK(std::string(buffer, static_cast<std::size_t>(std::max<ssize_t>(n, 0))) == "a partial line");
+    ::close(fds[0]);
     ::close(fds[1]);
 }
 

@@ -30,11 +30,14 @@ public:
     static constexpr std::string_view PANIC_BANNER = "Kernel panic - not syncing";
 
     void write_byte(std::uint8_t byte);
-    // Writes out a partial line (a prompt, say); called periodically. Skips
-    // the round when a vCPU thread is busy writing (a slow reader must not
-    // stall the event loop).
+    // Writes out a partial line (a prompt, say); called periodically by the
+    // event loop. Skips the round when a vCPU thread is busy writing, and
+    // writes only what the sink takes without blocking: a stalled reader
+    // must not keep the event loop from its signals.
     void try_flush();
-    void flush();
+    // The VM has stopped: writes what is left, waiting at most `timeout_ms`
+    // for the sink to take it.
+    void flush(int timeout_ms);
     // The VM is stopping: a write that a signal interrupts gives up and
     // drops the console instead of waiting for a reader that may never come.
     void abandon() { m_abandoned.store(true); }
@@ -44,14 +47,20 @@ public:
 
 private:
     void write_out_locked();
+    void write_ready_locked(int timeout_ms);
     void end_line_locked();
 
     int m_fd;
+    // Held by a vCPU thread across a (blocking) write to the sink.
     mutable std::mutex m_mutex;
     std::string m_line;          // the current line, for the banner scan
     std::size_t m_written { 0 }; // how much of m_line the sink already has
-    std::optional<std::string> m_panic;
+    bool m_panic_seen { false };
     bool m_sink_broken { false };
+    // Never held across a write, so the event loop can ask for the panic
+    // line while a vCPU thread waits on a stalled reader.
+    mutable std::mutex m_panic_mutex;
+    std::optional<std::string> m_panic;
     std::atomic<bool> m_abandoned { false };
 };
 
