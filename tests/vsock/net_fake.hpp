@@ -11,6 +11,7 @@
 #include <mutex>
 #include <netinet/in.h>
 #include <poll.h>
+#include <random>
 #include <string>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -40,16 +41,24 @@ private:
     std::string m_path;
 };
 
+// A port for a test to listen on (or to find closed), from below Linux's
+// ephemeral range: a bind(0) port, once closed, could be taken by any
+// concurrent test's outgoing connection before the proxy binds it.
 inline std::uint16_t free_tcp_port()
 {
-    UniqueFd fd(::socket(AF_INET, SOCK_STREAM, 0));
-    sockaddr_in address {};
-    address.sin_family = AF_INET;
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ::bind(fd.get(), reinterpret_cast<sockaddr*>(&address), sizeof(address));
-    socklen_t length = sizeof(address);
-    ::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&address), &length);
-    return ntohs(address.sin_port);
+    static std::mt19937 generator(std::random_device {}());
+    std::uniform_int_distribution<int> pick(20000, 31999);
+    for (int attempt = 0; attempt < 1000; ++attempt) {
+        auto port = static_cast<std::uint16_t>(pick(generator));
+        UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+        sockaddr_in address {};
+        address.sin_family = AF_INET;
+        address.sin_port = htons(port);
+        address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0)
+            return port;
+    }
+    return 0;
 }
 
 inline UniqueFd tcp_connect(std::uint16_t port)

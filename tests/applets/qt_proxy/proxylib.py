@@ -166,10 +166,24 @@ def wait_path(path, present=True, timeout=10):
     fail(f"{path} {'did not appear' if present else 'was not removed'} within {timeout}s")
 
 
+# Ports the tests hand to qt-proxy come from below Linux's ephemeral range
+# (32768-60999 by default): a port picked by bind(0) and then closed could be
+# taken by any concurrent test's outgoing connection before qt-proxy binds it
+# (seen once in 160 parallel runs), while nothing allocates these on its own.
+TEST_PORTS = range(20000, 32000)
+
+
 def free_tcp_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    import random
+    for _ in range(1000):
+        port = random.choice(TEST_PORTS)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    fail("no free TCP port in 20000-31999")
 
 
 def unix_client(path, timeout=10):
