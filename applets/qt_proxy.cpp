@@ -46,6 +46,7 @@ QT_APPLET(qt_proxy, "qt-proxy", "forward enclave vsock connections to TCP hosts 
     bool ipv4 = false;
     bool ipv6 = false;
     bool check_only = false;
+    std::uint32_t workers = 0;
     auto* listen_option = app.add_option("-l,--listen-port", listen_port, "vsock port enclaves connect to on CID 3")->type_name("VSOCK_PORT");
     auto* address_option = app.add_option("-a,--address", address, "host to forward to (name or IP address)")->type_name("HOST");
     auto* port_option = app.add_option("-p,--port", port, "TCP port on HOST")->type_name("PORT");
@@ -61,6 +62,10 @@ QT_APPLET(qt_proxy, "qt-proxy", "forward enclave vsock connections to TCP hosts 
     app.add_option("--af-vsock", af_vsock, "parent mode: also listen on AF_VSOCK (auto: when the host has a vsock transport)")
         ->check(CLI::IsMember({ "auto", "on", "off" }))
         ->type_name("MODE");
+    app.add_option("--workers", workers,
+           fmt::format("event-loop threads (default: one per CPU this process may use, at most {})", Proxy::MAX_WORKERS))
+        ->check(CLI::Range(1u, Proxy::MAX_WORKERS_EXPLICIT))
+        ->type_name("N");
     listen_option->excludes(config_option);
     address_option->excludes(config_option);
     port_option->excludes(config_option);
@@ -106,6 +111,7 @@ QT_APPLET(qt_proxy, "qt-proxy", "forward enclave vsock connections to TCP hosts 
         options.vsock_dir = listener_dir(options.run_dir);
     options.af_vsock = af_vsock == "on" ? AfVsockUse::On : af_vsock == "off" ? AfVsockUse::Off : AfVsockUse::Auto;
     options.family = ipv4 ? Family::Ipv4 : ipv6 ? Family::Ipv6 : Family::Any;
+    options.workers = workers;
     // Test and container overrides for the resolver's files (qt-proxy(1)).
     if (char const* hosts = std::getenv("QTBOX_HOSTS"); hosts && *hosts)
         options.resolver.hosts_path = hosts;
@@ -121,8 +127,9 @@ QT_APPLET(qt_proxy, "qt-proxy", "forward enclave vsock connections to TCP hosts 
     // itself; elsewhere (files, terminals) we do. Errors that end the
     // process keep the plain SPEC §10 shape.
     log::set_timestamps(std::getenv("JOURNAL_STREAM") == nullptr);
-    log::info("ready: {} mode, {} listeners, max_connections {}, seccomp on",
-        mode == ProxyMode::Parent ? "parent" : "enclave", proxy.value()->listener_count(), proxy.value()->effective_max_connections());
+    log::info("ready: {} mode, {} listeners, max_connections {}, {} workers, seccomp on",
+        mode == ProxyMode::Parent ? "parent" : "enclave", proxy.value()->listener_count(), proxy.value()->effective_max_connections(),
+        proxy.value()->worker_count());
     auto result = proxy.value()->run(load);
     log::set_timestamps(false);
     if (result.is_error())

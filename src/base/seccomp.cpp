@@ -123,8 +123,12 @@ ErrorOr<void> Filter::add_rule(int number, std::span<scmp_arg_cmp const> conditi
     return {};
 }
 
-ErrorOr<void> Filter::load()
+ErrorOr<void> Filter::load(bool all_threads)
 {
+    if (all_threads) {
+        if (int rc = seccomp_attr_set(m_context, SCMP_FLTATR_CTL_TSYNC, 1); rc < 0)
+            return Error::from_errno("seccomp thread sync", -rc);
+    }
     if (int rc = seccomp_load(m_context); rc < 0)
         return Error::from_errno("seccomp_load", -rc);
     return {};

@@ -13,7 +13,11 @@
 #include <cstring>
 #include <fcntl.h>
 #include <linux/vm_sockets.h>
+#include <condition_variable>
 #include <map>
+#include <mutex>
+#include <sched.h>
+#include <thread>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/resource.h>
@@ -43,14 +47,12 @@ bool set_nonblocking(int fd)
 
 } // namespace
 
-class Proxy::Impl final : public ConnectionOwner {
+class Proxy::Impl final {
 public:
     class Listener;
+    class Worker;
 
-    Impl(ProxyOptions options, EventLoop loop)
-        : m_options(std::move(options)), m_loop(std::move(loop)), m_resolver(m_loop, m_options.resolver)
-    {
-    }
+    Impl(ProxyOptions options, EventLoop loop) : m_options(std::move(options)), m_loop(std::move(loop)) { }
     ~Impl();
 
     ErrorOr<void> setup(ProxyConfig config);
@@ -60,56 +62,77 @@ public:
 
     static constexpr char COMMAND_STOP = 'S';
     static constexpr char COMMAND_RELOAD = 'R';
+    // A worker's loop failed: stop everything and report it.
+    static constexpr char COMMAND_WORKER_FAILED = 'F';
+    // To workers: take the published listener set and limits.
+    static constexpr char COMMAND_SYNC = 'L';
 
-    std::size_t connection_count() const { return m_connections.size(); }
+    std::size_t connection_count() const { return m_active.load(std::memory_order_relaxed); }
     std::size_t listener_count() const { return m_listeners.size(); }
     std::uint32_t max_connections() const { return m_limits.max_connections; }
+    std::uint32_t worker_count() const { return static_cast<std::uint32_t>(m_workers.size()); }
 
-    void accept_from(Listener& listener);
-
-    // ConnectionOwner.
-    EventLoop& loop() override { return m_loop; }
-    Resolver& resolver() override { return m_resolver; }
-    ProxyLimits const& limits() const override { return m_limits; }
-    std::optional<Pipe> take_pipe() override;
-    void give_pipe(Pipe pipe) override;
-    void retire(ProxyConnection& connection) override;
+    // What the workers share (any thread).
+    struct Published {
+        std::vector<std::shared_ptr<Listener>> listeners;
+        ProxyLimits limits;
+        std::uint64_t generation { 0 };
+    };
+    Published published() const;
+    // Worker `index` has taken the listener set of `generation` (or, with
+    // TAKEN_ALL, has stopped and takes nothing more).
+    void acknowledge(std::size_t index, std::uint64_t generation);
+    static constexpr std::uint64_t TAKEN_ALL = ~std::uint64_t { 0 };
+    void worker_failed(Error error);
+    // A worker's thread runs (glibc's thread start-up, rseq included, is
+    // behind it: the sandbox may come).
+    void worker_started();
+    bool try_open_connection(std::uint32_t limit) { return try_acquire(m_active, limit); }
+    void connection_closed() { m_active.fetch_sub(1, std::memory_order_relaxed); }
+    std::uint64_t next_id() { return m_next_id.fetch_add(1, std::memory_order_relaxed); }
+    ProxyOptions const& options() const { return m_options; }
 
 private:
     class Wakeup;
 
     ErrorOr<std::vector<ListenerSpec>> build_specs(ProxyConfig const& config);
-    ErrorOr<std::unique_ptr<Listener>> open_listener(ListenerSpec const& spec);
+    ErrorOr<std::shared_ptr<Listener>> open_listener(ListenerSpec const& spec);
     void clamp_limits(ProxyLimits& limits);
-    void sweep(Clock::time_point now);
+    // Hands the listener set and limits to the workers and, while they
+    // run, waits until each has taken them.
+    void publish();
+    void stop_workers();
     void reload(ConfigLoader const& loader);
-    void close_everything();
+    void close_listeners();
     void on_signal();
     void on_wakeup();
 
     ProxyOptions m_options;
+    // The control loop: signals and commands; connections live in workers.
     EventLoop m_loop;
-    Resolver m_resolver;
     ProxyLimits m_limits;
     bool m_vsock_available { false };
     std::size_t m_fd_limit { 1024 };
-    std::map<std::string, std::unique_ptr<Listener>> m_listeners;
-    std::vector<std::unique_ptr<Listener>> m_retired_listeners;
-    std::unordered_map<std::uint64_t, std::unique_ptr<ProxyConnection>> m_connections;
-    std::vector<std::unique_ptr<ProxyConnection>> m_retired_connections;
-    std::vector<Pipe> m_pipe_pool;
-    std::uint64_t m_next_id { 1 };
+    std::map<std::string, std::shared_ptr<Listener>> m_listeners;
+    std::vector<std::unique_ptr<Worker>> m_workers;
+    bool m_running { false };
     bool m_stopping { false };
-    bool m_listeners_paused { false };
-    // One warning per episode of failing accepts, not one per retry.
-    bool m_accept_warned { false };
     UniqueFd m_signal_fd;
-    // stop() and request_reload() come from other threads through a pipe.
+    // stop(), request_reload() and failing workers come through a pipe.
     UniqueFd m_command_read;
     UniqueFd m_command_write;
     std::unique_ptr<Wakeup> m_signal_handler;
     std::unique_ptr<Wakeup> m_wakeup_handler;
     ConfigLoader const* m_loader { nullptr };
+
+    std::atomic<std::size_t> m_active { 0 };
+    std::atomic<std::uint64_t> m_next_id { 1 };
+    mutable std::mutex m_mutex;
+    std::condition_variable m_acknowledged;
+    Published m_published;                  // under m_mutex
+    std::vector<std::uint64_t> m_taken;     // per worker, under m_mutex
+    std::size_t m_started { 0 };            // under m_mutex
+    std::optional<Error> m_worker_error;    // under m_mutex
 };
 
 class Proxy::Impl::Wakeup final : public EventHandler {
@@ -128,62 +151,314 @@ private:
     bool m_signals;
 };
 
-class Proxy::Impl::Listener final : public EventHandler {
+// A listening socket, shared by every worker that waits on it. Its fd stays
+// open until the last worker lets go of it, so a worker never accepts on a
+// number that was closed and reused under it.
+class Proxy::Impl::Listener {
 public:
-    Listener(Impl& impl, ListenerSpec spec, UniqueFd fd, struct stat identity)
-        : m_impl(impl), m_spec(std::move(spec)), m_fd(std::move(fd)), m_identity(identity)
+    Listener(ListenerSpec spec, UniqueFd fd, struct stat identity)
+        : m_spec(std::move(spec)), m_route(m_spec.route), m_fd(std::move(fd)), m_identity(identity)
     {
     }
-    ~Listener() { close(); }
+    ~Listener() { stop_listening(); }
 
-    void on_event(std::uint32_t) override
+    // Removes the socket file (if it still is ours): no new connections
+    // reach a Unix listener from here on. The fd closes with the object.
+    void stop_listening()
     {
-        if (m_fd)
-            m_impl.accept_from(*this);
-    }
-
-    // Stops listening and removes the socket file (if it still is ours).
-    void close()
-    {
-        if (!m_fd)
+        if (m_stopped.exchange(true))
             return;
-        m_fd.reset();
         if (m_spec.kind == ListenerSpec::Kind::Unix)
             remove_socket_file(m_spec.path, m_identity);
     }
 
     int fd() const { return m_fd.get(); }
     ListenerSpec const& spec() const { return m_spec; }
-    std::shared_ptr<Route const> const& route() const { return m_spec.route; }
-    void set_route(std::shared_ptr<Route const> route) { m_spec.route = std::move(route); }
+    std::shared_ptr<Route const> route() const
+    {
+        std::lock_guard lock(m_mutex);
+        return m_route;
+    }
+    void set_route(std::shared_ptr<Route const> route)
+    {
+        std::lock_guard lock(m_mutex);
+        m_route = std::move(route);
+    }
 
 private:
-    Impl& m_impl;
-    ListenerSpec m_spec;
+    ListenerSpec const m_spec;
+    mutable std::mutex m_mutex;
+    std::shared_ptr<Route const> m_route; // under m_mutex: a reload changes it
     UniqueFd m_fd;
     struct stat m_identity;
+    std::atomic<bool> m_stopped { false };
 };
 
+// One event loop on its own thread, with the connections it accepted.
+class Proxy::Impl::Worker final : public ConnectionOwner, public EventHandler {
+public:
+    static ErrorOr<std::unique_ptr<Worker>> create(Impl& core, std::size_t index, std::size_t pipe_pool_limit)
+    {
+        auto loop = TRY(EventLoop::create());
+        int fds[2];
+        if (::pipe2(fds, O_NONBLOCK | O_CLOEXEC) < 0)
+            return Error::from_errno("pipe2");
+        auto worker = std::unique_ptr<Worker>(new Worker(core, std::move(loop), UniqueFd(fds[0]), UniqueFd(fds[1]), index, pipe_pool_limit));
+        TRY(worker->m_loop.add(worker->m_wake_read.get(), EPOLLIN, worker.get()));
+        return worker;
+    }
+    ~Worker() { join(); }
+
+    void start()
+    {
+        m_thread = std::thread([this] { main(); });
+    }
+    void wake(char command) { (void)!::write(m_wake_write.get(), &command, 1); }
+    void join()
+    {
+        if (m_thread.joinable()) {
+            wake(COMMAND_STOP);
+            m_thread.join();
+        }
+    }
+
+    // The wake pipe.
+    void on_event(std::uint32_t) override;
+
+    // ConnectionOwner.
+    EventLoop& loop() override { return m_loop; }
+    Resolver& resolver() override { return m_resolver; }
+    ProxyLimits const& limits() const override { return m_limits; }
+    std::optional<Pipe> take_pipe() override;
+    void give_pipe(Pipe pipe) override;
+    void retire(ProxyConnection& connection) override;
+
+private:
+    // This worker's interest in one listener.
+    struct Registration final : EventHandler {
+        Registration(Worker& owner, std::shared_ptr<Listener> shared) : worker(owner), listener(std::move(shared)) { }
+        void on_event(std::uint32_t) override { worker.accept_from(*listener); }
+        Worker& worker;
+        std::shared_ptr<Listener> listener;
+    };
+
+    Worker(Impl& core, EventLoop loop, UniqueFd wake_read, UniqueFd wake_write, std::size_t index, std::size_t pipe_pool_limit)
+        : m_core(core), m_loop(std::move(loop)), m_resolver(m_loop, core.options().resolver), m_index(index),
+          m_pipe_pool_limit(pipe_pool_limit), m_wake_read(std::move(wake_read)), m_wake_write(std::move(wake_write))
+    {
+    }
+
+    void main();
+    void accept_from(Listener& listener);
+    void sync();
+    void watch(Registration& registration);
+    void pause();
+    void sweep(Clock::time_point now);
+    void close_everything();
+
+    Impl& m_core;
+    EventLoop m_loop;
+    Resolver m_resolver;
+    std::size_t m_index;
+    ProxyLimits m_limits;
+    std::map<Listener*, std::unique_ptr<Registration>> m_registrations;
+    std::vector<std::unique_ptr<Registration>> m_retired_registrations;
+    std::unordered_map<std::uint64_t, std::unique_ptr<ProxyConnection>> m_connections;
+    std::vector<std::unique_ptr<ProxyConnection>> m_retired_connections;
+    std::vector<Pipe> m_pipe_pool;
+    std::size_t m_pipe_pool_limit;
+    bool m_stopping { false };
+    bool m_paused { false };
+    // One warning per episode of failing accepts, not one per retry.
+    bool m_accept_warned { false };
+    std::optional<std::uint64_t> m_taken_generation;
+    UniqueFd m_wake_read;
+    UniqueFd m_wake_write;
+    std::thread m_thread;
+};
 
 Proxy::Impl::~Impl()
 {
-    close_everything();
+    stop_workers();
+    close_listeners();
 }
 
-void Proxy::Impl::close_everything()
+void Proxy::Impl::stop_workers()
+{
+    // Each worker closes its connections on the way out.
+    for (auto& worker : m_workers)
+        worker->wake(COMMAND_STOP);
+    for (auto& worker : m_workers)
+        worker->join();
+}
+
+void Proxy::Impl::close_listeners()
+{
+    for (auto& [key, listener] : m_listeners)
+        listener->stop_listening();
+    m_listeners.clear();
+    std::lock_guard lock(m_mutex);
+    m_published.listeners.clear();
+}
+
+Proxy::Impl::Published Proxy::Impl::published() const
+{
+    std::lock_guard lock(m_mutex);
+    return m_published;
+}
+
+void Proxy::Impl::acknowledge(std::size_t index, std::uint64_t generation)
+{
+    {
+        std::lock_guard lock(m_mutex);
+        if (index < m_taken.size())
+            m_taken[index] = std::max(m_taken[index], generation);
+    }
+    m_acknowledged.notify_all();
+}
+
+void Proxy::Impl::worker_started()
+{
+    {
+        std::lock_guard lock(m_mutex);
+        ++m_started;
+    }
+    m_acknowledged.notify_all();
+}
+
+void Proxy::Impl::worker_failed(Error error)
+{
+    {
+        std::lock_guard lock(m_mutex);
+        if (!m_worker_error)
+            m_worker_error = std::move(error);
+    }
+    send_command(COMMAND_WORKER_FAILED);
+}
+
+void Proxy::Impl::Worker::main()
+{
+    m_core.worker_started();
+    auto next_sweep = Clock::now() + std::chrono::milliseconds(SWEEP_INTERVAL_MS);
+    while (!m_stopping) {
+        int timeout = -1;
+        if (!m_connections.empty() || m_resolver.busy() || m_paused) {
+            auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next_sweep - Clock::now()).count();
+            timeout = static_cast<int>(std::clamp<long>(wait, 0, SWEEP_INTERVAL_MS));
+        }
+        auto waited = m_loop.wait(timeout);
+        if (waited.is_error()) {
+            m_core.worker_failed(waited.release_error());
+            break;
+        }
+        auto now = Clock::now();
+        if (now >= next_sweep) {
+            sweep(now);
+            next_sweep = now + std::chrono::milliseconds(SWEEP_INTERVAL_MS);
+        }
+        // Only now, with no event of this batch left to reach them, may
+        // connections and registrations go (a listener's fd with its last
+        // registration); then the new listener set counts as taken.
+        m_retired_connections.clear();
+        m_retired_registrations.clear();
+        m_resolver.collect_garbage();
+        if (m_taken_generation) {
+            m_core.acknowledge(m_index, *m_taken_generation);
+            m_taken_generation.reset();
+        }
+    }
+    close_everything();
+    m_core.acknowledge(m_index, TAKEN_ALL);
+}
+
+void Proxy::Impl::Worker::on_event(std::uint32_t)
+{
+    char commands[16];
+    ssize_t n;
+    while ((n = ::read(m_wake_read.get(), commands, sizeof(commands))) > 0) {
+        for (ssize_t i = 0; i < n; ++i) {
+            if (commands[i] == COMMAND_STOP)
+                m_stopping = true;
+            else if (commands[i] == COMMAND_SYNC)
+                sync();
+        }
+    }
+}
+
+void Proxy::Impl::Worker::sync()
+{
+    auto published = m_core.published();
+    m_limits = published.limits;
+    std::map<Listener*, std::shared_ptr<Listener>> wanted;
+    for (auto& listener : published.listeners)
+        wanted.emplace(listener.get(), listener);
+    for (auto it = m_registrations.begin(); it != m_registrations.end();) {
+        if (wanted.contains(it->first)) {
+            ++it;
+            continue;
+        }
+        if (!m_paused)
+            m_loop.remove(it->first->fd());
+        m_retired_registrations.push_back(std::move(it->second));
+        it = m_registrations.erase(it);
+    }
+    for (auto& [raw, listener] : wanted) {
+        if (m_registrations.contains(raw))
+            continue;
+        auto registration = std::make_unique<Registration>(*this, listener);
+        if (!m_paused)
+            watch(*registration);
+        m_registrations.emplace(raw, std::move(registration));
+    }
+    m_taken_generation = published.generation;
+}
+
+void Proxy::Impl::Worker::watch(Registration& registration)
+{
+    // EPOLLEXCLUSIVE: a connection wakes one waiting worker, not all.
+    auto added = m_loop.add(registration.listener->fd(), EPOLLIN | EPOLLEXCLUSIVE, &registration);
+    if (added.is_error())
+        log::warn("worker {}: cannot wait on {}: {}", m_index, registration.listener->spec().key, added.error().message());
+}
+
+void Proxy::Impl::Worker::pause()
+{
+    // EPOLLEXCLUSIVE registrations cannot be modified, only removed.
+    for (auto& [raw, registration] : m_registrations)
+        m_loop.remove(raw->fd());
+    m_paused = true;
+}
+
+void Proxy::Impl::Worker::sweep(Clock::time_point now)
+{
+    m_resolver.tick(now);
+    std::vector<ProxyConnection*> open;
+    open.reserve(m_connections.size());
+    for (auto& [id, connection] : m_connections)
+        open.push_back(connection.get());
+    for (auto* connection : open)
+        connection->check_timeouts(now);
+    if (m_paused && m_core.connection_count() < m_limits.max_connections) {
+        m_paused = false;
+        for (auto& [raw, registration] : m_registrations)
+            watch(*registration);
+    }
+}
+
+void Proxy::Impl::Worker::close_everything()
 {
     std::vector<ProxyConnection*> open;
     for (auto& [id, connection] : m_connections)
         open.push_back(connection.get());
     for (auto* connection : open)
         connection->finish("shutdown", {}, false);
-    m_listeners.clear();
     m_retired_connections.clear();
-    m_retired_listeners.clear();
+    m_registrations.clear();
+    m_retired_registrations.clear();
     m_resolver.collect_garbage();
 }
 
-std::optional<Pipe> Proxy::Impl::take_pipe()
+std::optional<Pipe> Proxy::Impl::Worker::take_pipe()
 {
     if (!m_pipe_pool.empty()) {
         auto pipe = std::move(m_pipe_pool.back());
@@ -205,19 +480,20 @@ std::optional<Pipe> Proxy::Impl::take_pipe()
     return pipe;
 }
 
-void Proxy::Impl::give_pipe(Pipe pipe)
+void Proxy::Impl::Worker::give_pipe(Pipe pipe)
 {
-    if (m_pipe_pool.size() < PIPE_POOL_LIMIT)
+    if (m_pipe_pool.size() < m_pipe_pool_limit)
         m_pipe_pool.push_back(std::move(pipe));
 }
 
-void Proxy::Impl::retire(ProxyConnection& connection)
+void Proxy::Impl::Worker::retire(ProxyConnection& connection)
 {
     auto it = m_connections.find(connection.id());
     if (it == m_connections.end())
         return;
     m_retired_connections.push_back(std::move(it->second));
     m_connections.erase(it);
+    m_core.connection_closed();
 }
 
 namespace {
@@ -236,10 +512,14 @@ std::string describe_peer(ListenerSpec::Kind kind, int fd, sockaddr_storage cons
 
 } // namespace
 
-void Proxy::Impl::accept_from(Listener& listener)
+void Proxy::Impl::Worker::accept_from(Listener& listener)
 {
     auto const& spec = listener.spec();
-    for (int i = 0; i < MAX_ACCEPTS_PER_EVENT; ++i) {
+    // With several workers, one connection per wake-up: the listener stays
+    // ready while more wait, and whichever worker is free takes the next,
+    // which spreads a burst of connections over the workers.
+    int budget = m_core.worker_count() > 1 ? 1 : MAX_ACCEPTS_PER_EVENT;
+    for (int i = 0; i < budget; ++i) {
         sockaddr_storage address {};
         socklen_t length = sizeof(address);
         int fd = ::accept4(listener.fd(), reinterpret_cast<sockaddr*>(&address), &length, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -249,31 +529,33 @@ void Proxy::Impl::accept_from(Listener& listener)
             if (errno == EAGAIN)
                 return;
             // Out of descriptors or memory: the listener would stay readable
-            // and spin the loop. Pause every listener until the next sweep.
+            // and spin the loop. Pause this worker's listeners until its
+            // next sweep.
             if (!m_accept_warned)
                 log::warn("accept on {}: {}; pausing new connections", spec.key, std::strerror(errno));
             m_accept_warned = true;
-            for (auto& [key, each] : m_listeners)
-                (void)m_loop.modify(each->fd(), 0, each.get());
-            m_listeners_paused = true;
+            pause();
             return;
         }
         UniqueFd client(fd);
         m_accept_warned = false;
-        auto id = m_next_id++;
-        auto const& route = listener.route();
+        auto id = m_core.next_id();
+        auto route = listener.route();
         auto peer = describe_peer(spec.kind, fd, address, length);
         auto refuse = [&](std::string_view reason) {
             log::info("conn={} rule={} peer={} target={} up=0 down=0 ms=0 close={}", id, route->name, peer, route->target.text, reason);
         };
-        if (m_connections.size() >= m_limits.max_connections) {
+        if (!m_core.try_open_connection(m_limits.max_connections)) {
             refuse("limit");
             continue;
         }
-        if (route->max_connections && route->counter->active >= *route->max_connections) {
+        if (route->max_connections && !try_acquire(route->counter->active, *route->max_connections)) {
+            m_core.connection_closed();
             refuse("rule_limit");
             continue;
         }
+        if (!route->max_connections)
+            route->counter->active.fetch_add(1, std::memory_order_relaxed);
         bool tcp = spec.kind == ListenerSpec::Kind::Tcp;
         if (tcp) {
             int on = 1;
@@ -385,7 +667,7 @@ ErrorOr<std::vector<ListenerSpec>> Proxy::Impl::build_specs(ProxyConfig const& c
     return specs;
 }
 
-ErrorOr<std::unique_ptr<Proxy::Impl::Listener>> Proxy::Impl::open_listener(ListenerSpec const& spec)
+ErrorOr<std::shared_ptr<Proxy::Impl::Listener>> Proxy::Impl::open_listener(ListenerSpec const& spec)
 {
     struct stat identity { };
     UniqueFd fd;
@@ -403,12 +685,14 @@ ErrorOr<std::unique_ptr<Proxy::Impl::Listener>> Proxy::Impl::open_listener(Liste
     }
     if (!set_nonblocking(fd.get()))
         return Error::from_errno("fcntl O_NONBLOCK");
-    return std::make_unique<Listener>(*this, spec, std::move(fd), identity);
+    return std::make_shared<Listener>(spec, std::move(fd), identity);
 }
 
 void Proxy::Impl::clamp_limits(ProxyLimits& limits)
 {
-    auto usable = m_fd_limit > RESERVED_FDS ? (m_fd_limit - RESERVED_FDS) / FDS_PER_CONNECTION : 1;
+    // Each worker holds an epoll fd, a wake pipe and its idle pipes.
+    auto reserved = RESERVED_FDS + m_taken.size() * FDS_PER_WORKER + 2 * PIPE_POOL_LIMIT;
+    auto usable = m_fd_limit > reserved ? (m_fd_limit - reserved) / FDS_PER_CONNECTION : 1;
     usable = std::max<std::size_t>(usable, 1);
     if (limits.max_connections > usable) {
         log::warn("max_connections {} needs more file descriptors than RLIMIT_NOFILE {} allows; using {}",
@@ -472,13 +756,37 @@ ErrorOr<void> Proxy::Impl::setup(ProxyConfig config)
     m_command_write = UniqueFd(commands[1]);
     m_wakeup_handler = std::make_unique<Wakeup>(*this, false);
     TRY(m_loop.add(m_command_read.get(), EPOLLIN, m_wakeup_handler.get()));
-    return reconfigure(std::move(config));
+    std::size_t count = m_options.workers;
+    if (count == 0) {
+        cpu_set_t cpus;
+        count = ::sched_getaffinity(0, sizeof(cpus), &cpus) == 0 ? static_cast<std::size_t>(CPU_COUNT(&cpus)) : 1;
+        count = std::clamp<std::size_t>(count, 1, MAX_WORKERS);
+    }
+    if (count > MAX_WORKERS_EXPLICIT)
+        return Error::from_string(fmt::format("{} workers: at most {}", count, MAX_WORKERS_EXPLICIT), EINVAL);
+    m_taken.assign(count, 0);
+    TRY(reconfigure(std::move(config)));
+
+    // The workers start now, with the signals above blocked (the control
+    // loop's signalfd takes them) and before the sandbox, which then covers
+    // every thread. They wait on their wake pipes until run() hands them
+    // the listeners.
+    std::size_t pool = std::max<std::size_t>(PIPE_POOL_LIMIT / count, 4);
+    for (std::size_t index = 0; index < count; ++index)
+        m_workers.push_back(TRY(Worker::create(*this, index, pool)));
+    for (auto& worker : m_workers)
+        worker->start();
+    // The seccomp filter may follow as soon as this returns; a thread still
+    // in its start-up would meet it there (rseq) and be killed.
+    std::unique_lock lock(m_mutex);
+    m_acknowledged.wait(lock, [&] { return m_started == m_workers.size(); });
+    return {};
 }
 
 ErrorOr<void> Proxy::Impl::reconfigure(ProxyConfig config)
 {
     auto specs = TRY(build_specs(config));
-    std::map<std::string, std::unique_ptr<Listener>> fresh;
+    std::map<std::string, std::shared_ptr<Listener>> fresh;
     for (auto const& spec : specs) {
         if (m_listeners.contains(spec.key) || fresh.contains(spec.key))
             continue;
@@ -486,8 +794,6 @@ ErrorOr<void> Proxy::Impl::reconfigure(ProxyConfig config)
         // files are removed, and the running configuration is untouched.
         fresh.emplace(spec.key, TRY(open_listener(spec)));
     }
-    for (auto& [key, listener] : fresh)
-        TRY(m_loop.add(listener->fd(), EPOLLIN, listener.get()));
 
     std::map<std::string, ListenerSpec const*> wanted;
     for (auto const& spec : specs)
@@ -495,9 +801,10 @@ ErrorOr<void> Proxy::Impl::reconfigure(ProxyConfig config)
     for (auto it = m_listeners.begin(); it != m_listeners.end();) {
         auto found = wanted.find(it->first);
         if (found == wanted.end()) {
+            // The fd closes once every worker has let go of it (publish()
+            // waits for that).
             log::info("stopped listening on {}", it->first);
-            it->second->close();
-            m_retired_listeners.push_back(std::move(it->second));
+            it->second->stop_listening();
             it = m_listeners.erase(it);
         } else {
             it->second->set_route(found->second->route);
@@ -510,7 +817,31 @@ ErrorOr<void> Proxy::Impl::reconfigure(ProxyConfig config)
     }
     clamp_limits(config.limits);
     m_limits = config.limits;
+    publish();
     return {};
+}
+
+void Proxy::Impl::publish()
+{
+    std::uint64_t generation;
+    {
+        std::lock_guard lock(m_mutex);
+        m_published.listeners.clear();
+        for (auto& [key, listener] : m_listeners)
+            m_published.listeners.push_back(listener);
+        m_published.limits = m_limits;
+        generation = ++m_published.generation;
+    }
+    if (!m_running)
+        return;
+    for (auto& worker : m_workers)
+        worker->wake(COMMAND_SYNC);
+    // A worker takes it within one pass of its loop; one that stopped
+    // counts as having taken everything.
+    std::unique_lock lock(m_mutex);
+    m_acknowledged.wait(lock, [&] {
+        return std::all_of(m_taken.begin(), m_taken.end(), [&](auto taken) { return taken >= generation; });
+    });
 }
 
 void Proxy::Impl::reload(ConfigLoader const& loader)
@@ -525,7 +856,7 @@ void Proxy::Impl::reload(ConfigLoader const& loader)
         log::error("reload rejected, keeping the running configuration: {}", result.error().message());
         return;
     }
-    log::info("reloaded: {} listeners, {} connections kept", m_listeners.size(), m_connections.size());
+    log::info("reloaded: {} listeners, {} connections kept", m_listeners.size(), connection_count());
 }
 
 void Proxy::Impl::on_signal()
@@ -548,7 +879,7 @@ void Proxy::Impl::on_wakeup()
     ssize_t n;
     while ((n = ::read(m_command_read.get(), commands, sizeof(commands))) > 0) {
         for (ssize_t i = 0; i < n; ++i) {
-            if (commands[i] == COMMAND_STOP)
+            if (commands[i] == COMMAND_STOP || commands[i] == COMMAND_WORKER_FAILED)
                 m_stopping = true;
             else if (commands[i] == COMMAND_RELOAD && m_loader)
                 reload(*m_loader);
@@ -561,48 +892,28 @@ void Proxy::Impl::send_command(char command)
     (void)!::write(m_command_write.get(), &command, 1);
 }
 
-void Proxy::Impl::sweep(Clock::time_point now)
-{
-    m_resolver.tick(now);
-    std::vector<ProxyConnection*> open;
-    open.reserve(m_connections.size());
-    for (auto& [id, connection] : m_connections)
-        open.push_back(connection.get());
-    for (auto* connection : open)
-        connection->check_timeouts(now);
-    if (m_listeners_paused && m_connections.size() < m_limits.max_connections) {
-        m_listeners_paused = false;
-        for (auto& [key, listener] : m_listeners)
-            (void)m_loop.modify(listener->fd(), EPOLLIN, listener.get());
-    }
-}
-
 ErrorOr<void> Proxy::Impl::run(ConfigLoader const& reload)
 {
     m_loader = &reload;
-    auto next_sweep = Clock::now() + std::chrono::milliseconds(SWEEP_INTERVAL_MS);
+    m_running = true;
+    publish();
+    std::optional<Error> failure;
     while (!m_stopping) {
-        int timeout = -1;
-        if (!m_connections.empty() || m_resolver.busy() || m_listeners_paused) {
-            auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next_sweep - Clock::now()).count();
-            timeout = static_cast<int>(std::clamp<long>(wait, 0, SWEEP_INTERVAL_MS));
-        }
-        auto waited = m_loop.wait(timeout);
+        auto waited = m_loop.wait(-1);
         if (waited.is_error()) {
-            m_loader = nullptr;
-            return waited.release_error();
+            failure = waited.release_error();
+            break;
         }
-        auto now = Clock::now();
-        if (now >= next_sweep) {
-            sweep(now);
-            next_sweep = now + std::chrono::milliseconds(SWEEP_INTERVAL_MS);
-        }
-        m_retired_connections.clear();
-        m_retired_listeners.clear();
-        m_resolver.collect_garbage();
     }
-    close_everything();
+    stop_workers();
+    close_listeners();
+    m_running = false;
     m_loader = nullptr;
+    std::lock_guard lock(m_mutex);
+    if (m_worker_error)
+        return *m_worker_error;
+    if (failure)
+        return *failure;
     return {};
 }
 
@@ -624,5 +935,6 @@ void Proxy::request_reload() { m_impl->send_command(Impl::COMMAND_RELOAD); }
 std::size_t Proxy::connection_count() const { return m_impl->connection_count(); }
 std::size_t Proxy::listener_count() const { return m_impl->listener_count(); }
 std::uint32_t Proxy::effective_max_connections() const { return m_impl->max_connections(); }
+std::uint32_t Proxy::worker_count() const { return m_impl->worker_count(); }
 
 } // namespace qtbox::vsock

@@ -44,7 +44,6 @@ ProxyConnection::ProxyConnection(ConnectionOwner& owner, std::uint64_t id, std::
     m_started = Clock::now();
     m_last_activity = m_started;
     m_connect_deadline = m_started + std::chrono::milliseconds(owner.limits().connect_timeout_ms);
-    ++m_route->counter->active;
 }
 
 void ProxyConnection::start()
@@ -397,7 +396,7 @@ void ProxyConnection::finish(std::string_view reason, std::string_view detail, b
         flow->pipe.reset();
         flow->buffer.reset();
     }
-    --m_route->counter->active;
+    m_route->counter->active.fetch_sub(1, std::memory_order_relaxed);
     auto milliseconds = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - m_started).count();
     std::string address = m_address.empty() ? std::string() : fmt::format(" addr={}", m_address);
     std::string error = detail.empty() ? std::string() : fmt::format(" error={}", quoted(detail));

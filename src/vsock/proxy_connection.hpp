@@ -8,6 +8,7 @@
 #include <qtbox/vsock/resolver.hpp>
 #include <qtbox/vsock/socket.hpp>
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -40,10 +41,22 @@ struct Target {
 };
 
 // Connections of a rule; shared by the rule's listeners and kept across
-// reloads, so that a per-rule limit counts what was opened before.
+// reloads, so that a per-rule limit counts what was opened before. Workers
+// count into it from their own threads.
 struct Counter {
-    std::size_t active { 0 };
+    std::atomic<std::size_t> active { 0 };
 };
+
+// Takes one unit of `count` unless that would pass `limit`.
+inline bool try_acquire(std::atomic<std::size_t>& count, std::size_t limit)
+{
+    auto current = count.load(std::memory_order_relaxed);
+    do {
+        if (current >= limit)
+            return false;
+    } while (!count.compare_exchange_weak(current, current + 1, std::memory_order_relaxed));
+    return true;
+}
 
 // What a listener serves. Connections keep the route they were accepted
 // with: a reload never changes where a live connection goes.
@@ -95,6 +108,8 @@ public:
         Closed,
     };
 
+    // The caller has counted the connection in route->counter (it is
+    // uncounted when the connection finishes).
     ProxyConnection(ConnectionOwner& owner, std::uint64_t id, std::shared_ptr<Route const> route, UniqueFd client, bool client_tcp, std::string peer);
     ProxyConnection(ProxyConnection const&) = delete;
     ProxyConnection& operator=(ProxyConnection const&) = delete;

@@ -54,7 +54,9 @@ ErrorOr<void> enter_proxy_sandbox()
         TRY(filter.allow_if(*open_number, SCMP_A1(SCMP_CMP_MASKED_EQ, WRITE_FLAGS, 0)));
     // abort() signals its own thread; nothing else may be signalled.
     TRY(filter.allow_if(SCMP_SYS(tgkill), SCMP_A0(SCMP_CMP_EQ, static_cast<scmp_datum_t>(::getpid()))));
-    return filter.load();
+    // The engine's worker threads exist already (Proxy::create): all of
+    // them enter the sandbox together.
+    return filter.load(true);
 }
 
 } // namespace qtbox::vsock

@@ -65,7 +65,11 @@ public:
     // process never makes memory executable.
     ErrorOr<void> allow_memory_without_exec();
 
-    ErrorOr<void> load();
+    // Loads the filter into the calling thread, or with `all_threads` into
+    // every thread of the process at once (SECCOMP_FILTER_FLAG_TSYNC; the
+    // caller's no_new_privs goes with it), for a process that started its
+    // threads before entering the sandbox.
+    ErrorOr<void> load(bool all_threads = false);
 
 private:
     explicit Filter(scmp_filter_ctx context) : m_context(context) { }

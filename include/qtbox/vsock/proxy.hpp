@@ -1,5 +1,17 @@
-// The qt-proxy engine: one thread, one epoll loop, every socket
-// non-blocking.
+// The qt-proxy engine: a few worker threads, each with its own epoll loop,
+// every socket non-blocking.
+//
+// Threads: one worker per CPU the process may run on (at most MAX_WORKERS,
+// or ProxyOptions::workers). Every worker waits on every listening socket
+// (EPOLLEXCLUSIVE, so a new connection wakes one of them) and keeps the
+// connections it accepts: both sides of a connection, its pipes, timers and
+// name lookups live on one thread and nothing on the data path is shared.
+// What is shared: the connection and per-rule counts (atomics, so limits
+// hold across workers) and the listener set, which the thread that called
+// run() changes on a reload and then hands to each worker, waiting until
+// every worker has taken it before the reload counts as done. The workers
+// start in create(), so that the seccomp filter (proxy_sandbox.hpp) covers
+// them, and begin accepting in run().
 //
 // Listeners and targets by mode (DESIGN.md "vsock", SPEC §6):
 //   parent, [[outbound]]  <vsock-dir>/3_<vsock_port> (+ AF_VSOCK port when
@@ -41,6 +53,7 @@
 #include <qtbox/vsock/proxy_config.hpp>
 #include <qtbox/vsock/resolver.hpp>
 
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -66,6 +79,9 @@ struct ProxyOptions {
     AfVsockUse af_vsock { AfVsockUse::Auto };
     Family family { Family::Any };
     ResolverSettings resolver;
+    // Worker threads; 0: one per CPU in this process's affinity mask, at
+    // most Proxy::MAX_WORKERS.
+    std::uint32_t workers { 0 };
     // Block SIGHUP/SIGTERM/SIGINT and handle them in the loop (signalfd):
     // HUP reloads, TERM/INT stop. Off for in-process tests.
     bool handle_signals { true };
@@ -78,19 +94,26 @@ class Proxy {
 public:
     static constexpr int LISTEN_BACKLOG = 4096;
     static constexpr int MAX_ACCEPTS_PER_EVENT = 64;
+    // The automatic worker count stops here; an explicit one may go to
+    // MAX_WORKERS_EXPLICIT.
+    static constexpr std::uint32_t MAX_WORKERS = 8;
+    static constexpr std::uint32_t MAX_WORKERS_EXPLICIT = 64;
     // A direction starts with a small buffer and moves to splice once a
     // read fills it; without a pipe it copies through the larger one.
     static constexpr std::size_t SMALL_BUFFER_SIZE = 16 * 1024;
     static constexpr std::size_t COPY_BUFFER_SIZE = 64 * 1024;
     // Asked for each pipe; bounds the bytes held per direction in flight.
     static constexpr std::size_t PIPE_SIZE = 256 * 1024;
+    // Idle pipes kept for reuse, shared out among the workers.
     static constexpr std::size_t PIPE_POOL_LIMIT = 64;
     // Timeouts are checked this often while anything is in progress.
     static constexpr int SWEEP_INTERVAL_MS = 100;
     // A connection holds at most two sockets and two pipes.
     static constexpr std::size_t FDS_PER_CONNECTION = 6;
-    // Descriptors kept aside for listeners, the resolver and logging.
+    // Descriptors kept aside for listeners, the resolvers and logging, and
+    // for each worker's epoll fd and wake pipe.
     static constexpr std::size_t RESERVED_FDS = 64;
+    static constexpr std::size_t FDS_PER_WORKER = 3;
 
     // Binds every listener (creating <vsock-dir> mode 0750 when needed) and
     // raises RLIMIT_NOFILE to its hard limit; limits.max_connections is
@@ -107,7 +130,8 @@ public:
     // Serves until SIGTERM/SIGINT (or stop()); closes everything on the way
     // out, removing its socket files.
     ErrorOr<void> run(ConfigLoader const& reload);
-    // Thread-safe: makes run() return soon.
+    // Thread-safe: makes run() return soon (each worker closes its
+    // connections first).
     void stop();
     // Thread-safe: run() reloads as on SIGHUP.
     void request_reload();
@@ -116,6 +140,7 @@ public:
     std::size_t connection_count() const;
     std::size_t listener_count() const;
     std::uint32_t effective_max_connections() const;
+    std::uint32_t worker_count() const;
 
     class Impl;
 

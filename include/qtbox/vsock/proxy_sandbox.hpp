@@ -5,7 +5,9 @@
 // bind/listen/chmod/unlink/mkdir for new and removed hybrid listeners;
 // read-only opens for the configuration, hosts and resolv.conf files;
 // memory without PROT_EXEC) and nothing else: no exec, no ptrace, no
-// writable opens, no ioctl, no new namespaces.
+// writable opens, no ioctl, no new namespaces, no new threads or processes
+// (clone is not allowed; the engine's worker threads are started before and
+// the filter is loaded into every thread at once, SECCOMP_FILTER_FLAG_TSYNC).
 //
 // Action: SECCOMP_RET_TRAP. Any other system call is not executed; the
 // kernel sends SIGSYS, whose handler writes one line naming the call and
