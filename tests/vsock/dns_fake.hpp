@@ -89,6 +89,7 @@ inline FakeRecord a_record(std::string owner, std::uint32_t ttl, std::uint8_t a,
 #include <mutex>
 #include <netinet/in.h>
 #include <poll.h>
+#include <random>
 #include <sys/socket.h>
 #include <thread>
 #include <unistd.h>
@@ -109,19 +110,25 @@ public:
 
     explicit FakeDnsServer(Responder respond) : m_respond(std::move(respond))
     {
-        m_udp = UniqueFd(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-        sockaddr_in address {};
-        address.sin_family = AF_INET;
-        address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        ::bind(m_udp.get(), reinterpret_cast<sockaddr*>(&address), sizeof(address));
-        socklen_t length = sizeof(address);
-        ::getsockname(m_udp.get(), reinterpret_cast<sockaddr*>(&address), &length);
-        m_port = ntohs(address.sin_port);
-        m_tcp = UniqueFd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-        int on = 1;
-        ::setsockopt(m_tcp.get(), SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
-        // The same port for TCP; it is free for TCP in practice on loopback.
-        ::bind(m_tcp.get(), reinterpret_cast<sockaddr*>(&address), sizeof(address));
+        // One port for UDP and TCP, from below Linux's ephemeral range: an
+        // ephemeral UDP port may well be taken for TCP by a concurrent
+        // test's outgoing connection (qt-proxy's tests make thousands).
+        std::mt19937 generator(std::random_device {}());
+        std::uniform_int_distribution<int> pick(20000, 31999);
+        for (int attempt = 0; attempt < 1000 && m_port == 0; ++attempt) {
+            sockaddr_in address {};
+            address.sin_family = AF_INET;
+            address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+            address.sin_port = htons(static_cast<std::uint16_t>(pick(generator)));
+            UniqueFd udp(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+            UniqueFd tcp(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+            if (::bind(udp.get(), reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0
+                || ::bind(tcp.get(), reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0)
+                continue;
+            m_udp = std::move(udp);
+            m_tcp = std::move(tcp);
+            m_port = ntohs(address.sin_port);
+        }
         ::listen(m_tcp.get(), 8);
         int fds[2];
         if (::pipe(fds) == 0) {

@@ -347,6 +347,52 @@ TEST_CASE("proxy: connection limits refuse the extra connection, idle ones time 
     CHECK(waited < std::chrono::seconds(3));
 }
 
+TEST_CASE("proxy: with four workers the global and per-rule limits hold exactly")
+{
+    TempDir run;
+    std::uint16_t port = 0;
+    auto echo = Server::tcp_echo(&port);
+    auto config = parse_proxy_config(fmt::format("[[outbound]]\nvsock_port = 1\nhost = \"127.0.0.1\"\nport = {0}\nmax_connections = 3\n"
+                                                 "[[outbound]]\nvsock_port = 2\nhost = \"127.0.0.1\"\nport = {0}\n"
+                                                 "[limits]\nmax_connections = 6\n",
+                                         port),
+        "t");
+    auto options = parent_options(run);
+    options.workers = 4;
+    Running proxy(options, config.release_value());
+    CHECK(proxy.proxy().worker_count() == 4);
+
+    // Clients connect all at once and stay open; whichever workers accept
+    // them, exactly the limit is served and the rest see an EOF.
+    auto burst = [&](std::uint32_t vsock_port, int count) {
+        std::vector<UniqueFd> clients;
+        for (int i = 0; i < count; ++i) {
+            clients.push_back(unix_connect(fmt::format("{}/vsock/3_{}", run.path(), vsock_port)));
+            REQUIRE(clients.back());
+        }
+        int served = 0;
+        for (auto& client : clients) {
+            // A refused client may already be closed: its send fails.
+            char byte = 0;
+            if (send_all(client.get(), "x") && ::recv(client.get(), &byte, 1, 0) == 1 && byte == 'x')
+                ++served;
+        }
+        return std::make_pair(served, std::move(clients));
+    };
+    auto [by_rule, held_by_rule] = burst(1, 8);
+    CHECK(by_rule == 3);
+    auto [by_total, held_by_total] = burst(2, 8);
+    CHECK(by_total == 3);
+    CHECK(proxy.proxy().connection_count() == 6);
+    held_by_rule.clear();
+    held_by_total.clear();
+    for (int i = 0; i < 200 && proxy.proxy().connection_count() != 0; ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    CHECK(proxy.proxy().connection_count() == 0);
+    auto [again, held_again] = burst(1, 4);
+    CHECK(again == 3);
+}
+
 TEST_CASE("proxy: IPv6 targets and listeners; -4 refuses a numeric IPv6 target at start")
 {
     TempDir run;
