@@ -9,20 +9,20 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <condition_variable>
 #include <csignal>
 #include <cstring>
 #include <fcntl.h>
 #include <linux/vm_sockets.h>
-#include <condition_variable>
 #include <map>
 #include <mutex>
-#include <sched.h>
-#include <thread>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sched.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <thread>
 #include <unistd.h>
 #include <unordered_map>
 
@@ -38,6 +38,12 @@ struct ListenerSpec {
     SocketAddress address;
     std::shared_ptr<Route const> route;
 };
+
+// The log line of a connection that was never served.
+void log_unserved(std::uint64_t id, Route const& route, std::string_view peer, std::string_view reason)
+{
+    log::info("conn={} rule={} peer={} target={} up=0 down=0 ms=0 close={}", id, route.name, peer, route.target.text, reason);
+}
 
 bool set_nonblocking(int fd)
 {
@@ -66,11 +72,14 @@ public:
     static constexpr char COMMAND_WORKER_FAILED = 'F';
     // To workers: take the published listener set and limits.
     static constexpr char COMMAND_SYNC = 'L';
+    // To workers: serve the connections other workers handed over.
+    static constexpr char COMMAND_ADOPT = 'C';
 
     std::size_t connection_count() const { return m_active.load(std::memory_order_relaxed); }
     std::size_t listener_count() const { return m_listeners.size(); }
     std::uint32_t max_connections() const { return m_limits.max_connections; }
     std::uint32_t worker_count() const { return static_cast<std::uint32_t>(m_workers.size()); }
+    std::vector<std::size_t> worker_loads() const;
 
     // What the workers share (any thread).
     struct Published {
@@ -90,6 +99,9 @@ public:
     bool try_open_connection(std::uint32_t limit) { return try_acquire(m_active, limit); }
     void connection_closed() { m_active.fetch_sub(1, std::memory_order_relaxed); }
     std::uint64_t next_id() { return m_next_id.fetch_add(1, std::memory_order_relaxed); }
+    // Where a new connection goes: the worker with the fewest, `self` on a
+    // tie.
+    Worker& least_loaded(Worker& self);
     ProxyOptions const& options() const { return m_options; }
 
 private:
@@ -213,6 +225,31 @@ public:
     {
         m_thread = std::thread([this] { main(); });
     }
+
+    // A connection accepted by some worker, already counted (globally, in
+    // its rule, and in the load of the worker that is to serve it).
+    struct Handoff {
+        UniqueFd client;
+        std::shared_ptr<Route const> route;
+        bool tcp { false };
+        std::string peer;
+        std::uint64_t id { 0 };
+    };
+    // From another worker's thread: serve this connection here.
+    void adopt(Handoff handoff)
+    {
+        {
+            std::lock_guard lock(m_inbox_mutex);
+            m_inbox.push_back(std::move(handoff));
+        }
+        wake(COMMAND_ADOPT);
+    }
+    // Connections on this worker, handed-over ones included.
+    std::size_t load() const { return m_load.load(std::memory_order_relaxed); }
+    void count_in() { m_load.fetch_add(1, std::memory_order_relaxed); }
+    // After every worker has stopped: whatever was handed over too late is
+    // closed and uncounted.
+    void drop_inbox();
     void wake(char command) { (void)!::write(m_wake_write.get(), &command, 1); }
     void join()
     {
@@ -250,6 +287,8 @@ private:
 
     void main();
     void accept_from(Listener& listener);
+    void serve(Handoff handoff);
+    void take_inbox();
     void sync();
     void watch(Registration& registration);
     void pause();
@@ -272,6 +311,9 @@ private:
     // One warning per episode of failing accepts, not one per retry.
     bool m_accept_warned { false };
     std::optional<std::uint64_t> m_taken_generation;
+    std::atomic<std::size_t> m_load { 0 };
+    std::mutex m_inbox_mutex;
+    std::vector<Handoff> m_inbox; // under m_inbox_mutex
     UniqueFd m_wake_read;
     UniqueFd m_wake_write;
     std::thread m_thread;
@@ -290,6 +332,29 @@ void Proxy::Impl::stop_workers()
         worker->wake(COMMAND_STOP);
     for (auto& worker : m_workers)
         worker->join();
+    for (auto& worker : m_workers)
+        worker->drop_inbox();
+}
+
+std::vector<std::size_t> Proxy::Impl::worker_loads() const
+{
+    std::vector<std::size_t> loads;
+    for (auto const& worker : m_workers)
+        loads.push_back(worker->load());
+    return loads;
+}
+
+Proxy::Impl::Worker& Proxy::Impl::least_loaded(Worker& self)
+{
+    Worker* best = &self;
+    auto fewest = self.load();
+    for (auto& worker : m_workers) {
+        if (auto load = worker->load(); load < fewest) {
+            best = worker.get();
+            fewest = load;
+        }
+    }
+    return *best;
 }
 
 void Proxy::Impl::close_listeners()
@@ -381,6 +446,8 @@ void Proxy::Impl::Worker::on_event(std::uint32_t)
                 m_stopping = true;
             else if (commands[i] == COMMAND_SYNC)
                 sync();
+            else if (commands[i] == COMMAND_ADOPT)
+                take_inbox();
         }
     }
 }
@@ -445,8 +512,44 @@ void Proxy::Impl::Worker::sweep(Clock::time_point now)
     }
 }
 
+void Proxy::Impl::Worker::take_inbox()
+{
+    std::vector<Handoff> arrived;
+    {
+        std::lock_guard lock(m_inbox_mutex);
+        arrived.swap(m_inbox);
+    }
+    for (auto& handoff : arrived)
+        serve(std::move(handoff));
+}
+
+void Proxy::Impl::Worker::serve(Handoff handoff)
+{
+    auto connection = std::make_unique<ProxyConnection>(*this, handoff.id, std::move(handoff.route), std::move(handoff.client),
+        handoff.tcp, std::move(handoff.peer));
+    auto* raw = connection.get();
+    m_connections.emplace(handoff.id, std::move(connection));
+    raw->start();
+}
+
+void Proxy::Impl::Worker::drop_inbox()
+{
+    std::vector<Handoff> late;
+    {
+        std::lock_guard lock(m_inbox_mutex);
+        late.swap(m_inbox);
+    }
+    for (auto& handoff : late) {
+        log_unserved(handoff.id, *handoff.route, handoff.peer, "shutdown");
+        handoff.route->counter->active.fetch_sub(1, std::memory_order_relaxed);
+        m_load.fetch_sub(1, std::memory_order_relaxed);
+        m_core.connection_closed();
+    }
+}
+
 void Proxy::Impl::Worker::close_everything()
 {
+    take_inbox();
     std::vector<ProxyConnection*> open;
     for (auto& [id, connection] : m_connections)
         open.push_back(connection.get());
@@ -493,6 +596,7 @@ void Proxy::Impl::Worker::retire(ProxyConnection& connection)
         return;
     m_retired_connections.push_back(std::move(it->second));
     m_connections.erase(it);
+    m_load.fetch_sub(1, std::memory_order_relaxed);
     m_core.connection_closed();
 }
 
@@ -515,11 +619,7 @@ std::string describe_peer(ListenerSpec::Kind kind, int fd, sockaddr_storage cons
 void Proxy::Impl::Worker::accept_from(Listener& listener)
 {
     auto const& spec = listener.spec();
-    // With several workers, one connection per wake-up: the listener stays
-    // ready while more wait, and whichever worker is free takes the next,
-    // which spreads a burst of connections over the workers.
-    int budget = m_core.worker_count() > 1 ? 1 : MAX_ACCEPTS_PER_EVENT;
-    for (int i = 0; i < budget; ++i) {
+    for (int i = 0; i < MAX_ACCEPTS_PER_EVENT; ++i) {
         sockaddr_storage address {};
         socklen_t length = sizeof(address);
         int fd = ::accept4(listener.fd(), reinterpret_cast<sockaddr*>(&address), &length, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -542,9 +642,7 @@ void Proxy::Impl::Worker::accept_from(Listener& listener)
         auto id = m_core.next_id();
         auto route = listener.route();
         auto peer = describe_peer(spec.kind, fd, address, length);
-        auto refuse = [&](std::string_view reason) {
-            log::info("conn={} rule={} peer={} target={} up=0 down=0 ms=0 close={}", id, route->name, peer, route->target.text, reason);
-        };
+        auto refuse = [&](std::string_view reason) { log_unserved(id, *route, peer, reason); };
         if (!m_core.try_open_connection(m_limits.max_connections)) {
             refuse("limit");
             continue;
@@ -561,10 +659,15 @@ void Proxy::Impl::Worker::accept_from(Listener& listener)
             int on = 1;
             ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
         }
-        auto connection = std::make_unique<ProxyConnection>(*this, id, route, std::move(client), tcp, std::move(peer));
-        auto* raw = connection.get();
-        m_connections.emplace(id, std::move(connection));
-        raw->start();
+        // Whichever worker woke up, the connection goes to the one with the
+        // fewest (this one on a tie): a burst spreads over the workers.
+        Handoff handoff { std::move(client), std::move(route), tcp, std::move(peer), id };
+        auto& target = m_core.least_loaded(*this);
+        target.count_in();
+        if (&target == this)
+            serve(std::move(handoff));
+        else
+            target.adopt(std::move(handoff));
     }
 }
 
@@ -936,5 +1039,6 @@ std::size_t Proxy::connection_count() const { return m_impl->connection_count();
 std::size_t Proxy::listener_count() const { return m_impl->listener_count(); }
 std::uint32_t Proxy::effective_max_connections() const { return m_impl->max_connections(); }
 std::uint32_t Proxy::worker_count() const { return m_impl->worker_count(); }
+std::vector<std::size_t> Proxy::worker_loads() const { return m_impl->worker_loads(); }
 
 } // namespace qtbox::vsock

@@ -17,6 +17,8 @@ namespace qtbox::vsock {
 
 namespace {
 
+constexpr std::uint32_t INPUT_EVENTS = EPOLLIN | EPOLLRDHUP | EPOLLET;
+
 // A log field value: quoted, with quotes, backslashes and bytes outside
 // printable ASCII replaced, so that a peer's text can never forge a field
 // or a line.
@@ -48,7 +50,9 @@ ProxyConnection::ProxyConnection(ConnectionOwner& owner, std::uint64_t id, std::
 
 void ProxyConnection::start()
 {
-    if (m_owner.loop().add(m_client.fd.get(), EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, &m_client).is_error()) {
+    // A fresh socket has room to write; EPOLLOUT comes when it is full.
+    m_client.writable = true;
+    if (m_owner.loop().add(m_client.fd.get(), INPUT_EVENTS, &m_client).is_error()) {
         finish("client_error", "epoll_ctl failed", true);
         return;
     }
@@ -120,7 +124,9 @@ void ProxyConnection::connect_next()
         }
         m_target.fd = std::move(pending.value().fd);
         m_target.tcp = candidate.address.family() == AF_INET || candidate.address.family() == AF_INET6;
-        if (m_owner.loop().add(m_target.fd.get(), EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, &m_target).is_error()) {
+        // EPOLLOUT tells when a non-blocking connect is done.
+        m_target.out_watched = true;
+        if (m_owner.loop().add(m_target.fd.get(), INPUT_EVENTS | EPOLLOUT, &m_target).is_error()) {
             m_last_error = "epoll_ctl failed";
             continue;
         }
@@ -142,6 +148,8 @@ void ProxyConnection::on_connected()
         ::setsockopt(m_target.fd.get(), IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
     }
     m_target.writable = true;
+    if (!m_owner.loop().modify(m_target.fd.get(), INPUT_EVENTS, &m_target).is_error())
+        m_target.out_watched = false;
     if (!m_handshake) {
         open({});
         return;
@@ -162,7 +170,7 @@ void ProxyConnection::handshake()
             return;
         }
         if (n < 0 && errno == EAGAIN)
-            m_target.writable = false;
+            blocked(m_target);
         if (n > 0)
             m_request_sent += static_cast<std::size_t>(n);
     }
@@ -250,6 +258,17 @@ void ProxyConnection::on_side_event(Side& side, std::uint32_t events)
 
 // Moves what it can in one direction. Returns false once the
 // connection has closed.
+void ProxyConnection::blocked(Side& side)
+{
+    side.writable = false;
+    if (side.out_watched)
+        return;
+    // If room appeared since the write, epoll reports it at once. (Should
+    // the change fail, ENOMEM, the side waits for the idle timeout.)
+    if (!m_owner.loop().modify(side.fd.get(), INPUT_EVENTS | EPOLLOUT, &side).is_error())
+        side.out_watched = true;
+}
+
 bool ProxyConnection::pump(Flow& flow)
 {
     for (;;) {
@@ -271,7 +290,7 @@ bool ProxyConnection::pump(Flow& flow)
                 m_last_activity = Clock::now();
                 progress = true;
             } else if (n < 0 && errno == EAGAIN) {
-                flow.to->writable = false;
+                blocked(*flow.to);
             } else if (!(n < 0 && errno == EINTR)) {
                 fail_side(*flow.to, "send");
                 return false;

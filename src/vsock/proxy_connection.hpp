@@ -138,6 +138,11 @@ private:
         // The peer's EOF (or an error) is known: read until recv says 0.
         bool hung_up { false };
         bool tcp { false };
+        // EPOLLOUT is asked for only once a write has found the socket
+        // full (or while connecting): otherwise each read by a Unix peer
+        // would wake the loop for nothing, and request/response traffic
+        // would pay a wake-up per message.
+        bool out_watched { false };
     };
 
     // One direction: bytes read from `from` wait in a buffer or a pipe
@@ -175,6 +180,8 @@ private:
     void on_side_event(Side& side, std::uint32_t events);
     bool pump(Flow& flow);
     void fail_side(Side& side, std::string_view what);
+    // A write found `side` full: mark it, and ask for EPOLLOUT.
+    void blocked(Side& side);
 
     ConnectionOwner& m_owner;
     std::uint64_t m_id;

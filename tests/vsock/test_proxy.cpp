@@ -393,6 +393,33 @@ TEST_CASE("proxy: with four workers the global and per-rule limits hold exactly"
     CHECK(again == 3);
 }
 
+TEST_CASE("proxy: a burst of connections spreads evenly over the workers")
+{
+    TempDir run;
+    std::uint16_t port = 0;
+    auto echo = Server::tcp_echo(&port);
+    auto options = parent_options(run);
+    options.workers = 2;
+    Running proxy(options, outbound(1, "127.0.0.1", port));
+    std::vector<UniqueFd> clients;
+    for (int i = 0; i < 8; ++i) {
+        clients.push_back(unix_connect(run.path() + "/vsock/3_1"));
+        REQUIRE(clients.back());
+    }
+    // Served (an echo came back) means accepted and placed.
+    for (auto& client : clients) {
+        REQUIRE(send_all(client.get(), "x"));
+        char byte = 0;
+        REQUIRE(::recv(client.get(), &byte, 1, 0) == 1);
+    }
+    // Whichever worker accepts, a connection goes to the one with fewer.
+    auto loads = proxy.proxy().worker_loads();
+    REQUIRE(loads.size() == 2);
+    CHECK(loads[0] + loads[1] == 8);
+    CHECK(loads[0] >= 3);
+    CHECK(loads[1] >= 3);
+}
+
 TEST_CASE("proxy: IPv6 targets and listeners; -4 refuses a numeric IPv6 target at start")
 {
     TempDir run;

@@ -58,6 +58,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace qtbox::vsock {
 
@@ -141,6 +142,8 @@ public:
     std::size_t listener_count() const;
     std::uint32_t effective_max_connections() const;
     std::uint32_t worker_count() const;
+    // Connections on each worker.
+    std::vector<std::size_t> worker_loads() const;
 
     class Impl;
 
