@@ -256,8 +256,6 @@ void ProxyConnection::on_side_event(Side& side, std::uint32_t events)
         pump(m_down);
 }
 
-// Moves what it can in one direction. Returns false once the
-// connection has closed.
 void ProxyConnection::blocked(Side& side)
 {
     side.writable = false;
@@ -269,6 +267,8 @@ void ProxyConnection::blocked(Side& side)
         side.out_watched = true;
 }
 
+// Moves what it can in one direction. Returns false once the
+// connection has closed.
 bool ProxyConnection::pump(Flow& flow)
 {
     for (;;) {

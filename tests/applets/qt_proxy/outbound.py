@@ -63,7 +63,10 @@ def main():
         skip(f"RLIMIT_NOFILE hard limit below {8 * CONNECTIONS}: cannot hold {CONNECTIONS} proxied connections")
     with Work() as work:
         _, echo_port = work.start_helper("echo")
-        proxy = work.start_proxy(["-l", "8000", "-a", "127.0.0.1", "-p", echo_port, "--af-vsock", "off"])
+        # Three workers on any machine: the connections are spread over
+        # several event loops whatever the CPU count.
+        proxy = work.start_proxy(["-l", "8000", "-a", "127.0.0.1", "-p", echo_port, "--af-vsock", "off", "--workers", "3"])
+        check(len(proxy.lines(", 3 workers, seccomp on")) == 1, f"expected 3 workers in the ready line:\n{proxy.text()}")
         path = os.path.join(work.run, "vsock", "3_8000")
         wait_path(path)
         mode = os.lstat(path).st_mode
@@ -72,6 +75,14 @@ def main():
         check(stat.S_IMODE(directory) == 0o750, f"vsock dir mode {oct(directory)}, expected 0750")
         check(proxy.status("Seccomp") == "2", f"Seccomp: {proxy.status('Seccomp')}, expected 2 (filter)")
         check(proxy.status("NoNewPrivs") == "1", "NoNewPrivs is not set")
+        # Every thread (the control loop and the three workers) is filtered.
+        tasks = os.listdir(f"/proc/{proxy.pid}/task")
+        check(len(tasks) == 4, f"{len(tasks)} threads, expected 4")
+        for task in tasks:
+            with open(f"/proc/{proxy.pid}/task/{task}/status", encoding="utf-8") as f:
+                fields = dict(line.split(":", 1) for line in f if ":" in line)
+            check(fields["Seccomp"].strip() == "2" and fields["NoNewPrivs"].strip() == "1",
+                  f"thread {task}: Seccomp {fields['Seccomp'].strip()}, NoNewPrivs {fields['NoNewPrivs'].strip()}")
 
         results = asyncio.run(run_all(path))
         sizes = {size for size, _ in results}
