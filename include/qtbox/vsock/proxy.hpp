@@ -3,9 +3,11 @@
 //
 // Threads: one worker per CPU the process may run on (at most MAX_WORKERS,
 // or ProxyOptions::workers). Every worker waits on every listening socket
-// (EPOLLEXCLUSIVE, so a new connection wakes one of them) and keeps the
-// connections it accepts: both sides of a connection, its pipes, timers and
-// name lookups live on one thread and nothing on the data path is shared.
+// (EPOLLEXCLUSIVE, so a new connection wakes one of them); the worker that
+// accepts places the connection on the worker with the fewest (itself on a
+// tie, else through the other's inbox and wake pipe). From then on both
+// sides of the connection, its pipes, timers and name lookups live on that
+// one thread, and nothing on the data path is shared.
 // What is shared: the connection and per-rule counts (atomics, so limits
 // hold across workers) and the listener set, which the thread that called
 // run() changes on a reload and then hands to each worker, waiting until
