@@ -29,7 +29,7 @@ ErrorOr<seccomp::Filter> common(std::span<int const> write_fds)
     for (int fd : write_fds) {
         if (fd < 0)
             continue;
-        TRY(filter.allow_if(SCMP_SYS(write), SCMP_A0(SCMP_CMP_EQ, static_cast<scmp_datum_t>(fd))));
+        TRY(filter.allow_if(SCMP_SYS(write), SCMP_A0(SCMP_CMP_EQ, static_cast<scmp_datum_t>(fd), 0)));
     }
     return filter;
 }
@@ -41,7 +41,7 @@ ErrorOr<void> install_vcpu_filter(std::span<int const> write_fds)
     auto filter = TRY(common(write_fds));
     // KVM_RUN, and KVM_GET_REGS for the RIP in crash reports (read-only).
     for (unsigned long request : { static_cast<unsigned long>(KVM_RUN), static_cast<unsigned long>(KVM_GET_REGS) })
-        TRY(filter.allow_if(SCMP_SYS(ioctl), SCMP_A1(SCMP_CMP_EQ, static_cast<scmp_datum_t>(request))));
+        TRY(filter.allow_if(SCMP_SYS(ioctl), SCMP_A1(SCMP_CMP_EQ, static_cast<scmp_datum_t>(request), 0)));
     return filter.load();
 }
 

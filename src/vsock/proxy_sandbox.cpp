@@ -46,14 +46,14 @@ ErrorOr<void> enter_proxy_sandbox()
     auto filter = TRY(seccomp::Filter::create(seccomp::Action::Trap));
     TRY(filter.allow_names(ALLOWED));
     for (int family : { AF_UNIX, AF_INET, AF_INET6, AF_VSOCK })
-        TRY(filter.allow_if(SCMP_SYS(socket), SCMP_A0(SCMP_CMP_EQ, static_cast<scmp_datum_t>(family))));
+        TRY(filter.allow_if(SCMP_SYS(socket), SCMP_A0(SCMP_CMP_EQ, static_cast<scmp_datum_t>(family), 0)));
     TRY(filter.allow_memory_without_exec());
     TRY(filter.allow_if(SCMP_SYS(openat), SCMP_A2(SCMP_CMP_MASKED_EQ, WRITE_FLAGS, 0)));
     // open() only where this architecture has it (not on arm64).
     if (auto open_number = seccomp::syscall_number("open"))
         TRY(filter.allow_if(*open_number, SCMP_A1(SCMP_CMP_MASKED_EQ, WRITE_FLAGS, 0)));
     // abort() signals its own thread; nothing else may be signalled.
-    TRY(filter.allow_if(SCMP_SYS(tgkill), SCMP_A0(SCMP_CMP_EQ, static_cast<scmp_datum_t>(::getpid()))));
+    TRY(filter.allow_if(SCMP_SYS(tgkill), SCMP_A0(SCMP_CMP_EQ, static_cast<scmp_datum_t>(::getpid()), 0)));
     // The engine's worker threads exist already (Proxy::create): all of
     // them enter the sandbox together.
     return filter.load(true);

@@ -108,7 +108,7 @@ TEST_CASE("seccomp: allow_if allows a call only when its arguments match")
             return SETUP_FAILED_EXIT;
         constexpr std::array names = { "rt_sigreturn", "exit", "exit_group" };
         if (filter.value().allow_names(names).is_error()
-            || filter.value().allow_if(SCMP_SYS(write), SCMP_A0(SCMP_CMP_EQ, STDERR_FILENO)).is_error()
+            || filter.value().allow_if(SCMP_SYS(write), SCMP_A0(SCMP_CMP_EQ, STDERR_FILENO, 0)).is_error()
             || filter.value().load().is_error())
             return SETUP_FAILED_EXIT;
         if (::write(STDERR_FILENO, "to stderr\n", 10) != 10)
@@ -191,7 +191,7 @@ TEST_CASE("seccomp: a rule libseccomp refuses is an error naming the system call
     auto filter = seccomp::Filter::create(seccomp::Action::Trap);
     REQUIRE_FALSE(filter.is_error());
     // System calls take six arguments: index 6 does not exist.
-    auto refused = filter.value().allow_if(SCMP_SYS(write), SCMP_CMP(6, SCMP_CMP_EQ, 0));
+    auto refused = filter.value().allow_if(SCMP_SYS(write), SCMP_CMP(6, SCMP_CMP_EQ, 0, 0));
     REQUIRE(refused.is_error());
     CHECK(refused.error().is_errno());
     CHECK(refused.error().code() == EINVAL);

@@ -163,8 +163,13 @@ TEST_CASE("init: gzip, xz and zstd modules decompress; corrupt, truncated, padde
         Bytes compressed;
         std::string name;
     };
-    for (auto const& [compression, compressed, name] : { Case { Compression::Gzip, gzip_of(image), "gzip" },
-             Case { Compression::Xz, xz_of(image), "xz" }, Case { Compression::Zstd, zstd_of(image), "zstd" } }) {
+    for (auto const& each : { Case { Compression::Gzip, gzip_of(image), "gzip" }, Case { Compression::Xz, xz_of(image), "xz" },
+             Case { Compression::Zstd, zstd_of(image), "zstd" } }) {
+        // Plain names, not a structured binding: clang 14 cannot capture
+        // those (CAPTURE makes a lambda), and the fuzz build uses clang.
+        auto const& name = each.name;
+        auto const& compressed = each.compressed;
+        auto compression = each.compression;
         CAPTURE(name);
         auto out = decompress_module(compressed, compression);
         REQUIRE(!out.is_error());
