@@ -4,7 +4,7 @@
 // <run>/vsock/3_<port>, and AF_VSOCK where the host has it) to allowed TCP
 // hosts, and parent TCP ports to enclave vsock ports. Enclave mode listens on
 // 127.0.0.1 inside the enclave and tunnels to the parent over vsock, so
-// unmodified apps just use TCP. The engine is src/vsock/proxy.cpp; this file
+// unmodified apps just use TCP. The engine is src/vsock/proxy*.cpp; this file
 // parses, wires, and enters the sandbox.
 //
 // See: DESIGN.md "vsock"; SPEC §1, §6, §10; reference/qingtian.md §3

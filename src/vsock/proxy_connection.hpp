@@ -1,5 +1,5 @@
-// One connection of qt-proxy's engine: the private part of proxy.cpp
-// (design and log format: include/qtbox/vsock/proxy.hpp).
+// One connection of qt-proxy's engine, served by one worker
+// (proxy_impl.hpp; design and log format: include/qtbox/vsock/proxy.hpp).
 #pragma once
 
 #include <qtbox/base/fd.hpp>

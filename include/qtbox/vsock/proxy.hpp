@@ -34,8 +34,9 @@
 // 64 KiB buffer instead. A side is not read while the other side's pipe or
 // buffer is full (back-pressure), so memory per connection is bounded by two
 // pipes or two buffers, and an idle connection holds no buffer at all. The
-// connections themselves are src/vsock/proxy_connection.*; this file's
-// implementation holds the listeners, the reload and the loop.
+// connections themselves are src/vsock/proxy_connection.*, the workers'
+// loops src/vsock/proxy_worker.cpp; src/vsock/proxy.cpp holds the
+// listeners, the reload and the signals.
 //
 // EOF on one side becomes shutdown(SHUT_WR) on the other once everything
 // before it is delivered; the connection closes when both directions are
