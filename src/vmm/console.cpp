@@ -56,10 +56,8 @@ void Console::end_line_locked()
 
 void Console::write_out_locked()
 {
-    if (m_fd < 0 || m_sink_broken) {
-        m_written = m_line.size();
-        return;
-    }
+    if (m_fd < 0 || m_sink_broken)
+        return drop_sink_locked();
     while (m_written < m_line.size()) {
         ssize_t n = ::write(m_fd, m_line.data() + m_written, m_line.size() - m_written);
         if (n < 0 && errno == EINTR && !m_abandoned.load())
@@ -67,9 +65,7 @@ void Console::write_out_locked()
         if (n <= 0) {
             // A closed pipe, a full disk, or a stop while a reader stalls:
             // drop the console from here on (the banner scan goes on).
-            m_sink_broken = true;
-            m_written = m_line.size();
-            return;
+            return drop_sink_locked();
         }
         m_written += static_cast<std::size_t>(n);
     }
@@ -77,10 +73,8 @@ void Console::write_out_locked()
 
 void Console::write_ready_locked(int timeout_ms)
 {
-    if (m_fd < 0 || m_sink_broken) {
-        m_written = m_line.size();
-        return;
-    }
+    if (m_fd < 0 || m_sink_broken)
+        return drop_sink_locked();
     // Never a blocking write here: the event loop must go on serving
     // signals while a reader stalls. A sink that polls writable takes a
     // PIPE_BUF-sized write without blocking (a pipe has a free page then).
@@ -93,22 +87,22 @@ void Console::write_ready_locked(int timeout_ms)
             continue;
         if (ready <= 0)
             return; // not now; the next round (or the vCPU's next line) writes it
-        if (sink.revents & (POLLERR | POLLNVAL)) {
-            m_sink_broken = true;
-            m_written = m_line.size();
-            return;
-        }
+        if (sink.revents & (POLLERR | POLLNVAL))
+            return drop_sink_locked();
         std::size_t chunk = std::min<std::size_t>(m_line.size() - m_written, PIPE_BUF);
         ssize_t n = ::write(m_fd, m_line.data() + m_written, chunk);
         if (n < 0 && (errno == EINTR || errno == EAGAIN))
             continue;
-        if (n <= 0) {
-            m_sink_broken = true;
-            m_written = m_line.size();
-            return;
-        }
+        if (n <= 0)
+            return drop_sink_locked();
         m_written += static_cast<std::size_t>(n);
     }
+}
+
+void Console::drop_sink_locked()
+{
+    m_sink_broken = true;
+    m_written = m_line.size();
 }
 
 } // namespace qtbox::vmm

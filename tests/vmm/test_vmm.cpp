@@ -45,6 +45,15 @@ struct Pipe {
     int fds[2] { -1, -1 };
 };
 
+// A pipe whose write end is blocking and already full: a reader that stalls.
+void full_blocking_pipe(int fds[2])
+{
+    REQUIRE(::pipe2(fds, O_CLOEXEC | O_NONBLOCK) == 0);
+    std::string fill(65536, 'f');
+    while (::write(fds[1], fill.data(), fill.size()) > 0) { }
+    REQUIRE(::fcntl(fds[1], F_SETFL, 0) == 0);
+}
+
 void feed(Console& console, std::string_view text)
 {
     for (char c : text)
@@ -151,10 +160,7 @@ TEST_CASE("console: a writer blocked on a stalled reader holds up neither the pa
     sigemptyset(&kick.sa_mask);
     REQUIRE(::sigaction(SIGUSR1, &kick, nullptr) == 0); // no SA_RESTART: the write sees EINTR
     int fds[2];
-    REQUIRE(::pipe2(fds, O_CLOEXEC | O_NONBLOCK) == 0);
-    std::string fill(65536, 'f');
-    while (::write(fds[1], fill.data(), fill.size()) > 0) { }
-    REQUIRE(::fcntl(fds[1], F_SETFL, 0) == 0);
+    full_blocking_pipe(fds);
 
     Console console(fds[1]);
     std::atomic<bool> done { false };
@@ -185,10 +191,7 @@ TEST_CASE("console: a writer blocked on a stalled reader holds up neither the pa
 TEST_CASE("console: the last flush gives up on a full sink after its timeout")
 {
     int fds[2];
-    REQUIRE(::pipe2(fds, O_CLOEXEC | O_NONBLOCK) == 0);
-    std::string fill(65536, 'f');
-    while (::write(fds[1], fill.data(), fill.size()) > 0) { }
-    REQUIRE(::fcntl(fds[1], F_SETFL, 0) == 0);
+    full_blocking_pipe(fds);
     Console console(fds[1]);
     feed(console, "a partial line");
     console.flush(100); // blocking here would hang the test (and fail it on the meson timeout)

@@ -48,6 +48,8 @@ public:
 private:
     void write_out_locked();
     void write_ready_locked(int timeout_ms);
+    // Nothing more goes to the sink; the current line counts as written.
+    void drop_sink_locked();
     void end_line_locked();
 
     int m_fd;
