@@ -158,8 +158,11 @@ private:
 class Proxy::Impl::Listener {
 public:
     Listener(ListenerSpec spec, UniqueFd fd, struct stat identity)
-        : m_spec(std::move(spec)), m_route(m_spec.route), m_fd(std::move(fd)), m_identity(identity)
+        : m_spec(std::move(spec)), m_fd(std::move(fd)), m_identity(identity)
     {
+        // One copy of the route, the one a reload replaces: the spec's own
+        // would go stale.
+        m_route = std::move(m_spec.route);
     }
     ~Listener() { stop_listening(); }
 
@@ -187,7 +190,7 @@ public:
     }
 
 private:
-    ListenerSpec const m_spec;
+    ListenerSpec m_spec; // without its route (see m_route)
     mutable std::mutex m_mutex;
     std::shared_ptr<Route const> m_route; // under m_mutex: a reload changes it
     UniqueFd m_fd;
