@@ -37,8 +37,8 @@ constexpr std::size_t MAX_ROOT_FILE_SIZE = 1024 * 1024;
 
 int exit_code(Error const& error)
 {
-    for (auto failure : { attest::Failure::Malformed, attest::Failure::Chain, attest::Failure::Signature,
-             attest::Failure::Time, attest::Failure::Policy, attest::Failure::Nonce }) {
+    for (auto failure : { attest::VerifyError::Malformed, attest::VerifyError::Chain, attest::VerifyError::Signature,
+             attest::VerifyError::Time, attest::VerifyError::Policy, attest::VerifyError::Nonce }) {
         if (error.is(failure))
             return static_cast<int>(failure);
     }
@@ -50,7 +50,7 @@ ErrorOr<Bytes> read_named(std::string const& path, std::size_t limit, std::strin
 {
     auto bytes = sys::read_file(path, limit);
     if (bytes.is_error())
-        return Error::from_string(fmt::format("{}: {}", what, bytes.error().message()), bytes.error().code());
+        return bytes.release_error().context(what);
     return bytes;
 }
 
@@ -135,13 +135,13 @@ ErrorOr<attest::VerifiedDocument> verify_input(ByteView input, attest::VerifyOpt
 {
     auto cose = attest::decode_input(input);
     if (cose.is_error())
-        return Error::from_code(attest::Failure::Malformed, "malformed document: " + cose.error().message());
+        return Error::from_code(attest::VerifyError::Malformed, "malformed document: " + cose.error().message());
     return attest::verify_document(cose.value(), verify);
 }
 
 ErrorOr<void> seal_to(attest::VerifiedDocument const& verified, Options const& options, int& error_exit)
 {
-    error_exit = static_cast<int>(attest::Failure::Malformed);
+    error_exit = static_cast<int>(attest::VerifyError::Malformed);
     ByteView field = verified.document.public_key ? ByteView(*verified.document.public_key) : ByteView();
     auto recipient = TRY(attest::recipient_key(field));
     error_exit = EXIT_IO;
@@ -180,7 +180,7 @@ int run_batch(Options const& options, attest::VerifyOptions const& verify)
         if (blank && !oversized)
             return;
         ErrorOr<attest::VerifiedDocument> result = oversized
-            ? ErrorOr<attest::VerifiedDocument>(Error::from_code(attest::Failure::Malformed,
+            ? ErrorOr<attest::VerifiedDocument>(Error::from_code(attest::VerifyError::Malformed,
                   fmt::format("malformed document: line longer than {} bytes", MAX_INPUT_SIZE)))
             : verify_input(as_bytes(line), verify);
         int code = result.is_error() ? exit_code(result.error()) : 0;
@@ -265,9 +265,9 @@ int attest_verify_main(int argc, char** argv)
 
     auto input = sys::read_file(options.input, MAX_INPUT_SIZE);
     if (input.is_error()) {
-        if (input.error().code() == EFBIG)
+        if (input.error().is(sys::SysError::TooLarge))
             return report(Error::from_string("malformed document: " + input.error().message()),
-                static_cast<int>(attest::Failure::Malformed));
+                static_cast<int>(attest::VerifyError::Malformed));
         return report(input.error(), EXIT_IO);
     }
     auto verified = verify_input(input.value(), verify.value());

@@ -5,7 +5,7 @@
 // Extending: every group is a function that adds its subcommand to `qt` and
 // returns a CommandGroup; the dispatcher runs the one the user chose and
 // prints its Error as "Error NN: <QingTian message>: <detail>" with exit
-// status NN, where NN = Error::code(), a QingTian code 01-43. `qt enclave`
+// status NN, where NN is the Error's QtError code, a QingTian code 01-43. `qt enclave`
 // and `qt env` are added the same way (a function in src/enclave, listed in
 // GROUPS below).
 //
@@ -32,9 +32,12 @@ QT_APPLET(qt, "qt", "enclave lifecycle and the local attestation PKI (QingTian C
 namespace {
 
 // reference/qingtian.md §1, the codes qt itself uses.
-constexpr int QT_MISSING_ARGUMENT = 1;
-constexpr int QT_INVALID_ARGUMENT = 2;
-constexpr int QT_FILE_OPERATION = 3;
+// An Error in this domain carries the code qt exits with.
+enum class QtError : int {
+    MissingArgument = 1,
+    InvalidArgument = 2,
+    FileOperation = 3,
+};
 
 // QingTian's messages, index = code (reference/qingtian.md §1, ECS-DOC 1420).
 constexpr std::array<std::string_view, 44> QT_MESSAGES { "",
@@ -56,10 +59,11 @@ constexpr std::array<std::string_view, 44> QT_MESSAGES { "",
     "The cid has already been used." };
 
 // SPEC §7: "Error NN: <QingTian message>: <detail and hint>", exit NN.
-int qt_error(int code, std::string_view detail)
+int qt_error(QtError error, std::string_view detail)
 {
+    int code = static_cast<int>(error);
     if (code < 1 || code >= static_cast<int>(QT_MESSAGES.size()))
-        code = QT_INVALID_ARGUMENT;
+        code = static_cast<int>(QtError::InvalidArgument);
     auto message = QT_MESSAGES[static_cast<std::size_t>(code)];
     if (message.ends_with('.'))
         message.remove_suffix(1);
@@ -69,8 +73,8 @@ int qt_error(int code, std::string_view detail)
 
 struct CommandGroup {
     CLI::App* command { nullptr };
-    // Runs when `command` (or one of its subcommands) was chosen. An Error's
-    // code() is the QingTian code to exit with.
+    // Runs when `command` (or one of its subcommands) was chosen. An Error
+    // in the QtError domain carries the QingTian code to exit with.
     std::function<ErrorOr<void>()> run;
 };
 
@@ -101,7 +105,7 @@ nlohmann::json certificate_json(pki::CertificateSummary const& certificate)
 // message already carries ("use --force", "created by `qt pki init`").
 Error pki_failure(Error const& error, std::string_view what)
 {
-    return Error::from_string(fmt::format("{}: {}", what, error.message()), QT_FILE_OPERATION);
+    return Error::from_code(QtError::FileOperation, fmt::format("{}: {}", what, error.message()));
 }
 
 ErrorOr<void> print_summary(std::string const& directory)
@@ -141,8 +145,8 @@ CommandGroup pki_commands(CLI::App& qt, PkiOptions& options)
                     auto created = pki::init(directory, options.force, init_options);
                     if (created.is_error()) {
                         // A bad --parent-name is the caller's argument, not a file problem.
-                        if (!created.error().is_errno() && created.error().code() == EINVAL)
-                            return Error::from_string(created.error().message(), QT_INVALID_ARGUMENT);
+                        if (created.error().is(pki::PkiError::InvalidName))
+                            return Error::from_code(QtError::InvalidArgument, created.error().message());
                         return pki_failure(created.error(), fmt::format("cannot create the PKI in {}", directory));
                     }
                     return print_summary(directory);
@@ -173,19 +177,19 @@ int qt_main(int argc, char** argv)
         std::cout << app.help("", CLI::AppFormatMode::All);
         return 0;
     } catch (CLI::RequiredError const& error) {
-        return qt_error(QT_MISSING_ARGUMENT, fmt::format("{} (run 'qt --help')", error.what()));
+        return qt_error(QtError::MissingArgument, fmt::format("{} (run 'qt --help')", error.what()));
     } catch (CLI::ArgumentMismatch const& error) {
-        return qt_error(QT_MISSING_ARGUMENT, fmt::format("{} (run 'qt --help')", error.what()));
+        return qt_error(QtError::MissingArgument, fmt::format("{} (run 'qt --help')", error.what()));
     } catch (CLI::ParseError const& error) {
-        return qt_error(QT_INVALID_ARGUMENT, fmt::format("{} (run 'qt --help')", error.what()));
+        return qt_error(QtError::InvalidArgument, fmt::format("{} (run 'qt --help')", error.what()));
     }
     for (auto const& group : groups) {
         if (!group.command->parsed())
             continue;
         auto result = group.run();
         if (result.is_error())
-            return qt_error(result.error().code(), result.error().message());
+            return qt_error(result.error().code_as<QtError>().value_or(QtError::InvalidArgument), result.error().message());
         return 0;
     }
-    return qt_error(QT_MISSING_ARGUMENT, "no command given (run 'qt --help')");
+    return qt_error(QtError::MissingArgument, "no command given (run 'qt --help')");
 }

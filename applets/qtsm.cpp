@@ -39,13 +39,13 @@ int fail(Error const& error, std::string_view command)
     return EXIT_FAILURE_RUNTIME;
 }
 
-// For the result of a QTSM call: its errors carry a qtsm::ErrorCode (an
+// For the result of a QTSM call: its errors carry a qtsm::QtsmError (an
 // {"Error": NAME} answer, or InvalidResponse), or an errno for I/O.
 int fail_call(Error const& error, std::string_view command)
 {
     log::error("{}: {}", command, error.message());
-    if (!error.is_errno() && error.code() > 0 && error.code() <= static_cast<int>(qtsm::ErrorCode::InternalError))
-        return EXIT_QTSM_ERROR_BASE + error.code();
+    if (auto code = error.code_as<qtsm::QtsmError>(); code && *code != qtsm::QtsmError::NoError)
+        return EXIT_QTSM_ERROR_BASE + static_cast<int>(*code);
     return EXIT_FAILURE_RUNTIME;
 }
 
@@ -67,7 +67,7 @@ ErrorOr<Bytes> data_argument(std::string const& text, std::size_t limit, std::st
     }
     auto bytes = hex_decode(text);
     if (bytes.is_error())
-        return Error::from_string(fmt::format("{}: expected HEX or @FILE: {}", option, bytes.error().message()), EINVAL);
+        return Error::from_string(fmt::format("{}: expected HEX or @FILE: {}", option, bytes.error().message()));
     return bytes;
 }
 

@@ -37,7 +37,7 @@ ErrorOr<std::uint32_t> parse_u32(std::string_view text, std::string_view what)
     std::uint32_t value = 0;
     auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
     if (text.empty() || error != std::errc() || end != text.data() + text.size())
-        return Error::from_string(fmt::format("--device: {} \"{}\" is not a number", what, text), EINVAL);
+        return Error::from_string(fmt::format("--device: {} \"{}\" is not a number", what, text));
     return value;
 }
 
@@ -48,19 +48,19 @@ ErrorOr<vsock::SocketAddress> parse_device(std::string const& device)
     if (text.starts_with("unix:")) {
         auto path = text.substr(5);
         if (path.empty())
-            return Error::from_string("--device unix:PATH needs a path", EINVAL);
+            return Error::from_string("--device unix:PATH needs a path");
         return vsock::SocketAddress::unix_path(path);
     }
     if (text.starts_with("vsock:")) {
         auto rest = text.substr(6);
         auto colon = rest.find(':');
         if (colon == std::string_view::npos)
-            return Error::from_string(fmt::format("--device \"{}\": expected vsock:CID:PORT", device), EINVAL);
+            return Error::from_string(fmt::format("--device \"{}\": expected vsock:CID:PORT", device));
         auto cid = TRY(parse_u32(rest.substr(0, colon), "CID"));
         auto port = TRY(parse_u32(rest.substr(colon + 1), "port"));
         return vsock::SocketAddress::vsock(cid, port);
     }
-    return Error::from_string(fmt::format("--device \"{}\": expected vsock:CID:PORT or unix:PATH", device), EINVAL);
+    return Error::from_string(fmt::format("--device \"{}\": expected vsock:CID:PORT or unix:PATH", device));
 }
 
 ErrorOr<UniqueFd> connect_upstream(vsock::SocketAddress const& address)
@@ -72,10 +72,10 @@ ErrorOr<UniqueFd> connect_upstream(vsock::SocketAddress const& address)
         if (ready < 0)
             return Error::from_errno("poll");
         if (ready == 0)
-            return Error::from_string(fmt::format("connect {}: timed out", address.to_string()), ETIMEDOUT);
+            return Error::from_string(fmt::format("connect {}: timed out", address.to_string()));
         auto finished = vsock::finish_connect(pending.fd.get());
         if (finished.is_error())
-            return Error::from_errno(fmt::format("connect {}", address.to_string()), finished.error().code());
+            return Error::from_errno(fmt::format("connect {}", address.to_string()), finished.error().errno_code());
     }
     return std::move(pending.fd);
 }

@@ -30,9 +30,9 @@ constexpr int EXIT_VMM_FAILED = 4;
 
 std::string kvm_hint(Error const& error)
 {
-    if (error.is(kvm::Failure::DeviceMissing))
+    if (error.is(kvm::KvmError::DeviceMissing))
         return " (hint: load kvm-intel or kvm-amd and enable VT-x/AMD-V in the firmware; inside a VM, enable nested virtualization)";
-    if (error.is(kvm::Failure::NoPermission))
+    if (error.is(kvm::KvmError::NoPermission))
         return " (hint: add this user to the group that owns the KVM device, usually 'kvm', or run as root)";
     return {};
 }
@@ -101,7 +101,7 @@ int vmm_main(int argc, char** argv)
     // image fails the same way on a machine without KVM.
     auto prepared = vmm::prepare_launch(options);
     if (prepared.is_error())
-        return report(prepared.error(), prepared.error().is(vmm::LaunchFailure::Usage) ? EXIT_USAGE : EXIT_START_FAILED);
+        return report(prepared.error(), prepared.error().is(vmm::LaunchError::Usage) ? EXIT_USAGE : EXIT_START_FAILED);
     auto& launch = *prepared.value();
     for (auto const& note : launch.notes)
         log::info("{}", note);

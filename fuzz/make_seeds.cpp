@@ -187,7 +187,7 @@ void qtsm_seeds(std::string const& directory)
     description.digest = "SHA384";
     frame_into(responses, qtsm::encode_response(description));
     frame_into(responses, qtsm::encode_response(qtsm::DescribePcrResponse { true, Bytes(48, 0xab) }));
-    frame_into(responses, qtsm::encode_error(qtsm::ErrorCode::ReadOnlyIndex));
+    frame_into(responses, qtsm::encode_error(qtsm::QtsmError::ReadOnlyIndex));
     write(directory + "/responses", responses);
 }
 

@@ -29,6 +29,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 #include <string>
 
 namespace {
@@ -80,11 +81,13 @@ Bytes or_empty(std::optional<Bytes> const& field)
     return field ? *field : Bytes {};
 }
 
-bool is_request_error(int code)
+bool is_request_error(std::optional<qtsm::QtsmError> code)
 {
-    auto error = static_cast<qtsm::ErrorCode>(code);
-    return error == qtsm::ErrorCode::InvalidArgument || error == qtsm::ErrorCode::InputTooLarge
-        || error == qtsm::ErrorCode::InvalidIndex || error == qtsm::ErrorCode::InvalidOperation;
+    if (!code)
+        return false;
+    auto error = *code;
+    return error == qtsm::QtsmError::InvalidArgument || error == qtsm::QtsmError::InputTooLarge
+        || error == qtsm::QtsmError::InvalidIndex || error == qtsm::QtsmError::InvalidOperation;
 }
 
 void check_document(qtsm::Backend const& backend, qtsm::AttestationRequest const& request, Bytes const& document)
@@ -112,8 +115,8 @@ bool serve_item(qtsm::Backend& backend, Bytes const& item)
     auto const* error = std::get_if<qtsm::ErrorResponse>(&response.value());
     require((error != nullptr) == !diagnostic.empty());
     if (decoded.is_error()) {
-        require(is_request_error(decoded.error().code()));
-        require(error && static_cast<int>(error->code) == decoded.error().code());
+        require(is_request_error(decoded.error().code_as<qtsm::QtsmError>()));
+        require(error && error->code == decoded.error().code_as<qtsm::QtsmError>());
         return false;
     }
     require(qtsm::response_matches(decoded.value(), response.value()));
@@ -131,7 +134,7 @@ void decode_as_response(Bytes const& item)
 {
     auto decoded = qtsm::decode_response(item);
     if (decoded.is_error()) {
-        require(decoded.error().code() == static_cast<int>(qtsm::ErrorCode::InvalidResponse));
+        require(decoded.error().is(qtsm::QtsmError::InvalidResponse));
         return;
     }
     Bytes encoded = qtsm::encode_response(decoded.value());

@@ -6,6 +6,7 @@
 //     makes hard links (or symbolic links with -s) for every applet.
 //   - An unknown name prints "<name>: applet not found" and exits 127.
 #include <qtbox/base/log.hpp>
+#include <qtbox/base/verify.hpp>
 
 #include <fmt/format.h>
 
@@ -152,10 +153,17 @@ int qtbox_main(int argc, char** argv)
     return run_applet(*applet, argc - 1, argv + 1);
 }
 
+// A failed VERIFY: one line naming the applet and the place, then abort().
+void report_invariant(std::string_view what, char const* file, int line)
+{
+    qtbox::log::error("internal error (a bug in qtbox): {} at {}:{}", what, file, line);
+}
+
 } // namespace
 
 int main(int argc, char** argv)
 {
+    qtbox::set_invariant_handler(report_invariant);
     std::string_view name = base_name(argc > 0 ? argv[0] : nullptr);
     if (name == "qtbox")
         return qtbox_main(argc, argv);

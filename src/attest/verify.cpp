@@ -11,7 +11,7 @@ namespace qtbox::attest {
 
 namespace {
 
-Error failure(Failure kind, std::string message)
+Error failure(VerifyError kind, std::string message)
 {
     return Error::from_code(kind, std::move(message));
 }
@@ -26,7 +26,7 @@ std::string describe(crypto::Certificate const& certificate)
 ErrorOr<crypto::Certificate> pinned_root(ParsedDocument const& parsed, TrustAnchor const& anchor)
 {
     if (anchor.roots.empty() && !anchor.fingerprint)
-        return failure(Failure::Chain, "chain: no trusted root given");
+        return failure(VerifyError::Chain, "chain: no trusted root given");
     crypto::Certificate const& bundle_root = parsed.bundle.front();
     std::optional<crypto::Certificate> match;
     if (anchor.fingerprint) {
@@ -39,7 +39,7 @@ ErrorOr<crypto::Certificate> pinned_root(ParsedDocument const& parsed, TrustAnch
             match = root;
     }
     if (!match)
-        return failure(Failure::Chain, fmt::format("chain: cabundle[0] ({}, sha256 {}) is not the pinned root",
+        return failure(VerifyError::Chain, fmt::format("chain: cabundle[0] ({}, sha256 {}) is not the pinned root",
             describe(bundle_root), hex_encode(bundle_root.sha256_fingerprint())));
     return *match;
 }
@@ -52,11 +52,11 @@ ErrorOr<void> check_chain(ParsedDocument const& parsed, crypto::Certificate cons
     if (!verified.is_error())
         return {};
     Error const& error = verified.error();
-    if (error.is(crypto::ChainFailure::Expired) || error.is(crypto::ChainFailure::NotYetValid))
-        return failure(Failure::Time, "time: " + error.message());
-    if (error.is(crypto::ChainFailure::Malformed))
-        return failure(Failure::Malformed, "malformed document: " + error.message());
-    return failure(Failure::Chain, "chain: " + error.message());
+    if (error.is(crypto::ChainError::Expired) || error.is(crypto::ChainError::NotYetValid))
+        return failure(VerifyError::Time, "time: " + error.message());
+    if (error.is(crypto::ChainError::Malformed))
+        return failure(VerifyError::Malformed, "malformed document: " + error.message());
+    return failure(VerifyError::Chain, "chain: " + error.message());
 }
 
 ErrorOr<void> check_freshness(Document const& document, Expectations const& expectations, UnixMillis at)
@@ -65,10 +65,10 @@ ErrorOr<void> check_freshness(Document const& document, Expectations const& expe
         return {};
     auto timestamp = static_cast<std::int64_t>(document.timestamp);
     if (timestamp > at && timestamp - at > MAX_CLOCK_SKEW_MS)
-        return failure(Failure::Time, fmt::format("time: the document's timestamp {} is after {} (by more than {} s)",
+        return failure(VerifyError::Time, fmt::format("time: the document's timestamp {} is after {} (by more than {} s)",
             format_rfc3339(timestamp), format_rfc3339(at), MAX_CLOCK_SKEW_MS / 1000));
     if (timestamp < at && at - timestamp > *expectations.max_age_ms)
-        return failure(Failure::Time, fmt::format("time: the document is stale: issued {}, {} ms before {}, max age {} ms",
+        return failure(VerifyError::Time, fmt::format("time: the document is stale: issued {}, {} ms before {}, max age {} ms",
             format_rfc3339(timestamp), at - timestamp, format_rfc3339(at), *expectations.max_age_ms));
     return {};
 }
@@ -77,9 +77,9 @@ ErrorOr<void> check_nonce(Document const& document, Expectations const& expectat
 {
     for (auto const& expected : expectations.nonces) {
         if (!document.nonce || document.nonce->empty())
-            return failure(Failure::Nonce, "nonce: the document carries no nonce");
+            return failure(VerifyError::Nonce, "nonce: the document carries no nonce");
         if (!constant_time_equal(*document.nonce, expected))
-            return failure(Failure::Nonce, fmt::format("nonce: the document's nonce {} is not the expected one",
+            return failure(VerifyError::Nonce, fmt::format("nonce: the document's nonce {} is not the expected one",
                 hex_encode(*document.nonce)));
     }
     return {};
@@ -90,11 +90,11 @@ ErrorOr<void> check_pcrs(Document const& document, Expectations const& expectati
     for (auto const& requirement : expectations.pcrs) {
         Bytes const* value = document.pcr(requirement.index);
         if (value == nullptr)
-            return failure(Failure::Policy, fmt::format("policy: PCR{} is not in the document", requirement.index));
+            return failure(VerifyError::Policy, fmt::format("policy: PCR{} is not in the document", requirement.index));
         bool matched = std::any_of(requirement.accepted.begin(), requirement.accepted.end(),
             [&](Bytes const& accepted) { return constant_time_equal(accepted, *value); });
         if (!matched)
-            return failure(Failure::Policy, fmt::format("policy: PCR{} is {}, not an accepted value", requirement.index,
+            return failure(VerifyError::Policy, fmt::format("policy: PCR{} is {}, not an accepted value", requirement.index,
                 hex_encode(*value)));
     }
     return {};
@@ -107,7 +107,7 @@ ErrorOr<VerifiedDocument> verify_document(ByteView cose, VerifyOptions const& op
     // 1. Syntax and limits.
     auto parsed_or_error = parse_document(cose);
     if (parsed_or_error.is_error())
-        return failure(Failure::Malformed, "malformed document: " + parsed_or_error.error().message());
+        return failure(VerifyError::Malformed, "malformed document: " + parsed_or_error.error().message());
     ParsedDocument parsed = parsed_or_error.release_value();
 
     // 2. Chain to the pinned root at `at`.
@@ -117,7 +117,7 @@ ErrorOr<VerifiedDocument> verify_document(ByteView cose, VerifyOptions const& op
     // 3. COSE signature with the leaf's key, either byte order.
     auto order = cose::verify_sign1(parsed.envelope, parsed.leaf.public_key());
     if (order.is_error())
-        return failure(Failure::Signature, "signature: " + order.error().message());
+        return failure(VerifyError::Signature, "signature: " + order.error().message());
 
     // 4..6. Freshness, nonce, PCRs.
     TRY(check_freshness(parsed.document, options.expectations, options.at));

@@ -1,5 +1,8 @@
 #include <qtbox/base/error.hpp>
+#include <qtbox/base/verify.hpp>
 
+#include <atomic>
+#include <cstdlib>
 #include <cstring>
 
 namespace qtbox {
@@ -9,12 +12,12 @@ Error Error::from_errno(std::string_view what, int code)
     std::string message(what);
     message += ": ";
     message += std::strerror(code);
-    return Error(std::move(message), code, true);
+    return Error(std::move(message), &detail::errno_domain_id, code);
 }
 
-Error Error::from_string(std::string message, int code)
+Error Error::from_string(std::string message)
 {
-    return Error(std::move(message), code, false);
+    return Error(std::move(message), nullptr, 0);
 }
 
 Error Error::context(std::string_view what) &&
@@ -26,6 +29,24 @@ Error Error::context(std::string_view what) &&
     }
     m_message = std::move(message);
     return std::move(*this);
+}
+
+namespace {
+
+std::atomic<InvariantHandler> g_invariant_handler { nullptr };
+
+} // namespace
+
+void set_invariant_handler(InvariantHandler handler)
+{
+    g_invariant_handler.store(handler);
+}
+
+void invariant_failed(std::string_view what, char const* file, int line)
+{
+    if (auto handler = g_invariant_handler.load())
+        handler(what, file, line);
+    std::abort();
 }
 
 } // namespace qtbox

@@ -71,7 +71,7 @@ ErrorOr<Filter> Filter::create(Action default_action)
     std::uint32_t action = default_action == Action::KillProcess ? SCMP_ACT_KILL_PROCESS : SCMP_ACT_TRAP;
     scmp_filter_ctx context = seccomp_init(action);
     if (!context)
-        return Error::from_string("seccomp_init failed", ENOMEM);
+        return Error::from_string("seccomp_init failed");
     return Filter(context);
 }
 

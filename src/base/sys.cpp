@@ -5,7 +5,9 @@
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
+#include <sys/eventfd.h>
 #include <sys/random.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -64,7 +66,7 @@ ErrorOr<void> read_exact(int fd, void* buffer, std::size_t size)
     while (size > 0) {
         std::size_t n = TRY(read(fd, cursor, size));
         if (n == 0)
-            return Error::from_string("read: unexpected end of file", EPIPE);
+            return Error::from_code(SysError::UnexpectedEnd, "read: unexpected end of file");
         cursor += n;
         size -= n;
     }
@@ -82,7 +84,7 @@ ErrorOr<void> pread_exact(int fd, void* buffer, std::size_t size, std::uint64_t 
             return Error::from_errno("pread");
         }
         if (n == 0)
-            return Error::from_string("pread: unexpected end of file", EPIPE);
+            return Error::from_code(SysError::UnexpectedEnd, "pread: unexpected end of file");
         cursor += n;
         size -= static_cast<std::size_t>(n);
         offset += static_cast<std::uint64_t>(n);
@@ -112,7 +114,7 @@ ErrorOr<Bytes> read_fd(int fd, std::size_t max_size)
     for (;;) {
         std::size_t old_size = bytes.size();
         if (old_size > max_size)
-            return Error::from_string(fmt::format("input is larger than the limit of {} bytes", max_size), EFBIG);
+            return Error::from_code(SysError::TooLarge, fmt::format("input is larger than the limit of {} bytes", max_size));
         bytes.resize(old_size + chunk);
         std::size_t n = TRY(read(fd, bytes.data() + old_size, chunk));
         bytes.resize(old_size + n);
@@ -120,7 +122,7 @@ ErrorOr<Bytes> read_fd(int fd, std::size_t max_size)
             break;
     }
     if (bytes.size() > max_size)
-        return Error::from_string(fmt::format("input is larger than the limit of {} bytes", max_size), EFBIG);
+        return Error::from_code(SysError::TooLarge, fmt::format("input is larger than the limit of {} bytes", max_size));
     return bytes;
 }
 
@@ -142,7 +144,7 @@ ErrorOr<Bytes> read_file(std::string const& path, std::size_t max_size)
 ErrorOr<void> mkdir_p(std::string const& path, mode_t mode)
 {
     if (path.empty())
-        return Error::from_string("mkdir: empty path", EINVAL);
+        return Error::from_code(SysError::EmptyPath, "mkdir: empty path");
     std::string partial;
     std::size_t position = 0;
     while (position != std::string::npos) {
@@ -155,7 +157,7 @@ ErrorOr<void> mkdir_p(std::string const& path, mode_t mode)
     }
     auto st = TRY(stat(path));
     if (!S_ISDIR(st.st_mode))
-        return Error::from_string(fmt::format("mkdir {}: exists and is not a directory", path), ENOTDIR);
+        return Error::from_code(SysError::NotADirectory, fmt::format("mkdir {}: exists and is not a directory", path));
     return {};
 }
 
@@ -196,6 +198,47 @@ ErrorOr<void> getrandom(void* buffer, std::size_t size)
     return {};
 }
 
+ErrorOr<void> set_nonblocking(int fd)
+{
+    int flags = ::fcntl(fd, F_GETFL);
+    if (flags < 0)
+        return Error::from_errno("fcntl F_GETFL");
+    if ((flags & O_NONBLOCK) == 0 && ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
+        return Error::from_errno("fcntl F_SETFL O_NONBLOCK");
+    return {};
+}
+
+ErrorOr<UniqueFd> signalfd(sigset_t const& signals)
+{
+    int fd = ::signalfd(-1, &signals, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (fd < 0)
+        return Error::from_errno("signalfd");
+    return UniqueFd(fd);
+}
+
+ErrorOr<UniqueFd> eventfd()
+{
+    int fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (fd < 0)
+        return Error::from_errno("eventfd");
+    return UniqueFd(fd);
+}
+
+void signal_event(int fd)
+{
+    std::uint64_t one = 1;
+    // Fails only when the counter would overflow (the event is pending
+    // anyway) or on a bad fd (a bug the caller's tests catch).
+    [[maybe_unused]] auto written = ::write(fd, &one, sizeof(one));
+}
+
+void clear_event(int fd)
+{
+    std::uint64_t count = 0;
+    // EAGAIN: nothing was pending.
+    [[maybe_unused]] auto taken = ::read(fd, &count, sizeof(count));
+}
+
 namespace {
 
 ErrorOr<sockaddr_un> unix_address(std::string const& path)
@@ -203,7 +246,7 @@ ErrorOr<sockaddr_un> unix_address(std::string const& path)
     sockaddr_un address {};
     address.sun_family = AF_UNIX;
     if (path.empty() || path.size() >= sizeof(address.sun_path))
-        return Error::from_string(fmt::format("socket path is empty or longer than {} bytes: {}", sizeof(address.sun_path) - 1, path), ENAMETOOLONG);
+        return Error::from_code(SysError::PathTooLong, fmt::format("socket path is empty or longer than {} bytes: {}", sizeof(address.sun_path) - 1, path));
     std::memcpy(address.sun_path, path.data(), path.size());
     return address;
 }
@@ -256,7 +299,7 @@ ErrorOr<AtomicFile> AtomicFile::create(std::string path, mode_t mode)
     std::string directory = slash == std::string::npos ? "." : path.substr(0, slash == 0 ? 1 : slash);
     std::string base = slash == std::string::npos ? path : path.substr(slash + 1);
     if (base.empty())
-        return Error::from_string(fmt::format("output path names a directory: {}", path), EISDIR);
+        return Error::from_code(SysError::IsADirectory, fmt::format("output path names a directory: {}", path));
     std::string temporary = (directory == "/" ? "" : directory) + "/." + base + ".XXXXXX";
     int fd = ::mkostemp(temporary.data(), O_CLOEXEC);
     if (fd < 0)

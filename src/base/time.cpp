@@ -80,7 +80,7 @@ bool expect(std::string_view text, std::size_t& position, char c)
 ErrorOr<UnixMillis> parse_rfc3339(std::string_view text)
 {
     auto invalid = [&](char const* why) {
-        return Error::from_string(fmt::format("invalid RFC 3339 time '{}': {}", text, why), EINVAL);
+        return Error::from_string(fmt::format("invalid RFC 3339 time '{}': {}", text, why));
     };
     std::size_t p = 0;
     unsigned year = 0, month = 0, day = 0, hour = 0, minute = 0, second = 0;
@@ -158,7 +158,7 @@ std::string format_rfc3339(UnixMillis instant)
 ErrorOr<std::int64_t> parse_duration_ms(std::string_view text)
 {
     auto invalid = [&](char const* why) {
-        return Error::from_string(fmt::format("invalid duration '{}': {}", text, why), EINVAL);
+        return Error::from_string(fmt::format("invalid duration '{}': {}", text, why));
     };
     if (text.empty())
         return invalid("empty");

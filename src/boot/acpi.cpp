@@ -80,9 +80,9 @@ ErrorOr<Bytes> virtio_mmio_aml(std::size_t index, VirtioMmioDevice const& device
     // Linux binds virtio_mmio to ACPI id LNRO0005 (drivers/virtio/virtio_mmio.c);
     // _CCA One: DMA is cache coherent.
     if (index >= MAX_VIRTIO_DEVICES)
-        return Error::from_code(Failure::TooMany, "too many virtio-mmio devices for the DSDT");
+        return Error::from_code(BootError::TooMany, "too many virtio-mmio devices for the DSDT");
     if (device.base > 0xFFFFFFFFull || device.size == 0 || device.base + device.size > 0x100000000ull)
-        return Error::from_code(Failure::NoRoom, fmt::format("virtio-mmio window {:#x}+{:#x} is not below 4 GiB", device.base, device.size));
+        return Error::from_code(BootError::NoRoom, fmt::format("virtio-mmio window {:#x}+{:#x} is not below 4 GiB", device.base, device.size));
     Bytes descriptors = aml::memory32_fixed(true, static_cast<std::uint32_t>(device.base), device.size);
     append(descriptors, aml::interrupt(true, false, false, device.gsi));
     Bytes hid = TRY(aml::string("LNRO0005"));
@@ -96,7 +96,7 @@ ErrorOr<Bytes> virtio_mmio_aml(std::size_t index, VirtioMmioDevice const& device
 ErrorOr<AcpiTables> build_acpi_tables(AcpiConfig const& config)
 {
     if (config.vcpu_count == 0 || config.vcpu_count > MAX_ACPI_VCPUS)
-        return Error::from_code(Failure::TooMany, fmt::format("{} vCPUs: the MADT describes 1 to {}", config.vcpu_count, MAX_ACPI_VCPUS));
+        return Error::from_code(BootError::TooMany, fmt::format("{} vCPUs: the MADT describes 1 to {}", config.vcpu_count, MAX_ACPI_VCPUS));
     AcpiTables result;
     Bytes& blob = result.tables;
 
@@ -154,7 +154,7 @@ ErrorOr<AcpiTables> build_acpi_tables(AcpiConfig const& config)
     append(blob, xsdt);
 
     if (blob.size() > config.tables_space)
-        return Error::from_code(Failure::NoRoom, fmt::format("ACPI tables need {} bytes, {} are reserved", blob.size(), config.tables_space));
+        return Error::from_code(BootError::NoRoom, fmt::format("ACPI tables need {} bytes, {} are reserved", blob.size(), config.tables_space));
 
     // RSDP revision 2 (§5.2.5.3): checksum over the first 20 bytes, the
     // extended checksum over all 36.

@@ -73,11 +73,11 @@ ErrorOr<Bytes> name_string(std::string_view path)
         path = dot == std::string_view::npos ? std::string_view() : path.substr(dot + 1);
     }
     if (segments.empty() || segments.size() > MAX_SEGMENTS)
-        return Error::from_string("AML name: empty or too long path", EINVAL);
+        return Error::from_string("AML name: empty or too long path");
     for (auto segment : segments) {
         if (segment.size() != 4 || !is_lead_name_char(segment[0]) || !is_name_char(segment[1])
             || !is_name_char(segment[2]) || !is_name_char(segment[3]))
-            return Error::from_string(fmt::format("AML name: '{}' is not a 4-character NameSeg", segment), EINVAL);
+            return Error::from_string(fmt::format("AML name: '{}' is not a 4-character NameSeg", segment));
     }
     if (segments.size() == 2) {
         out.push_back(DUAL_NAME_PREFIX);
@@ -127,7 +127,7 @@ ErrorOr<Bytes> string(std::string_view text)
     Bytes out { STRING_PREFIX };
     for (char c : text) {
         if (c == 0 || static_cast<unsigned char>(c) > 0x7F)
-            return Error::from_string("AML string: only ASCII 0x01-0x7F is allowed", EINVAL);
+            return Error::from_string("AML string: only ASCII 0x01-0x7F is allowed");
         out.push_back(static_cast<std::uint8_t>(c));
     }
     out.push_back(0);
@@ -146,17 +146,17 @@ ErrorOr<Bytes> eisa_id(std::string_view id)
         return -1;
     };
     if (id.size() != 7)
-        return Error::from_string(fmt::format("EISA id '{}' is not 7 characters", id), EINVAL);
+        return Error::from_string(fmt::format("EISA id '{}' is not 7 characters", id));
     std::uint32_t value = 0;
     for (int i = 0; i < 3; ++i) {
         if (id[i] < 'A' || id[i] > 'Z')
-            return Error::from_string(fmt::format("EISA id '{}': vendor must be 3 uppercase letters", id), EINVAL);
+            return Error::from_string(fmt::format("EISA id '{}': vendor must be 3 uppercase letters", id));
         value = (value << 5) | static_cast<std::uint32_t>(id[i] - 'A' + 1);
     }
     for (int i = 3; i < 7; ++i) {
         int digit = hex(id[i]);
         if (digit < 0)
-            return Error::from_string(fmt::format("EISA id '{}': product must be 4 hex digits", id), EINVAL);
+            return Error::from_string(fmt::format("EISA id '{}': product must be 4 hex digits", id));
         value = (value << 4) | static_cast<std::uint32_t>(digit);
     }
     // Stored as the big-endian bytes of `value`, read as a little-endian DWord.

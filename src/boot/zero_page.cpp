@@ -36,13 +36,13 @@ ErrorOr<std::array<std::uint8_t, zero_page::SIZE>> build_zero_page(BzImage const
     ZeroPageParameters const& parameters)
 {
     if (parameters.e820.size() > E820_MAX_ENTRIES)
-        return Error::from_code(Failure::TooMany, fmt::format("{} e820 entries, the zero page holds {}", parameters.e820.size(), E820_MAX_ENTRIES));
+        return Error::from_code(BootError::TooMany, fmt::format("{} e820 entries, the zero page holds {}", parameters.e820.size(), E820_MAX_ENTRIES));
     // Everything below 4 GiB lets the ext_* high halves stay zero; the
     // layout never puts these above 4 GiB.
     for (std::uint64_t address : { parameters.cmdline_address, parameters.initrd_address, parameters.load_address,
              parameters.initrd_address + parameters.initrd_size }) {
         if (address > 0xFFFFFFFFull)
-            return Error::from_code(Failure::NoRoom, fmt::format("boot address {:#x} is above 4 GiB", address));
+            return Error::from_code(BootError::NoRoom, fmt::format("boot address {:#x} is above 4 GiB", address));
     }
 
     std::array<std::uint8_t, zero_page::SIZE> page {};
@@ -71,10 +71,10 @@ ErrorOr<Bytes> command_line_bytes(BzImage const& image, std::string_view cmdline
 {
     std::uint64_t limit = std::min<std::uint64_t>(image.cmdline_size, CMDLINE_MAX_SIZE - 1);
     if (cmdline.size() > limit)
-        return Error::from_code(Failure::CommandLineTooLong,
+        return Error::from_code(BootError::CommandLineTooLong,
             fmt::format("kernel command line is {} bytes; this kernel accepts at most {}", cmdline.size(), limit));
     if (cmdline.find('\0') != std::string_view::npos)
-        return Error::from_code(Failure::CommandLineTooLong, "kernel command line contains a NUL byte");
+        return Error::from_code(BootError::CommandLineTooLong, "kernel command line contains a NUL byte");
     Bytes bytes = to_bytes(cmdline);
     bytes.push_back(0);
     return bytes;
@@ -84,7 +84,7 @@ ErrorOr<std::uint64_t> place_initrd(BzImage const& image, std::span<kvm::MemoryR
     std::uint64_t load_address, std::uint64_t initrd_size)
 {
     if (ram.empty())
-        return Error::from_code(Failure::NoRoom, "no guest RAM");
+        return Error::from_code(BootError::NoRoom, "no guest RAM");
     // The first region always starts at 0 and ends at or below the hole.
     std::uint64_t top = ram.front().guest_address + ram.front().size;
     if (!(image.xloadflags & setup::XLF_CAN_BE_LOADED_ABOVE_4G))
@@ -92,7 +92,7 @@ ErrorOr<std::uint64_t> place_initrd(BzImage const& image, std::span<kvm::MemoryR
     std::uint64_t floor = kernel_reserved_end(image, load_address);
     std::uint64_t needed = (initrd_size + PAGE_SIZE - 1) / PAGE_SIZE * PAGE_SIZE;
     if (top < floor || top - floor < needed)
-        return Error::from_code(Failure::NoRoom,
+        return Error::from_code(BootError::NoRoom,
             fmt::format("the initrd ({} MiB) does not fit between the kernel's {} MiB working area and the end of low memory at {} MiB",
                 (initrd_size + MIB - 1) / MIB, (floor + MIB - 1) / MIB, top / MIB));
     return (top - needed) / PAGE_SIZE * PAGE_SIZE;

@@ -1,4 +1,5 @@
 #include <qtbox/cbor/encoder.hpp>
+#include <qtbox/base/verify.hpp>
 
 #include "float16.hpp"
 
@@ -143,10 +144,8 @@ Encoder& Encoder::undefined()
 
 Encoder& Encoder::simple(std::uint8_t value)
 {
-    if (value >= 24 && value < 32) {
-        std::fprintf(stderr, "qtbox: internal error: CBOR simple value %u has no encoding\n", value);
-        std::abort();
-    }
+    // RFC 8949 §3.3: simple values 24-31 are reserved and have no encoding.
+    VERIFY(value < 24 || value >= 32);
     head(MAJOR_SIMPLE, value);
     return *this;
 }

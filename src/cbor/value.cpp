@@ -1,4 +1,5 @@
 #include <qtbox/cbor/value.hpp>
+#include <qtbox/base/verify.hpp>
 
 #include <fmt/format.h>
 
@@ -161,9 +162,7 @@ void Value::wrong_type(Type wanted) const
 {
     // A caller asked for a type it did not check: a bug in qtbox, never a
     // property of the input. Stop rather than read the wrong member.
-    std::fprintf(stderr, "qtbox: internal error: CBOR %s used as %s\n", type_name(m_type).data(),
-        type_name(wanted).data());
-    std::abort();
+    invariant_failed(fmt::format("CBOR {} used as {}", type_name(m_type), type_name(wanted)), __FILE__, __LINE__);
 }
 
 std::uint64_t Value::as_unsigned() const

@@ -30,7 +30,7 @@ namespace {
 
 Error malformed(std::string why)
 {
-    return Error::from_code(Failure::Malformed, "COSE_Sign1: " + std::move(why));
+    return Error::from_code(CoseError::Malformed, "COSE_Sign1: " + std::move(why));
 }
 
 // The algorithm's curve and its signature size (RFC 9053 §2.1).
@@ -54,7 +54,7 @@ ErrorOr<Algorithm> algorithm_for_key(crypto::KeyType type)
     case crypto::KeyType::Rsa:
         break;
     }
-    return Error::from_code(Failure::KeyMismatch, "COSE_Sign1: signing needs an EC P-256 or P-384 key");
+    return Error::from_code(CoseError::KeyMismatch, "COSE_Sign1: signing needs an EC P-256 or P-384 key");
 }
 
 bool is_label(cbor::Value const& key, std::int64_t label)
@@ -125,25 +125,25 @@ ErrorOr<Algorithm> sign1_algorithm(Sign1 const& message)
             if (is_label(entry.key, HEADER_ALGORITHM))
                 return malformed("alg in the unprotected header");
             if (is_label(entry.key, HEADER_CRITICAL))
-                return Error::from_code(Failure::UnsupportedAlgorithm,
+                return Error::from_code(CoseError::UnsupportedAlgorithm,
                     "COSE_Sign1: critical headers are not supported");
         }
     }
     cbor::Value const* algorithm = nullptr;
     for (auto const& entry : protected_map.as_map()) {
         if (is_label(entry.key, HEADER_CRITICAL))
-            return Error::from_code(Failure::UnsupportedAlgorithm, "COSE_Sign1: critical headers are not supported");
+            return Error::from_code(CoseError::UnsupportedAlgorithm, "COSE_Sign1: critical headers are not supported");
         if (is_label(entry.key, HEADER_ALGORITHM))
             algorithm = &entry.value;
     }
     if (algorithm == nullptr)
-        return Error::from_code(Failure::UnsupportedAlgorithm, "COSE_Sign1: no alg in the protected header");
+        return Error::from_code(CoseError::UnsupportedAlgorithm, "COSE_Sign1: no alg in the protected header");
     auto value = algorithm->as_int64();
     if (value == static_cast<std::int64_t>(Algorithm::ES256))
         return Algorithm::ES256;
     if (value == static_cast<std::int64_t>(Algorithm::ES384))
         return Algorithm::ES384;
-    return Error::from_code(Failure::UnsupportedAlgorithm,
+    return Error::from_code(CoseError::UnsupportedAlgorithm,
         fmt::format("COSE_Sign1: algorithm {} is not ES256 or ES384", cbor::to_diagnostic(*algorithm)));
 }
 
@@ -171,7 +171,7 @@ ErrorOr<SignatureOrder> verify_sign1(Sign1 const& message, crypto::PublicKey con
 {
     Algorithm algorithm = TRY(sign1_algorithm(message));
     if (key.type() != key_type_of(algorithm))
-        return Error::from_code(Failure::KeyMismatch,
+        return Error::from_code(CoseError::KeyMismatch,
             fmt::format("COSE_Sign1: {} needs a {} key, not {}", algorithm_name(algorithm),
                 crypto::key_type_name(key_type_of(algorithm)), crypto::key_type_name(key.type())));
     if (message.signature.size() != signature_size_of(algorithm))
@@ -191,16 +191,16 @@ ErrorOr<SignatureOrder> verify_sign1(Sign1 const& message, crypto::PublicKey con
     auto attempt = key.verify_digest(digest, message.signature);
     if (!attempt.is_error())
         return SignatureOrder::Rfc9052;
-    if (!attempt.error().is(crypto::Failure::BadSignature) && !attempt.error().is(crypto::Failure::Malformed))
+    if (!attempt.error().is(crypto::CryptoError::BadSignature) && !attempt.error().is(crypto::CryptoError::Malformed))
         return attempt.release_error();
     // Malformed here means r or s out of range in this reading, which the
     // other order may still satisfy.
     auto reversed = key.verify_digest(digest, reverse_signature_halves(message.signature));
     if (!reversed.is_error())
         return SignatureOrder::QingTian;
-    if (!reversed.error().is(crypto::Failure::BadSignature) && !reversed.error().is(crypto::Failure::Malformed))
+    if (!reversed.error().is(crypto::CryptoError::BadSignature) && !reversed.error().is(crypto::CryptoError::Malformed))
         return reversed.release_error();
-    return Error::from_code(Failure::BadSignature,
+    return Error::from_code(CoseError::BadSignature,
         fmt::format("COSE_Sign1: {} signature does not verify in either byte order", algorithm_name(algorithm)));
 }
 
@@ -229,7 +229,7 @@ ErrorOr<Bytes> sign_sign1(ByteView payload, crypto::PrivateKey const& key, SignO
     if (named.is_error())
         return named.release_error();
     if (named.value() != algorithm)
-        return Error::from_code(Failure::KeyMismatch,
+        return Error::from_code(CoseError::KeyMismatch,
             fmt::format("COSE_Sign1: the protected header names {} but the key is {}",
                 algorithm_name(named.value()), crypto::key_type_name(key.type())));
 

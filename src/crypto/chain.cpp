@@ -8,22 +8,22 @@
 
 namespace qtbox::crypto {
 
-std::string_view chain_failure_name(ChainFailure failure)
+std::string_view chain_failure_name(ChainError failure)
 {
     switch (failure) {
-    case ChainFailure::Malformed: return "malformed certificate";
-    case ChainFailure::TooLong: return "chain too long";
-    case ChainFailure::Untrusted: return "not issued by a trusted root";
-    case ChainFailure::ConstraintViolated: return "CA constraints violated";
-    case ChainFailure::Expired: return "certificate expired";
-    case ChainFailure::NotYetValid: return "certificate not yet valid";
+    case ChainError::Malformed: return "malformed certificate";
+    case ChainError::TooLong: return "chain too long";
+    case ChainError::Untrusted: return "not issued by a trusted root";
+    case ChainError::ConstraintViolated: return "CA constraints violated";
+    case ChainError::Expired: return "certificate expired";
+    case ChainError::NotYetValid: return "certificate not yet valid";
     }
     return "unknown chain failure";
 }
 
 namespace {
 
-Error chain_error(ChainFailure failure, std::string message)
+Error chain_error(ChainError failure, std::string message)
 {
     return Error::from_code(failure, std::move(message));
 }
@@ -53,7 +53,7 @@ ErrorOr<void> check_constraints(std::vector<Certificate const*> const& path)
         auto const& certificate = *path[index];
         auto usage = certificate.key_usage();
         auto fail = [&](std::string_view why) {
-            return chain_error(ChainFailure::ConstraintViolated, fmt::format("{}: {}", describe(path, index), why));
+            return chain_error(ChainError::ConstraintViolated, fmt::format("{}: {}", describe(path, index), why));
         };
         if (index == 0) {
             if (certificate.is_ca())
@@ -80,11 +80,11 @@ ErrorOr<void> check_times(std::vector<Certificate const*> const& path, UnixMilli
     for (std::size_t index = 0; index < path.size(); ++index) {
         auto const& certificate = *path[index];
         if (at < certificate.not_before())
-            return chain_error(ChainFailure::NotYetValid,
+            return chain_error(ChainError::NotYetValid,
                 fmt::format("{}: not valid before {} (checked at {})", describe(path, index),
                     format_rfc3339(certificate.not_before()), format_rfc3339(at)));
         if (at > certificate.not_after())
-            return chain_error(ChainFailure::Expired,
+            return chain_error(ChainError::Expired,
                 fmt::format("{}: expired at {} (checked at {})", describe(path, index),
                     format_rfc3339(certificate.not_after()), format_rfc3339(at)));
     }
@@ -119,9 +119,9 @@ ErrorOr<void> verify_chain(Certificate const& leaf, std::span<Certificate const>
     std::span<Certificate const> roots, UnixMillis at)
 {
     if (roots.empty())
-        return chain_error(ChainFailure::Malformed, "no trusted root certificate given");
+        return chain_error(ChainError::Malformed, "no trusted root certificate given");
     if (roots.size() > MAX_TRUSTED_ROOTS)
-        return chain_error(ChainFailure::TooLong, fmt::format("{} trusted roots, at most {}", roots.size(), MAX_TRUSTED_ROOTS));
+        return chain_error(ChainError::TooLong, fmt::format("{} trusted roots, at most {}", roots.size(), MAX_TRUSTED_ROOTS));
     // A caller may pass the whole bundle, root included, as intermediates
     // (the attestation cabundle starts with the root): the root is then
     // taken from `roots`, not from the untrusted list.
@@ -131,7 +131,7 @@ ErrorOr<void> verify_chain(Certificate const& leaf, std::span<Certificate const>
             intermediates = intermediates.first(intermediates.size() - 1);
     }
     if (intermediates.size() + 2 > MAX_CHAIN_LENGTH)
-        return chain_error(ChainFailure::TooLong,
+        return chain_error(ChainError::TooLong,
             fmt::format("{} certificates in the chain, at most {}", intermediates.size() + 2, MAX_CHAIN_LENGTH));
 
     std::vector<Certificate const*> path;
@@ -144,7 +144,7 @@ ErrorOr<void> verify_chain(Certificate const& leaf, std::span<Certificate const>
     for (std::size_t index = 0; index + 1 < path.size(); ++index) {
         auto link = check_link(*path[index], *path[index + 1]);
         if (link.is_error()) {
-            return chain_error(ChainFailure::Untrusted,
+            return chain_error(ChainError::Untrusted,
                 fmt::format("{}: {}", index == 0 ? fmt::format("the leaf ({})", path[0]->subject())
                                                  : fmt::format("intermediate {} ({})", index, path[index]->subject()),
                     link.error().message()));
@@ -156,8 +156,8 @@ ErrorOr<void> verify_chain(Certificate const& leaf, std::span<Certificate const>
         auto top = fmt::format("{} ({})", path.size() == 1 ? "the leaf" : "the last intermediate", path.back()->subject());
         // A root with the right name that did not sign it says why.
         if (root_failure)
-            return chain_error(ChainFailure::Untrusted, fmt::format("{}: {}", top, root_failure->message()));
-        return chain_error(ChainFailure::Untrusted,
+            return chain_error(ChainError::Untrusted, fmt::format("{}: {}", top, root_failure->message()));
+        return chain_error(ChainError::Untrusted,
             fmt::format("{} is not issued by a trusted root (issuer \"{}\")", top, path.back()->issuer()));
     }
     // The path must end at the first certificate a trusted root issued: a
@@ -166,7 +166,7 @@ ErrorOr<void> verify_chain(Certificate const& leaf, std::span<Certificate const>
     for (std::size_t index = 0; index + 1 < path.size(); ++index) {
         std::optional<Error> ignored;
         if (auto const* shortcut = issuing_root(*path[index], roots, ignored)) {
-            return chain_error(ChainFailure::Untrusted,
+            return chain_error(ChainError::Untrusted,
                 fmt::format("{} is issued by the trusted root ({}) itself, but the chain goes on above it", describe(path, index),
                     shortcut->subject()));
         }
@@ -182,14 +182,14 @@ ErrorOr<void> verify_chain(Certificate const& leaf, std::span<Certificate const>
 ErrorOr<void> verify_chain_der(ByteView leaf, std::span<Bytes const> intermediates, std::span<Bytes const> roots, UnixMillis at)
 {
     if (intermediates.size() + 2 > MAX_CHAIN_LENGTH + 1)
-        return chain_error(ChainFailure::TooLong,
+        return chain_error(ChainError::TooLong,
             fmt::format("{} certificates in the chain, at most {}", intermediates.size() + 2, MAX_CHAIN_LENGTH));
     if (roots.size() > MAX_TRUSTED_ROOTS)
-        return chain_error(ChainFailure::TooLong, fmt::format("{} trusted roots, at most {}", roots.size(), MAX_TRUSTED_ROOTS));
+        return chain_error(ChainError::TooLong, fmt::format("{} trusted roots, at most {}", roots.size(), MAX_TRUSTED_ROOTS));
     auto parse = [](ByteView der, std::string_view what) -> ErrorOr<Certificate> {
         auto certificate = Certificate::parse_der(der);
         if (certificate.is_error())
-            return chain_error(ChainFailure::Malformed, fmt::format("{}: {}", what, certificate.error().message()));
+            return chain_error(ChainError::Malformed, fmt::format("{}: {}", what, certificate.error().message()));
         return certificate.release_value();
     };
     auto parsed_leaf = TRY(parse(leaf, "the leaf"));

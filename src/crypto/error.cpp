@@ -6,29 +6,29 @@
 
 namespace qtbox::crypto {
 
-std::string_view failure_name(Failure failure)
+std::string_view failure_name(CryptoError failure)
 {
     switch (failure) {
-    case Failure::Malformed: return "malformed input";
-    case Failure::Unsupported: return "unsupported algorithm or key";
-    case Failure::WrongKeyType: return "wrong key type";
-    case Failure::BadSignature: return "bad signature";
-    case Failure::DecryptionFailed: return "decryption failed";
-    case Failure::TooLarge: return "input too large";
-    case Failure::RandomSource: return "random source failed";
-    case Failure::Internal: return "internal error";
+    case CryptoError::Malformed: return "malformed input";
+    case CryptoError::Unsupported: return "unsupported algorithm or key";
+    case CryptoError::WrongKeyType: return "wrong key type";
+    case CryptoError::BadSignature: return "bad signature";
+    case CryptoError::DecryptionFailed: return "decryption failed";
+    case CryptoError::TooLarge: return "input too large";
+    case CryptoError::RandomSource: return "random source failed";
+    case CryptoError::Internal: return "internal error";
     }
     return "unknown failure";
 }
 
-Error mbedtls_error(Failure failure, std::string_view what, int code)
+Error mbedtls_error(CryptoError failure, std::string_view what, int code)
 {
     char description[160] {};
     mbedtls_strerror(code, description, sizeof description);
     return Error::from_code(failure, fmt::format("{}: {} (-0x{:04x})", what, description, static_cast<unsigned>(-code)));
 }
 
-Error failure_error(Failure failure, std::string message)
+Error failure_error(CryptoError failure, std::string message)
 {
     return Error::from_code(failure, std::move(message));
 }

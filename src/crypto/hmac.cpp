@@ -40,10 +40,10 @@ SecretBytes hkdf_sha256_extract(ByteView salt, ByteView input_key_material)
 ErrorOr<SecretBytes> hkdf_sha256_expand(ByteView pseudorandom_key, ByteView info, std::size_t length)
 {
     if (length > HKDF_SHA256_MAX_OUTPUT)
-        return failure_error(Failure::TooLarge,
+        return failure_error(CryptoError::TooLarge,
             fmt::format("HKDF-SHA256: {} bytes requested, at most {} (RFC 5869 §2.3)", length, HKDF_SHA256_MAX_OUTPUT));
     if (pseudorandom_key.size() < SHA256_SIZE)
-        return failure_error(Failure::Malformed,
+        return failure_error(CryptoError::Malformed,
             fmt::format("HKDF-SHA256: the pseudorandom key has {} bytes, at least {} needed", pseudorandom_key.size(), SHA256_SIZE));
     SecretBytes output(length);
     if (length == 0)
@@ -51,7 +51,7 @@ ErrorOr<SecretBytes> hkdf_sha256_expand(ByteView pseudorandom_key, ByteView info
     int result = mbedtls_hkdf_expand(sha256_info(), pseudorandom_key.data(), pseudorandom_key.size(), info.data(),
         info.size(), output.data(), output.size());
     if (result != 0)
-        return mbedtls_error(Failure::Internal, "HKDF-SHA256 expand", result);
+        return mbedtls_error(CryptoError::Internal, "HKDF-SHA256 expand", result);
     return output;
 }
 

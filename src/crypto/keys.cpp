@@ -59,18 +59,18 @@ ErrorOr<Bytes> write_spki(mbedtls_pk_context& context)
     // mbedTLS writes DER backwards, ending at the end of the buffer.
     int length = mbedtls_pk_write_pubkey_der(&context, buffer.data(), buffer.size());
     if (length < 0)
-        return mbedtls_error(Failure::Internal, "write SubjectPublicKeyInfo", length);
+        return mbedtls_error(CryptoError::Internal, "write SubjectPublicKeyInfo", length);
     return Bytes(buffer.end() - length, buffer.end());
 }
 
 Error not_ec(std::string_view what)
 {
-    return failure_error(Failure::WrongKeyType, fmt::format("{}: needs an EC P-256 or P-384 key, not RSA", what));
+    return failure_error(CryptoError::WrongKeyType, fmt::format("{}: needs an EC P-256 or P-384 key, not RSA", what));
 }
 
 Error not_rsa(KeyType type, std::string_view what)
 {
-    return failure_error(Failure::WrongKeyType, fmt::format("{}: needs an RSA key, not {}", what, key_type_name(type)));
+    return failure_error(CryptoError::WrongKeyType, fmt::format("{}: needs an RSA key, not {}", what, key_type_name(type)));
 }
 
 // ---- Process-wide groups for ECDSA verification ----
@@ -148,7 +148,7 @@ ErrorOr<mbedtls_ecp_group*> verification_group(KeyType type)
     auto& shared = groups[type == KeyType::EcP256 ? 0 : 1];
     std::call_once(shared.once, [&] { warm_up(shared, curve_of(type)); });
     if (shared.result != 0)
-        return mbedtls_error(Failure::Internal, fmt::format("precompute the {} base point table", key_type_name(type)), shared.result);
+        return mbedtls_error(CryptoError::Internal, fmt::format("precompute the {} base point table", key_type_name(type)), shared.result);
     return &shared.group;
 }
 
@@ -161,14 +161,14 @@ ErrorOr<void> ecdsa_verify(PublicKey const& key, ByteView digest, mbedtls_mpi co
     // too; doing it here keeps the rule visible and the error precise.
     if (mbedtls_mpi_cmp_int(&r, 0) <= 0 || mbedtls_mpi_cmp_int(&s, 0) <= 0 || mbedtls_mpi_cmp_mpi(&r, &group->N) >= 0
         || mbedtls_mpi_cmp_mpi(&s, &group->N) >= 0)
-        return failure_error(Failure::BadSignature, "ECDSA signature: r or s is outside [1, n-1]");
+        return failure_error(CryptoError::BadSignature, "ECDSA signature: r or s is outside [1, n-1]");
     // SEC1 §4.1.4 step 5: a digest longer than the order is truncated
     // (mbedTLS's derive_mpi), so any hash length is accepted here.
     int result = mbedtls_ecdsa_verify(group, digest.data(), digest.size(), &keypair.Q, &r, &s);
     if (result == MBEDTLS_ERR_ECP_VERIFY_FAILED)
-        return failure_error(Failure::BadSignature, fmt::format("ECDSA {} signature does not verify", key_type_name(key.type())));
+        return failure_error(CryptoError::BadSignature, fmt::format("ECDSA {} signature does not verify", key_type_name(key.type())));
     if (result != 0)
-        return mbedtls_error(Failure::Internal, "ECDSA verify", result);
+        return mbedtls_error(CryptoError::Internal, "ECDSA verify", result);
     return {};
 }
 
@@ -196,18 +196,18 @@ ErrorOr<KeyType> classify_key(mbedtls_pk_context const& context, std::size_t& bi
             return KeyType::EcP384;
         }
         auto const* info = mbedtls_ecp_curve_info_from_grp_id(keypair->grp.id);
-        return failure_error(Failure::Unsupported,
+        return failure_error(CryptoError::Unsupported,
             fmt::format("EC curve {} is not supported (only P-256 and P-384)", info != nullptr ? info->name : "(unknown)"));
     }
     case MBEDTLS_PK_RSA: {
         bits = mbedtls_pk_get_bitlen(&context);
         if (bits < MIN_RSA_BITS || bits > MAX_RSA_BITS)
-            return failure_error(Failure::Unsupported,
+            return failure_error(CryptoError::Unsupported,
                 fmt::format("RSA-{} is not supported (the modulus must have {} to {} bits)", bits, MIN_RSA_BITS, MAX_RSA_BITS));
         return KeyType::Rsa;
     }
     default:
-        return failure_error(Failure::Unsupported,
+        return failure_error(CryptoError::Unsupported,
             fmt::format("{} keys are not supported (only EC P-256, P-384 and RSA)", mbedtls_pk_get_name(&context)));
     }
 }
@@ -223,7 +223,7 @@ ErrorOr<PublicKey> finish_public_key(std::shared_ptr<PublicKey::Impl> impl);
 ErrorOr<PublicKey> PublicKey::from_spki_der(ByteView der)
 {
     if (der.size() > MAX_KEY_INPUT_SIZE)
-        return failure_error(Failure::TooLarge, fmt::format("public key of {} bytes, at most {}", der.size(), MAX_KEY_INPUT_SIZE));
+        return failure_error(CryptoError::TooLarge, fmt::format("public key of {} bytes, at most {}", der.size(), MAX_KEY_INPUT_SIZE));
     auto impl = std::make_shared<Impl>();
     Bytes copy(der.begin(), der.end());
     unsigned char* cursor = copy.data();
@@ -233,10 +233,10 @@ ErrorOr<PublicKey> PublicKey::from_spki_der(ByteView der)
         bool unsupported = result == MBEDTLS_ERR_PK_UNKNOWN_PK_ALG || result == MBEDTLS_ERR_PK_FEATURE_UNAVAILABLE
             || result == (MBEDTLS_ERR_PK_KEY_INVALID_FORMAT + MBEDTLS_ERR_ECP_FEATURE_UNAVAILABLE)
             || result == MBEDTLS_ERR_ECP_FEATURE_UNAVAILABLE;
-        return mbedtls_error(unsupported ? Failure::Unsupported : Failure::Malformed, "parse SubjectPublicKeyInfo", result);
+        return mbedtls_error(unsupported ? CryptoError::Unsupported : CryptoError::Malformed, "parse SubjectPublicKeyInfo", result);
     }
     if (cursor != end)
-        return failure_error(Failure::Malformed, "parse SubjectPublicKeyInfo: trailing bytes after the key");
+        return failure_error(CryptoError::Malformed, "parse SubjectPublicKeyInfo: trailing bytes after the key");
     return finish_public_key(std::move(impl));
 }
 
@@ -249,7 +249,7 @@ ErrorOr<PublicKey> finish_public_key(std::shared_ptr<PublicKey::Impl> impl)
         // Refuse even exponents and e = 1 early (RFC 8017 §3.1).
         int result = mbedtls_rsa_check_pubkey(&rsa_context(impl->context));
         if (result != 0)
-            return mbedtls_error(Failure::Malformed, "RSA public key", result);
+            return mbedtls_error(CryptoError::Malformed, "RSA public key", result);
     }
     impl->spki_der = TRY(write_spki(impl->context));
     return detail::KeyAccess::make_public_key(std::move(impl));
@@ -260,10 +260,10 @@ ErrorOr<PublicKey> finish_public_key(std::shared_ptr<PublicKey::Impl> impl)
 ErrorOr<PublicKey> PublicKey::from_spki_pem(std::string_view pem)
 {
     if (pem.size() > MAX_KEY_INPUT_SIZE)
-        return failure_error(Failure::TooLarge, fmt::format("public key of {} bytes, at most {}", pem.size(), MAX_KEY_INPUT_SIZE));
+        return failure_error(CryptoError::TooLarge, fmt::format("public key of {} bytes, at most {}", pem.size(), MAX_KEY_INPUT_SIZE));
     auto blocks = TRY(pem_decode(pem));
     if (blocks.size() != 1 || blocks[0].label != "PUBLIC KEY")
-        return failure_error(Failure::Malformed, "expected exactly one PEM \"PUBLIC KEY\" block");
+        return failure_error(CryptoError::Malformed, "expected exactly one PEM \"PUBLIC KEY\" block");
     return from_spki_der(blocks[0].der);
 }
 
@@ -280,21 +280,21 @@ ErrorOr<PublicKey> PublicKey::from_ec_point(KeyType type, ByteView point)
         return not_ec("public key from an EC point");
     std::size_t expected = 1 + 2 * field_size(type);
     if (point.size() != expected || point[0] != 0x04)
-        return failure_error(Failure::Malformed,
+        return failure_error(CryptoError::Malformed,
             fmt::format("{} point: expected {} bytes starting with 04 (uncompressed), got {}", key_type_name(type), expected, point.size()));
     auto impl = std::make_shared<Impl>();
     int result = mbedtls_pk_setup(&impl->context, mbedtls_pk_info_from_type(MBEDTLS_PK_ECKEY));
     if (result != 0)
-        return mbedtls_error(Failure::Internal, "set up an EC key", result);
+        return mbedtls_error(CryptoError::Internal, "set up an EC key", result);
     auto* keypair = &ec_keypair(impl->context);
     result = mbedtls_ecp_group_load(&keypair->grp, curve_of(type));
     if (result != 0)
-        return mbedtls_error(Failure::Internal, "load the curve", result);
+        return mbedtls_error(CryptoError::Internal, "load the curve", result);
     result = mbedtls_ecp_point_read_binary(&keypair->grp, &keypair->Q, point.data(), point.size());
     if (result == 0)
         result = mbedtls_ecp_check_pubkey(&keypair->grp, &keypair->Q);
     if (result != 0)
-        return mbedtls_error(Failure::Malformed, fmt::format("{} point", key_type_name(type)), result);
+        return mbedtls_error(CryptoError::Malformed, fmt::format("{} point", key_type_name(type)), result);
     return finish_public_key(std::move(impl));
 }
 
@@ -314,7 +314,7 @@ ErrorOr<Bytes> PublicKey::ec_point() const
     int result = mbedtls_ecp_point_write_binary(&keypair->grp, &keypair->Q, MBEDTLS_ECP_PF_UNCOMPRESSED, &length,
         buffer.data(), buffer.size());
     if (result != 0)
-        return mbedtls_error(Failure::Internal, "write the EC point", result);
+        return mbedtls_error(CryptoError::Internal, "write the EC point", result);
     return Bytes(buffer.begin(), buffer.begin() + static_cast<std::ptrdiff_t>(length));
 }
 
@@ -339,15 +339,15 @@ ErrorOr<void> PublicKey::verify_digest(ByteView digest, ByteView signature) cons
         return not_ec("ECDSA verify");
     std::size_t half = field_size(type());
     if (digest.size() != half)
-        return failure_error(Failure::Malformed,
+        return failure_error(CryptoError::Malformed,
             fmt::format("ECDSA {} verify: digest of {} bytes, expected {}", key_type_name(type()), digest.size(), half));
     if (signature.size() != 2 * half)
-        return failure_error(Failure::Malformed,
+        return failure_error(CryptoError::Malformed,
             fmt::format("ECDSA {} signature of {} bytes, expected {} (r‖s)", key_type_name(type()), signature.size(), 2 * half));
     Mpi r, s;
     if (mbedtls_mpi_read_binary(&r.value, signature.data(), half) != 0
         || mbedtls_mpi_read_binary(&s.value, signature.data() + half, half) != 0)
-        return failure_error(Failure::Internal, "ECDSA verify: out of memory");
+        return failure_error(CryptoError::Internal, "ECDSA verify: out of memory");
     return ecdsa_verify(*this, digest, r.value, s.value);
 }
 
@@ -359,7 +359,7 @@ ErrorOr<Bytes> PublicKey::rsa_oaep_encrypt(ByteView plaintext) const
     auto* rsa = &rsa_context(m_impl->context);
     std::size_t modulus_size = mbedtls_rsa_get_len(rsa);
     if (plaintext.size() > modulus_size - OAEP_OVERHEAD)
-        return failure_error(Failure::TooLarge,
+        return failure_error(CryptoError::TooLarge,
             fmt::format("RSA-OAEP-SHA256: {} bytes of plaintext, at most {} for RSA-{}", plaintext.size(), modulus_size - OAEP_OVERHEAD, bits()));
     // The OAEP hash (and MGF1's) is the context's hash_id.
     mbedtls_rsa_set_padding(rsa, MBEDTLS_RSA_PKCS_V21, MBEDTLS_MD_SHA256);
@@ -367,7 +367,7 @@ ErrorOr<Bytes> PublicKey::rsa_oaep_encrypt(ByteView plaintext) const
     int result = mbedtls_rsa_rsaes_oaep_encrypt(rsa, random_callback, nullptr, MBEDTLS_RSA_PUBLIC, nullptr, 0,
         plaintext.size(), plaintext.data(), ciphertext.data());
     if (result != 0)
-        return mbedtls_error(Failure::Internal, "RSA-OAEP-SHA256 encrypt", result);
+        return mbedtls_error(CryptoError::Internal, "RSA-OAEP-SHA256 encrypt", result);
     return ciphertext;
 }
 
@@ -397,26 +397,26 @@ ErrorOr<PrivateKey> PrivateKey::generate(KeyType type)
     auto impl = std::make_unique<Impl>();
     int result = mbedtls_pk_setup(&impl->context, mbedtls_pk_info_from_type(MBEDTLS_PK_ECKEY));
     if (result != 0)
-        return mbedtls_error(Failure::Internal, "set up an EC key", result);
+        return mbedtls_error(CryptoError::Internal, "set up an EC key", result);
     result = mbedtls_ecp_gen_key(curve_of(type), &ec_keypair(impl->context), random_callback, nullptr);
     if (result != 0)
-        return mbedtls_error(Failure::RandomSource, fmt::format("generate a {} key", key_type_name(type)), result);
+        return mbedtls_error(CryptoError::RandomSource, fmt::format("generate a {} key", key_type_name(type)), result);
     return finish_private_key(std::move(impl));
 }
 
 ErrorOr<PrivateKey> PrivateKey::generate_rsa(std::size_t bits)
 {
     if (bits < MIN_RSA_BITS || bits > MAX_RSA_BITS || bits % 2 != 0)
-        return failure_error(Failure::Unsupported,
+        return failure_error(CryptoError::Unsupported,
             fmt::format("RSA-{}: the modulus must have an even number of bits from {} to {}", bits, MIN_RSA_BITS, MAX_RSA_BITS));
     auto impl = std::make_unique<Impl>();
     int result = mbedtls_pk_setup(&impl->context, mbedtls_pk_info_from_type(MBEDTLS_PK_RSA));
     if (result != 0)
-        return mbedtls_error(Failure::Internal, "set up an RSA key", result);
+        return mbedtls_error(CryptoError::Internal, "set up an RSA key", result);
     result = mbedtls_rsa_gen_key(&rsa_context(impl->context), random_callback, nullptr, static_cast<unsigned>(bits),
         RSA_PUBLIC_EXPONENT);
     if (result != 0)
-        return mbedtls_error(Failure::RandomSource, fmt::format("generate an RSA-{} key", bits), result);
+        return mbedtls_error(CryptoError::RandomSource, fmt::format("generate an RSA-{} key", bits), result);
     return finish_private_key(std::move(impl));
 }
 
@@ -427,18 +427,18 @@ ErrorOr<PrivateKey> parse_private_der(ByteView der)
     auto impl = std::make_unique<PrivateKey::Impl>();
     int result = mbedtls_pk_parse_key(&impl->context, der.data(), der.size(), nullptr, 0);
     if (result == MBEDTLS_ERR_PK_PASSWORD_REQUIRED || result == MBEDTLS_ERR_PK_PASSWORD_MISMATCH)
-        return failure_error(Failure::Unsupported, "parse private key: encrypted private keys are not supported");
+        return failure_error(CryptoError::Unsupported, "parse private key: encrypted private keys are not supported");
     if (result == MBEDTLS_ERR_PK_UNKNOWN_PK_ALG || result == MBEDTLS_ERR_PK_UNKNOWN_NAMED_CURVE
         || result == MBEDTLS_ERR_PK_FEATURE_UNAVAILABLE)
-        return mbedtls_error(Failure::Unsupported, "parse private key", result);
+        return mbedtls_error(CryptoError::Unsupported, "parse private key", result);
     if (result != 0)
-        return mbedtls_error(Failure::Malformed, "parse private key", result);
+        return mbedtls_error(CryptoError::Malformed, "parse private key", result);
     // mbedTLS keeps a SEC1 key's embedded public key as given: make sure it
     // is d·G (and, for RSA, that the CRT values agree), or public_key()
     // could describe some other key.
     result = mbedtls_pk_check_pair(&impl->context, &impl->context);
     if (result != 0)
-        return mbedtls_error(Failure::Malformed, "private key is inconsistent", result);
+        return mbedtls_error(CryptoError::Malformed, "private key is inconsistent", result);
     return finish_private_key(std::move(impl));
 }
 
@@ -447,7 +447,7 @@ ErrorOr<PrivateKey> parse_private_der(ByteView der)
 ErrorOr<PrivateKey> PrivateKey::parse(ByteView der_or_pem)
 {
     if (der_or_pem.size() > MAX_KEY_INPUT_SIZE)
-        return failure_error(Failure::TooLarge,
+        return failure_error(CryptoError::TooLarge,
             fmt::format("private key of {} bytes, at most {}", der_or_pem.size(), MAX_KEY_INPUT_SIZE));
     if (!looks_like_pem(der_or_pem))
         return parse_private_der(der_or_pem);
@@ -469,15 +469,15 @@ ErrorOr<PrivateKey> PrivateKey::parse(ByteView der_or_pem)
         if (block.label == "EC PARAMETERS")
             continue;
         if (block.label == "ENCRYPTED PRIVATE KEY")
-            return failure_error(Failure::Unsupported, "parse private key: encrypted private keys are not supported");
+            return failure_error(CryptoError::Unsupported, "parse private key: encrypted private keys are not supported");
         if (block.label != "EC PRIVATE KEY" && block.label != "RSA PRIVATE KEY" && block.label != "PRIVATE KEY")
-            return failure_error(Failure::Malformed, fmt::format("parse private key: unexpected PEM block \"{}\"", block.label));
+            return failure_error(CryptoError::Malformed, fmt::format("parse private key: unexpected PEM block \"{}\"", block.label));
         if (key_block != nullptr)
-            return failure_error(Failure::Malformed, "parse private key: more than one key in the PEM text");
+            return failure_error(CryptoError::Malformed, "parse private key: more than one key in the PEM text");
         key_block = &block;
     }
     if (key_block == nullptr)
-        return failure_error(Failure::Malformed, "parse private key: no private key block in the PEM text");
+        return failure_error(CryptoError::Malformed, "parse private key: no private key block in the PEM text");
     return parse_private_der(key_block->der);
 }
 
@@ -492,7 +492,7 @@ ErrorOr<SecretBytes> PrivateKey::to_der() const
     std::lock_guard lock(m_impl->mutex);
     int length = mbedtls_pk_write_key_der(&m_impl->context, buffer.data(), buffer.size());
     if (length < 0)
-        return mbedtls_error(Failure::Internal, "write private key", length);
+        return mbedtls_error(CryptoError::Internal, "write private key", length);
     // DER is written at the end of the buffer.
     return SecretBytes(buffer.view().last(static_cast<std::size_t>(length)));
 }
@@ -503,7 +503,7 @@ ErrorOr<SecretBytes> PrivateKey::to_pem() const
     std::lock_guard lock(m_impl->mutex);
     int result = mbedtls_pk_write_key_pem(&m_impl->context, buffer.data(), buffer.size());
     if (result != 0)
-        return mbedtls_error(Failure::Internal, "write private key PEM", result);
+        return mbedtls_error(CryptoError::Internal, "write private key PEM", result);
     // NUL-terminated text at the start of the buffer.
     buffer.truncate(std::strlen(reinterpret_cast<char const*>(buffer.data())));
     return buffer;
@@ -525,7 +525,7 @@ ErrorOr<Bytes> PrivateKey::sign_digest(ByteView digest) const
         return not_ec("ECDSA sign");
     std::size_t half = field_size(type());
     if (digest.size() != half)
-        return failure_error(Failure::Malformed,
+        return failure_error(CryptoError::Malformed,
             fmt::format("ECDSA {} sign: digest of {} bytes, expected {}", key_type_name(type()), digest.size(), half));
     Mpi r, s;
     Bytes signature(2 * half);
@@ -535,10 +535,10 @@ ErrorOr<Bytes> PrivateKey::sign_digest(ByteView digest) const
     int result = mbedtls_ecdsa_sign_det_ext(&keypair->grp, &r.value, &s.value, &keypair->d, digest.data(), digest.size(),
         hash_of(type()), random_callback, nullptr);
     if (result != 0)
-        return mbedtls_error(Failure::Internal, "ECDSA sign", result);
+        return mbedtls_error(CryptoError::Internal, "ECDSA sign", result);
     if (mbedtls_mpi_write_binary(&r.value, signature.data(), half) != 0
         || mbedtls_mpi_write_binary(&s.value, signature.data() + half, half) != 0)
-        return failure_error(Failure::Internal, "ECDSA sign: r or s longer than the curve order");
+        return failure_error(CryptoError::Internal, "ECDSA sign: r or s longer than the curve order");
     return signature;
 }
 
@@ -550,7 +550,7 @@ ErrorOr<SecretBytes> PrivateKey::rsa_oaep_decrypt(ByteView ciphertext) const
     auto* rsa = &rsa_context(m_impl->context);
     std::size_t modulus_size = mbedtls_rsa_get_len(rsa);
     if (ciphertext.size() != modulus_size)
-        return failure_error(Failure::Malformed,
+        return failure_error(CryptoError::Malformed,
             fmt::format("RSA-OAEP-SHA256: ciphertext of {} bytes, expected {} for RSA-{}", ciphertext.size(), modulus_size, bits()));
     mbedtls_rsa_set_padding(rsa, MBEDTLS_RSA_PKCS_V21, MBEDTLS_MD_SHA256);
     SecretBytes plaintext(modulus_size);
@@ -558,7 +558,7 @@ ErrorOr<SecretBytes> PrivateKey::rsa_oaep_decrypt(ByteView ciphertext) const
     int result = mbedtls_rsa_rsaes_oaep_decrypt(rsa, random_callback, nullptr, MBEDTLS_RSA_PRIVATE, nullptr, 0, &length,
         ciphertext.data(), plaintext.data(), plaintext.size());
     if (result != 0)
-        return mbedtls_error(Failure::DecryptionFailed, "RSA-OAEP-SHA256 decrypt", result);
+        return mbedtls_error(CryptoError::DecryptionFailed, "RSA-OAEP-SHA256 decrypt", result);
     plaintext.truncate(length);
     return plaintext;
 }
@@ -568,7 +568,7 @@ ErrorOr<SecretBytes> PrivateKey::ecdh(PublicKey const& peer) const
     if (!is_ec() || !peer.is_ec())
         return not_ec("ECDH");
     if (peer.type() != type())
-        return failure_error(Failure::WrongKeyType,
+        return failure_error(CryptoError::WrongKeyType,
             fmt::format("ECDH: the peer key is {}, ours is {}", key_type_name(peer.type()), key_type_name(type())));
     // The peer's Q is only read; our group (precomputation cache) is written.
     auto const* peer_keypair = &ec_keypair(detail::KeyAccess::impl(peer).context);
@@ -578,9 +578,9 @@ ErrorOr<SecretBytes> PrivateKey::ecdh(PublicKey const& peer) const
     auto* keypair = &ec_keypair(m_impl->context);
     int result = mbedtls_ecdh_compute_shared(&keypair->grp, &shared.value, &peer_keypair->Q, &keypair->d, random_callback, nullptr);
     if (result != 0)
-        return mbedtls_error(Failure::Malformed, "ECDH", result);
+        return mbedtls_error(CryptoError::Malformed, "ECDH", result);
     if (mbedtls_mpi_write_binary(&shared.value, secret.data(), secret.size()) != 0)
-        return failure_error(Failure::Internal, "ECDH: shared secret longer than the field");
+        return failure_error(CryptoError::Internal, "ECDH: shared secret longer than the field");
     return secret;
 }
 
@@ -589,11 +589,11 @@ ErrorOr<SecretBytes> PrivateKey::ecdh(PublicKey const& peer) const
 ErrorOr<Bytes> ecdsa_signature_to_der(ByteView raw)
 {
     if (raw.size() != P256_SIGNATURE_SIZE && raw.size() != P384_SIGNATURE_SIZE)
-        return failure_error(Failure::Malformed, fmt::format("ECDSA signature of {} bytes, expected 64 or 96 (r‖s)", raw.size()));
+        return failure_error(CryptoError::Malformed, fmt::format("ECDSA signature of {} bytes, expected 64 or 96 (r‖s)", raw.size()));
     std::size_t half = raw.size() / 2;
     Mpi r, s;
     if (mbedtls_mpi_read_binary(&r.value, raw.data(), half) != 0 || mbedtls_mpi_read_binary(&s.value, raw.data() + half, half) != 0)
-        return failure_error(Failure::Internal, "ECDSA signature: out of memory");
+        return failure_error(CryptoError::Internal, "ECDSA signature: out of memory");
     std::array<unsigned char, 2 * (48 + 3) + 4> buffer {};
     unsigned char* cursor = buffer.data() + buffer.size();
     int total = 0;
@@ -601,16 +601,16 @@ ErrorOr<Bytes> ecdsa_signature_to_der(ByteView raw)
     for (auto* value : { &s.value, &r.value }) {
         int length = mbedtls_asn1_write_mpi(&cursor, buffer.data(), value);
         if (length < 0)
-            return mbedtls_error(Failure::Internal, "encode ECDSA signature", length);
+            return mbedtls_error(CryptoError::Internal, "encode ECDSA signature", length);
         total += length;
     }
     int length = mbedtls_asn1_write_len(&cursor, buffer.data(), static_cast<std::size_t>(total));
     if (length < 0)
-        return mbedtls_error(Failure::Internal, "encode ECDSA signature", length);
+        return mbedtls_error(CryptoError::Internal, "encode ECDSA signature", length);
     total += length;
     length = mbedtls_asn1_write_tag(&cursor, buffer.data(), MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE);
     if (length < 0)
-        return mbedtls_error(Failure::Internal, "encode ECDSA signature", length);
+        return mbedtls_error(CryptoError::Internal, "encode ECDSA signature", length);
     total += length;
     return Bytes(cursor, cursor + total);
 }
@@ -618,8 +618,8 @@ ErrorOr<Bytes> ecdsa_signature_to_der(ByteView raw)
 ErrorOr<Bytes> ecdsa_signature_from_der(ByteView der, std::size_t half_size)
 {
     if (half_size != 32 && half_size != 48)
-        return failure_error(Failure::Unsupported, fmt::format("ECDSA signature halves of {} bytes (only 32 and 48)", half_size));
-    auto malformed = [](std::string_view why) { return failure_error(Failure::Malformed, fmt::format("DER ECDSA signature: {}", why)); };
+        return failure_error(CryptoError::Unsupported, fmt::format("ECDSA signature halves of {} bytes (only 32 and 48)", half_size));
+    auto malformed = [](std::string_view why) { return failure_error(CryptoError::Malformed, fmt::format("DER ECDSA signature: {}", why)); };
     Bytes copy(der.begin(), der.end());
     unsigned char* cursor = copy.data();
     unsigned char* end = copy.data() + copy.size();

@@ -57,32 +57,32 @@ ErrorOr<std::vector<PemBlock>> pem_decode(std::string_view text)
         if (begin == std::string_view::npos)
             break;
         if (blocks.size() == MAX_PEM_BLOCKS)
-            return failure_error(Failure::TooLarge, fmt::format("PEM: more than {} blocks", MAX_PEM_BLOCKS));
+            return failure_error(CryptoError::TooLarge, fmt::format("PEM: more than {} blocks", MAX_PEM_BLOCKS));
         std::size_t label_start = begin + BEGIN.size();
         std::size_t label_end = text.find(DASHES, label_start);
         std::size_t line_end = text.find('\n', label_start);
         if (label_end == std::string_view::npos || (line_end != std::string_view::npos && label_end > line_end))
-            return failure_error(Failure::Malformed, "PEM: unterminated BEGIN line");
+            return failure_error(CryptoError::Malformed, "PEM: unterminated BEGIN line");
         std::string label(text.substr(label_start, label_end - label_start));
         std::string end_line = fmt::format("{}{}{}", END, label, DASHES);
         std::size_t body_start = label_end + DASHES.size();
         std::size_t end = text.find(end_line, body_start);
         if (end == std::string_view::npos)
-            return failure_error(Failure::Malformed, fmt::format("PEM: no \"{}\" line", end_line));
+            return failure_error(CryptoError::Malformed, fmt::format("PEM: no \"{}\" line", end_line));
         auto body = text.substr(body_start, end - body_start);
         if (body.find(':') != std::string_view::npos)
-            return failure_error(Failure::Unsupported,
+            return failure_error(CryptoError::Unsupported,
                 fmt::format("PEM: block \"{}\" has RFC 1421 headers (encrypted keys are not supported)", label));
         // base64 is 4/3 of the DER: bound the text before decoding it.
         if (body.size() > MAX_PEM_BLOCK_SIZE * 4 / 3 + MAX_PEM_BLOCK_SIZE / 32 + 16)
-            return failure_error(Failure::TooLarge, fmt::format("PEM: block \"{}\" larger than {} bytes", label, MAX_PEM_BLOCK_SIZE));
+            return failure_error(CryptoError::TooLarge, fmt::format("PEM: block \"{}\" larger than {} bytes", label, MAX_PEM_BLOCK_SIZE));
         auto der = base64_decode(body);
         if (der.is_error())
-            return failure_error(Failure::Malformed, fmt::format("PEM: block \"{}\": {}", label, der.error().message()));
+            return failure_error(CryptoError::Malformed, fmt::format("PEM: block \"{}\": {}", label, der.error().message()));
         if (der.value().size() > MAX_PEM_BLOCK_SIZE)
-            return failure_error(Failure::TooLarge, fmt::format("PEM: block \"{}\" larger than {} bytes", label, MAX_PEM_BLOCK_SIZE));
+            return failure_error(CryptoError::TooLarge, fmt::format("PEM: block \"{}\" larger than {} bytes", label, MAX_PEM_BLOCK_SIZE));
         if (der.value().empty())
-            return failure_error(Failure::Malformed, fmt::format("PEM: block \"{}\" is empty", label));
+            return failure_error(CryptoError::Malformed, fmt::format("PEM: block \"{}\" is empty", label));
         blocks.push_back({ std::move(label), der.release_value() });
         position = end + end_line.size();
     }

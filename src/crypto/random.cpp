@@ -47,13 +47,13 @@ ErrorOr<Drbg> Drbg::create(ByteView personalization)
     // which must fit MBEDTLS_CTR_DRBG_MAX_SEED_INPUT together.
     constexpr std::size_t MAX_PERSONALIZATION = 128;
     if (personalization.size() > MAX_PERSONALIZATION)
-        return failure_error(Failure::TooLarge,
+        return failure_error(CryptoError::TooLarge,
             fmt::format("DRBG personalization string of {} bytes, at most {}", personalization.size(), MAX_PERSONALIZATION));
     auto state = std::make_unique<State>();
     int result = mbedtls_ctr_drbg_seed(&state->context, getrandom_entropy, nullptr, personalization.data(),
         personalization.size());
     if (result != 0)
-        return mbedtls_error(Failure::RandomSource, "seed the CTR_DRBG from getrandom", result);
+        return mbedtls_error(CryptoError::RandomSource, "seed the CTR_DRBG from getrandom", result);
     return Drbg(std::move(state));
 }
 
@@ -64,7 +64,7 @@ ErrorOr<void> Drbg::fill(std::span<std::uint8_t> output)
         std::size_t chunk = std::min<std::size_t>(output.size(), MBEDTLS_CTR_DRBG_MAX_REQUEST);
         int result = mbedtls_ctr_drbg_random(&m_state->context, output.data(), chunk);
         if (result != 0)
-            return mbedtls_error(Failure::RandomSource, "CTR_DRBG generate", result);
+            return mbedtls_error(CryptoError::RandomSource, "CTR_DRBG generate", result);
         output = output.subspan(chunk);
     }
     return {};
@@ -75,7 +75,7 @@ ErrorOr<void> Drbg::reseed()
     std::lock_guard lock(m_state->mutex);
     int result = mbedtls_ctr_drbg_reseed(&m_state->context, nullptr, 0);
     if (result != 0)
-        return mbedtls_error(Failure::RandomSource, "CTR_DRBG reseed", result);
+        return mbedtls_error(CryptoError::RandomSource, "CTR_DRBG reseed", result);
     return {};
 }
 

@@ -22,8 +22,8 @@
 namespace qtbox::crypto {
 
 // "<what>: <mbedTLS's description> (-0x1234)" with `failure` as the code.
-Error mbedtls_error(Failure failure, std::string_view what, int code);
-Error failure_error(Failure failure, std::string message);
+Error mbedtls_error(CryptoError failure, std::string_view what, int code);
+Error failure_error(CryptoError failure, std::string message);
 
 // mbedTLS f_rng drawing from the calling thread's Drbg; p_rng is unused.
 int random_callback(void* unused, unsigned char* output, std::size_t size);
@@ -93,20 +93,20 @@ inline mbedtls_rsa_context& rsa_context(mbedtls_pk_context const& context)
 }
 
 // Classifies a parsed pk context: P-256, P-384 or RSA within the size
-// bounds, else Failure::Unsupported.
+// bounds, else CryptoError::Unsupported.
 ErrorOr<KeyType> classify_key(mbedtls_pk_context const& context, std::size_t& bits);
 
 // The process-wide, read-only group of an EC key type, its table of
 // multiples of G computed on first use (keys.cpp explains why sharing it
 // between threads is safe). Only for verification: nothing may pass it to
-// an mbedTLS function that writes to the group. Failure::WrongKeyType for
-// RSA, Failure::Internal if the precomputation failed.
+// an mbedTLS function that writes to the group. CryptoError::WrongKeyType for
+// RSA, CryptoError::Internal if the precomputation failed.
 ErrorOr<mbedtls_ecp_group*> verification_group(KeyType type);
 
 // ECDSA verification of r, s over `digest` with an EC key, on its curve's
 // verification_group. `digest` may have any length (SEC1 §4.1.4 truncates
-// it to the order's bit length). Failure::BadSignature when it does not
-// verify (r or s outside [1, n-1] included), Failure::WrongKeyType for RSA.
+// it to the order's bit length). CryptoError::BadSignature when it does not
+// verify (r or s outside [1, n-1] included), CryptoError::WrongKeyType for RSA.
 ErrorOr<void> ecdsa_verify(PublicKey const& key, ByteView digest, mbedtls_mpi const& r, mbedtls_mpi const& s);
 
 } // namespace qtbox::crypto

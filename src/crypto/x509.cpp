@@ -84,16 +84,16 @@ std::string name_text(mbedtls_x509_name const& name)
 ErrorOr<Certificate> Certificate::parse_der(ByteView der)
 {
     if (der.size() > MAX_CERTIFICATE_SIZE)
-        return failure_error(Failure::TooLarge, fmt::format("certificate of {} bytes, at most {}", der.size(), MAX_CERTIFICATE_SIZE));
+        return failure_error(CryptoError::TooLarge, fmt::format("certificate of {} bytes, at most {}", der.size(), MAX_CERTIFICATE_SIZE));
     auto impl = std::make_shared<Impl>();
     int result = mbedtls_x509_crt_parse_der(&impl->certificate, der.data(), der.size());
     if (result != 0) {
         bool unsupported = result == MBEDTLS_ERR_X509_UNKNOWN_SIG_ALG || result == MBEDTLS_ERR_X509_FEATURE_UNAVAILABLE
             || result == MBEDTLS_ERR_PK_UNKNOWN_PK_ALG || result == MBEDTLS_ERR_X509_UNKNOWN_VERSION;
-        return mbedtls_error(unsupported ? Failure::Unsupported : Failure::Malformed, "parse certificate", result);
+        return mbedtls_error(unsupported ? CryptoError::Unsupported : CryptoError::Malformed, "parse certificate", result);
     }
     if (impl->certificate.raw.len != der.size())
-        return failure_error(Failure::Malformed, "parse certificate: trailing bytes after the certificate");
+        return failure_error(CryptoError::Malformed, "parse certificate: trailing bytes after the certificate");
     auto const& raw_key = impl->certificate.pk_raw;
     auto key = PublicKey::from_spki_der({ raw_key.p, raw_key.len });
     if (key.is_error())
@@ -108,7 +108,7 @@ ErrorOr<Certificate> Certificate::parse(ByteView der_or_pem)
         return parse_der(der_or_pem);
     auto certificates = TRY(parse_pem_bundle(as_chars(der_or_pem)));
     if (certificates.size() != 1)
-        return failure_error(Failure::Malformed, fmt::format("expected one certificate, found {}", certificates.size()));
+        return failure_error(CryptoError::Malformed, fmt::format("expected one certificate, found {}", certificates.size()));
     return std::move(certificates.front());
 }
 
@@ -116,14 +116,14 @@ ErrorOr<std::vector<Certificate>> Certificate::parse_pem_bundle(std::string_view
 {
     auto blocks = TRY(pem_decode(pem));
     if (blocks.empty())
-        return failure_error(Failure::Malformed, "no PEM \"CERTIFICATE\" block");
+        return failure_error(CryptoError::Malformed, "no PEM \"CERTIFICATE\" block");
     if (blocks.size() > MAX_BUNDLE_CERTIFICATES)
-        return failure_error(Failure::TooLarge, fmt::format("more than {} certificates", MAX_BUNDLE_CERTIFICATES));
+        return failure_error(CryptoError::TooLarge, fmt::format("more than {} certificates", MAX_BUNDLE_CERTIFICATES));
     std::vector<Certificate> certificates;
     certificates.reserve(blocks.size());
     for (std::size_t index = 0; index < blocks.size(); ++index) {
         if (blocks[index].label != "CERTIFICATE")
-            return failure_error(Failure::Malformed,
+            return failure_error(CryptoError::Malformed,
                 fmt::format("PEM block {}: \"{}\" where a \"CERTIFICATE\" was expected", index + 1, blocks[index].label));
         auto certificate = parse_der(blocks[index].der);
         if (certificate.is_error())
@@ -271,7 +271,7 @@ bool acceptable_scheme(mbedtls_pk_type_t type)
 // verified on the curve's shared group.
 ErrorOr<void> verify_ecdsa_der(PublicKey const& key, ByteView digest, mbedtls_x509_buf const& signature)
 {
-    auto bad = [] { return failure_error(Failure::BadSignature, "malformed ECDSA signature"); };
+    auto bad = [] { return failure_error(CryptoError::BadSignature, "malformed ECDSA signature"); };
     unsigned char* cursor = signature.p;
     unsigned char const* end = signature.p + signature.len;
     std::size_t length = 0;
@@ -291,24 +291,24 @@ ErrorOr<void> Certificate::verify_signed_by(Certificate const& issuer) const
     auto child_issuer = issuer_der();
     auto parent_subject = issuer.subject_der();
     if (!std::equal(child_issuer.begin(), child_issuer.end(), parent_subject.begin(), parent_subject.end()))
-        return failure_error(Failure::BadSignature, fmt::format("issuer \"{}\" is not \"{}\"", this->issuer(), issuer.subject()));
+        return failure_error(CryptoError::BadSignature, fmt::format("issuer \"{}\" is not \"{}\"", this->issuer(), issuer.subject()));
     auto const& certificate = m_impl->certificate;
     if (!acceptable_hash(certificate.sig_md) || !acceptable_scheme(certificate.sig_pk))
-        return failure_error(Failure::BadSignature, fmt::format("signature algorithm {} is not accepted", signature_algorithm()));
+        return failure_error(CryptoError::BadSignature, fmt::format("signature algorithm {} is not accepted", signature_algorithm()));
     auto const* md = mbedtls_md_info_from_type(certificate.sig_md);
     std::array<unsigned char, MBEDTLS_MD_MAX_SIZE> digest {};
     if (md == nullptr || mbedtls_md(md, certificate.tbs.p, certificate.tbs.len, digest.data()) != 0)
-        return failure_error(Failure::Internal, "cannot hash the certificate");
+        return failure_error(CryptoError::Internal, "cannot hash the certificate");
     ByteView digest_view(digest.data(), mbedtls_md_get_size(md));
     auto const& key = *issuer.m_impl->public_key;
     auto mismatch = [&] {
-        return failure_error(Failure::BadSignature, fmt::format("signature does not verify with the key of \"{}\"", issuer.subject()));
+        return failure_error(CryptoError::BadSignature, fmt::format("signature does not verify with the key of \"{}\"", issuer.subject()));
     };
     if (certificate.sig_pk == MBEDTLS_PK_ECDSA) {
         if (!key.is_ec())
             return mismatch();
         auto verified = verify_ecdsa_der(key, digest_view, certificate.sig);
-        if (verified.is_error() && verified.error().is(Failure::BadSignature))
+        if (verified.is_error() && verified.error().is(CryptoError::BadSignature))
             return mismatch();
         return verified;
     }

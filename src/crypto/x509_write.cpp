@@ -51,7 +51,7 @@ std::string x509_time_text(UnixMillis instant)
 
 ErrorOr<void> check_profile(CertificateProfile const& profile)
 {
-    auto bad = [](std::string message) { return failure_error(Failure::Malformed, "certificate profile: " + message); };
+    auto bad = [](std::string message) { return failure_error(CryptoError::Malformed, "certificate profile: " + message); };
     if (profile.subject.empty() || profile.subject.size() > MAX_SUBJECT_SIZE)
         return bad(fmt::format("the subject must have 1 to {} characters", MAX_SUBJECT_SIZE));
     if (profile.serial.size() > MAX_SERIAL_SIZE)
@@ -92,15 +92,15 @@ ErrorOr<void> copy_issuer_name(mbedtls_x509write_cert& context, mbedtls_x509_nam
         if (name->oid.p == nullptr)
             continue;
         if (name->next_merged != 0)
-            return failure_error(Failure::Unsupported, "issuer names with multi-valued RDNs are not supported");
+            return failure_error(CryptoError::Unsupported, "issuer names with multi-valued RDNs are not supported");
         auto* node = static_cast<mbedtls_asn1_named_data*>(mbedtls_calloc(1, sizeof(mbedtls_asn1_named_data)));
         if (node == nullptr)
-            return failure_error(Failure::Internal, "copy issuer name: out of memory");
+            return failure_error(CryptoError::Internal, "copy issuer name: out of memory");
         // Linked first so that mbedtls_x509write_crt_free releases it whatever happens next.
         node->next = context.issuer;
         context.issuer = node;
         if (!duplicate(node->oid, name->oid) || !duplicate(node->val, name->val))
-            return failure_error(Failure::Internal, "copy issuer name: out of memory");
+            return failure_error(CryptoError::Internal, "copy issuer name: out of memory");
     }
     return {};
 }
@@ -110,9 +110,9 @@ ErrorOr<Certificate> write_certificate(CertificateProfile const& profile, Public
 {
     TRY(check_profile(profile));
     if (!issuer_key.is_ec())
-        return failure_error(Failure::WrongKeyType, "issue certificate: the issuer key must be EC P-256 or P-384 (RSA issuers are not supported)");
+        return failure_error(CryptoError::WrongKeyType, "issue certificate: the issuer key must be EC P-256 or P-384 (RSA issuers are not supported)");
     if (issuer != nullptr && !issuer_key.matches(issuer->public_key()))
-        return failure_error(Failure::WrongKeyType, "issue certificate: the issuer key does not match the issuer certificate");
+        return failure_error(CryptoError::WrongKeyType, "issue certificate: the issuer key does not match the issuer certificate");
 
     WriteContext writer;
     auto& context = writer.context;
@@ -126,23 +126,23 @@ ErrorOr<Certificate> write_certificate(CertificateProfile const& profile, Public
     }
     Mpi serial_number;
     if (mbedtls_mpi_read_binary(&serial_number.value, serial.data(), serial.size()) != 0)
-        return failure_error(Failure::Internal, "issue certificate: out of memory");
+        return failure_error(CryptoError::Internal, "issue certificate: out of memory");
     int result = mbedtls_x509write_crt_set_serial(&context, &serial_number.value);
     if (result != 0)
-        return mbedtls_error(Failure::Malformed, "issue certificate: serial", result);
+        return mbedtls_error(CryptoError::Malformed, "issue certificate: serial", result);
 
     result = mbedtls_x509write_crt_set_validity(&context, x509_time_text(profile.not_before).c_str(), x509_time_text(profile.not_after).c_str());
     if (result != 0)
-        return mbedtls_error(Failure::Malformed, "issue certificate: validity", result);
+        return mbedtls_error(CryptoError::Malformed, "issue certificate: validity", result);
     result = mbedtls_x509write_crt_set_subject_name(&context, profile.subject.c_str());
     if (result != 0)
-        return mbedtls_error(Failure::Malformed, fmt::format("issue certificate: subject \"{}\"", profile.subject), result);
+        return mbedtls_error(CryptoError::Malformed, fmt::format("issue certificate: subject \"{}\"", profile.subject), result);
     if (issuer != nullptr) {
         TRY(copy_issuer_name(context, detail::KeyAccess::impl(*issuer).certificate.subject));
     } else {
         result = mbedtls_x509write_crt_set_issuer_name(&context, profile.subject.c_str());
         if (result != 0)
-            return mbedtls_error(Failure::Malformed, fmt::format("issue certificate: issuer \"{}\"", profile.subject), result);
+            return mbedtls_error(CryptoError::Malformed, fmt::format("issue certificate: issuer \"{}\"", profile.subject), result);
     }
 
     // Lock order: the public key, then the private key (never the reverse).
@@ -163,18 +163,18 @@ ErrorOr<Certificate> write_certificate(CertificateProfile const& profile, Public
     if (result == 0 && issuer != nullptr)
         result = mbedtls_x509write_crt_set_authority_key_identifier(&context);
     if (result != 0)
-        return mbedtls_error(Failure::Malformed, "issue certificate: extensions", result);
+        return mbedtls_error(CryptoError::Malformed, "issue certificate: extensions", result);
 
     std::array<unsigned char, CERTIFICATE_BUFFER_SIZE> buffer {};
     int length = mbedtls_x509write_crt_der(&context, buffer.data(), buffer.size(), random_callback, nullptr);
     if (length < 0)
-        return mbedtls_error(Failure::Internal, "issue certificate: sign", length);
+        return mbedtls_error(CryptoError::Internal, "issue certificate: sign", length);
     // DER is written at the end of the buffer.
     auto certificate = TRY(Certificate::parse_der(ByteView(buffer).last(static_cast<std::size_t>(length))));
     if (issuer != nullptr && certificate.issuer_der().size() != issuer->subject_der().size())
-        return failure_error(Failure::Unsupported, "issue certificate: the issuer name could not be copied exactly");
+        return failure_error(CryptoError::Unsupported, "issue certificate: the issuer name could not be copied exactly");
     if (issuer != nullptr && !std::equal(certificate.issuer_der().begin(), certificate.issuer_der().end(), issuer->subject_der().begin()))
-        return failure_error(Failure::Unsupported, "issue certificate: the issuer name could not be copied exactly");
+        return failure_error(CryptoError::Unsupported, "issue certificate: the issuer name could not be copied exactly");
     return certificate;
 }
 

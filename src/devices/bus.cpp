@@ -10,10 +10,10 @@ namespace qtbox::devices {
 ErrorOr<void> Bus::insert(std::uint64_t base, std::uint64_t length, BusDevice& device)
 {
     if (length == 0 || base + length < base)
-        return Error::from_string(fmt::format("bus: invalid range {:#x}+{:#x}", base, length), EINVAL);
+        return Error::from_string(fmt::format("bus: invalid range {:#x}+{:#x}", base, length));
     for (auto const& range : m_ranges) {
         if (base < range.base + range.length && range.base < base + length)
-            return Error::from_string(fmt::format("bus: {:#x}+{:#x} overlaps {:#x}+{:#x}", base, length, range.base, range.length), EEXIST);
+            return Error::from_string(fmt::format("bus: {:#x}+{:#x} overlaps {:#x}+{:#x}", base, length, range.base, range.length));
     }
     auto position = std::lower_bound(m_ranges.begin(), m_ranges.end(), base,
         [](Range const& range, std::uint64_t key) { return range.base < key; });

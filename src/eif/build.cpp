@@ -24,7 +24,7 @@ constexpr std::size_t KERNEL_CHUNK = 1 << 20;
 
 Error bad_input(std::string message)
 {
-    return Error::from_code(Failure::BadInput, std::move(message));
+    return Error::from_code(EifError::BadInput, std::move(message));
 }
 
 ErrorOr<void> check_line(std::string_view value, std::string_view what)
@@ -85,9 +85,9 @@ ErrorOr<image::ByteSource> open_input(std::string const& path, std::string_view 
 {
     auto source = image::ByteSource::open_file(path);
     if (source.is_error())
-        return Error::from_code(Failure::MissingInput, fmt::format("{} {}", what, source.error().message()));
+        return Error::from_code(EifError::MissingInput, fmt::format("{} {}", what, source.error().message()));
     if (source.value().size() > limit)
-        return Error::from_code(Failure::LimitExceeded, fmt::format("{} {} is {} bytes (limit {})", what, path, source.value().size(), limit));
+        return Error::from_code(EifError::LimitExceeded, fmt::format("{} {} is {} bytes (limit {})", what, path, source.value().size(), limit));
     return source;
 }
 
@@ -118,7 +118,7 @@ ErrorOr<image::FileTree> bootstrap_tree(BuildRequest const& request, GuestModule
 
     auto init = image::ByteSource::open_file(request.init);
     if (init.is_error())
-        return Error::from_code(Failure::MissingInput, fmt::format("init binary {}", init.error().message()));
+        return Error::from_code(EifError::MissingInput, fmt::format("init binary {}", init.error().message()));
     TRY(tree.put("init", source_file(tree, init.release_value(), 0755)));
 
     std::vector<std::string> load_order;
@@ -332,10 +332,10 @@ ErrorOr<BuildResult> build_eif(BuildRequest const& request)
     }
     }
     if (!info.config.architecture.empty() && info.config.architecture != "amd64")
-        return Error::from_code(image::Failure::Unsupported,
+        return Error::from_code(image::ImageError::Unsupported,
             fmt::format("the image is for {}; qtbox enclaves run x86_64 (amd64) images", info.config.architecture));
     if (!info.config.os.empty() && info.config.os != "linux")
-        return Error::from_code(image::Failure::Unsupported, fmt::format("the image is for {}, not linux", info.config.os));
+        return Error::from_code(image::ImageError::Unsupported, fmt::format("the image is for {}, not linux", info.config.os));
     result.image_name = request.name.value_or(info.name);
     result.image_version = request.version.value_or(info.version);
 
@@ -357,7 +357,7 @@ ErrorOr<BuildResult> build_eif(BuildRequest const& request)
     if (!kernel_release) {
         result.warnings.push_back(fmt::format("{} is not an x86 bzImage; its release was not checked against the modules", request.kernel));
     } else if (!modules.release.empty() && *kernel_release != modules.release) {
-        return Error::from_code(Failure::MissingInput,
+        return Error::from_code(EifError::MissingInput,
             fmt::format("the kernel is release {} but the modules are for {}", *kernel_release, modules.release));
     }
     auto bootstrap = TRY(bootstrap_tree(request, modules));
@@ -372,7 +372,7 @@ ErrorOr<BuildResult> build_eif(BuildRequest const& request)
             auto message = fmt::format("the signing certificate is not valid now (valid {} to {})",
                 format_rfc3339(identity->certificate.not_before()), format_rfc3339(identity->certificate.not_after()));
             if (request.strict)
-                return Error::from_code(Failure::CertificateTime, message + " (refused: --strict)");
+                return Error::from_code(EifError::CertificateTime, message + " (refused: --strict)");
             result.warnings.push_back(message + "; vmm starts it with a warning");
         }
     }

@@ -50,7 +50,7 @@ ErrorOr<Description> describe_eif(std::string const& path, UnixMillis at)
     auto reader = TRY(EifReader::open(path));
     auto verification = TRY(reader.verify({}, true));
     if (!verification.crc_ok)
-        return Error::from_code(Failure::BadCrc,
+        return Error::from_code(EifError::BadCrc,
             fmt::format("CRC mismatch: the header says {}, the contents give {}", crc_text(verification.stored_crc), crc_text(verification.computed_crc)));
 
     Description description;

@@ -103,9 +103,9 @@ std::array<std::uint8_t, HEADER_SIZE> encode_header(Header const& header)
 ErrorOr<Header> decode_header(ByteView bytes)
 {
     if (bytes.size() < HEADER_SIZE)
-        return Error::from_code(Failure::Truncated, "file is shorter than the 548-byte EIF header");
+        return Error::from_code(EifError::Truncated, "file is shorter than the 548-byte EIF header");
     if (!std::equal(MAGIC.begin(), MAGIC.end(), bytes.begin()))
-        return Error::from_code(Failure::Malformed, "not an EIF file (bad magic)");
+        return Error::from_code(EifError::Malformed, "not an EIF file (bad magic)");
     Header header;
     header.version = get_be<std::uint16_t>(&bytes[4]);
     header.flags = get_be<std::uint16_t>(&bytes[6]);

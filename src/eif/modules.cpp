@@ -61,7 +61,7 @@ struct Search {
     ErrorOr<void> walk(int directory_fd, std::string const& relative, int depth)
     {
         if (depth > MAX_MODULE_TREE_DEPTH)
-            return Error::from_code(Failure::LimitExceeded, fmt::format("{}: directories nest deeper than {}", root, MAX_MODULE_TREE_DEPTH));
+            return Error::from_code(EifError::LimitExceeded, fmt::format("{}: directories nest deeper than {}", root, MAX_MODULE_TREE_DEPTH));
         int stream_fd = ::dup(directory_fd);
         if (stream_fd < 0)
             return Error::from_errno("dup");
@@ -79,7 +79,7 @@ struct Search {
         ::closedir(stream);
         for (auto const& name : names) {
             if (++files_seen > MAX_MODULE_TREE_FILES)
-                return Error::from_code(Failure::LimitExceeded, fmt::format("{} holds more than {} files", root, MAX_MODULE_TREE_FILES));
+                return Error::from_code(EifError::LimitExceeded, fmt::format("{} holds more than {} files", root, MAX_MODULE_TREE_FILES));
             auto child_relative = relative.empty() ? name : relative + "/" + name;
             struct stat st { };
             if (::fstatat(directory_fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) < 0)
@@ -99,7 +99,7 @@ struct Search {
                 continue;
             auto [it, inserted] = found.try_emplace(*module, ModuleFile { *module, root + "/" + child_relative, child_relative });
             if (!inserted)
-                return Error::from_code(Failure::MissingInput,
+                return Error::from_code(EifError::MissingInput,
                     fmt::format("module {} is in {} twice: {} and {}", *module, root, it->second.relative_path, child_relative));
         }
         return {};
@@ -150,7 +150,7 @@ ErrorOr<void> check_release(std::string_view release)
     for (char c : release)
         valid = valid && c > 0x20 && c < 0x7f && c != '/';
     if (!valid)
-        return Error::from_code(Failure::BadInput, fmt::format("'{}' is not a kernel release name", release.substr(0, MAX_RELEASE_LENGTH)));
+        return Error::from_code(EifError::BadInput, fmt::format("'{}' is not a kernel release name", release.substr(0, MAX_RELEASE_LENGTH)));
     return {};
 }
 
@@ -161,7 +161,7 @@ ErrorOr<std::string> module_release(std::string const& path)
 {
     auto bytes = TRY(sys::read_file(path, MAX_MODULE_SIZE));
     auto fail = [&](std::string_view why) {
-        return Error::from_code(Failure::MissingInput, fmt::format("{}: {}", path, why));
+        return Error::from_code(EifError::MissingInput, fmt::format("{}: {}", path, why));
     };
     if (bytes.size() < 64 || bytes[0] != 0x7f || bytes[1] != 'E' || bytes[2] != 'L' || bytes[3] != 'F')
         return fail("not an ELF kernel module");
@@ -232,7 +232,7 @@ ErrorOr<std::optional<std::string>> bzimage_release(std::string const& path)
     std::uint64_t offset = static_cast<std::uint64_t>(pointer) + 0x200;
     std::array<char, MAX_RELEASE_LENGTH + 1> text {};
     if (offset >= size)
-        return Error::from_code(Failure::Malformed, fmt::format("{}: kernel_version points past the end", path));
+        return Error::from_code(EifError::Malformed, fmt::format("{}: kernel_version points past the end", path));
     auto take = static_cast<std::size_t>(std::min<std::uint64_t>(text.size() - 1, size - offset));
     TRY(sys::pread_exact(fd.get(), text.data(), take, offset));
     std::string_view version(text.data(), strnlen(text.data(), take));
@@ -245,7 +245,7 @@ ErrorOr<GuestModules> find_guest_modules(std::string const& directory, std::opti
 {
     int fd = ::open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
-        return Error::from_code(Failure::MissingInput, fmt::format("modules directory {}: {}", directory, std::strerror(errno)));
+        return Error::from_code(EifError::MissingInput, fmt::format("modules directory {}: {}", directory, std::strerror(errno)));
     UniqueFd root(fd);
     Search search;
     search.root = directory;
@@ -266,7 +266,7 @@ ErrorOr<GuestModules> find_guest_modules(std::string const& directory, std::opti
             result.builtin.push_back(name);
             continue;
         }
-        return Error::from_code(Failure::MissingInput,
+        return Error::from_code(EifError::MissingInput,
             fmt::format("module {} is not under {} (looked for {}.ko, .ko.xz, .ko.zst, .ko.gz) and modules.builtin does not list it",
                 name, directory, name));
     }
@@ -281,7 +281,7 @@ ErrorOr<GuestModules> find_guest_modules(std::string const& directory, std::opti
     for (auto const& file : result.files) {
         if (is_compressed(file.host_path)) {
             if (!release_hint)
-                return Error::from_code(Failure::MissingInput,
+                return Error::from_code(EifError::MissingInput,
                     fmt::format("cannot tell the kernel release of compressed module {} (hint: put the release in a kernel.release file next to the modules directory)", file.host_path));
             continue;
         }
@@ -290,7 +290,7 @@ ErrorOr<GuestModules> find_guest_modules(std::string const& directory, std::opti
             release = module;
             release_source = file.relative_path;
         } else if (*release != module) {
-            return Error::from_code(Failure::MissingInput,
+            return Error::from_code(EifError::MissingInput,
                 fmt::format("modules are for different kernels: {} says {}, {} says {}", release_source, *release, file.relative_path, module));
         }
     }

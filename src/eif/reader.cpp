@@ -33,19 +33,19 @@ ErrorOr<void> EifReader::parse()
 {
     auto st = TRY(sys::fstat(m_fd.get()));
     if (!S_ISREG(st.st_mode))
-        return Error::from_code(Failure::Malformed, "not a regular file");
+        return Error::from_code(EifError::Malformed, "not a regular file");
     m_file_size = static_cast<std::uint64_t>(st.st_size);
     if (m_file_size < HEADER_SIZE)
-        return Error::from_code(Failure::Truncated, fmt::format("truncated EIF: {} bytes, shorter than the {}-byte header", m_file_size, HEADER_SIZE));
+        return Error::from_code(EifError::Truncated, fmt::format("truncated EIF: {} bytes, shorter than the {}-byte header", m_file_size, HEADER_SIZE));
     std::array<std::uint8_t, HEADER_SIZE> bytes {};
     TRY(sys::pread_exact(m_fd.get(), bytes.data(), bytes.size(), 0));
     m_header = TRY(decode_header(bytes));
     if (m_header.version != VERSION)
-        return Error::from_code(Failure::UnsupportedVersion, fmt::format("EIF version {} is not supported (qtbox reads version {})", m_header.version, VERSION));
+        return Error::from_code(EifError::UnsupportedVersion, fmt::format("EIF version {} is not supported (qtbox reads version {})", m_header.version, VERSION));
     if (m_header.flags & ~FLAG_ARCH_AARCH64)
-        return Error::from_code(Failure::Malformed, fmt::format("unknown EIF header flags 0x{:04x}", m_header.flags));
+        return Error::from_code(EifError::Malformed, fmt::format("unknown EIF header flags 0x{:04x}", m_header.flags));
     if (m_header.num_sections > MAX_SECTIONS)
-        return Error::from_code(Failure::Malformed, fmt::format("the header claims {} sections (at most {})", m_header.num_sections, MAX_SECTIONS));
+        return Error::from_code(EifError::Malformed, fmt::format("the header claims {} sections (at most {})", m_header.num_sections, MAX_SECTIONS));
 
     // Walk the section headers; the offset table is only a cross-check.
     std::uint64_t offset = HEADER_SIZE;
@@ -53,28 +53,28 @@ ErrorOr<void> EifReader::parse()
     while (offset < m_file_size) {
         std::size_t index = m_sections.size();
         if (index == MAX_SECTIONS)
-            return Error::from_code(Failure::Malformed, fmt::format("more than {} sections", MAX_SECTIONS));
+            return Error::from_code(EifError::Malformed, fmt::format("more than {} sections", MAX_SECTIONS));
         if (m_file_size - offset < SECTION_HEADER_SIZE)
-            return Error::from_code(Failure::Truncated, fmt::format("truncated EIF: section {} header at offset {} is cut short", index, offset));
+            return Error::from_code(EifError::Truncated, fmt::format("truncated EIF: section {} header at offset {} is cut short", index, offset));
         std::array<std::uint8_t, SECTION_HEADER_SIZE> raw {};
         TRY(sys::pread_exact(m_fd.get(), raw.data(), raw.size(), offset));
         auto section_header = decode_section_header(raw);
         int rank = section_order_rank(section_header.type);
         if (rank < 0)
-            return Error::from_code(Failure::Malformed,
+            return Error::from_code(EifError::Malformed,
                 fmt::format("section {} at offset {} has unknown type {}", index, offset, static_cast<unsigned>(section_header.type)));
         auto name = section_type_name(section_header.type);
         if (section_header.flags != 0)
-            return Error::from_code(Failure::Malformed, fmt::format("section {} ({}) has unknown flags 0x{:04x}", index, name, section_header.flags));
+            return Error::from_code(EifError::Malformed, fmt::format("section {} ({}) has unknown flags 0x{:04x}", index, name, section_header.flags));
         std::uint64_t available = m_file_size - offset - SECTION_HEADER_SIZE;
         if (section_header.size > available)
-            return Error::from_code(Failure::Truncated,
+            return Error::from_code(EifError::Truncated,
                 fmt::format("truncated EIF: section {} ({}) declares {} bytes at offset {} but only {} remain", index, name, section_header.size, offset, available));
         if (section_header.size > section_size_limit(section_header.type))
-            return Error::from_code(Failure::LimitExceeded,
+            return Error::from_code(EifError::LimitExceeded,
                 fmt::format("section {} ({}) is {} bytes (limit {})", index, name, section_header.size, section_size_limit(section_header.type)));
         if (rank < last_rank || (rank == last_rank && section_header.type != SectionType::Ramdisk))
-            return Error::from_code(Failure::Malformed,
+            return Error::from_code(EifError::Malformed,
                 fmt::format("section {} ({}) is out of order (kernel, cmdline, metadata, ramdisks, signature)", index, name));
         last_rank = rank;
         m_sections.push_back({ index, section_header.type, offset, offset + SECTION_HEADER_SIZE, section_header.size });
@@ -85,20 +85,20 @@ ErrorOr<void> EifReader::parse()
         return std::count_if(m_sections.begin(), m_sections.end(), [&](Section const& s) { return s.type == type; });
     };
     if (m_sections.empty() || m_sections[0].type != SectionType::Kernel)
-        return Error::from_code(Failure::Malformed, "the first section is not a kernel");
+        return Error::from_code(EifError::Malformed, "the first section is not a kernel");
     if (m_sections.size() < 2 || m_sections[1].type != SectionType::Cmdline)
-        return Error::from_code(Failure::Malformed, "the second section is not a cmdline");
+        return Error::from_code(EifError::Malformed, "the second section is not a cmdline");
     if (count(SectionType::Ramdisk) == 0)
-        return Error::from_code(Failure::Malformed, "the image has no ramdisk");
+        return Error::from_code(EifError::Malformed, "the image has no ramdisk");
 
     if (m_header.num_sections != m_sections.size())
-        return Error::from_code(Failure::Malformed,
+        return Error::from_code(EifError::Malformed,
             fmt::format("the header claims {} sections but the file holds {}", m_header.num_sections, m_sections.size()));
     for (std::size_t i = 0; i < MAX_SECTIONS; ++i) {
         std::uint64_t want_offset = i < m_sections.size() ? m_sections[i].header_offset : 0;
         std::uint64_t want_size = i < m_sections.size() ? m_sections[i].size : 0;
         if (m_header.section_offsets[i] != want_offset || m_header.section_sizes[i] != want_size)
-            return Error::from_code(Failure::Malformed,
+            return Error::from_code(EifError::Malformed,
                 fmt::format("the header's section table entry {} (offset {}, size {}) does not match the file (offset {}, size {})",
                     i, m_header.section_offsets[i], m_header.section_sizes[i], want_offset, want_size));
     }
@@ -132,17 +132,17 @@ Section const* EifReader::signature() const
 ErrorOr<void> EifReader::read(Section const& section, std::uint64_t offset, std::span<std::uint8_t> out) const
 {
     if (offset > section.size || out.size() > section.size - offset)
-        return Error::from_code(Failure::Malformed, fmt::format("read past the end of section {}", section.index));
+        return Error::from_code(EifError::Malformed, fmt::format("read past the end of section {}", section.index));
     auto result = sys::pread_exact(m_fd.get(), out.data(), out.size(), section.data_offset + offset);
-    if (result.is_error() && result.error().code() == EPIPE)
-        return Error::from_code(Failure::Truncated, "the EIF file shrank while it was being read");
+    if (result.is_error() && result.error().is(sys::SysError::UnexpectedEnd))
+        return Error::from_code(EifError::Truncated, "the EIF file shrank while it was being read");
     return result;
 }
 
 ErrorOr<Bytes> EifReader::read_section(Section const& section, std::uint64_t limit) const
 {
     if (section.size > limit)
-        return Error::from_code(Failure::LimitExceeded, fmt::format("section {} ({}) is {} bytes (limit {})", section.index, section_type_name(section.type), section.size, limit));
+        return Error::from_code(EifError::LimitExceeded, fmt::format("section {} ({}) is {} bytes (limit {})", section.index, section_type_name(section.type), section.size, limit));
     Bytes bytes(static_cast<std::size_t>(section.size));
     TRY(read(section, 0, bytes));
     return bytes;
@@ -153,7 +153,7 @@ ErrorOr<std::string> EifReader::read_cmdline() const
     auto bytes = TRY(read_section(cmdline(), MAX_CMDLINE_SIZE));
     for (auto byte : bytes) {
         if (byte < 0x20 || byte > 0x7e)
-            return Error::from_code(Failure::Malformed, "the cmdline section holds a non-printable byte");
+            return Error::from_code(EifError::Malformed, "the cmdline section holds a non-printable byte");
     }
     return std::string(as_chars(bytes));
 }
@@ -166,7 +166,7 @@ ErrorOr<Verification> EifReader::verify(Visitor const& visitor, bool parallel_ha
     TRY(sys::pread_exact(m_fd.get(), header_bytes.data(), header_bytes.size(), 0));
     // The header must still be the one open() checked.
     if (encode_header(m_header) != header_bytes)
-        return Error::from_code(Failure::Truncated, "the EIF file changed while it was being read");
+        return Error::from_code(EifError::Truncated, "the EIF file changed while it was being read");
     std::uint32_t crc = crc32_update(0, ByteView(header_bytes.data(), CRC_OFFSET));
 
     SectionHasher hasher(parallel_hashing);
@@ -176,10 +176,10 @@ ErrorOr<Verification> EifReader::verify(Visitor const& visitor, bool parallel_ha
         std::array<std::uint8_t, SECTION_HEADER_SIZE> raw {};
         auto header_read = sys::pread_exact(m_fd.get(), raw.data(), raw.size(), section.header_offset);
         if (header_read.is_error())
-            return Error::from_code(Failure::Truncated, "the EIF file changed while it was being read");
+            return Error::from_code(EifError::Truncated, "the EIF file changed while it was being read");
         auto reread = decode_section_header(raw);
         if (reread.type != section.type || reread.size != section.size)
-            return Error::from_code(Failure::Truncated, "the EIF file changed while it was being read");
+            return Error::from_code(EifError::Truncated, "the EIF file changed while it was being read");
         crc = crc32_update(crc, raw);
         hasher.begin_section(section.type);
         std::uint64_t done = 0;

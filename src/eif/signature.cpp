@@ -19,7 +19,7 @@ constexpr char const* VALUE_KEY = "register_value";
 
 Error bad(std::string message)
 {
-    return Error::from_code(Failure::BadSignature, std::move(message));
+    return Error::from_code(EifError::BadSignature, std::move(message));
 }
 
 // A byte field as qtbox writes it (bstr) or as serde_cbor writes a Vec<u8>
@@ -58,23 +58,23 @@ ErrorOr<SigningIdentity> load_signing_identity(std::string const& key_path, std:
 {
     auto key_bytes = sys::read_file(key_path, crypto::MAX_KEY_INPUT_SIZE);
     if (key_bytes.is_error())
-        return Error::from_code(Failure::MissingInput, fmt::format("private key {}", key_bytes.error().message()));
+        return Error::from_code(EifError::MissingInput, fmt::format("private key {}", key_bytes.error().message()));
     auto key = crypto::PrivateKey::parse(key_bytes.value());
     secure_zero(key_bytes.value().data(), key_bytes.value().size());
     if (key.is_error())
-        return Error::from_code(Failure::BadInput, fmt::format("private key {}: {}", key_path, key.error().message()));
+        return Error::from_code(EifError::BadInput, fmt::format("private key {}: {}", key_path, key.error().message()));
     if (key.value().type() != crypto::KeyType::EcP384)
-        return Error::from_code(Failure::BadInput,
+        return Error::from_code(EifError::BadInput,
             fmt::format("private key {} is {}; EIF signatures are ES384 and need an EC P-384 key (SPEC §3)", key_path, crypto::key_type_name(key.value().type())));
 
     auto certificate_bytes = sys::read_file(certificate_path, crypto::MAX_PEM_BLOCK_SIZE);
     if (certificate_bytes.is_error())
-        return Error::from_code(Failure::MissingInput, fmt::format("signing certificate {}", certificate_bytes.error().message()));
+        return Error::from_code(EifError::MissingInput, fmt::format("signing certificate {}", certificate_bytes.error().message()));
     auto certificate = crypto::Certificate::parse(certificate_bytes.value());
     if (certificate.is_error())
-        return Error::from_code(Failure::BadInput, fmt::format("signing certificate {}: {}", certificate_path, certificate.error().message()));
+        return Error::from_code(EifError::BadInput, fmt::format("signing certificate {}: {}", certificate_path, certificate.error().message()));
     if (!key.value().matches(certificate.value().public_key()))
-        return Error::from_code(Failure::KeyMismatch,
+        return Error::from_code(EifError::KeyMismatch,
             fmt::format("the private key {} does not match the certificate {}", key_path, certificate_path));
     return SigningIdentity { key.release_value(), certificate.release_value() };
 }
@@ -88,14 +88,14 @@ ErrorOr<Bytes> make_signature_section(SigningIdentity const& identity, Pcr const
     entry.insert(cbor::Value::text_string(SIGNATURE_KEY), cbor::Value::byte_string(std::move(cose)));
     auto section = cbor::encode(cbor::Value::array({ std::move(entry) }));
     if (section.size() > MAX_SIGNATURE_SIZE)
-        return Error::from_code(Failure::LimitExceeded, "the signature section would exceed its size limit");
+        return Error::from_code(EifError::LimitExceeded, "the signature section would exceed its size limit");
     return section;
 }
 
 ErrorOr<SignatureEntry> parse_signature_section(ByteView section)
 {
     if (section.size() > MAX_SIGNATURE_SIZE)
-        return Error::from_code(Failure::LimitExceeded, "signature section too large");
+        return Error::from_code(EifError::LimitExceeded, "signature section too large");
     cbor::DecodeOptions options;
     options.max_depth = 8;
     auto decoded = cbor::decode(section, options);
@@ -158,11 +158,11 @@ ErrorOr<void> require_valid(SignatureCheck const& check, UnixMillis at)
     if (!check.signature_valid)
         return bad("the signature does not verify with the signing certificate's key");
     if (!check.pcr0_matches)
-        return Error::from_code(Failure::Pcr0Mismatch,
+        return Error::from_code(EifError::Pcr0Mismatch,
             check.register_index != 0 ? fmt::format("the signature is for PCR{}, not PCR0", check.register_index)
                                       : std::string("the signed PCR0 does not match the image"));
     if (!check.certificate_valid)
-        return Error::from_code(Failure::CertificateTime,
+        return Error::from_code(EifError::CertificateTime,
             fmt::format("the signing certificate is not valid at {} (valid {} to {})", format_rfc3339(at),
                 format_rfc3339(check.certificate.not_before()), format_rfc3339(check.certificate.not_after())));
     return {};

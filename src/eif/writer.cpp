@@ -21,7 +21,7 @@ struct EifWriter::State final : image::ByteSink {
     ErrorOr<void> write(ByteView bytes) override
     {
         if (!open_section)
-            return Error::from_string("EIF writer: data outside a section", EINVAL);
+            return Error::from_string("EIF writer: data outside a section");
         hasher.update(bytes);
         TRY(sys::write_all(fd, bytes));
         data_size += bytes.size();
@@ -46,14 +46,14 @@ struct EifWriter::State final : image::ByteSink {
     ErrorOr<void> begin(SectionType type)
     {
         if (open_section)
-            return Error::from_string("EIF writer: a section is already open", EINVAL);
+            return Error::from_string("EIF writer: a section is already open");
         if (finished || (measured && type != SectionType::Signature))
-            return Error::from_string("EIF writer: the measured sections are already complete", EINVAL);
+            return Error::from_string("EIF writer: the measured sections are already complete");
         int rank = section_order_rank(type);
         if (rank < 0 || rank < last_rank || (rank == last_rank && type != SectionType::Ramdisk))
-            return Error::from_code(Failure::Malformed, fmt::format("EIF writer: a {} section cannot come here", section_type_name(type)));
+            return Error::from_code(EifError::Malformed, fmt::format("EIF writer: a {} section cannot come here", section_type_name(type)));
         if (header.num_sections == MAX_SECTIONS)
-            return Error::from_code(Failure::LimitExceeded, fmt::format("an EIF holds at most {} sections", MAX_SECTIONS));
+            return Error::from_code(EifError::LimitExceeded, fmt::format("an EIF holds at most {} sections", MAX_SECTIONS));
         last_rank = rank;
         section_type = type;
         section_offset = offset;
@@ -69,7 +69,7 @@ struct EifWriter::State final : image::ByteSink {
     ErrorOr<std::uint64_t> end()
     {
         if (!open_section)
-            return Error::from_string("EIF writer: no open section", EINVAL);
+            return Error::from_string("EIF writer: no open section");
         auto section_header = encode_section_header({ section_type, 0, data_size });
         if (::pwrite(fd, section_header.data(), section_header.size(), static_cast<off_t>(section_offset)) != static_cast<ssize_t>(section_header.size()))
             return Error::from_errno("pwrite EIF section header");
@@ -150,9 +150,9 @@ ErrorOr<void> EifWriter::finish()
 {
     auto& state = *m_state;
     if (state.open_section)
-        return Error::from_string("EIF writer: a section is still open", EINVAL);
+        return Error::from_string("EIF writer: a section is still open");
     if (state.finished)
-        return Error::from_string("EIF writer: already finished", EINVAL);
+        return Error::from_string("EIF writer: already finished");
     auto header = encode_header(state.header);
     std::uint32_t crc = crc32_update(0, ByteView(header.data(), CRC_OFFSET));
     crc = crc32_join(crc, state.body_crc, state.body_size);

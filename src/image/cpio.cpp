@@ -101,7 +101,7 @@ private:
     ErrorOr<void> write_header(std::string_view name, HeaderFields const& fields)
     {
         if (name.size() + 1 > 0xFFFF'FFFFu)
-            return Error::from_code(Failure::LimitExceeded, "cpio name too long");
+            return Error::from_code(ImageError::LimitExceeded, "cpio name too long");
         char header[HEADER_SIZE + 1];
         // c_magic, then 13 fields of 8 hex digits: ino mode uid gid nlink
         // mtime filesize devmajor devminor rdevmajor rdevminor namesize check.
@@ -135,7 +135,7 @@ private:
             ++group.written;
             carries_data = group.written == group.total;
             if (node.size > MAX_FILE_SIZE)
-                return Error::from_code(Failure::LimitExceeded, fmt::format("'{}' is too large for newc cpio", path));
+                return Error::from_code(ImageError::LimitExceeded, fmt::format("'{}' is too large for newc cpio", path));
             fields.file_size = carries_data ? static_cast<std::uint32_t>(node.size) : 0;
             break;
         }
@@ -190,23 +190,23 @@ private:
         auto st = TRY(sys::fstat(fd.get()));
         if (!S_ISREG(st.st_mode) || static_cast<std::uint64_t>(st.st_dev) != file.device
             || static_cast<std::uint64_t>(st.st_ino) != file.inode)
-            return Error::from_code(Failure::Changed, "replaced by another file during the build");
+            return Error::from_code(ImageError::Changed, "replaced by another file during the build");
         if (static_cast<std::uint64_t>(st.st_size) != size)
-            return Error::from_code(Failure::Changed, fmt::format("changed size during the build ({} bytes, then {})", size, st.st_size));
+            return Error::from_code(ImageError::Changed, fmt::format("changed size during the build ({} bytes, then {})", size, st.st_size));
         ::posix_fadvise(fd.get(), 0, 0, POSIX_FADV_SEQUENTIAL);
         while (size > 0) {
             auto room = TRY(m_sink.reserve());
             std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(room.size(), size));
             std::size_t got = TRY(sys::read(fd.get(), room.data(), want));
             if (got == 0)
-                return Error::from_code(Failure::Changed, "shrank during the build");
+                return Error::from_code(ImageError::Changed, "shrank during the build");
             m_sink.commit(got);
             m_written += got;
             size -= got;
         }
         std::uint8_t probe = 0;
         if (TRY(sys::read(fd.get(), &probe, 1)) != 0)
-            return Error::from_code(Failure::Changed, "grew during the build");
+            return Error::from_code(ImageError::Changed, "grew during the build");
         return {};
     }
 
@@ -220,12 +220,12 @@ private:
         case Content::Kind::Inline: {
             auto const& bytes = m_tree.inline_bytes(node.content.index);
             if (bytes.size() != node.size)
-                return Error::from_code(Failure::Malformed, "inline contents do not match the recorded size");
+                return Error::from_code(ImageError::Malformed, "inline contents do not match the recorded size");
             return put(bytes);
         }
         case Content::Kind::None:
             if (node.size != 0)
-                return Error::from_code(Failure::Malformed, "a file without contents has a non-zero size");
+                return Error::from_code(ImageError::Malformed, "a file without contents has a non-zero size");
             return {};
         }
         return {};

@@ -74,10 +74,10 @@ TemporaryDirectory::~TemporaryDirectory()
 ErrorOr<void> docker_save(std::string const& name, std::string const& output)
 {
     if (name.empty() || name.starts_with("-"))
-        return Error::from_code(Failure::NotFound, fmt::format("'{}' is not an image name", name));
+        return Error::from_code(ImageError::NotFound, fmt::format("'{}' is not an image name", name));
     auto docker = find_in_path("docker");
     if (!docker)
-        return Error::from_code(Failure::NotFound, fmt::format("docker is not installed (no 'docker' in PATH); {}", HINT));
+        return Error::from_code(ImageError::NotFound, fmt::format("docker is not installed (no 'docker' in PATH); {}", HINT));
 
     int pipe_fds[2];
     if (::pipe2(pipe_fds, O_CLOEXEC) < 0)
@@ -118,10 +118,10 @@ ErrorOr<void> docker_save(std::string const& name, std::string const& output)
     auto message = first_line(errors);
     if (message.find("Cannot connect to the Docker daemon") != std::string::npos || message.find("docker daemon running") != std::string::npos
         || message.find("Is the docker daemon") != std::string::npos)
-        return Error::from_code(Failure::NotFound, fmt::format("no Docker daemon is running (docker said: {}); {}", message, HINT));
+        return Error::from_code(ImageError::NotFound, fmt::format("no Docker daemon is running (docker said: {}); {}", message, HINT));
     if (message.empty())
         message = WIFEXITED(status) ? fmt::format("exit status {}", WEXITSTATUS(status)) : std::string("killed by a signal");
-    return Error::from_code(Failure::NotFound, fmt::format("docker save {} failed: {}", name, message));
+    return Error::from_code(ImageError::NotFound, fmt::format("docker save {} failed: {}", name, message));
 }
 
 } // namespace qtbox::image

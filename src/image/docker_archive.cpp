@@ -39,7 +39,7 @@ public:
             auto opened = TRY(open_layer(raw, budget));
             archive.m_data = std::move(opened.content);
         } else if (compression != Compression::None) {
-            return Error::from_code(Failure::Unsupported, "only uncompressed or gzip-compressed docker-archives are supported");
+            return Error::from_code(ImageError::Unsupported, "only uncompressed or gzip-compressed docker-archives are supported");
         } else {
             archive.m_data = std::move(raw);
         }
@@ -47,7 +47,7 @@ public:
         while (auto entry = TRY(reader.next())) {
             auto name = TRY(normalize_path(entry->path));
             if (archive.m_members.size() >= MAX_TREE_ENTRIES)
-                return Error::from_code(Failure::LimitExceeded, "the archive has too many members");
+                return Error::from_code(ImageError::LimitExceeded, "the archive has too many members");
             archive.m_members[name] = Member { entry->type, entry->data_offset, entry->size, entry->link_target };
         }
         return archive;
@@ -60,12 +60,12 @@ public:
         for (int hop = 0; hop <= MAX_MEMBER_LINK_HOPS; ++hop) {
             auto it = m_members.find(name);
             if (it == m_members.end())
-                return Error::from_code(Failure::NotFound, fmt::format("{}: '{}' is not in the archive", what, raw_name));
+                return Error::from_code(ImageError::NotFound, fmt::format("{}: '{}' is not in the archive", what, raw_name));
             auto const& member = it->second;
             if (member.type == TarEntry::Type::Regular)
                 return m_data.slice(member.offset, member.size);
             if (member.type != TarEntry::Type::Symlink && member.type != TarEntry::Type::HardLink)
-                return Error::from_code(Failure::Malformed, fmt::format("{}: '{}' is not a file", what, raw_name));
+                return Error::from_code(ImageError::Malformed, fmt::format("{}: '{}' is not a file", what, raw_name));
             std::string base;
             if (member.type == TarEntry::Type::Symlink && !member.link_target.starts_with("/")) {
                 auto slash = name.rfind('/');
@@ -73,7 +73,7 @@ public:
             }
             name = TRY(normalize_path(base + member.link_target));
         }
-        return Error::from_code(Failure::Malformed, fmt::format("{}: too many links from '{}'", what, raw_name));
+        return Error::from_code(ImageError::Malformed, fmt::format("{}: too many links from '{}'", what, raw_name));
     }
 
 private:
@@ -125,16 +125,16 @@ ErrorOr<ImageInfo> load_docker_archive(std::string const& path, std::optional<st
     auto manifest_text = TRY(detail::read_json_text(manifest_source, "manifest.json"));
     auto manifest = nlohmann::json::parse(manifest_text, nullptr, false);
     if (manifest.is_discarded() || !manifest.is_array())
-        return Error::from_code(Failure::Malformed, "manifest.json is not a JSON array (not a docker-archive?)");
+        return Error::from_code(ImageError::Malformed, "manifest.json is not a JSON array (not a docker-archive?)");
     if (manifest.empty())
-        return Error::from_code(Failure::Malformed, "manifest.json lists no image");
+        return Error::from_code(ImageError::Malformed, "manifest.json lists no image");
 
     nlohmann::json const* chosen = nullptr;
     std::vector<std::string> all_tags;
     std::string chosen_tag;
     for (auto const& entry : manifest) {
         if (!entry.is_object())
-            return Error::from_code(Failure::Malformed, "manifest.json: an entry is not an object");
+            return Error::from_code(ImageError::Malformed, "manifest.json: an entry is not an object");
         auto tags = TRY(detail::get_string_array(entry, "RepoTags", "manifest.json")).value_or(std::vector<std::string> {});
         for (auto const& repo_tag : tags) {
             all_tags.push_back(repo_tag);
@@ -146,10 +146,10 @@ ErrorOr<ImageInfo> load_docker_archive(std::string const& path, std::optional<st
     }
     auto tag_list = all_tags.empty() ? std::string("none") : fmt::format("{}", fmt::join(all_tags, ", "));
     if (tag && !chosen)
-        return Error::from_code(Failure::NotFound, fmt::format("tag '{}' is not in {} (tags: {})", *tag, path, tag_list));
+        return Error::from_code(ImageError::NotFound, fmt::format("tag '{}' is not in {} (tags: {})", *tag, path, tag_list));
     if (!tag) {
         if (manifest.size() != 1)
-            return Error::from_code(Failure::NotFound,
+            return Error::from_code(ImageError::NotFound,
                 fmt::format("{} holds {} images; pick one with {}:TAG (tags: {})", path, manifest.size(), path, tag_list));
         chosen = &manifest[0];
         auto tags = TRY(detail::get_string_array(*chosen, "RepoTags", "manifest.json")).value_or(std::vector<std::string> {});
@@ -159,7 +159,7 @@ ErrorOr<ImageInfo> load_docker_archive(std::string const& path, std::optional<st
 
     auto config_name = TRY(detail::get_string(*chosen, "Config", "manifest.json"));
     if (!config_name)
-        return Error::from_code(Failure::Malformed, "manifest.json: the image has no \"Config\"");
+        return Error::from_code(ImageError::Malformed, "manifest.json: the image has no \"Config\"");
     auto config_source = TRY(archive.member(*config_name, "image config"));
     auto config_text = TRY(detail::read_json_text(config_source, "image config"));
     auto config_digest = crypto::sha256(as_bytes(config_text));
@@ -170,12 +170,12 @@ ErrorOr<ImageInfo> load_docker_archive(std::string const& path, std::optional<st
 
     auto layers = TRY(detail::get_string_array(*chosen, "Layers", "manifest.json")).value_or(std::vector<std::string> {});
     if (layers.size() > MAX_LAYERS)
-        return Error::from_code(Failure::LimitExceeded, fmt::format("the image has {} layers (limit {})", layers.size(), MAX_LAYERS));
+        return Error::from_code(ImageError::LimitExceeded, fmt::format("the image has {} layers (limit {})", layers.size(), MAX_LAYERS));
     std::vector<std::string> diff_ids;
     if (auto rootfs = config_document.find("rootfs"); rootfs != config_document.end() && rootfs->is_object())
         diff_ids = TRY(detail::get_string_array(*rootfs, "diff_ids", "image config rootfs")).value_or(std::vector<std::string> {});
     if (diff_ids.size() != layers.size())
-        return Error::from_code(Failure::Malformed,
+        return Error::from_code(ImageError::Malformed,
             fmt::format("the manifest lists {} layers but the config has {} diff_ids", layers.size(), diff_ids.size()));
 
     for (std::size_t i = 0; i < layers.size(); ++i) {

@@ -41,7 +41,7 @@ public:
     ErrorOr<void> walk(int directory_fd, std::string const& host_path, std::string const& key, int depth)
     {
         if (depth > MAX_DIRECTORY_DEPTH)
-            return Error::from_code(Failure::LimitExceeded, fmt::format("{}: directories nest deeper than {}", host_path, MAX_DIRECTORY_DEPTH));
+            return Error::from_code(ImageError::LimitExceeded, fmt::format("{}: directories nest deeper than {}", host_path, MAX_DIRECTORY_DEPTH));
         int stream_fd = ::dup(directory_fd);
         if (stream_fd < 0)
             return Error::from_errno("dup");
@@ -83,7 +83,7 @@ private:
     ErrorOr<void> add_entry(int directory_fd, std::string const& host_path, std::string const& key, std::string const& name, int depth)
     {
         if (key.size() > MAX_PATH_LENGTH)
-            return Error::from_code(Failure::LimitExceeded, fmt::format("{}: path longer than {} bytes", host_path, MAX_PATH_LENGTH));
+            return Error::from_code(ImageError::LimitExceeded, fmt::format("{}: path longer than {} bytes", host_path, MAX_PATH_LENGTH));
         struct stat st { };
         if (::fstatat(directory_fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) < 0)
             return Error::from_errno(fmt::format("stat {}", host_path));
@@ -102,7 +102,7 @@ private:
         }
         case S_IFREG: {
             if (static_cast<std::uint64_t>(st.st_size) > MAX_FILE_SIZE)
-                return Error::from_code(Failure::LimitExceeded,
+                return Error::from_code(ImageError::LimitExceeded,
                     fmt::format("{} is {} bytes; newc cpio holds files up to {} bytes", host_path, st.st_size, MAX_FILE_SIZE));
             node.type = NodeType::Regular;
             node.size = static_cast<std::uint64_t>(st.st_size);
@@ -124,7 +124,7 @@ private:
             if (length < 0)
                 return Error::from_errno(fmt::format("readlink {}", host_path));
             if (static_cast<std::size_t>(length) > MAX_LINK_TARGET_LENGTH)
-                return Error::from_code(Failure::LimitExceeded, fmt::format("{}: link target longer than {} bytes", host_path, MAX_LINK_TARGET_LENGTH));
+                return Error::from_code(ImageError::LimitExceeded, fmt::format("{}: link target longer than {} bytes", host_path, MAX_LINK_TARGET_LENGTH));
             target.resize(static_cast<std::size_t>(length));
             node.type = NodeType::Symlink;
             node.size = target.size();
@@ -144,7 +144,7 @@ private:
             node.type = NodeType::Socket;
             break;
         default:
-            return Error::from_code(Failure::Unsupported, fmt::format("{}: unsupported file type", host_path));
+            return Error::from_code(ImageError::Unsupported, fmt::format("{}: unsupported file type", host_path));
         }
         return m_tree.put(key, std::move(node));
     }

@@ -18,7 +18,7 @@ ErrorOr<ImageConfig> parse_image_config(std::string_view json)
     if (it == document.end() || it->is_null())
         return config;
     if (!it->is_object())
-        return Error::from_code(Failure::Malformed, "image config: \"config\" is not an object");
+        return Error::from_code(ImageError::Malformed, "image config: \"config\" is not an object");
     auto const& section = *it;
     config.entrypoint = TRY(detail::get_string_array(section, "Entrypoint", "image config"));
     config.cmd = TRY(detail::get_string_array(section, "Cmd", "image config"));
@@ -46,7 +46,7 @@ ErrorOr<ImageReference> split_image_reference(std::string const& argument, bool 
             return ImageReference { path, tag };
         ++colon;
     }
-    return Error::from_code(Failure::NotFound,
+    return Error::from_code(ImageError::NotFound,
         fmt::format("{}: no such {}", argument, want_directory ? "directory" : "file"));
 }
 

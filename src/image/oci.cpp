@@ -40,12 +40,12 @@ public:
     {
         auto marker = ByteSource::open_file(m_directory + "/oci-layout");
         if (marker.is_error())
-            return Error::from_code(Failure::NotFound, fmt::format("{} is not an OCI image layout (no oci-layout file)", m_directory));
+            return Error::from_code(ImageError::NotFound, fmt::format("{} is not an OCI image layout (no oci-layout file)", m_directory));
         auto text = TRY(detail::read_json_text(marker.value(), "oci-layout"));
         auto document = TRY(detail::parse_json_object(text, "oci-layout"));
         auto version = TRY(detail::get_string(document, "imageLayoutVersion", "oci-layout"));
         if (!version || *version != "1.0.0")
-            return Error::from_code(Failure::Unsupported, fmt::format("{}: unsupported imageLayoutVersion", m_directory));
+            return Error::from_code(ImageError::Unsupported, fmt::format("{}: unsupported imageLayoutVersion", m_directory));
         return {};
     }
 
@@ -54,9 +54,9 @@ public:
         auto path = fmt::format("{}/blobs/sha256/{}", m_directory, descriptor.hex);
         auto source = ByteSource::open_file(path);
         if (source.is_error())
-            return Error::from_code(Failure::NotFound, fmt::format("{}: blob sha256:{} is missing: {}", what, descriptor.hex, source.error().message()));
+            return Error::from_code(ImageError::NotFound, fmt::format("{}: blob sha256:{} is missing: {}", what, descriptor.hex, source.error().message()));
         if (source.value().size() != descriptor.size)
-            return Error::from_code(Failure::DigestMismatch,
+            return Error::from_code(ImageError::DigestMismatch,
                 fmt::format("{}: blob sha256:{} is {} bytes, the descriptor says {}", what, descriptor.hex, source.value().size(), descriptor.size));
         return source;
     }
@@ -79,16 +79,16 @@ private:
 ErrorOr<Descriptor> parse_descriptor(nlohmann::json const& value, std::string_view what)
 {
     if (!value.is_object())
-        return Error::from_code(Failure::Malformed, fmt::format("{}: descriptor is not an object", what));
+        return Error::from_code(ImageError::Malformed, fmt::format("{}: descriptor is not an object", what));
     Descriptor descriptor;
     descriptor.media_type = TRY(detail::get_string(value, "mediaType", what)).value_or("");
     auto digest = TRY(detail::get_string(value, "digest", what));
     if (!digest)
-        return Error::from_code(Failure::Malformed, fmt::format("{}: descriptor without a digest", what));
+        return Error::from_code(ImageError::Malformed, fmt::format("{}: descriptor without a digest", what));
     descriptor.hex = TRY(detail::digest_hex(*digest, what));
     auto size = value.find("size");
     if (size == value.end() || !size->is_number_unsigned())
-        return Error::from_code(Failure::Malformed, fmt::format("{}: descriptor without a valid size", what));
+        return Error::from_code(ImageError::Malformed, fmt::format("{}: descriptor without a valid size", what));
     descriptor.size = size->get<std::uint64_t>();
     if (auto annotations = value.find("annotations"); annotations != value.end() && annotations->is_object())
         descriptor.ref_name = TRY(detail::get_string(*annotations, REF_NAME, what)).value_or("");
@@ -105,13 +105,13 @@ ErrorOr<void> collect_manifests(Layout const& layout, nlohmann::json const& inde
     std::vector<Descriptor>& out)
 {
     if (depth > MAX_INDEX_DEPTH)
-        return Error::from_code(Failure::LimitExceeded, "image indexes nest too deeply");
+        return Error::from_code(ImageError::LimitExceeded, "image indexes nest too deeply");
     auto manifests = index.find("manifests");
     if (manifests == index.end() || !manifests->is_array())
-        return Error::from_code(Failure::Malformed, "image index has no \"manifests\" array");
+        return Error::from_code(ImageError::Malformed, "image index has no \"manifests\" array");
     for (auto const& value : *manifests) {
         if (out.size() >= MAX_INDEX_ENTRIES)
-            return Error::from_code(Failure::LimitExceeded, "image index lists too many manifests");
+            return Error::from_code(ImageError::LimitExceeded, "image index lists too many manifests");
         auto descriptor = TRY(parse_descriptor(value, "index.json"));
         if (descriptor.ref_name.empty())
             descriptor.ref_name = inherited_name;
@@ -135,7 +135,7 @@ ErrorOr<ImageInfo> load_oci_layout(std::string const& directory, std::optional<s
     TRY(layout.check_marker());
     auto index_source = ByteSource::open_file(directory + "/index.json");
     if (index_source.is_error())
-        return Error::from_code(Failure::NotFound, fmt::format("{}: no index.json", directory));
+        return Error::from_code(ImageError::NotFound, fmt::format("{}: no index.json", directory));
     auto index_text = TRY(detail::read_json_text(index_source.value(), "index.json"));
     auto index = TRY(detail::parse_json_object(index_text, "index.json"));
 
@@ -154,9 +154,9 @@ ErrorOr<ImageInfo> load_oci_layout(std::string const& directory, std::optional<s
             candidates.push_back(&descriptor);
     }
     if (tag && candidates.empty())
-        return Error::from_code(Failure::NotFound, fmt::format("tag '{}' is not in {} (tags: {})", *tag, directory, tag_list));
+        return Error::from_code(ImageError::NotFound, fmt::format("tag '{}' is not in {} (tags: {})", *tag, directory, tag_list));
     if (candidates.empty())
-        return Error::from_code(Failure::NotFound, fmt::format("{} holds no image manifest", directory));
+        return Error::from_code(ImageError::NotFound, fmt::format("{} holds no image manifest", directory));
     if (candidates.size() > 1) {
         // A multi-platform image: the enclave is x86_64 Linux.
         std::vector<Descriptor const*> amd64;
@@ -166,9 +166,9 @@ ErrorOr<ImageInfo> load_oci_layout(std::string const& directory, std::optional<s
         }
         if (amd64.size() != 1) {
             if (!tag)
-                return Error::from_code(Failure::NotFound,
+                return Error::from_code(ImageError::NotFound,
                     fmt::format("{} holds {} images; pick one with {}:TAG (tags: {})", directory, candidates.size(), directory, tag_list));
-            return Error::from_code(Failure::NotFound, fmt::format("tag '{}' in {} names {} images and not exactly one linux/amd64 image", *tag, directory, candidates.size()));
+            return Error::from_code(ImageError::NotFound, fmt::format("tag '{}' in {} names {} images and not exactly one linux/amd64 image", *tag, directory, candidates.size()));
         }
         candidates = amd64;
     }
@@ -177,7 +177,7 @@ ErrorOr<ImageInfo> load_oci_layout(std::string const& directory, std::optional<s
     auto manifest = TRY(layout.json_blob(chosen, "image manifest"));
     auto config_value = manifest.find("config");
     if (config_value == manifest.end())
-        return Error::from_code(Failure::Malformed, "image manifest has no config");
+        return Error::from_code(ImageError::Malformed, "image manifest has no config");
     auto config_descriptor = TRY(parse_descriptor(*config_value, "image manifest config"));
     auto config_source = TRY(layout.blob(config_descriptor, "image config"));
     auto config_text = TRY(detail::read_json_text(config_source, "image config"));
@@ -187,14 +187,14 @@ ErrorOr<ImageInfo> load_oci_layout(std::string const& directory, std::optional<s
 
     auto layers_value = manifest.find("layers");
     if (layers_value == manifest.end() || !layers_value->is_array())
-        return Error::from_code(Failure::Malformed, "image manifest has no \"layers\" array");
+        return Error::from_code(ImageError::Malformed, "image manifest has no \"layers\" array");
     if (layers_value->size() > MAX_LAYERS)
-        return Error::from_code(Failure::LimitExceeded, fmt::format("the image has {} layers (limit {})", layers_value->size(), MAX_LAYERS));
+        return Error::from_code(ImageError::LimitExceeded, fmt::format("the image has {} layers (limit {})", layers_value->size(), MAX_LAYERS));
     std::vector<std::string> diff_ids;
     if (auto rootfs = config_document.find("rootfs"); rootfs != config_document.end() && rootfs->is_object())
         diff_ids = TRY(detail::get_string_array(*rootfs, "diff_ids", "image config rootfs")).value_or(std::vector<std::string> {});
     if (diff_ids.size() != layers_value->size())
-        return Error::from_code(Failure::Malformed,
+        return Error::from_code(ImageError::Malformed,
             fmt::format("the manifest lists {} layers but the config has {} diff_ids", layers_value->size(), diff_ids.size()));
 
     std::uint64_t budget = MAX_UNPACKED_BYTES;

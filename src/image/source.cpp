@@ -24,22 +24,22 @@ ErrorOr<ByteSource> ByteSource::open_file(std::string const& path)
     auto fd = TRY(sys::open(path, O_RDONLY));
     auto st = TRY(sys::fstat(fd.get()));
     if (!S_ISREG(st.st_mode))
-        return Error::from_code(Failure::Malformed, fmt::format("{}: not a regular file", path));
+        return Error::from_code(ImageError::Malformed, fmt::format("{}: not a regular file", path));
     return ByteSource(std::make_shared<UniqueFd const>(std::move(fd)), 0, static_cast<std::uint64_t>(st.st_size));
 }
 
 ErrorOr<void> ByteSource::read_at(std::uint64_t offset, std::span<std::uint8_t> out) const
 {
     if (offset > m_size || out.size() > m_size - offset)
-        return Error::from_code(Failure::Truncated,
+        return Error::from_code(ImageError::Truncated,
             fmt::format("read of {} bytes at {} is past the end ({} bytes)", out.size(), offset, m_size));
     if (out.empty())
         return {};
     auto result = sys::pread_exact(fd(), out.data(), out.size(), m_offset + offset);
     if (result.is_error()) {
         // A short read means the file shrank under us.
-        if (result.error().code() == EPIPE)
-            return Error::from_code(Failure::Changed, "the input file shrank while it was being read");
+        if (result.error().is(sys::SysError::UnexpectedEnd))
+            return Error::from_code(ImageError::Changed, "the input file shrank while it was being read");
         return result.release_error();
     }
     return {};
@@ -48,7 +48,7 @@ ErrorOr<void> ByteSource::read_at(std::uint64_t offset, std::span<std::uint8_t> 
 ErrorOr<ByteSource> ByteSource::slice(std::uint64_t offset, std::uint64_t size) const
 {
     if (offset > m_size || size > m_size - offset)
-        return Error::from_code(Failure::Truncated,
+        return Error::from_code(ImageError::Truncated,
             fmt::format("{} bytes at {} lie past the end ({} bytes)", size, offset, m_size));
     return ByteSource(m_fd, m_offset + offset, size);
 }
@@ -155,7 +155,7 @@ ErrorOr<OpenedLayer> inflate_to_temporary(ByteSource const& stored, std::uint64_
     Inflater inflater;
     // 15 + 16: gzip wrapper only (RFC 1952), the largest window.
     if (inflateInit2(&inflater.stream, 15 + 16) != Z_OK)
-        return Error::from_string("inflateInit2 failed", ENOMEM);
+        return Error::from_string("inflateInit2 failed");
     inflater.initialised = true;
 
     crypto::Sha256 stored_hasher;
@@ -179,19 +179,19 @@ ErrorOr<OpenedLayer> inflate_to_temporary(ByteSource const& stored, std::uint64_
         if (member_done) {
             // RFC 1952 §2.2: a gzip file may hold several members, back to back.
             if (inflateReset(&inflater.stream) != Z_OK)
-                return Error::from_string("inflateReset failed", ENOMEM);
+                return Error::from_string("inflateReset failed");
             member_done = false;
         }
         inflater.stream.next_out = output.data();
         inflater.stream.avail_out = static_cast<uInt>(output.size());
         int rc = inflate(&inflater.stream, Z_NO_FLUSH);
         if (rc != Z_OK && rc != Z_STREAM_END && rc != Z_BUF_ERROR)
-            return Error::from_code(Failure::Malformed,
+            return Error::from_code(ImageError::Malformed,
                 fmt::format("corrupt gzip data: {}", inflater.stream.msg ? inflater.stream.msg : "inflate failed"));
         std::size_t produced = output.size() - inflater.stream.avail_out;
         if (produced > 0) {
             if (produced > unpacked_budget)
-                return Error::from_code(Failure::LimitExceeded,
+                return Error::from_code(ImageError::LimitExceeded,
                     fmt::format("decompressed layers exceed the limit of {} bytes (a compression bomb?)", MAX_UNPACKED_BYTES));
             unpacked_budget -= produced;
             content_hasher.update(ByteView(output.data(), produced));
@@ -204,7 +204,7 @@ ErrorOr<OpenedLayer> inflate_to_temporary(ByteSource const& stored, std::uint64_
             break;
     }
     if (!member_done)
-        return Error::from_code(Failure::Truncated, "gzip data ends in the middle of a stream");
+        return Error::from_code(ImageError::Truncated, "gzip data ends in the middle of a stream");
     OpenedLayer layer;
     layer.blob_digest = stored_hasher.finish();
     layer.content_digest = content_hasher.finish();
@@ -227,12 +227,12 @@ ErrorOr<OpenedLayer> open_layer(ByteSource const& stored, std::uint64_t& unpacke
     case Compression::Gzip:
         return inflate_to_temporary(stored, unpacked_budget);
     case Compression::Zstd:
-        return Error::from_code(Failure::Unsupported, "zstd-compressed layers are not supported (recompress with gzip or store uncompressed)");
+        return Error::from_code(ImageError::Unsupported, "zstd-compressed layers are not supported (recompress with gzip or store uncompressed)");
     case Compression::Bzip2:
     case Compression::Xz:
-        return Error::from_code(Failure::Unsupported, "bzip2/xz-compressed layers are not supported (OCI layers are tar, tar+gzip or tar+zstd)");
+        return Error::from_code(ImageError::Unsupported, "bzip2/xz-compressed layers are not supported (OCI layers are tar, tar+gzip or tar+zstd)");
     }
-    return Error::from_code(Failure::Malformed, "unknown compression");
+    return Error::from_code(ImageError::Malformed, "unknown compression");
 }
 
 } // namespace qtbox::image

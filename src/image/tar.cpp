@@ -48,11 +48,11 @@ ErrorOr<std::uint64_t> parse_number(Block const& block, Field field, std::string
     auto const* bytes = block.data() + field.offset;
     if (bytes[0] & 0x80) {
         if (bytes[0] != 0x80)
-            return Error::from_code(Failure::Malformed, fmt::format("tar header field {}: negative or oversized base-256 number", name));
+            return Error::from_code(ImageError::Malformed, fmt::format("tar header field {}: negative or oversized base-256 number", name));
         std::uint64_t value = 0;
         for (std::size_t i = 1; i < field.size; ++i) {
             if (value >> 56)
-                return Error::from_code(Failure::Malformed, fmt::format("tar header field {}: number too large", name));
+                return Error::from_code(ImageError::Malformed, fmt::format("tar header field {}: number too large", name));
             value = (value << 8) | bytes[i];
         }
         return value;
@@ -64,13 +64,13 @@ ErrorOr<std::uint64_t> parse_number(Block const& block, Field field, std::string
     bool any = false;
     for (; i < field.size && bytes[i] >= '0' && bytes[i] <= '7'; ++i) {
         if (value >> 61)
-            return Error::from_code(Failure::Malformed, fmt::format("tar header field {}: number too large", name));
+            return Error::from_code(ImageError::Malformed, fmt::format("tar header field {}: number too large", name));
         value = value * 8 + static_cast<std::uint64_t>(bytes[i] - '0');
         any = true;
     }
     for (; i < field.size; ++i) {
         if (bytes[i] != ' ' && bytes[i] != '\0')
-            return Error::from_code(Failure::Malformed, fmt::format("tar header field {}: not an octal number", name));
+            return Error::from_code(ImageError::Malformed, fmt::format("tar header field {}: not an octal number", name));
     }
     if (!any)
         return std::uint64_t { 0 };
@@ -100,7 +100,7 @@ ErrorOr<void> verify_checksum(Block const& block, std::uint64_t offset)
         signed_sum += static_cast<std::int8_t>(byte);
     }
     if (stored != unsigned_sum && static_cast<std::int64_t>(stored) != signed_sum)
-        return Error::from_code(Failure::Malformed, fmt::format("tar header at offset {}: bad checksum (not a tar archive, or corrupt)", offset));
+        return Error::from_code(ImageError::Malformed, fmt::format("tar header at offset {}: bad checksum (not a tar archive, or corrupt)", offset));
     return {};
 }
 
@@ -112,7 +112,7 @@ std::uint64_t padded(std::uint64_t size)
 ErrorOr<std::uint32_t> narrow32(std::uint64_t value, std::string_view name)
 {
     if (value > 0xFFFF'FFFFu)
-        return Error::from_code(Failure::Malformed, fmt::format("tar header field {}: {} does not fit in 32 bits", name, value));
+        return Error::from_code(ImageError::Malformed, fmt::format("tar header field {}: {} does not fit in 32 bits", name, value));
     return static_cast<std::uint32_t>(value);
 }
 
@@ -121,7 +121,7 @@ ErrorOr<std::uint64_t> parse_decimal(std::string_view text, std::string_view key
     std::uint64_t value = 0;
     auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
     if (ec != std::errc() || end != text.data() + text.size() || text.empty())
-        return Error::from_code(Failure::Malformed, fmt::format("pax header {}: not a decimal number", key));
+        return Error::from_code(ImageError::Malformed, fmt::format("pax header {}: not a decimal number", key));
     return value;
 }
 
@@ -139,18 +139,18 @@ ErrorOr<void> parse_pax(std::string_view data, PaxOverrides& overrides)
     while (!data.empty()) {
         auto space = data.find(' ');
         if (space == std::string_view::npos)
-            return Error::from_code(Failure::Malformed, "pax header: record without a length");
+            return Error::from_code(ImageError::Malformed, "pax header: record without a length");
         auto length = TRY(parse_decimal(data.substr(0, space), "record length"));
         if (length <= space + 1 || length > data.size())
-            return Error::from_code(Failure::Malformed, "pax header: record length out of range");
+            return Error::from_code(ImageError::Malformed, "pax header: record length out of range");
         auto record = data.substr(space + 1, length - space - 1);
         data.remove_prefix(length);
         if (record.empty() || record.back() != '\n')
-            return Error::from_code(Failure::Malformed, "pax header: record does not end with a newline");
+            return Error::from_code(ImageError::Malformed, "pax header: record does not end with a newline");
         record.remove_suffix(1);
         auto equals = record.find('=');
         if (equals == std::string_view::npos)
-            return Error::from_code(Failure::Malformed, "pax header: record without '='");
+            return Error::from_code(ImageError::Malformed, "pax header: record without '='");
         auto key = record.substr(0, equals);
         auto value = record.substr(equals + 1);
         if (key == "path")
@@ -164,7 +164,7 @@ ErrorOr<void> parse_pax(std::string_view data, PaxOverrides& overrides)
         else if (key == "gid")
             overrides.gid = TRY(parse_decimal(value, key));
         else if (key.starts_with("GNU.sparse."))
-            return Error::from_code(Failure::Unsupported, "GNU sparse files in tar archives are not supported");
+            return Error::from_code(ImageError::Unsupported, "GNU sparse files in tar archives are not supported");
         // Everything else (mtime, atime, uname, gname, SCHILY.xattr.*, ...)
         // has no place in a newc cpio archive: SPEC §3 fixes mtime, and newc
         // carries no extended attributes.
@@ -177,10 +177,10 @@ ErrorOr<void> parse_pax(std::string_view data, PaxOverrides& overrides)
 ErrorOr<std::string> TarReader::read_long_value(std::uint64_t offset, std::uint64_t size)
 {
     if (size > MAX_PAX_HEADER_SIZE)
-        return Error::from_code(Failure::LimitExceeded,
+        return Error::from_code(ImageError::LimitExceeded,
             fmt::format("tar extended header at offset {} is {} bytes (limit {})", offset, size, MAX_PAX_HEADER_SIZE));
     if (offset > m_archive.size() || size > m_archive.size() - offset)
-        return Error::from_code(Failure::Truncated, fmt::format("truncated tar: extended header at offset {} runs past the end", offset));
+        return Error::from_code(ImageError::Truncated, fmt::format("truncated tar: extended header at offset {} runs past the end", offset));
     std::string value(static_cast<std::size_t>(size), '\0');
     TRY(m_archive.read_at(offset, std::span(reinterpret_cast<std::uint8_t*>(value.data()), value.size())));
     return value;
@@ -197,8 +197,8 @@ ErrorOr<std::optional<TarEntry>> TarReader::next()
         std::uint64_t header_offset = m_offset;
         if (m_archive.size() - header_offset < BLOCK) {
             if (header_offset == m_archive.size())
-                return Error::from_code(Failure::Truncated, "truncated tar: the end-of-archive marker is missing");
-            return Error::from_code(Failure::Truncated, fmt::format("truncated tar: partial header at offset {}", header_offset));
+                return Error::from_code(ImageError::Truncated, "truncated tar: the end-of-archive marker is missing");
+            return Error::from_code(ImageError::Truncated, fmt::format("truncated tar: partial header at offset {}", header_offset));
         }
         Block block;
         TRY(m_archive.read_at(header_offset, block));
@@ -206,7 +206,7 @@ ErrorOr<std::optional<TarEntry>> TarReader::next()
             // POSIX asks for two zero blocks; some writers emit one. Either
             // way nothing after the first is part of the archive.
             if (pax.path || pax.size || gnu_long_name || gnu_long_link)
-                return Error::from_code(Failure::Malformed, "tar: extended header not followed by an entry");
+                return Error::from_code(ImageError::Malformed, "tar: extended header not followed by an entry");
             m_finished = true;
             return std::optional<TarEntry> {};
         }
@@ -219,7 +219,7 @@ ErrorOr<std::optional<TarEntry>> TarReader::next()
         bool is_meta = type == 'x' || type == 'g' || type == 'L' || type == 'K';
         std::uint64_t effective_size = (!is_meta && pax.size) ? *pax.size : size;
         if (effective_size > available || padded(effective_size) > available)
-            return Error::from_code(Failure::Truncated,
+            return Error::from_code(ImageError::Truncated,
                 fmt::format("truncated tar: entry at offset {} declares {} bytes but only {} remain", header_offset, effective_size, available));
         m_offset = data_offset + padded(effective_size);
 
@@ -250,9 +250,9 @@ ErrorOr<std::optional<TarEntry>> TarReader::next()
             // A volume label names the archive, not a file.
             continue;
         case 'S':
-            return Error::from_code(Failure::Unsupported, "GNU sparse files in tar archives are not supported");
+            return Error::from_code(ImageError::Unsupported, "GNU sparse files in tar archives are not supported");
         case 'M':
-            return Error::from_code(Failure::Unsupported, "multi-volume tar archives are not supported");
+            return Error::from_code(ImageError::Unsupported, "multi-volume tar archives are not supported");
         default:
             break;
         }
@@ -284,7 +284,7 @@ ErrorOr<std::optional<TarEntry>> TarReader::next()
             break;
         default: {
             bool printable = type > 0x20 && type < 0x7f;
-            return Error::from_code(Failure::Unsupported,
+            return Error::from_code(ImageError::Unsupported,
                 printable ? fmt::format("tar entry at offset {}: unsupported type '{}'", header_offset, type)
                           : fmt::format("tar entry at offset {}: unsupported type 0x{:02x}", header_offset, static_cast<unsigned char>(type)));
         }
@@ -302,11 +302,11 @@ ErrorOr<std::optional<TarEntry>> TarReader::next()
             entry.path = prefix.empty() ? std::string(name) : fmt::format("{}/{}", prefix, name);
         }
         if (entry.path.empty())
-            return Error::from_code(Failure::Malformed, fmt::format("tar entry at offset {} has an empty name", header_offset));
+            return Error::from_code(ImageError::Malformed, fmt::format("tar entry at offset {} has an empty name", header_offset));
         if (entry.path.size() > MAX_PATH_LENGTH)
-            return Error::from_code(Failure::LimitExceeded, fmt::format("tar entry at offset {}: name longer than {} bytes", header_offset, MAX_PATH_LENGTH));
+            return Error::from_code(ImageError::LimitExceeded, fmt::format("tar entry at offset {}: name longer than {} bytes", header_offset, MAX_PATH_LENGTH));
         if (entry.path.find('\0') != std::string::npos)
-            return Error::from_code(Failure::Malformed, fmt::format("tar entry at offset {}: name contains a NUL byte", header_offset));
+            return Error::from_code(ImageError::Malformed, fmt::format("tar entry at offset {}: name contains a NUL byte", header_offset));
 
         if (entry.type == TarEntry::Type::HardLink || entry.type == TarEntry::Type::Symlink) {
             if (pax.link_target)
@@ -316,11 +316,11 @@ ErrorOr<std::optional<TarEntry>> TarReader::next()
             else
                 entry.link_target = std::string(field_text(block, LINKNAME));
             if (entry.link_target.empty())
-                return Error::from_code(Failure::Malformed, fmt::format("tar entry {}: link with an empty target", entry.path));
+                return Error::from_code(ImageError::Malformed, fmt::format("tar entry {}: link with an empty target", entry.path));
             if (entry.link_target.size() > MAX_LINK_TARGET_LENGTH)
-                return Error::from_code(Failure::LimitExceeded, fmt::format("tar entry {}: link target longer than {} bytes", entry.path, MAX_LINK_TARGET_LENGTH));
+                return Error::from_code(ImageError::LimitExceeded, fmt::format("tar entry {}: link target longer than {} bytes", entry.path, MAX_LINK_TARGET_LENGTH));
             if (entry.link_target.find('\0') != std::string::npos)
-                return Error::from_code(Failure::Malformed, fmt::format("tar entry {}: link target contains a NUL byte", entry.path));
+                return Error::from_code(ImageError::Malformed, fmt::format("tar entry {}: link target contains a NUL byte", entry.path));
         }
 
         entry.mode = static_cast<std::uint32_t>(TRY(parse_number(block, MODE, "mode")) & 07777);

@@ -44,7 +44,7 @@ bool is_descendant_key(std::string_view key, std::string_view prefix_with_slash)
 ErrorOr<std::string> normalize_path(std::string_view path)
 {
     if (path.size() > MAX_PATH_LENGTH)
-        return Error::from_code(Failure::LimitExceeded, fmt::format("path longer than {} bytes", MAX_PATH_LENGTH));
+        return Error::from_code(ImageError::LimitExceeded, fmt::format("path longer than {} bytes", MAX_PATH_LENGTH));
     std::string result;
     result.reserve(path.size());
     std::size_t position = 0;
@@ -56,7 +56,7 @@ ErrorOr<std::string> normalize_path(std::string_view path)
         if (component.empty() || component == ".")
             continue;
         if (component == "..")
-            return Error::from_code(Failure::PathEscape, fmt::format("path escape: '{}' contains '..'", path));
+            return Error::from_code(ImageError::PathEscape, fmt::format("path escape: '{}' contains '..'", path));
         if (!result.empty())
             result += '/';
         result.append(component);
@@ -72,10 +72,10 @@ ErrorOr<void> FileTree::check_ancestors(std::string const& path) const
         if (it == m_nodes.end())
             return {};
         if (it->second.type == NodeType::Symlink)
-            return Error::from_code(Failure::PathEscape,
+            return Error::from_code(ImageError::PathEscape,
                 fmt::format("path escape: '{}' goes through the symbolic link '{}' -> '{}'", path, it->first, it->second.link_target));
         if (it->second.type != NodeType::Directory)
-            return Error::from_code(Failure::Malformed, fmt::format("'{}': '{}' is not a directory", path, it->first));
+            return Error::from_code(ImageError::Malformed, fmt::format("'{}': '{}' is not a directory", path, it->first));
     }
     return {};
 }
@@ -89,7 +89,7 @@ ErrorOr<void> FileTree::check_parents(std::string const& path)
         if (m_nodes.contains(parent))
             continue;
         if (m_nodes.size() >= MAX_TREE_ENTRIES)
-            return Error::from_code(Failure::LimitExceeded, fmt::format("the image has more than {} entries", MAX_TREE_ENTRIES));
+            return Error::from_code(ImageError::LimitExceeded, fmt::format("the image has more than {} entries", MAX_TREE_ENTRIES));
         Node directory;
         directory.type = NodeType::Directory;
         directory.mode = IMPLICIT_DIRECTORY_MODE;
@@ -101,7 +101,7 @@ ErrorOr<void> FileTree::check_parents(std::string const& path)
 ErrorOr<void> FileTree::put(std::string const& path, Node node)
 {
     if (path.empty())
-        return Error::from_code(Failure::Malformed, "cannot replace the archive root");
+        return Error::from_code(ImageError::Malformed, "cannot replace the archive root");
     TRY(check_parents(path));
     auto it = m_nodes.find(path);
     if (it != m_nodes.end()) {
@@ -117,7 +117,7 @@ ErrorOr<void> FileTree::put(std::string const& path, Node node)
         return {};
     }
     if (m_nodes.size() >= MAX_TREE_ENTRIES)
-        return Error::from_code(Failure::LimitExceeded, fmt::format("the image has more than {} entries", MAX_TREE_ENTRIES));
+        return Error::from_code(ImageError::LimitExceeded, fmt::format("the image has more than {} entries", MAX_TREE_ENTRIES));
     m_nodes.emplace(path, std::move(node));
     return {};
 }
@@ -126,7 +126,7 @@ ErrorOr<void> FileTree::ensure_directory(std::string const& path, std::uint32_t 
 {
     if (auto const* existing = find(path)) {
         if (existing->type != NodeType::Directory)
-            return Error::from_code(Failure::Malformed, fmt::format("'{}' exists and is not a directory", path));
+            return Error::from_code(ImageError::Malformed, fmt::format("'{}' exists and is not a directory", path));
         return {};
     }
     Node directory;
@@ -194,7 +194,7 @@ ErrorOr<void> apply_layer(FileTree& tree, std::string const& mount, ByteSource l
 {
     auto const* mount_node = tree.find(mount);
     if (mount.empty() || !mount_node || mount_node->type != NodeType::Directory)
-        return Error::from_code(Failure::Malformed, fmt::format("layer mount point '{}' is not a directory", mount));
+        return Error::from_code(ImageError::Malformed, fmt::format("layer mount point '{}' is not a directory", mount));
 
     // Read every header first: OCI whiteouts apply to lower layers only,
     // before any of this layer's own entries.
@@ -206,7 +206,7 @@ ErrorOr<void> apply_layer(FileTree& tree, std::string const& mount, ByteSource l
     TarReader reader(layer);
     while (auto entry = TRY(reader.next())) {
         if (pending.size() >= MAX_TREE_ENTRIES)
-            return Error::from_code(Failure::LimitExceeded, fmt::format("a layer has more than {} entries", MAX_TREE_ENTRIES));
+            return Error::from_code(ImageError::LimitExceeded, fmt::format("a layer has more than {} entries", MAX_TREE_ENTRIES));
         auto relative = normalize_path(entry->path);
         if (relative.is_error())
             return relative.release_error().context("layer entry");
@@ -236,7 +236,7 @@ ErrorOr<void> apply_layer(FileTree& tree, std::string const& mount, ByteSource l
             continue;
         auto name = base.substr(WHITEOUT_PREFIX.size());
         if (name.empty() || name == "." || name == "..")
-            return Error::from_code(Failure::PathEscape, fmt::format("path escape: whiteout '{}' names no file in its directory", item.entry.path));
+            return Error::from_code(ImageError::PathEscape, fmt::format("path escape: whiteout '{}' names no file in its directory", item.entry.path));
         auto target = join(mount, parent.empty() ? std::string(name) : fmt::format("{}/{}", parent, name));
         TRY(tree.check_ancestors(target));
         tree.remove(target);
@@ -256,7 +256,7 @@ ErrorOr<void> apply_layer(FileTree& tree, std::string const& mount, ByteSource l
             break;
         case TarEntry::Type::Regular:
             if (entry.size > MAX_FILE_SIZE)
-                return Error::from_code(Failure::LimitExceeded,
+                return Error::from_code(ImageError::LimitExceeded,
                     fmt::format("'{}' is {} bytes; newc cpio holds files up to {} bytes", entry.path, entry.size, MAX_FILE_SIZE));
             node.type = NodeType::Regular;
             node.size = entry.size;
@@ -285,10 +285,10 @@ ErrorOr<void> apply_layer(FileTree& tree, std::string const& mount, ByteSource l
             TRY(tree.check_ancestors(target));
             auto const* linked = tree.find(target);
             if (!linked)
-                return Error::from_code(Failure::NotFound,
+                return Error::from_code(ImageError::NotFound,
                     fmt::format("hard link '{}' points to '{}', which is not in the image", entry.path, entry.link_target));
             if (linked->type == NodeType::Directory)
-                return Error::from_code(Failure::Malformed, fmt::format("hard link '{}' points to a directory", entry.path));
+                return Error::from_code(ImageError::Malformed, fmt::format("hard link '{}' points to a directory", entry.path));
             node = *linked;
             // newc can only share regular files' data (the kernel's
             // initramfs links S_ISREG entries only); other types are copied.
@@ -299,7 +299,7 @@ ErrorOr<void> apply_layer(FileTree& tree, std::string const& mount, ByteSource l
         }
         if (item->relative.empty()) {
             if (node.type != NodeType::Directory)
-                return Error::from_code(Failure::Malformed, fmt::format("layer root entry '{}' is not a directory", entry.path));
+                return Error::from_code(ImageError::Malformed, fmt::format("layer root entry '{}' is not a directory", entry.path));
             TRY(tree.put(mount, std::move(node)));
             continue;
         }

@@ -48,21 +48,20 @@ private:
 Error too_large(std::size_t limit)
 {
     auto size = limit % (1 << 20) == 0 ? fmt::format("{} MiB", limit >> 20) : fmt::format("{} bytes", limit);
-    return Error::from_string(fmt::format("larger than {} once decompressed", size), EFBIG);
+    return Error::from_string(fmt::format("larger than {} once decompressed", size));
 }
 
 Error corrupt(std::string_view format, std::string_view detail = {})
 {
     return Error::from_string(detail.empty() ? fmt::format("corrupt {} data", format)
-                                             : fmt::format("corrupt {} data ({})", format, detail),
-        EINVAL);
+                                             : fmt::format("corrupt {} data ({})", format, detail));
 }
 
 ErrorOr<Bytes> gunzip(ByteView input, std::size_t limit)
 {
     z_stream stream {};
     if (inflateInit2(&stream, 16 + MAX_WBITS) != Z_OK)
-        return Error::from_string("zlib initialisation failed", ENOMEM);
+        return Error::from_string("zlib initialisation failed");
     Sink sink(input.size(), limit);
     stream.next_in = const_cast<Bytef*>(input.data());
     stream.avail_in = static_cast<uInt>(input.size());
@@ -93,7 +92,7 @@ ErrorOr<Bytes> unxz(ByteView input, std::size_t limit)
     // The decoder's own memory is bounded too (a crafted header can ask for
     // a huge dictionary); the kernel's xz modules use 1 MiB or less.
     if (lzma_stream_decoder(&stream, 256u << 20, 0) != LZMA_OK)
-        return Error::from_string("liblzma initialisation failed", ENOMEM);
+        return Error::from_string("liblzma initialisation failed");
     Sink sink(input.size(), limit);
     stream.next_in = input.data();
     stream.avail_in = input.size();
@@ -127,7 +126,7 @@ ErrorOr<Bytes> unzstd(ByteView input, std::size_t limit)
 {
     ZSTD_DCtx* context = ZSTD_createDCtx();
     if (!context)
-        return Error::from_string("zstd initialisation failed", ENOMEM);
+        return Error::from_string("zstd initialisation failed");
     // Bounded window, as for xz (zstd -19 uses 8 MiB).
     ZSTD_DCtx_setParameter(context, ZSTD_d_windowLogMax, 27);
     Sink sink(input.size(), limit);

@@ -32,9 +32,9 @@ ErrorOr<void> ensure_directory(std::string const& path, mode_t mode)
     struct stat st {};
     if (::lstat(path.c_str(), &st) == 0) {
         if (S_ISLNK(st.st_mode))
-            return Error::from_string(fmt::format("{} is a symbolic link, not a directory", path), ELOOP);
+            return Error::from_string(fmt::format("{} is a symbolic link, not a directory", path));
         if (!S_ISDIR(st.st_mode))
-            return Error::from_string(fmt::format("{} is not a directory", path), ENOTDIR);
+            return Error::from_string(fmt::format("{} is not a directory", path));
         return {};
     }
     if (::mkdir(path.c_str(), mode) < 0 && errno != EEXIST)
@@ -57,7 +57,7 @@ ErrorOr<std::string> read_optional(std::string const& path)
 {
     auto bytes = sys::read_file(path, MAX_LIST_FILE_SIZE);
     if (bytes.is_error()) {
-        if (bytes.error().is_errno() && bytes.error().code() == ENOENT)
+        if (bytes.error().is_errno(ENOENT))
             return std::string();
         return bytes.release_error();
     }

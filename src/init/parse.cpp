@@ -19,14 +19,14 @@ ErrorOr<std::vector<std::string>> parse_lines(std::string_view text, std::string
         text = newline == std::string_view::npos ? std::string_view() : text.substr(newline + 1);
         ++number;
         if (line.find('\0') != std::string_view::npos)
-            return Error::from_string(fmt::format("{} line {}: contains a NUL byte", what, number), EINVAL);
+            return Error::from_code(InitError::Malformed, fmt::format("{} line {}: contains a NUL byte", what, number));
         if (line.empty()) {
             if (skip_empty)
                 continue;
-            return Error::from_string(fmt::format("{} line {}: empty entry", what, number), EINVAL);
+            return Error::from_code(InitError::Malformed, fmt::format("{} line {}: empty entry", what, number));
         }
         if (lines.size() == MAX_ENTRIES)
-            return Error::from_string(fmt::format("{}: more than {} entries", what, MAX_ENTRIES), E2BIG);
+            return Error::from_code(InitError::TooManyEntries, fmt::format("{}: more than {} entries", what, MAX_ENTRIES));
         lines.emplace_back(line);
     }
     return lines;
@@ -37,23 +37,23 @@ ErrorOr<AppConfig> parse_app_config(std::string_view cmd, std::string_view env, 
     AppConfig config;
     config.argv = TRY(parse_lines(cmd, "/cmd", false));
     if (config.argv.empty())
-        return Error::from_string("/cmd: no command to run", EINVAL);
+        return Error::from_code(InitError::Malformed, "/cmd: no command to run");
     config.env = TRY(parse_lines(env, "/env", true));
     bool has_path = false;
     for (auto const& entry : config.env) {
         auto equals = entry.find('=');
         if (equals == 0 || equals == std::string::npos)
-            return Error::from_string(fmt::format("/env: '{}' is not KEY=VALUE", entry), EINVAL);
+            return Error::from_code(InitError::Malformed, fmt::format("/env: '{}' is not KEY=VALUE", entry));
         has_path = has_path || entry.compare(0, 5, "PATH=") == 0;
     }
     if (!has_path)
         config.env.push_back(std::string("PATH=") + DEFAULT_PATH);
     auto directories = TRY(parse_lines(workdir, "/workdir", true));
     if (directories.size() > 1)
-        return Error::from_string("/workdir: more than one line", EINVAL);
+        return Error::from_code(InitError::Malformed, "/workdir: more than one line");
     if (!directories.empty()) {
         if (directories[0].front() != '/')
-            return Error::from_string(fmt::format("/workdir: '{}' is not an absolute path", directories[0]), EINVAL);
+            return Error::from_code(InitError::Malformed, fmt::format("/workdir: '{}' is not an absolute path", directories[0]));
         config.working_dir = directories[0];
     }
     return config;
@@ -73,7 +73,7 @@ ErrorOr<std::vector<std::string>> parse_module_list(std::string_view text)
     auto paths = TRY(parse_lines(text, MODULE_LIST, true));
     for (auto const& path : paths) {
         if (path.front() != '/')
-            return Error::from_string(fmt::format("{}: '{}' is not an absolute path", MODULE_LIST, path), EINVAL);
+            return Error::from_code(InitError::Malformed, fmt::format("{}: '{}' is not an absolute path", MODULE_LIST, path));
     }
     return paths;
 }

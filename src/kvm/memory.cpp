@@ -1,4 +1,5 @@
 #include <qtbox/kvm/memory.hpp>
+#include <qtbox/kvm/system.hpp>
 #include <qtbox/kvm/vm.hpp>
 
 #include <fmt/format.h>
@@ -19,14 +20,14 @@ constexpr std::uint64_t PAGE_SIZE = 4096;
 ErrorOr<GuestMemory> GuestMemory::create(std::vector<MemoryRegion> regions)
 {
     if (regions.empty())
-        return Error::from_string("guest memory: no regions", EINVAL);
+        return Error::from_string("guest memory: no regions");
     std::uint64_t total = 0;
     std::uint64_t previous_end = 0;
     for (auto const& region : regions) {
         if (region.size == 0 || region.size % PAGE_SIZE != 0 || region.guest_address % PAGE_SIZE != 0)
-            return Error::from_string(fmt::format("guest memory: region {:#x}+{:#x} is not page aligned", region.guest_address, region.size), EINVAL);
+            return Error::from_string(fmt::format("guest memory: region {:#x}+{:#x} is not page aligned", region.guest_address, region.size));
         if (region.guest_address < previous_end || region.guest_address + region.size < region.guest_address)
-            return Error::from_string("guest memory: regions overlap or are not sorted", EINVAL);
+            return Error::from_string("guest memory: regions overlap or are not sorted");
         previous_end = region.guest_address + region.size;
         total += region.size;
     }
@@ -77,7 +78,7 @@ ErrorOr<std::span<std::uint8_t>> GuestMemory::slice(std::uint64_t guest_address,
         }
         offset += region.size;
     }
-    return Error::from_string(fmt::format("guest range {:#x}+{:#x} is not inside guest RAM", guest_address, length), EFAULT);
+    return Error::from_code(KvmError::OutsideGuestMemory, fmt::format("guest range {:#x}+{:#x} is not inside guest RAM", guest_address, length));
 }
 
 ErrorOr<void> GuestMemory::write(std::uint64_t guest_address, ByteView bytes) const

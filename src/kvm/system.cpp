@@ -21,15 +21,15 @@ ErrorOr<System> System::open(std::string const& path)
     if (fd < 0) {
         int code = errno;
         if (code == ENOENT || code == ENXIO || code == ENODEV)
-            return Error::from_code(Failure::DeviceMissing, fmt::format("cannot open {}: {}", path, std::strerror(code)));
+            return Error::from_code(KvmError::DeviceMissing, fmt::format("cannot open {}: {}", path, std::strerror(code)));
         if (code == EACCES || code == EPERM)
-            return Error::from_code(Failure::NoPermission, fmt::format("cannot open {}: {}", path, std::strerror(code)));
+            return Error::from_code(KvmError::NoPermission, fmt::format("cannot open {}: {}", path, std::strerror(code)));
         return Error::from_errno(fmt::format("cannot open {}", path), code);
     }
     System system { UniqueFd(fd) };
     int version = ::ioctl(fd, KVM_GET_API_VERSION, 0);
     if (version != API_VERSION)
-        return Error::from_code(Failure::ApiVersion,
+        return Error::from_code(KvmError::ApiVersion,
             fmt::format("{}: KVM API version {} (this VMM speaks version {})", path, version, API_VERSION));
     return system;
 }
@@ -43,7 +43,7 @@ int System::check_extension(long capability) const
 ErrorOr<void> System::require_extension(long capability, char const* name) const
 {
     if (check_extension(capability) <= 0)
-        return Error::from_code(Failure::MissingCapability, fmt::format("KVM lacks {}", name));
+        return Error::from_code(KvmError::MissingCapability, fmt::format("KVM lacks {}", name));
     return {};
 }
 

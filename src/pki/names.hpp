@@ -4,6 +4,7 @@
 #pragma once
 
 #include <qtbox/base/error.hpp>
+#include <qtbox/pki/pki.hpp>
 
 #include <fmt/format.h>
 
@@ -20,7 +21,7 @@ inline ErrorOr<void> check_name(std::string_view name, std::size_t max_size, std
         valid = valid && allowed;
     }
     if (!valid)
-        return Error::from_string(fmt::format("invalid {} \"{}\": 1 to {} characters of A-Z a-z 0-9 . _ -", what, name, max_size), EINVAL);
+        return Error::from_code(PkiError::InvalidName, fmt::format("invalid {} \"{}\": 1 to {} characters of A-Z a-z 0-9 . _ -", what, name, max_size));
     return {};
 }
 

@@ -33,7 +33,7 @@ ErrorOr<bool> exists(std::string const& path)
     auto status = sys::lstat(path);
     if (!status.is_error())
         return true;
-    if (status.error().is_errno() && status.error().code() == ENOENT)
+    if (status.error().is_errno(ENOENT))
         return false;
     return status.release_error();
 }
@@ -41,7 +41,7 @@ ErrorOr<bool> exists(std::string const& path)
 ErrorOr<Bytes> read_pki_file(std::string const& path)
 {
     auto bytes = sys::read_file(path, MAX_PKI_FILE_SIZE);
-    if (bytes.is_error() && bytes.error().is_errno() && bytes.error().code() == ENOENT)
+    if (bytes.is_error() && bytes.error().is_errno(ENOENT))
         return pki_error(PkiError::Missing, fmt::format("{}: no such file (the PKI is created by `qt pki init`)", path));
     return bytes;
 }
@@ -58,7 +58,7 @@ ErrorOr<crypto::Certificate> read_certificate(std::string const& path)
 ErrorOr<crypto::PrivateKey> read_private_key(std::string const& path)
 {
     auto fd = sys::open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd.is_error() && fd.error().is_errno() && fd.error().code() == ENOENT)
+    if (fd.is_error() && fd.error().is_errno(ENOENT))
         return pki_error(PkiError::Missing, fmt::format("{}: no such file (the PKI is created by `qt pki init`)", path));
     auto file = TRY(std::move(fd));
     auto status = TRY(sys::fstat(file.get()));

@@ -10,15 +10,15 @@ namespace qtbox::qtsm {
 
 namespace {
 
-ErrorCode error_code_of(Error const& error)
+QtsmError error_code_of(Error const& error)
 {
     if (error.is(PcrError::InvalidIndex))
-        return ErrorCode::InvalidIndex;
+        return QtsmError::InvalidIndex;
     if (error.is(PcrError::ReadOnlyIndex))
-        return ErrorCode::ReadOnlyIndex;
+        return QtsmError::ReadOnlyIndex;
     if (error.is(PcrError::InvalidArgument))
-        return ErrorCode::InvalidArgument;
-    return ErrorCode::InternalError;
+        return QtsmError::InvalidArgument;
+    return QtsmError::InternalError;
 }
 
 bool valid_instance_id(std::string_view id)
@@ -40,7 +40,7 @@ ErrorOr<std::string> make_module_id(std::string_view instance_id)
     if (!valid_instance_id(instance_id))
         return Error::from_string(fmt::format(
             "instance id \"{}\": expected 1-{} characters of A-Z, a-z, 0-9 and '-' (a UUID)",
-            instance_id.substr(0, 64), MAX_INSTANCE_ID_SIZE), EINVAL);
+            instance_id.substr(0, 64), MAX_INSTANCE_ID_SIZE));
     auto suffix = TRY(crypto::random_bytes(8));
     return fmt::format("{}.enc-{}", instance_id, hex_encode(suffix));
 }
@@ -50,7 +50,7 @@ ErrorOr<Bytes> assemble_document(std::string const& module_id, UnixMillis timest
     cose::SignatureOrder order)
 {
     if (timestamp < 0)
-        return Error::from_code(ErrorCode::InternalError, "the clock is before 1970");
+        return Error::from_code(QtsmError::InternalError, "the clock is before 1970");
     attest::Document document;
     document.profile = attest::Profile::QingTian;
     document.module_id = module_id;
@@ -73,10 +73,10 @@ ErrorOr<Bytes> assemble_document(std::string const& module_id, UnixMillis timest
     options.protected_header = cose::algorithm_header(cose::Algorithm::ES384);
     auto signed_document = cose::sign_sign1(payload, leaf.key, options);
     if (signed_document.is_error())
-        return Error::from_code(ErrorCode::InternalError,
+        return Error::from_code(QtsmError::InternalError,
             fmt::format("signing the document: {}", signed_document.error().message()));
     if (signed_document.value().size() > MAX_DOCUMENT_SIZE)
-        return Error::from_code(ErrorCode::InternalError,
+        return Error::from_code(QtsmError::InternalError,
             fmt::format("the document has {} bytes (at most {})", signed_document.value().size(), MAX_DOCUMENT_SIZE));
     return signed_document.release_value();
 }
@@ -100,7 +100,7 @@ ErrorOr<Response> Backend::attest(AttestationRequest const& request)
 
 Response Backend::execute(Request const& request, std::string* diagnostic)
 {
-    auto fail = [&](Error const& error, ErrorCode code) {
+    auto fail = [&](Error const& error, QtsmError code) {
         if (diagnostic)
             *diagnostic = fmt::format("{}: {}", request_name(request), error.message());
         return Response(ErrorResponse { code });
@@ -141,12 +141,12 @@ Response Backend::execute(Request const& request, std::string* diagnostic)
             } else if constexpr (std::is_same_v<T, AttestationRequest>) {
                 auto response = attest(message);
                 if (response.is_error())
-                    return fail(response.error(), ErrorCode::InternalError);
+                    return fail(response.error(), QtsmError::InternalError);
                 return response.release_value();
             } else if constexpr (std::is_same_v<T, GetRandomRequest>) {
                 auto random = crypto::random_bytes(RANDOM_SIZE);
                 if (random.is_error())
-                    return fail(random.error(), ErrorCode::InternalError);
+                    return fail(random.error(), QtsmError::InternalError);
                 return GetRandomResponse { random.release_value() };
             }
         },
@@ -159,14 +159,14 @@ Bytes Backend::handle(ByteView request, std::string* diagnostic)
     if (decoded.is_error()) {
         if (diagnostic)
             *diagnostic = decoded.error().message();
-        auto code = static_cast<ErrorCode>(decoded.error().code());
+        auto code = decoded.error().code_as<QtsmError>().value_or(QtsmError::InternalError);
         return encode_error(code);
     }
     auto response = encode_response(execute(decoded.value(), diagnostic));
     if (response.size() > MAX_RESPONSE_SIZE) {
         if (diagnostic)
             *diagnostic = fmt::format("the response has {} bytes (at most {})", response.size(), MAX_RESPONSE_SIZE);
-        return encode_error(ErrorCode::InternalError);
+        return encode_error(QtsmError::InternalError);
     }
     return response;
 }
@@ -178,12 +178,12 @@ ErrorOr<void> Backend::serve(int fd)
         if (frame.is_error()) {
             auto const& error = frame.error();
             if (error.is(FrameError::Empty)) {
-                TRY(write_frame(fd, encode_error(ErrorCode::InvalidArgument)));
+                TRY(write_frame(fd, encode_error(QtsmError::InvalidArgument)));
                 continue;
             }
             if (error.is(FrameError::TooLarge)) {
                 // Best effort: the peer may not be reading any more.
-                (void)write_frame(fd, encode_error(ErrorCode::InputTooLarge));
+                (void)write_frame(fd, encode_error(QtsmError::InputTooLarge));
             }
             return frame.release_error();
         }

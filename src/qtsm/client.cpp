@@ -21,7 +21,11 @@ ErrorOr<Client> Client::connect(std::string const& path, int timeout_ms)
 {
     auto connected = sys::unix_connect(path);
     if (connected.is_error())
-        return Error::from_errno(fmt::format("connect to the QTSM at {}", path), connected.error().code());
+    {
+        if (!connected.error().is_errno())
+            return connected.release_error().context(fmt::format("connect to the QTSM at {}", path));
+        return Error::from_errno(fmt::format("connect to the QTSM at {}", path), connected.error().errno_code());
+    }
     auto fd = connected.release_value();
     TRY(set_socket_timeouts(fd.get(), timeout_ms));
     return Client(std::move(fd));
@@ -32,7 +36,7 @@ ErrorOr<Response> Client::call(Request const& request)
     auto name = request_name(request);
     auto encoded = encode_request(request);
     if (encoded.size() > MAX_REQUEST_SIZE)
-        return Error::from_code(ErrorCode::InputTooLarge,
+        return Error::from_code(QtsmError::InputTooLarge,
             fmt::format("{}: the request has {} bytes (at most {})", name, encoded.size(), MAX_REQUEST_SIZE));
     auto written = write_frame(m_fd.get(), encoded);
     if (written.is_error())
@@ -40,19 +44,19 @@ ErrorOr<Response> Client::call(Request const& request)
     auto frame = read_frame(m_fd.get(), MAX_RESPONSE_SIZE);
     if (frame.is_error()) {
         auto error = frame.release_error();
-        if (error.is_errno() && (error.code() == EAGAIN || error.code() == EWOULDBLOCK))
+        if (error.is_errno(EAGAIN) || error.is_errno(EWOULDBLOCK))
             return Error::from_errno(fmt::format("{}: no answer from the QTSM", name), ETIMEDOUT);
         return std::move(error).context(fmt::format("{}: receive", name));
     }
     if (!frame.value())
-        return Error::from_string(fmt::format("{}: the QTSM closed the connection without answering", name), EPIPE);
+        return Error::from_string(fmt::format("{}: the QTSM closed the connection without answering", name));
     auto response = decode_response(*frame.value());
     if (response.is_error())
         return response.release_error().context(name);
     if (auto const* error = std::get_if<ErrorResponse>(&response.value()))
         return Error::from_code(error->code, fmt::format("{}: the QTSM answered {}", name, error_name(error->code)));
     if (!response_matches(request, response.value()))
-        return Error::from_code(ErrorCode::InvalidResponse, fmt::format("{}: the QTSM answered another request", name));
+        return Error::from_code(QtsmError::InvalidResponse, fmt::format("{}: the QTSM answered another request", name));
     return response.release_value();
 }
 
@@ -100,7 +104,7 @@ ErrorOr<Bytes> Client::random(std::size_t count)
         auto response = TRY(call(GetRandomRequest {}));
         auto const& random = std::get<GetRandomResponse>(response).random;
         if (random.empty())
-            return Error::from_code(ErrorCode::InvalidResponse, "GetRandom: the QTSM answered no bytes");
+            return Error::from_code(QtsmError::InvalidResponse, "GetRandom: the QTSM answered no bytes");
         auto take = std::min(random.size(), count - output.size());
         output.insert(output.end(), random.begin(), random.begin() + static_cast<std::ptrdiff_t>(take));
     }

@@ -15,15 +15,15 @@ namespace qtbox::qtsm {
 
 namespace {
 
-constexpr std::array<std::pair<ErrorCode, std::string_view>, 8> ERROR_NAMES { {
-    { ErrorCode::InvalidIndex, "InvalidIndex" },
-    { ErrorCode::InvalidResponse, "InvalidResponse" },
-    { ErrorCode::InvalidArgument, "InvalidArgument" },
-    { ErrorCode::ReadOnlyIndex, "ReadOnlyIndex" },
-    { ErrorCode::InvalidOperation, "InvalidOperation" },
-    { ErrorCode::BufferTooSmall, "BufferTooSmall" },
-    { ErrorCode::InputTooLarge, "InputTooLarge" },
-    { ErrorCode::InternalError, "InternalError" },
+constexpr std::array<std::pair<QtsmError, std::string_view>, 8> ERROR_NAMES { {
+    { QtsmError::InvalidIndex, "InvalidIndex" },
+    { QtsmError::InvalidResponse, "InvalidResponse" },
+    { QtsmError::InvalidArgument, "InvalidArgument" },
+    { QtsmError::ReadOnlyIndex, "ReadOnlyIndex" },
+    { QtsmError::InvalidOperation, "InvalidOperation" },
+    { QtsmError::BufferTooSmall, "BufferTooSmall" },
+    { QtsmError::InputTooLarge, "InputTooLarge" },
+    { QtsmError::InternalError, "InternalError" },
 } };
 
 // Message names (SPEC §5).
@@ -49,12 +49,12 @@ cbor::DecodeOptions decode_options()
     return options;
 }
 
-Error argument_error(std::string message) { return Error::from_code(ErrorCode::InvalidArgument, std::move(message)); }
+Error argument_error(std::string message) { return Error::from_code(QtsmError::InvalidArgument, std::move(message)); }
 
 // Every key of `body` is text and one of `allowed` (duplicates were refused
 // by the decoder).
 ErrorOr<void> check_keys(cbor::Value const& body, std::string_view name, std::initializer_list<std::string_view> allowed,
-    ErrorCode code)
+    QtsmError code)
 {
     if (!body.is_map())
         return Error::from_code(code, fmt::format("{}: the body is a {}, not a map", name, cbor::type_name(body.type())));
@@ -70,7 +70,7 @@ ErrorOr<void> check_keys(cbor::Value const& body, std::string_view name, std::in
     return {};
 }
 
-ErrorOr<cbor::Value const*> require(cbor::Value const& body, std::string_view name, std::string_view key, ErrorCode code)
+ErrorOr<cbor::Value const*> require(cbor::Value const& body, std::string_view name, std::string_view key, QtsmError code)
 {
     auto const* value = body.find(key);
     if (!value)
@@ -78,7 +78,7 @@ ErrorOr<cbor::Value const*> require(cbor::Value const& body, std::string_view na
     return value;
 }
 
-ErrorOr<std::uint16_t> as_u16(cbor::Value const& value, std::string_view what, ErrorCode code)
+ErrorOr<std::uint16_t> as_u16(cbor::Value const& value, std::string_view what, QtsmError code)
 {
     if (!value.is_unsigned() || value.as_unsigned() > 0xFFFF)
         return Error::from_code(code, fmt::format("{} is not an unsigned 16-bit integer", what));
@@ -87,8 +87,8 @@ ErrorOr<std::uint16_t> as_u16(cbor::Value const& value, std::string_view what, E
 
 ErrorOr<std::uint16_t> index_field(cbor::Value const& body, std::string_view name)
 {
-    auto const* index = TRY(require(body, name, "index", ErrorCode::InvalidArgument));
-    return as_u16(*index, fmt::format("{}: index", name), ErrorCode::InvalidArgument);
+    auto const* index = TRY(require(body, name, "index", QtsmError::InvalidArgument));
+    return as_u16(*index, fmt::format("{}: index", name), QtsmError::InvalidArgument);
 }
 
 // An Attestation field: absent or null (nullopt), or a byte string of at
@@ -102,7 +102,7 @@ ErrorOr<std::optional<Bytes>> optional_bytes(cbor::Value const& body, std::strin
         return argument_error(fmt::format("Attestation: {} is a {}, not a byte string or null", key,
             cbor::type_name(value->type())));
     if (value->as_bytes().size() > limit)
-        return Error::from_code(ErrorCode::InputTooLarge,
+        return Error::from_code(QtsmError::InputTooLarge,
             fmt::format("Attestation: {} has {} bytes (at most {})", key, value->as_bytes().size(), limit));
     auto bytes = value->as_bytes();
     return std::optional<Bytes>(Bytes(bytes.begin(), bytes.end()));
@@ -110,7 +110,7 @@ ErrorOr<std::optional<Bytes>> optional_bytes(cbor::Value const& body, std::strin
 
 ErrorOr<Request> decode_request_body(std::string_view name, cbor::Value const& body)
 {
-    auto constexpr code = ErrorCode::InvalidArgument;
+    auto constexpr code = QtsmError::InvalidArgument;
     if (name == DESCRIBE_PCR) {
         TRY(check_keys(body, name, { "index" }, code));
         return Request(DescribePcrRequest { TRY(index_field(body, name)) });
@@ -135,7 +135,7 @@ ErrorOr<Request> decode_request_body(std::string_view name, cbor::Value const& b
             return argument_error(fmt::format("LockPCRs: range is a {}, not an array", cbor::type_name(range->type())));
         auto const& items = range->as_array();
         if (items.size() > MAX_LOCK_RANGE)
-            return Error::from_code(ErrorCode::InputTooLarge,
+            return Error::from_code(QtsmError::InputTooLarge,
                 fmt::format("LockPCRs: range has {} entries (at most {})", items.size(), MAX_LOCK_RANGE));
         LockPcrsRequest request;
         for (auto const& item : items)
@@ -152,7 +152,7 @@ ErrorOr<Request> decode_request_body(std::string_view name, cbor::Value const& b
     }
     if (name == DESCRIBE_QTSM || name == GET_RANDOM)
         return argument_error(fmt::format("{} takes no fields: send it as a text string", name));
-    return Error::from_code(ErrorCode::InvalidOperation, fmt::format("unknown request \"{}\"", name));
+    return Error::from_code(QtsmError::InvalidOperation, fmt::format("unknown request \"{}\"", name));
 }
 
 void encode_optional_bytes(cbor::Encoder& encoder, std::optional<Bytes> const& value)
@@ -170,11 +170,11 @@ void encode_u16_array(cbor::Encoder& encoder, std::vector<std::uint16_t> const& 
         encoder.unsigned_integer(value);
 }
 
-Error response_error(std::string message) { return Error::from_code(ErrorCode::InvalidResponse, std::move(message)); }
+Error response_error(std::string message) { return Error::from_code(QtsmError::InvalidResponse, std::move(message)); }
 
 ErrorOr<Bytes> bytes_field(cbor::Value const& body, std::string_view name, std::string_view key)
 {
-    auto const* value = TRY(require(body, name, key, ErrorCode::InvalidResponse));
+    auto const* value = TRY(require(body, name, key, QtsmError::InvalidResponse));
     if (!value->is_bytes())
         return response_error(fmt::format("{}: {} is not a byte string", name, key));
     auto bytes = value->as_bytes();
@@ -183,13 +183,13 @@ ErrorOr<Bytes> bytes_field(cbor::Value const& body, std::string_view name, std::
 
 ErrorOr<std::uint16_t> u16_field(cbor::Value const& body, std::string_view name, std::string_view key)
 {
-    auto const* value = TRY(require(body, name, key, ErrorCode::InvalidResponse));
-    return as_u16(*value, fmt::format("{}: {}", name, key), ErrorCode::InvalidResponse);
+    auto const* value = TRY(require(body, name, key, QtsmError::InvalidResponse));
+    return as_u16(*value, fmt::format("{}: {}", name, key), QtsmError::InvalidResponse);
 }
 
 ErrorOr<std::string> text_field(cbor::Value const& body, std::string_view name, std::string_view key)
 {
-    auto const* value = TRY(require(body, name, key, ErrorCode::InvalidResponse));
+    auto const* value = TRY(require(body, name, key, QtsmError::InvalidResponse));
     if (!value->is_text())
         return response_error(fmt::format("{}: {} is not text", name, key));
     return std::string(value->as_text());
@@ -197,7 +197,7 @@ ErrorOr<std::string> text_field(cbor::Value const& body, std::string_view name, 
 
 ErrorOr<Response> decode_response_body(std::string_view name, cbor::Value const& body)
 {
-    auto constexpr code = ErrorCode::InvalidResponse;
+    auto constexpr code = QtsmError::InvalidResponse;
     if (name == ERROR) {
         if (!body.is_text())
             return response_error("Error: the code is not text");
@@ -247,16 +247,16 @@ ErrorOr<Response> decode_response_body(std::string_view name, cbor::Value const&
 
 } // namespace
 
-std::string_view error_name(ErrorCode code)
+std::string_view error_name(QtsmError code)
 {
     for (auto const& [value, name] : ERROR_NAMES) {
         if (value == code)
             return name;
     }
-    return code == ErrorCode::NoError ? "NoError" : "InternalError";
+    return code == QtsmError::NoError ? "NoError" : "InternalError";
 }
 
-std::optional<ErrorCode> error_from_name(std::string_view name)
+std::optional<QtsmError> error_from_name(std::string_view name)
 {
     for (auto const& [value, text] : ERROR_NAMES) {
         if (text == name)
@@ -348,7 +348,7 @@ Bytes encode_response(Response const& response)
 ErrorOr<Request> decode_request(ByteView encoded)
 {
     if (encoded.size() > MAX_REQUEST_SIZE)
-        return Error::from_code(ErrorCode::InputTooLarge,
+        return Error::from_code(QtsmError::InputTooLarge,
             fmt::format("the request has {} bytes (at most {})", encoded.size(), MAX_REQUEST_SIZE));
     if (encoded.empty())
         return argument_error("the request is empty");
@@ -357,8 +357,8 @@ ErrorOr<Request> decode_request(ByteView encoded)
     if (decoded.is_error()) {
         // Too many items is a size problem (a LockPCRs list far over the
         // limit), everything else a malformed request.
-        return Error::from_code(failure.kind == cbor::DecodeError::ItemLimit ? ErrorCode::InputTooLarge
-                                                                             : ErrorCode::InvalidArgument,
+        return Error::from_code(failure.kind == cbor::DecodeError::ItemLimit ? QtsmError::InputTooLarge
+                                                                             : QtsmError::InvalidArgument,
             fmt::format("the request is not one CBOR item: {}", decoded.error().message()));
     }
     auto const& value = decoded.value();
@@ -370,7 +370,7 @@ ErrorOr<Request> decode_request(ByteView encoded)
             return Request(GetRandomRequest {});
         if (name == DESCRIBE_PCR || name == EXTEND_PCR || name == LOCK_PCR || name == LOCK_PCRS || name == ATTESTATION)
             return argument_error(fmt::format("{} needs its fields: send {{\"{}\": {{...}}}}", name, name));
-        return Error::from_code(ErrorCode::InvalidOperation, fmt::format("unknown request \"{}\"", name));
+        return Error::from_code(QtsmError::InvalidOperation, fmt::format("unknown request \"{}\"", name));
     }
     if (!value.is_map() || value.as_map().size() != 1 || !value.as_map()[0].key.is_text())
         return argument_error(fmt::format("a request is a text string or a one-entry map keyed by its name, not {}",

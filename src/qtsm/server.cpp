@@ -82,26 +82,26 @@ ErrorOr<Request> screen_request(ByteView encoded)
     auto request = TRY(decode_request(encoded));
     auto check_index = [](std::uint16_t index, std::string_view what) -> ErrorOr<void> {
         if (index >= PCR_COUNT)
-            return Error::from_code(ErrorCode::InvalidIndex, fmt::format("{}: PCR {} does not exist", what, index));
+            return Error::from_code(QtsmError::InvalidIndex, fmt::format("{}: PCR {} does not exist", what, index));
         if (index < SYSTEM_PCR_COUNT)
-            return Error::from_code(ErrorCode::ReadOnlyIndex,
+            return Error::from_code(QtsmError::ReadOnlyIndex,
                 fmt::format("{}: PCR {} is a platform register (0-15 are read-only)", what, index));
         return {};
     };
     if (auto const* extend = std::get_if<ExtendPcrRequest>(&request)) {
         TRY(check_index(extend->index, "ExtendPCR"));
         if (extend->data.empty())
-            return Error::from_code(ErrorCode::InvalidArgument, "ExtendPCR: no data");
+            return Error::from_code(QtsmError::InvalidArgument, "ExtendPCR: no data");
     } else if (auto const* lock = std::get_if<LockPcrRequest>(&request)) {
         TRY(check_index(lock->index, "LockPCR"));
     } else if (auto const* locks = std::get_if<LockPcrsRequest>(&request)) {
         if (locks->range.empty())
-            return Error::from_code(ErrorCode::InvalidArgument, "LockPCRs: empty range");
+            return Error::from_code(QtsmError::InvalidArgument, "LockPCRs: empty range");
         for (auto index : locks->range)
             TRY(check_index(index, "LockPCRs"));
     } else if (auto const* describe = std::get_if<DescribePcrRequest>(&request)) {
         if (describe->index >= PCR_COUNT)
-            return Error::from_code(ErrorCode::InvalidIndex,
+            return Error::from_code(QtsmError::InvalidIndex,
                 fmt::format("DescribePCR: PCR {} does not exist", describe->index));
     }
     return request;
@@ -169,7 +169,7 @@ struct Server::State {
 
     void refuse(Client& client, Error const& error, bool close_after)
     {
-        auto code = static_cast<ErrorCode>(error.code());
+        auto code = error.code_as<QtsmError>().value_or(QtsmError::InternalError);
         log::warn("{}: refused ({}): {}", client.name(), error_name(code), error.message());
         client.close_after_write = close_after;
         respond(client, encode_error(code));
@@ -253,7 +253,7 @@ struct Server::State {
             auto complete = client.reader.commit(static_cast<std::size_t>(n));
             if (complete.is_error()) {
                 bool too_large = complete.error().is(FrameError::TooLarge);
-                auto code = too_large ? ErrorCode::InputTooLarge : ErrorCode::InvalidArgument;
+                auto code = too_large ? QtsmError::InputTooLarge : QtsmError::InvalidArgument;
                 // An over-long prefix leaves the stream out of step: answer
                 // once, then drop the client. An empty frame was consumed
                 // whole, so the client may go on.
@@ -346,7 +346,7 @@ struct Server::State {
     ErrorOr<void> on_upstream_frame(Bytes const& item)
     {
         if (pending.empty())
-            return Error::from_string("the QTSM sent an answer nobody asked for", EPROTO);
+            return Error::from_string("the QTSM sent an answer nobody asked for");
         auto entry = std::move(pending.front());
         pending.pop_front();
         upstream_deadline = pending.empty() ? 0 : monotonic_ms() + options.upstream_timeout_ms;
@@ -362,7 +362,7 @@ struct Server::State {
         auto& client = *it->second;
         if (auto const* error = valid ? std::get_if<ErrorResponse>(&response.value()) : nullptr)
             log::info("{}: {} answered {}", client.name(), request_name(entry.request), error_name(error->code));
-        respond(client, valid ? item : encode_error(ErrorCode::InvalidResponse));
+        respond(client, valid ? item : encode_error(QtsmError::InvalidResponse));
         return {};
     }
 
@@ -379,7 +379,7 @@ struct Server::State {
                 return Error::from_errno("read from the QTSM");
             }
             if (n == 0)
-                return Error::from_string("the QTSM closed the channel", EPIPE);
+                return Error::from_string("the QTSM closed the channel");
             auto complete = upstream_reader.commit(static_cast<std::size_t>(n));
             if (complete.is_error())
                 return complete.release_error().context("the QTSM's answer");
@@ -407,8 +407,7 @@ struct Server::State {
     {
         if (upstream_deadline != 0 && now >= upstream_deadline)
             return Error::from_string(fmt::format("the QTSM did not answer {} within {} ms",
-                                          request_name(pending.front().request), options.upstream_timeout_ms),
-                ETIMEDOUT);
+                                          request_name(pending.front().request), options.upstream_timeout_ms));
         std::vector<std::uint64_t> expired;
         for (auto const& [id, client] : clients) {
             if (client->deadline != 0 && now >= client->deadline)
@@ -426,7 +425,7 @@ struct Server::State {
     // failed, without blocking on any of them.
     void fail_pending()
     {
-        auto frame = make_frame(encode_error(ErrorCode::InternalError));
+        auto frame = make_frame(encode_error(QtsmError::InternalError));
         for (auto const& entry : pending) {
             auto it = clients.find(entry.client);
             if (it != clients.end())

@@ -42,7 +42,7 @@ ErrorOr<void> check_memory(LaunchOptions const& options, std::uint64_t image_byt
 {
     std::uint64_t minimum = minimum_memory_mib(image_bytes);
     if (options.memory_mib < minimum)
-        return Error::from_code(LaunchFailure::MemoryTooSmall,
+        return Error::from_code(LaunchError::MemoryTooSmall,
             fmt::format("--mem {} MiB is too small: {} ({:.1f} MiB) need{} at least {} MiB "
                         "(128 MiB and 4 times the image, SPEC §3)",
                 options.memory_mib, what, static_cast<double>(image_bytes) / (1 << 20),
@@ -52,29 +52,29 @@ ErrorOr<void> check_memory(LaunchOptions const& options, std::uint64_t image_byt
 
 Error bad_eif(std::string const& path, Error const& error)
 {
-    return Error::from_code(LaunchFailure::BadImage, fmt::format("EIF {}: {}", path, error.message()));
+    return Error::from_code(LaunchError::BadImage, fmt::format("EIF {}: {}", path, error.message()));
 }
 
 ErrorOr<void> prepare_raw(LaunchOptions const& options, Launch& launch)
 {
     auto kernel_stat = sys::stat(options.kernel);
     if (kernel_stat.is_error())
-        return Error::from_code(LaunchFailure::BadImage, fmt::format("kernel {}: {}", options.kernel, std::strerror(kernel_stat.error().code())));
+        return Error::from_code(LaunchError::BadImage, fmt::format("kernel {}: {}", options.kernel, std::strerror(kernel_stat.error().errno_code())));
     if (!S_ISREG(kernel_stat.value().st_mode))
-        return Error::from_code(LaunchFailure::BadImage, fmt::format("kernel {}: not a regular file", options.kernel));
+        return Error::from_code(LaunchError::BadImage, fmt::format("kernel {}: not a regular file", options.kernel));
     if (static_cast<std::uint64_t>(kernel_stat.value().st_size) > boot::MAX_KERNEL_SIZE)
-        return Error::from_code(LaunchFailure::BadImage,
+        return Error::from_code(LaunchError::BadImage,
             fmt::format("kernel {}: larger than the {} MiB limit", options.kernel, boot::MAX_KERNEL_SIZE >> 20));
     std::uint64_t total = static_cast<std::uint64_t>(kernel_stat.value().st_size) + options.cmdline.size();
     std::vector<std::uint64_t> sizes;
     for (auto const& path : options.initrds) {
         auto opened = sys::open(path, O_RDONLY);
         if (opened.is_error())
-            return Error::from_code(LaunchFailure::BadImage, fmt::format("initrd {}: {}", path, std::strerror(opened.error().code())));
+            return Error::from_code(LaunchError::BadImage, fmt::format("initrd {}: {}", path, std::strerror(opened.error().errno_code())));
         auto fd = opened.release_value();
         auto st = TRY(sys::fstat(fd.get()));
         if (!S_ISREG(st.st_mode))
-            return Error::from_code(LaunchFailure::BadImage, fmt::format("initrd {}: not a regular file", path));
+            return Error::from_code(LaunchError::BadImage, fmt::format("initrd {}: not a regular file", path));
         sizes.push_back(static_cast<std::uint64_t>(st.st_size));
         total += static_cast<std::uint64_t>(st.st_size);
         launch.initrd_files.push_back(std::move(fd));
@@ -84,14 +84,14 @@ ErrorOr<void> prepare_raw(LaunchOptions const& options, Launch& launch)
 
     auto kernel = sys::read_file(options.kernel, boot::MAX_KERNEL_SIZE);
     if (kernel.is_error())
-        return Error::from_code(LaunchFailure::BadImage, fmt::format("kernel {}: {}", options.kernel, kernel.error().message()));
+        return Error::from_code(LaunchError::BadImage, fmt::format("kernel {}: {}", options.kernel, kernel.error().message()));
     launch.kernel = kernel.release_value();
     // Parse now for a clear error before KVM: the machine parses again.
     auto image = boot::parse_bzimage(launch.kernel);
     if (image.is_error())
-        return Error::from_code(LaunchFailure::BadImage, fmt::format("kernel {}: {}", options.kernel, image.error().message()));
+        return Error::from_code(LaunchError::BadImage, fmt::format("kernel {}: {}", options.kernel, image.error().message()));
     if (auto line = boot::command_line_bytes(image.value(), options.cmdline); line.is_error())
-        return Error::from_code(LaunchFailure::BadImage, fmt::format("--cmdline: {}", line.error().message()));
+        return Error::from_code(LaunchError::BadImage, fmt::format("--cmdline: {}", line.error().message()));
 
     launch.machine.kernel = launch.kernel;
     launch.machine.cmdline = options.cmdline;
@@ -116,12 +116,12 @@ ErrorOr<void> prepare_eif(LaunchOptions const& options, Launch& launch)
     launch.image_bytes = reader.file_size();
     TRY(check_memory(options, reader.file_size(), "this EIF"));
     if (reader.header().flags & eif::FLAG_ARCH_AARCH64)
-        return Error::from_code(LaunchFailure::BadImage, fmt::format("EIF {}: built for aarch64; this VMM runs x86_64 guests", options.eif));
+        return Error::from_code(LaunchError::BadImage, fmt::format("EIF {}: built for aarch64; this VMM runs x86_64 guests", options.eif));
 
     // First pass: CRC, PCRs, and the kernel section kept for parsing.
     eif::Section const& kernel_section = reader.kernel();
     if (kernel_section.size > boot::MAX_KERNEL_SIZE)
-        return Error::from_code(LaunchFailure::BadImage, fmt::format("EIF {}: kernel section larger than {} MiB", options.eif, boot::MAX_KERNEL_SIZE >> 20));
+        return Error::from_code(LaunchError::BadImage, fmt::format("EIF {}: kernel section larger than {} MiB", options.eif, boot::MAX_KERNEL_SIZE >> 20));
     launch.kernel.resize(static_cast<std::size_t>(kernel_section.size));
     auto verified = reader.verify([&launch, &kernel_section](eif::Section const& section, std::uint64_t offset, ByteView chunk) -> ErrorOr<void> {
         if (section.index == kernel_section.index)
@@ -132,7 +132,7 @@ ErrorOr<void> prepare_eif(LaunchOptions const& options, Launch& launch)
         return bad_eif(options.eif, verified.error());
     launch.verification = verified.release_value();
     if (!launch.verification.crc_ok)
-        return Error::from_code(LaunchFailure::BadImage,
+        return Error::from_code(LaunchError::BadImage,
             fmt::format("EIF {}: CRC mismatch (header says {:08x}, contents give {:08x}): the file is corrupt",
                 options.eif, launch.verification.stored_crc, launch.verification.computed_crc));
 
@@ -149,7 +149,7 @@ ErrorOr<void> prepare_eif(LaunchOptions const& options, Launch& launch)
             // An expired signing certificate still identifies the signer
             // (PCR8 measures it), as Nitro's launch path treats it; a bad
             // signature or a PCR0 mismatch never boots.
-            if (!valid.error().is(eif::Failure::CertificateTime))
+            if (!valid.error().is(eif::EifError::CertificateTime))
                 return bad_eif(options.eif, valid.error());
             launch.notes.push_back(fmt::format("warning: EIF {}: {}", options.eif, valid.error().message()));
         }
@@ -166,9 +166,9 @@ ErrorOr<void> prepare_eif(LaunchOptions const& options, Launch& launch)
         return bad_eif(options.eif, cmdline.error());
     auto image = boot::parse_bzimage(launch.kernel);
     if (image.is_error())
-        return Error::from_code(LaunchFailure::BadImage, fmt::format("EIF {}: kernel section: {}", options.eif, image.error().message()));
+        return Error::from_code(LaunchError::BadImage, fmt::format("EIF {}: kernel section: {}", options.eif, image.error().message()));
     if (auto line = boot::command_line_bytes(image.value(), cmdline.value()); line.is_error())
-        return Error::from_code(LaunchFailure::BadImage, fmt::format("EIF {}: cmdline section: {}", options.eif, line.error().message()));
+        return Error::from_code(LaunchError::BadImage, fmt::format("EIF {}: cmdline section: {}", options.eif, line.error().message()));
 
     launch.machine.kernel = launch.kernel;
     launch.machine.cmdline = cmdline.release_value();
@@ -183,7 +183,7 @@ ErrorOr<void> prepare_eif(LaunchOptions const& options, Launch& launch)
                 if (ramdisks[i]->index != section.index)
                     continue;
                 if (offset > slots[i].size() || chunk.size() > slots[i].size() - offset)
-                    return Error::from_code(LaunchFailure::ImageChanged, "a ramdisk grew while it was loaded");
+                    return Error::from_code(LaunchError::ImageChanged, "a ramdisk grew while it was loaded");
                 std::copy(chunk.begin(), chunk.end(), slots[i].begin() + static_cast<long>(offset));
             }
             return {};
@@ -194,7 +194,7 @@ ErrorOr<void> prepare_eif(LaunchOptions const& options, Launch& launch)
         auto const& again = second.value();
         if (!again.crc_ok || again.computed_crc != first.computed_crc || again.measurements.pcr0 != first.measurements.pcr0
             || again.measurements.pcr1 != first.measurements.pcr1 || again.measurements.pcr2 != first.measurements.pcr2)
-            return Error::from_code(LaunchFailure::ImageChanged, fmt::format("EIF {}: the file changed while it was being loaded", path));
+            return Error::from_code(LaunchError::ImageChanged, fmt::format("EIF {}: the file changed while it was being loaded", path));
         return {};
     };
     return {};
@@ -222,14 +222,14 @@ ErrorOr<std::unique_ptr<Launch>> prepare_launch(LaunchOptions const& options)
 {
     auto launch = std::make_unique<Launch>();
     if (options.cpus == 0 || options.cpus > MAX_VCPUS)
-        return Error::from_code(LaunchFailure::Usage, fmt::format("--cpus {}: between 1 and {}", options.cpus, MAX_VCPUS));
+        return Error::from_code(LaunchError::Usage, fmt::format("--cpus {}: between 1 and {}", options.cpus, MAX_VCPUS));
     if (options.memory_mib > boot::MAX_MEMORY >> 20)
-        return Error::from_code(LaunchFailure::Usage, fmt::format("--mem {} MiB: at most {} MiB", options.memory_mib, boot::MAX_MEMORY >> 20));
+        return Error::from_code(LaunchError::Usage, fmt::format("--mem {} MiB: at most {} MiB", options.memory_mib, boot::MAX_MEMORY >> 20));
     bool production = !options.eif.empty() && !options.debug_mode;
     std::string console = options.console.empty() ? (production ? "none" : "-") : options.console;
     // SPEC §11: a production enclave's console is never exposed.
     if (production && console != "none")
-        return Error::from_code(LaunchFailure::Usage,
+        return Error::from_code(LaunchError::Usage,
             "--console: a production enclave's console is never exposed; add --debug-mode to see it");
     if (!options.eif.empty())
         TRY(prepare_eif(options, *launch));

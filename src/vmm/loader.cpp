@@ -17,7 +17,7 @@ ErrorOr<LoadedGuest> load_linux(kvm::GuestMemory const& memory, boot::BzImage co
     std::uint64_t total = 0;
     for (auto size : initrd_sizes) {
         if (size > boot::MAX_MEMORY)
-            return Error::from_code(boot::Failure::NoRoom, "initrd larger than any enclave's memory");
+            return Error::from_code(boot::BootError::NoRoom, "initrd larger than any enclave's memory");
         total += padded(size);
     }
     guest.initrd_size = total;

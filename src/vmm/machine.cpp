@@ -247,14 +247,14 @@ ErrorOr<std::unique_ptr<Machine>> Machine::create(kvm::System const& system, Mac
 {
     using namespace boot;
     if (config.cpus == 0 || config.cpus > MAX_VCPUS)
-        return Error::from_string(fmt::format("{} vCPUs: between 1 and {} are supported", config.cpus, MAX_VCPUS), EINVAL);
+        return Error::from_string(fmt::format("{} vCPUs: between 1 and {} are supported", config.cpus, MAX_VCPUS));
     for (auto const& capability : REQUIRED_CAPABILITIES)
         TRY(system.require_extension(capability.id, capability.name));
     int max_vcpus = system.check_extension(KVM_CAP_MAX_VCPUS);
     if (max_vcpus <= 0)
         max_vcpus = system.check_extension(KVM_CAP_NR_VCPUS);
     if (max_vcpus > 0 && config.cpus > static_cast<std::uint32_t>(max_vcpus))
-        return Error::from_string(fmt::format("{} vCPUs requested; this KVM allows {}", config.cpus, max_vcpus), EINVAL);
+        return Error::from_string(fmt::format("{} vCPUs requested; this KVM allows {}", config.cpus, max_vcpus));
 
     BzImage image = TRY(parse_bzimage(config.kernel));
     auto memory = TRY(kvm::GuestMemory::create(ram_regions(config.memory_bytes)));
@@ -296,7 +296,7 @@ ErrorOr<std::unique_ptr<Machine>> Machine::create(kvm::System const& system, Mac
         slots.push_back(TRY(s.memory.slice(slot.address, slot.size)));
     if (!slots.empty()) {
         if (!config.fill_initrds)
-            return Error::from_string("no source for the initrds", EINVAL);
+            return Error::from_string("no source for the initrds");
         TRY(config.fill_initrds(slots));
     }
 

@@ -57,18 +57,18 @@ ErrorOr<std::optional<HandshakeLine>> parse_line(std::string_view buffer, std::s
     auto newline = buffer.find('\n');
     if (newline == std::string_view::npos) {
         if (buffer.size() >= MAX_HANDSHAKE_LINE)
-            return Error::from_string(fmt::format("handshake line longer than {} bytes", MAX_HANDSHAKE_LINE), EPROTO);
+            return Error::from_code(HandshakeError::TooLong, fmt::format("handshake line longer than {} bytes", MAX_HANDSHAKE_LINE));
         // Reject early what can never become "<keyword> ": a peer that
         // answers with something else is reported at once, not at the limit.
         auto prefix = buffer.substr(0, std::min(buffer.size(), keyword.size() + 1));
         if (prefix != std::string_view(fmt::format("{} ", keyword)).substr(0, prefix.size()))
-            return Error::from_string(fmt::format("expected '{} <port>'", keyword), EPROTO);
+            return Error::from_code(HandshakeError::Malformed, fmt::format("expected '{} <port>'", keyword));
         return std::optional<HandshakeLine> {};
     }
     if (newline + 1 > MAX_HANDSHAKE_LINE)
-        return Error::from_string(fmt::format("handshake line longer than {} bytes", MAX_HANDSHAKE_LINE), EPROTO);
+        return Error::from_code(HandshakeError::TooLong, fmt::format("handshake line longer than {} bytes", MAX_HANDSHAKE_LINE));
     auto line = buffer.substr(0, newline);
-    auto bad = [&] { return Error::from_string(fmt::format("expected '{} <port>'", keyword), EPROTO); };
+    auto bad = [&] { return Error::from_code(HandshakeError::Malformed, fmt::format("expected '{} <port>'", keyword)); };
     if (line.size() <= keyword.size() + 1 || line.substr(0, keyword.size()) != keyword || line[keyword.size()] != ' ')
         return bad();
     auto digits = line.substr(keyword.size() + 1);

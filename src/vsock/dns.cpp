@@ -62,7 +62,7 @@ std::string to_wire(std::string_view name)
 
 Error malformed(std::string_view why)
 {
-    return Error::from_code(Failure::Malformed, fmt::format("malformed DNS answer: {}", why));
+    return Error::from_code(DnsError::Malformed, fmt::format("malformed DNS answer: {}", why));
 }
 
 class Reader {
@@ -152,7 +152,7 @@ struct Record {
 ErrorOr<void> validate_name(std::string_view name)
 {
     auto invalid = [&](std::string_view why) {
-        return Error::from_string(fmt::format("invalid host name '{}': {}", name, why), EINVAL);
+        return Error::from_code(DnsError::InvalidName, fmt::format("invalid host name '{}': {}", name, why));
     };
     auto body = without_trailing_dot(name);
     if (body.empty())
@@ -224,27 +224,27 @@ ErrorOr<Answer> parse_response(ByteView message, std::uint16_t id, std::string_v
     auto answer_count = TRY(reader.u16());
     TRY(reader.skip(4));
     if (got_id != id || (flags & FLAG_QR) == 0 || ((flags >> 11) & 0xF) != 0)
-        return Error::from_code(Failure::Mismatch, "DNS answer does not match the query");
+        return Error::from_code(DnsError::Mismatch, "DNS answer does not match the query");
     unsigned rcode = flags & 0xF;
     auto rcode_error = [&]() -> Error {
         switch (rcode) {
-        case 2: return Error::from_code(Failure::ServerFailure, "DNS server failure (SERVFAIL)");
-        case 3: return Error::from_code(Failure::NameNotFound, fmt::format("{}: no such name (NXDOMAIN)", without_trailing_dot(name)));
-        case 5: return Error::from_code(Failure::Refused, "DNS server refused the query (REFUSED)");
-        default: return Error::from_code(Failure::OtherRcode, fmt::format("DNS server answered with rcode {}", rcode));
+        case 2: return Error::from_code(DnsError::ServerFailure, "DNS server failure (SERVFAIL)");
+        case 3: return Error::from_code(DnsError::NameNotFound, fmt::format("{}: no such name (NXDOMAIN)", without_trailing_dot(name)));
+        case 5: return Error::from_code(DnsError::Refused, "DNS server refused the query (REFUSED)");
+        default: return Error::from_code(DnsError::OtherRcode, fmt::format("DNS server answered with rcode {}", rcode));
         }
     };
     // Some servers drop the question from error answers.
     if (rcode != 0 && question_count == 0)
         return rcode_error();
     if (question_count != 1)
-        return Error::from_code(Failure::Mismatch, "DNS answer does not match the query");
+        return Error::from_code(DnsError::Mismatch, "DNS answer does not match the query");
     auto wanted = to_wire(name);
     auto question = TRY(reader.name());
     auto question_type = TRY(reader.u16());
     auto question_class = TRY(reader.u16());
     if (question != wanted || question_type != static_cast<std::uint16_t>(type) || question_class != CLASS_IN)
-        return Error::from_code(Failure::Mismatch, "DNS answer does not match the query");
+        return Error::from_code(DnsError::Mismatch, "DNS answer does not match the query");
     if (rcode != 0)
         return rcode_error();
     Answer answer;

@@ -164,10 +164,9 @@ ErrorOr<std::vector<ListenerSpec>> Proxy::Impl::build_specs(ProxyConfig const& c
             // A numeric target the address family forbids can never work:
             // refuse the configuration rather than every connection.
             if (!numeric->matches(m_options.family))
-                return Error::from_string(fmt::format("rule out:{}: {} is not an {} address ({})", rule.vsock_port,
-                                              rule.host, m_options.family == Family::Ipv4 ? "IPv4" : "IPv6",
-                                              m_options.family == Family::Ipv4 ? "-4" : "-6"),
-                    EINVAL);
+                return Error::from_code(ConfigError::Invalid,
+                    fmt::format("rule out:{}: {} is not an {} address ({})", rule.vsock_port, rule.host,
+                        m_options.family == Family::Ipv4 ? "IPv4" : "IPv6", m_options.family == Family::Ipv4 ? "-4" : "-6"));
             if (numeric->is_v6)
                 route->target.text = fmt::format("[{}]:{}", numeric->to_string(), rule.port);
         }
@@ -272,7 +271,7 @@ ErrorOr<void> Proxy::Impl::setup(ProxyConfig config)
         break;
     case AfVsockUse::On:
         if (!has_transport)
-            return Error::from_string("AF_VSOCK: this host has no vsock transport (load vsock and a transport module, e.g. vmw_vsock_virtio_transport, or use --af-vsock off)", ENODEV);
+            return Error::from_string("AF_VSOCK: this host has no vsock transport (load vsock and a transport module, e.g. vmw_vsock_virtio_transport, or use --af-vsock off)");
         m_vsock_available = true;
         break;
     case AfVsockUse::Off:
@@ -280,7 +279,7 @@ ErrorOr<void> Proxy::Impl::setup(ProxyConfig config)
         break;
     }
     if (m_options.mode == ProxyMode::Enclave && m_options.vsock_dir.empty() && !has_transport)
-        return Error::from_string("AF_VSOCK: no vsock transport in this enclave (load vmw_vsock_virtio_transport, or give --vsock-dir)", ENODEV);
+        return Error::from_string("AF_VSOCK: no vsock transport in this enclave (load vmw_vsock_virtio_transport, or give --vsock-dir)");
 
     if (m_options.handle_signals) {
         sigset_t signals;
@@ -310,7 +309,7 @@ ErrorOr<void> Proxy::Impl::setup(ProxyConfig config)
         count = std::clamp<std::size_t>(count, 1, MAX_WORKERS);
     }
     if (count > MAX_WORKERS_EXPLICIT)
-        return Error::from_string(fmt::format("{} workers: at most {}", count, MAX_WORKERS_EXPLICIT), EINVAL);
+        return Error::from_string(fmt::format("{} workers: at most {}", count, MAX_WORKERS_EXPLICIT));
     m_taken.assign(count, 0);
     TRY(reconfigure(std::move(config)));
 

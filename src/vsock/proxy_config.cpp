@@ -24,7 +24,7 @@ namespace {
 
 Error config_error(std::string message)
 {
-    return Error::from_string(std::move(message), EINVAL);
+    return Error::from_code(ConfigError::Invalid, std::move(message));
 }
 
 // The checks shared by [[outbound]] tables and the -l/-a/-p command line.

@@ -149,10 +149,10 @@ private:
             // A mismatching answer may be a spoofing attempt; keep waiting
             // for the real one. A malformed one from a connected socket is
             // the server's fault: ask the next.
-            if (error.is(dns::Failure::Mismatch) && !query.tcp)
+            if (error.is(dns::DnsError::Mismatch) && !query.tcp)
                 return;
             m_last_error = error.message();
-            query.state = error.is(dns::Failure::NameNotFound) ? State::NotFound : State::Retry;
+            query.state = error.is(dns::DnsError::NameNotFound) ? State::NotFound : State::Retry;
             query.tcp.reset();
             return;
         }
@@ -368,7 +368,7 @@ private:
             why = fmt::format("{}: no address records", m_name);
         else
             why = m_last_error.empty() ? fmt::format("DNS lookup of {} failed", m_name) : m_last_error;
-        m_resolver.finish(*this, Error::from_string(why, EHOSTUNREACH), 0, now);
+        m_resolver.finish(*this, Error::from_string(why), 0, now);
     }
 
     Resolver& m_resolver;
@@ -397,7 +397,7 @@ std::optional<ErrorOr<Addresses>> Resolver::lookup_now(std::string const& name, 
     if (auto numeric = IpAddress::parse(name)) {
         if (!numeric->matches(family))
             return ErrorOr<Addresses>(Error::from_string(
-                fmt::format("{} is not an {} address", name, family == Family::Ipv4 ? "IPv4" : "IPv6"), EAFNOSUPPORT));
+                fmt::format("{} is not an {} address", name, family == Family::Ipv4 ? "IPv4" : "IPv6")));
         return ErrorOr<Addresses>(Addresses { *numeric });
     }
     auto key = cache_key(name, family);
@@ -479,7 +479,7 @@ void Resolver::finish(Lookup& lookup, ErrorOr<Addresses> result, std::uint32_t t
         remember(lookup.key(), result.value(), now + std::chrono::seconds(std::min<std::int64_t>(ttl, MAX_CACHE_SECONDS)));
     for (auto& waiter : waiters) {
         if (result.is_error())
-            waiter.callback(Error::from_string(result.error().message(), result.error().code()));
+            waiter.callback(Error(result.error()));
         else
             waiter.callback(Addresses(result.value()));
     }

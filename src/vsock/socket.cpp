@@ -85,7 +85,7 @@ ErrorOr<SocketAddress> SocketAddress::unix_path(std::string_view path)
     SocketAddress result;
     auto* un = reinterpret_cast<sockaddr_un*>(&result.m_storage);
     if (path.empty() || path.size() >= sizeof(un->sun_path))
-        return Error::from_string(fmt::format("socket path is empty or longer than {} bytes: {}", sizeof(un->sun_path) - 1, path), ENAMETOOLONG);
+        return Error::from_code(SocketError::PathTooLong, fmt::format("socket path is empty or longer than {} bytes: {}", sizeof(un->sun_path) - 1, path));
     un->sun_family = AF_UNIX;
     std::memcpy(un->sun_path, path.data(), path.size());
     result.m_length = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size() + 1);
@@ -104,7 +104,7 @@ SocketAddress SocketAddress::from_raw(sockaddr const* address, socklen_t length)
 ErrorOr<SocketAddress> SocketAddress::parse_ip_port(std::string_view text)
 {
     auto invalid = [&](std::string_view why) {
-        return Error::from_string(fmt::format("invalid address '{}': {}", text, why), EINVAL);
+        return Error::from_code(SocketError::InvalidAddress, fmt::format("invalid address '{}': {}", text, why));
     };
     std::string_view host;
     std::string_view port_text;
@@ -239,7 +239,7 @@ ErrorOr<UniqueFd> listen_hybrid(std::string const& path, int backlog, struct sta
         if (!probe)
             return Error::from_errno("socket");
         if (::connect(probe.get(), address.raw(), address.length()) == 0 || errno == EAGAIN)
-            return Error::from_string(fmt::format("bind {}: another process is listening there", path), EADDRINUSE);
+            return Error::from_code(SocketError::AddressInUse, fmt::format("bind {}: another process is listening there", path));
         // Only a refused connect proves nobody listens; a socket we may not
         // even probe (EACCES...) is not ours to replace.
         if (errno != ECONNREFUSED && errno != ENOENT)

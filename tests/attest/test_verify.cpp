@@ -34,16 +34,16 @@ VerifyOptions fixture_options(test::Chain const& chain)
     return options;
 }
 
-Failure failure_of(ErrorOr<VerifiedDocument> const& result)
+VerifyError failure_of(ErrorOr<VerifiedDocument> const& result)
 {
     REQUIRE(result.is_error());
-    for (auto kind : { Failure::Malformed, Failure::Chain, Failure::Signature, Failure::Time, Failure::Policy,
-             Failure::Nonce }) {
+    for (auto kind : { VerifyError::Malformed, VerifyError::Chain, VerifyError::Signature, VerifyError::Time, VerifyError::Policy,
+             VerifyError::Nonce }) {
         if (result.error().is(kind))
             return kind;
     }
     FAIL("unexpected error: " << result.error().message());
-    return Failure::Malformed;
+    return VerifyError::Malformed;
 }
 
 PcrRequirement pcr(unsigned index, std::string_view hex)
@@ -88,40 +88,40 @@ TEST_CASE("attest: each Nitro vector check fails with its own kind (acceptance 2
     Bytes cose = test::nitro_vector();
     Bytes flipped = cose;
     flipped[cose.size() - 10] ^= 0x01; // inside the 96-byte signature at the end
-    CHECK(failure_of(verify_document(flipped, nitro_options())) == Failure::Signature);
+    CHECK(failure_of(verify_document(flipped, nitro_options())) == VerifyError::Signature);
 
     VerifyOptions late = nitro_options();
     late.at = 1770080400000; // 2026-02-03T01:00:00Z
-    CHECK(failure_of(verify_document(cose, late)) == Failure::Time);
+    CHECK(failure_of(verify_document(cose, late)) == VerifyError::Time);
     VerifyOptions early = nitro_options();
     early.at = 1770060000000; // 2026-02-02T19:20:00Z, before the leaf
-    CHECK(failure_of(verify_document(cose, early)) == Failure::Time);
+    CHECK(failure_of(verify_document(cose, early)) == VerifyError::Time);
 
     VerifyOptions wrong_root = nitro_options();
     (*wrong_root.anchor.fingerprint)[0] ^= 0x01;
     auto chain_failure = verify_document(cose, wrong_root);
-    CHECK(failure_of(chain_failure) == Failure::Chain);
+    CHECK(failure_of(chain_failure) == VerifyError::Chain);
     CHECK(chain_failure.error().message().find("is not the pinned root") != std::string::npos);
 
     VerifyOptions nonce = nitro_options();
     nonce.expectations.nonces.push_back(unhex("00"));
-    CHECK(failure_of(verify_document(cose, nonce)) == Failure::Nonce);
+    CHECK(failure_of(verify_document(cose, nonce)) == VerifyError::Nonce);
     VerifyOptions right_nonce = nitro_options();
     right_nonce.expectations.nonces.push_back(unhex("0123456789abcdef0123456789abcdef01234567"));
     CHECK_FALSE(verify_document(cose, right_nonce).is_error());
 
     VerifyOptions pcrs = nitro_options();
     pcrs.expectations.pcrs.push_back(pcr(0, std::string(96, 'a')));
-    CHECK(failure_of(verify_document(cose, pcrs)) == Failure::Policy);
+    CHECK(failure_of(verify_document(cose, pcrs)) == VerifyError::Policy);
     VerifyOptions right_pcrs = nitro_options();
     right_pcrs.expectations.pcrs.push_back(pcr(0, test::NITRO_PCR0));
     right_pcrs.expectations.pcrs.push_back(pcr(3, std::string(96, '0')));
     CHECK_FALSE(verify_document(cose, right_pcrs).is_error());
     VerifyOptions absent = nitro_options();
     absent.expectations.pcrs.push_back(pcr(20, std::string(96, '0')));
-    CHECK(failure_of(verify_document(cose, absent)) == Failure::Policy);
+    CHECK(failure_of(verify_document(cose, absent)) == VerifyError::Policy);
 
-    CHECK(failure_of(verify_document(ByteView(cose).first(cose.size() / 2), nitro_options())) == Failure::Malformed);
+    CHECK(failure_of(verify_document(ByteView(cose).first(cose.size() / 2), nitro_options())) == VerifyError::Malformed);
 }
 
 TEST_CASE("attest: checks run in SPEC §9 order: the first failing step is reported")
@@ -133,12 +133,12 @@ TEST_CASE("attest: checks run in SPEC §9 order: the first failing step is repor
     everything_wrong.expectations.pcrs.push_back(pcr(0, std::string(96, 'a')));
     Bytes flipped = cose;
     flipped[cose.size() - 10] ^= 0x01;
-    CHECK(failure_of(verify_document(flipped, everything_wrong)) == Failure::Time); // chain time before signature
+    CHECK(failure_of(verify_document(flipped, everything_wrong)) == VerifyError::Time); // chain time before signature
     everything_wrong.at = NITRO_AT;
-    CHECK(failure_of(verify_document(flipped, everything_wrong)) == Failure::Signature);
-    CHECK(failure_of(verify_document(cose, everything_wrong)) == Failure::Nonce); // nonce before PCRs
+    CHECK(failure_of(verify_document(flipped, everything_wrong)) == VerifyError::Signature);
+    CHECK(failure_of(verify_document(cose, everything_wrong)) == VerifyError::Nonce); // nonce before PCRs
     (*everything_wrong.anchor.fingerprint)[5] ^= 0x80;
-    CHECK(failure_of(verify_document(flipped, everything_wrong)) == Failure::Chain);
+    CHECK(failure_of(verify_document(flipped, everything_wrong)) == VerifyError::Chain);
 }
 
 TEST_CASE("attest: freshness: --max-age against the document timestamp")
@@ -150,12 +150,12 @@ TEST_CASE("attest: freshness: --max-age against the document timestamp")
     CHECK_FALSE(verify_document(cose, options).is_error());
     options.expectations.max_age_ms = 972497;
     auto stale = verify_document(cose, options);
-    CHECK(failure_of(stale) == Failure::Time);
+    CHECK(failure_of(stale) == VerifyError::Time);
     CHECK(stale.error().message().find("stale") != std::string::npos);
     // A timestamp more than MAX_CLOCK_SKEW_MS after --at.
     options.at = 1770065027502 - MAX_CLOCK_SKEW_MS - 1;
     options.expectations.max_age_ms = 3600 * 1000;
-    CHECK(failure_of(verify_document(cose, options)) == Failure::Time);
+    CHECK(failure_of(verify_document(cose, options)) == VerifyError::Time);
 }
 
 TEST_CASE("attest: a QingTian-profile document verifies in both signature byte orders (acceptance 3)")
@@ -185,37 +185,37 @@ TEST_CASE("attest: the chain must end at the pinned root and hold at --at")
 
     VerifyOptions pinned_other = fixture_options(chain);
     pinned_other.anchor.roots = { other.root };
-    CHECK(failure_of(verify_document(cose, pinned_other)) == Failure::Chain);
+    CHECK(failure_of(verify_document(cose, pinned_other)) == VerifyError::Chain);
     VerifyOptions both = fixture_options(chain);
     both.anchor.roots = { other.root, chain.root };
     CHECK_FALSE(verify_document(cose, both).is_error());
     VerifyOptions none = fixture_options(chain);
     none.anchor.roots.clear();
-    CHECK(failure_of(verify_document(cose, none)) == Failure::Chain);
+    CHECK(failure_of(verify_document(cose, none)) == VerifyError::Chain);
 
     // A leaf that the bundle's CA did not issue.
     Document foreign = document;
     foreign.certificate = Bytes(other.leaf.der().begin(), other.leaf.der().end());
     CHECK(failure_of(verify_document(test::sign_document(foreign, other.leaf_key), fixture_options(chain)))
-        == Failure::Chain);
+        == VerifyError::Chain);
     // The CA missing from the bundle.
     Document short_bundle = document;
     short_bundle.cabundle.pop_back();
     CHECK(failure_of(verify_document(test::sign_document(short_bundle, chain.leaf_key), fixture_options(chain)))
-        == Failure::Chain);
+        == VerifyError::Chain);
     // The bundle in the wrong order (leaf's issuer first).
     Document reversed = document;
     std::swap(reversed.cabundle[0], reversed.cabundle[1]);
     CHECK(failure_of(verify_document(test::sign_document(reversed, chain.leaf_key), fixture_options(chain)))
-        == Failure::Chain);
+        == VerifyError::Chain);
 
     // The leaf lives 3 hours around FIXTURE_NOW.
     VerifyOptions after = fixture_options(chain);
     after.at = test::FIXTURE_NOW + 2 * test::HOUR_MS + 1000;
-    CHECK(failure_of(verify_document(cose, after)) == Failure::Time);
+    CHECK(failure_of(verify_document(cose, after)) == VerifyError::Time);
     VerifyOptions before = fixture_options(chain);
     before.at = test::FIXTURE_NOW - 2 * test::HOUR_MS;
-    CHECK(failure_of(verify_document(cose, before)) == Failure::Time);
+    CHECK(failure_of(verify_document(cose, before)) == VerifyError::Time);
 }
 
 TEST_CASE("attest: a document signed by another key than the leaf's fails the signature step")
@@ -223,8 +223,8 @@ TEST_CASE("attest: a document signed by another key than the leaf's fails the si
     auto chain = test::make_chain();
     Document document = test::qingtian_document(chain);
     CHECK(failure_of(verify_document(test::sign_document(document, chain.ca_key), fixture_options(chain)))
-        == Failure::Signature);
+        == VerifyError::Signature);
     Bytes cose = test::sign_document(document, chain.leaf_key);
     cose[40] ^= 0x01; // inside the payload (module_id), still well-formed
-    CHECK(failure_of(verify_document(cose, fixture_options(chain))) == Failure::Signature);
+    CHECK(failure_of(verify_document(cose, fixture_options(chain))) == VerifyError::Signature);
 }

@@ -194,7 +194,7 @@ TEST_CASE("seccomp: a rule libseccomp refuses is an error naming the system call
     auto refused = filter.value().allow_if(SCMP_SYS(write), SCMP_CMP(6, SCMP_CMP_EQ, 0, 0));
     REQUIRE(refused.is_error());
     CHECK(refused.error().is_errno());
-    CHECK(refused.error().code() == EINVAL);
+    CHECK(refused.error().is_errno(EINVAL));
     CHECK(refused.error().message() == "seccomp_rule_add write: Invalid argument");
 }
 

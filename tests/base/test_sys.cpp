@@ -71,8 +71,8 @@ TEST_CASE("sys: read_file enforces its size limit")
     CHECK(sys::read_file(target, 1000).value().size() == 1000);
     auto too_big = sys::read_file(target, 999);
     REQUIRE(too_big.is_error());
-    CHECK(too_big.error().code() == EFBIG);
-    CHECK(sys::read_file(dir.path + "/missing", 10).error().code() == ENOENT);
+    CHECK(too_big.error().is(sys::SysError::TooLarge));
+    CHECK(sys::read_file(dir.path + "/missing", 10).error().is_errno(ENOENT));
 }
 
 TEST_CASE("sys: unix_listen makes a socket that is not world-accessible")

@@ -145,14 +145,14 @@ TEST_CASE("acpi: vCPU counts outside 1..254 and a too-small window are refused")
     config.vcpu_count = 0;
     auto none = build_acpi_tables(config);
     REQUIRE(none.is_error());
-    CHECK(none.error().is(Failure::TooMany));
+    CHECK(none.error().is(BootError::TooMany));
     config.vcpu_count = 255;
     auto many = build_acpi_tables(config);
     REQUIRE(many.is_error());
-    CHECK(many.error().is(Failure::TooMany));
+    CHECK(many.error().is(BootError::TooMany));
     config.vcpu_count = 254;
     config.tables_space = 100;
     auto small = build_acpi_tables(config);
     REQUIRE(small.is_error());
-    CHECK(small.error().is(Failure::NoRoom));
+    CHECK(small.error().is(BootError::NoRoom));
 }

@@ -106,8 +106,8 @@ TEST_CASE("aml: a virtio-mmio window above 4 GiB or past the 1000th device is re
 {
     auto high = virtio_mmio_aml(0, { 0x100000000ull, 0x1000, 5 });
     REQUIRE(high.is_error());
-    CHECK(high.error().is(Failure::NoRoom));
+    CHECK(high.error().is(BootError::NoRoom));
     auto many = virtio_mmio_aml(1000, { 0xC0001000, 0x1000, 5 });
     REQUIRE(many.is_error());
-    CHECK(many.error().is(Failure::TooMany));
+    CHECK(many.error().is(BootError::TooMany));
 }

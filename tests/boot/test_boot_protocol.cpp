@@ -107,37 +107,37 @@ TEST_CASE("bzimage: images that cannot take the 64-bit entry are refused with th
     };
     Bytes elf = make_image();
     put(elf, 0x202, 0x464C457F, 4);
-    CHECK(failure_of(elf).is(Failure::NotBzImage));
+    CHECK(failure_of(elf).is(BootError::NotBzImage));
 
     ImageSpec old;
     old.version = 0x020B;
-    CHECK(failure_of(make_image(old)).is(Failure::Unsupported));
+    CHECK(failure_of(make_image(old)).is(BootError::Unsupported));
 
     ImageSpec zimage;
     zimage.loadflags = 0;
-    CHECK(failure_of(make_image(zimage)).is(Failure::NotBzImage));
+    CHECK(failure_of(make_image(zimage)).is(BootError::NotBzImage));
 
     ImageSpec thirty_two;
     thirty_two.xloadflags = 0x7E;
-    CHECK(failure_of(make_image(thirty_two)).is(Failure::Unsupported));
+    CHECK(failure_of(make_image(thirty_two)).is(BootError::Unsupported));
 
     Bytes truncated = make_image();
     truncated.resize(4 * 512);
-    CHECK(failure_of(truncated).is(Failure::Truncated));
+    CHECK(failure_of(truncated).is(BootError::Truncated));
 
-    CHECK(failure_of(Bytes(100, 0)).is(Failure::NotBzImage));
+    CHECK(failure_of(Bytes(100, 0)).is(BootError::NotBzImage));
 
     Bytes long_header = make_image();
     long_header[0x201] = 0x90; // header would end at 0x292
-    CHECK(failure_of(long_header).is(Failure::NotBzImage));
+    CHECK(failure_of(long_header).is(BootError::NotBzImage));
 
     ImageSpec odd_alignment;
     odd_alignment.alignment = 0x300000;
-    CHECK(failure_of(make_image(odd_alignment)).is(Failure::NotBzImage));
+    CHECK(failure_of(make_image(odd_alignment)).is(BootError::NotBzImage));
 
     ImageSpec tiny_init;
     tiny_init.init_size = 100;
-    CHECK(failure_of(make_image(tiny_init)).is(Failure::NotBzImage));
+    CHECK(failure_of(make_image(tiny_init)).is(BootError::NotBzImage));
 }
 
 TEST_CASE("layout: RAM below the 3 GiB hole, the rest from 4 GiB")
@@ -231,12 +231,12 @@ TEST_CASE("zero page: more than 128 e820 entries or addresses above 4 GiB are re
     parameters.e820 = map;
     auto many = build_zero_page(parsed, parameters);
     REQUIRE(many.is_error());
-    CHECK(many.error().is(Failure::TooMany));
+    CHECK(many.error().is(BootError::TooMany));
     parameters.e820 = {};
     parameters.initrd_address = 0x100000000ull;
     auto high = build_zero_page(parsed, parameters);
     REQUIRE(high.is_error());
-    CHECK(high.error().is(Failure::NoRoom));
+    CHECK(high.error().is(BootError::NoRoom));
 }
 
 TEST_CASE("command line: NUL-terminated, limited by the image's cmdline_size")
@@ -250,7 +250,7 @@ TEST_CASE("command line: NUL-terminated, limited by the image's cmdline_size")
     CHECK(ok.value() == Bytes { 'c', 'o', 'n', 's', 'o', 'l', 'e', '=', 'S', '0', 0 });
     auto long_line = command_line_bytes(parsed, "console=S01");
     REQUIRE(long_line.is_error());
-    CHECK(long_line.error().is(Failure::CommandLineTooLong));
+    CHECK(long_line.error().is(BootError::CommandLineTooLong));
     auto nul = command_line_bytes(parsed, std::string_view("a\0b", 3));
     REQUIRE(nul.is_error());
     // Our own 2 KiB buffer bounds images that claim more.
@@ -277,7 +277,7 @@ TEST_CASE("initrd: top of low RAM, page aligned, clear of the kernel's working a
     CHECK(!place_initrd(parsed, small, KERNEL_LOAD_ADDRESS, room).is_error());
     auto too_big = place_initrd(parsed, small, KERNEL_LOAD_ADDRESS, room + 1);
     REQUIRE(too_big.is_error());
-    CHECK(too_big.error().is(Failure::NoRoom));
+    CHECK(too_big.error().is(BootError::NoRoom));
 
     // Above 3 GiB of RAM the initrd still lands below the hole, and below
     // initrd_addr_max when the kernel cannot take it higher.

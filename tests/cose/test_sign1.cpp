@@ -55,15 +55,15 @@ crypto::PrivateKey generated(crypto::KeyType type)
     return key.release_value();
 }
 
-Failure failure_of(ErrorOr<SignatureOrder> const& result)
+CoseError failure_of(ErrorOr<SignatureOrder> const& result)
 {
     REQUIRE(result.is_error());
-    for (auto kind : { Failure::Malformed, Failure::UnsupportedAlgorithm, Failure::KeyMismatch, Failure::BadSignature }) {
+    for (auto kind : { CoseError::Malformed, CoseError::UnsupportedAlgorithm, CoseError::KeyMismatch, CoseError::BadSignature }) {
         if (result.error().is(kind))
             return kind;
     }
     FAIL("unexpected error: " << result.error().message());
-    return Failure::Malformed;
+    return CoseError::Malformed;
 }
 
 } // namespace
@@ -114,27 +114,27 @@ TEST_CASE("cose: a changed signature, payload or protected header does not verif
     Sign1 message = parsed(unhex(EXAMPLE_P384_MESSAGE));
     Sign1 flipped = message;
     flipped.signature[10] ^= 0x01;
-    CHECK(failure_of(verify_sign1(flipped, key)) == Failure::BadSignature);
+    CHECK(failure_of(verify_sign1(flipped, key)) == CoseError::BadSignature);
     Sign1 payload = message;
     payload.payload.push_back('!');
-    CHECK(failure_of(verify_sign1(payload, key)) == Failure::BadSignature);
+    CHECK(failure_of(verify_sign1(payload, key)) == CoseError::BadSignature);
     // The same header {1: -35} re-encoded with 4-byte integers is different
     // bytes, so a different Sig_structure (RFC 9052 §4.4: verbatim bytes).
     Sign1 header = message;
     header.protected_header = algorithm_header(Algorithm::ES384, cbor::Width::Byte4);
-    CHECK(failure_of(verify_sign1(header, key)) == Failure::BadSignature);
+    CHECK(failure_of(verify_sign1(header, key)) == CoseError::BadSignature);
     // External AAD is part of what was signed.
-    CHECK(failure_of(verify_sign1(message, key, as_bytes("aad"))) == Failure::BadSignature);
+    CHECK(failure_of(verify_sign1(message, key, as_bytes("aad"))) == CoseError::BadSignature);
     Sign1 short_signature = message;
     short_signature.signature.pop_back();
-    CHECK(failure_of(verify_sign1(short_signature, key)) == Failure::Malformed);
+    CHECK(failure_of(verify_sign1(short_signature, key)) == CoseError::Malformed);
 }
 
 TEST_CASE("cose: the key must be the algorithm's curve")
 {
     Sign1 message = parsed(unhex(EXAMPLE_P384_MESSAGE));
     CHECK(failure_of(verify_sign1(message, point_key(crypto::KeyType::EcP256, EXAMPLE_P256_POINT)))
-        == Failure::KeyMismatch);
+        == CoseError::KeyMismatch);
 }
 
 TEST_CASE("cose: sign then verify, ES384 and ES256, both byte orders, tagged and untagged")
@@ -181,7 +181,7 @@ TEST_CASE("cose: signs with a verbatim QingTian protected header and an unprotec
     options.protected_header = algorithm_header(Algorithm::ES256);
     auto mismatch = sign_sign1(as_bytes("{}"), key, options);
     REQUIRE(mismatch.is_error());
-    CHECK(mismatch.error().is(Failure::KeyMismatch));
+    CHECK(mismatch.error().is(CoseError::KeyMismatch));
 }
 
 TEST_CASE("cose: parse refuses what is not a COSE_Sign1")
@@ -190,7 +190,7 @@ TEST_CASE("cose: parse refuses what is not a COSE_Sign1")
         CAPTURE(hex);
         auto result = parse_sign1(unhex(hex));
         REQUIRE(result.is_error());
-        CHECK(result.error().is(Failure::Malformed));
+        CHECK(result.error().is(CoseError::Malformed));
         CHECK(result.error().message().find(why) != std::string::npos);
     };
     check_malformed("a0", "not an array of 4 items");
@@ -203,7 +203,7 @@ TEST_CASE("cose: parse refuses what is not a COSE_Sign1")
     check_malformed("8440a0404000", "trailing bytes");
     check_malformed("8440a04059", "input ends inside an item");
     Bytes big(MAX_SIGN1_SIZE + 1, 0);
-    CHECK(parse_sign1(big).error().is(Failure::Malformed));
+    CHECK(parse_sign1(big).error().is(CoseError::Malformed));
     CHECK(parse_sign1(unhex("8440a04040"), 4).error().message().find("exceeds the limit") != std::string::npos);
 }
 
@@ -222,12 +222,12 @@ TEST_CASE("cose: the algorithm must be ES256 or ES384, protected, and without cr
     CHECK(algorithm_of("a1013822", "a0").value() == Algorithm::ES384);
     CHECK(algorithm_of("a11a000000013a00000022", "a0").value() == Algorithm::ES384);
     CHECK(algorithm_of("a10126", "a0").value() == Algorithm::ES256);
-    CHECK(algorithm_of("", "a0").error().is(Failure::UnsupportedAlgorithm));
-    CHECK(algorithm_of("a0", "a10126").error().is(Failure::Malformed));
-    CHECK(algorithm_of("a10127", "a0").error().is(Failure::UnsupportedAlgorithm)); // EdDSA
-    CHECK(algorithm_of("a101654553333834", "a0").error().is(Failure::UnsupportedAlgorithm)); // "ES384" text
-    CHECK(algorithm_of("a2013822028101", "a0").error().is(Failure::UnsupportedAlgorithm)); // crit
-    CHECK(algorithm_of("a1013822", "a1028101").error().is(Failure::UnsupportedAlgorithm));
-    CHECK(algorithm_of("80", "a0").error().is(Failure::Malformed));
-    CHECK(algorithm_of("a101", "a0").error().is(Failure::Malformed));
+    CHECK(algorithm_of("", "a0").error().is(CoseError::UnsupportedAlgorithm));
+    CHECK(algorithm_of("a0", "a10126").error().is(CoseError::Malformed));
+    CHECK(algorithm_of("a10127", "a0").error().is(CoseError::UnsupportedAlgorithm)); // EdDSA
+    CHECK(algorithm_of("a101654553333834", "a0").error().is(CoseError::UnsupportedAlgorithm)); // "ES384" text
+    CHECK(algorithm_of("a2013822028101", "a0").error().is(CoseError::UnsupportedAlgorithm)); // crit
+    CHECK(algorithm_of("a1013822", "a1028101").error().is(CoseError::UnsupportedAlgorithm));
+    CHECK(algorithm_of("80", "a0").error().is(CoseError::Malformed));
+    CHECK(algorithm_of("a101", "a0").error().is(CoseError::Malformed));
 }

@@ -42,12 +42,12 @@ inline void must(ErrorOr<void> result)
     REQUIRE_MESSAGE(!result.is_error(), result.error().message());
 }
 
-// The crypto::Failure an expected error carries.
+// The crypto::CryptoError an expected error carries.
 template<typename T>
-crypto::Failure expect_failure(ErrorOr<T> result)
+crypto::CryptoError expect_failure(ErrorOr<T> result)
 {
     REQUIRE(result.is_error());
-    return static_cast<crypto::Failure>(result.error().code());
+    return result.error().template code_as<crypto::CryptoError>().value();
 }
 
 inline UnixMillis at(std::string_view rfc3339) { return must(parse_rfc3339(rfc3339)); }

@@ -41,7 +41,7 @@ TEST_CASE("aes-gcm: any change to ciphertext, tag, IV, key or AAD fails with Dec
     auto sealed = test::must(crypto::aes256_gcm_encrypt(key, iv, as_bytes("secret payload"), as_bytes("header")));
     auto expect_failure = [](ErrorOr<crypto::SecretBytes> result) {
         REQUIRE(result.is_error());
-        CHECK(result.error().is(crypto::Failure::DecryptionFailed));
+        CHECK(result.error().is(crypto::CryptoError::DecryptionFailed));
     };
     auto flipped = sealed;
     flipped[0] ^= 1;
@@ -62,7 +62,7 @@ TEST_CASE("aes-gcm: wrong key or IV sizes and a ciphertext shorter than the tag 
 {
     auto check = [](auto result) {
         REQUIRE(result.is_error());
-        CHECK(result.error().is(crypto::Failure::Malformed));
+        CHECK(result.error().is(crypto::CryptoError::Malformed));
     };
     check(crypto::aes256_gcm_encrypt(Bytes(16, 0), Bytes(12, 0), {}));
     check(crypto::aes256_gcm_encrypt(Bytes(32, 0), Bytes(16, 0), {}));

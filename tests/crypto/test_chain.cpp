@@ -8,7 +8,7 @@
 
 using namespace qtbox;
 using crypto::Certificate;
-using crypto::ChainFailure;
+using crypto::ChainError;
 using crypto::KeyType;
 using test::ca_profile;
 using test::DAY;
@@ -21,12 +21,12 @@ using test::T0;
 
 namespace {
 
-ChainFailure verify_failure(Certificate const& leaf, std::vector<Certificate> const& intermediates,
+ChainError verify_failure(Certificate const& leaf, std::vector<Certificate> const& intermediates,
     std::vector<Certificate> const& roots, UnixMillis when)
 {
     auto result = crypto::verify_chain(leaf, intermediates, roots, when);
     REQUIRE_MESSAGE(result.is_error(), "the chain verified");
-    return static_cast<ChainFailure>(result.error().code());
+    return result.error().code_as<ChainError>().value();
 }
 
 std::string verify_message(Certificate const& leaf, std::vector<Certificate> const& intermediates,
@@ -71,12 +71,12 @@ TEST_CASE("chain: the AWS Nitro chain verifies inside its validity, at the docum
 TEST_CASE("chain: the Nitro chain is expired after the leaf's notAfter and not yet valid before its notBefore")
 {
     Nitro nitro;
-    CHECK(verify_failure(nitro.leaf, nitro.intermediates, nitro.roots, at("2026-02-03T01:00:00Z")) == ChainFailure::Expired);
-    CHECK(verify_failure(nitro.leaf, nitro.intermediates, nitro.roots, at("2026-02-02T23:34:31.001Z")) == ChainFailure::Expired);
+    CHECK(verify_failure(nitro.leaf, nitro.intermediates, nitro.roots, at("2026-02-03T01:00:00Z")) == ChainError::Expired);
+    CHECK(verify_failure(nitro.leaf, nitro.intermediates, nitro.roots, at("2026-02-02T23:34:31.001Z")) == ChainError::Expired);
     CHECK(verify_message(nitro.leaf, nitro.intermediates, nitro.roots, at("2026-02-03T01:00:00Z"))
         == "the leaf (C=US, ST=Washington, L=Seattle, O=Amazon, OU=AWS, CN=i-0340e0cb833504eb6-enc019c12d31f78864d.us-east-2.aws): "
            "expired at 2026-02-02T23:34:31Z (checked at 2026-02-03T01:00:00Z)");
-    CHECK(verify_failure(nitro.leaf, nitro.intermediates, nitro.roots, at("2026-02-02T20:00:00Z")) == ChainFailure::NotYetValid);
+    CHECK(verify_failure(nitro.leaf, nitro.intermediates, nitro.roots, at("2026-02-02T20:00:00Z")) == ChainError::NotYetValid);
 }
 
 TEST_CASE("chain: the Nitro chain against another root, in the wrong order, or with a gap is Untrusted")
@@ -84,11 +84,11 @@ TEST_CASE("chain: the Nitro chain against another root, in the wrong order, or w
     Nitro nitro;
     std::vector<Certificate> other_root { must(Certificate::parse(read_data("openssl-root.pem"))) };
     auto when = at("2026-02-02T21:00:00Z");
-    CHECK(verify_failure(nitro.leaf, nitro.intermediates, other_root, when) == ChainFailure::Untrusted);
+    CHECK(verify_failure(nitro.leaf, nitro.intermediates, other_root, when) == ChainError::Untrusted);
     std::vector<Certificate> swapped { nitro.intermediates[1], nitro.intermediates[0], nitro.intermediates[2] };
-    CHECK(verify_failure(nitro.leaf, swapped, nitro.roots, when) == ChainFailure::Untrusted);
+    CHECK(verify_failure(nitro.leaf, swapped, nitro.roots, when) == ChainError::Untrusted);
     std::vector<Certificate> gap { nitro.intermediates[0], nitro.intermediates[2] };
-    CHECK(verify_failure(nitro.leaf, gap, nitro.roots, when) == ChainFailure::Untrusted);
+    CHECK(verify_failure(nitro.leaf, gap, nitro.roots, when) == ChainError::Untrusted);
     // Several roots offered: the right one is found.
     std::vector<Certificate> both { other_root[0], nitro.roots[0] };
     must(crypto::verify_chain(nitro.leaf, nitro.intermediates, both, when));
@@ -118,8 +118,8 @@ TEST_CASE("chain: time is checked on every certificate, the root included")
     Chain chain;
     std::vector intermediates { chain.parent.certificate };
     std::vector roots { chain.root.certificate };
-    CHECK(verify_failure(chain.leaf.certificate, intermediates, roots, T0 + 4 * HOUR + 1000) == ChainFailure::Expired);
-    CHECK(verify_failure(chain.leaf.certificate, intermediates, roots, T0 + HOUR - 1000) == ChainFailure::NotYetValid);
+    CHECK(verify_failure(chain.leaf.certificate, intermediates, roots, T0 + 4 * HOUR + 1000) == ChainError::Expired);
+    CHECK(verify_failure(chain.leaf.certificate, intermediates, roots, T0 + HOUR - 1000) == ChainError::NotYetValid);
     must(crypto::verify_chain(chain.leaf.certificate, intermediates, roots, T0 + 4 * HOUR));
 
     // A root that ends before the leaf does.
@@ -128,7 +128,7 @@ TEST_CASE("chain: time is checked on every certificate, the root included")
     auto short_root = test::self_signed(short_root_profile);
     auto leaf = test::issued_by(short_root, leaf_profile("CN=leaf"));
     CHECK(verify_failure(leaf.certificate, {}, std::vector { short_root.certificate }, T0 + 3 * HOUR + 30 * 60 * 1000)
-        == ChainFailure::Expired);
+        == ChainError::Expired);
     CHECK(verify_message(leaf.certificate, {}, std::vector { short_root.certificate }, T0 + 3 * HOUR + 30 * 60 * 1000)
         == "the root (CN=short root): expired at 2026-01-01T03:00:00Z (checked at 2026-01-01T03:30:00Z)");
 
@@ -138,7 +138,7 @@ TEST_CASE("chain: time is checked on every certificate, the root included")
     auto late = test::issued_by(chain.root, late_profile);
     auto late_leaf = test::issued_by(late, leaf_profile("CN=leaf"));
     CHECK(verify_failure(late_leaf.certificate, std::vector { late.certificate }, roots, T0 + 90 * 60 * 1000)
-        == ChainFailure::NotYetValid);
+        == ChainError::NotYetValid);
 }
 
 TEST_CASE("chain: a root with the right name but another key is Untrusted")
@@ -147,11 +147,11 @@ TEST_CASE("chain: a root with the right name but another key is Untrusted")
     auto impostor = test::self_signed(ca_profile("CN=root,O=test"));
     CHECK(verify_failure(chain.leaf.certificate, std::vector { chain.parent.certificate }, std::vector { impostor.certificate },
               T0 + 2 * HOUR)
-        == ChainFailure::Untrusted);
+        == ChainError::Untrusted);
     auto stranger = test::self_signed(ca_profile("CN=stranger"));
     CHECK(verify_failure(chain.leaf.certificate, std::vector { chain.parent.certificate }, std::vector { stranger.certificate },
               T0 + 2 * HOUR)
-        == ChainFailure::Untrusted);
+        == ChainError::Untrusted);
 }
 
 TEST_CASE("chain: a modified leaf signature is Untrusted")
@@ -162,7 +162,7 @@ TEST_CASE("chain: a modified leaf signature is Untrusted")
     auto tampered = Certificate::parse_der(der);
     REQUIRE(!tampered.is_error());
     CHECK(verify_failure(tampered.value(), std::vector { chain.parent.certificate }, std::vector { chain.root.certificate }, T0 + 2 * HOUR)
-        == ChainFailure::Untrusted);
+        == ChainError::Untrusted);
 }
 
 TEST_CASE("chain: a CA without keyCertSign violates the constraints")
@@ -173,7 +173,7 @@ TEST_CASE("chain: a CA without keyCertSign violates the constraints")
     auto ca = test::issued_by(root, profile);
     auto leaf = test::issued_by(ca, leaf_profile("CN=leaf"));
     CHECK(verify_failure(leaf.certificate, std::vector { ca.certificate }, std::vector { root.certificate }, T0 + 2 * HOUR)
-        == ChainFailure::ConstraintViolated);
+        == ChainError::ConstraintViolated);
     CHECK(verify_message(leaf.certificate, std::vector { ca.certificate }, std::vector { root.certificate }, T0 + 2 * HOUR)
         == "intermediate 1 (CN=no-keycertsign): issues certificates but keyUsage lacks keyCertSign");
 }
@@ -186,13 +186,13 @@ TEST_CASE("chain: an issuer that is not a CA violates the constraints")
     auto issuer = test::issued_by(root, profile);
     auto leaf = test::issued_by(issuer, leaf_profile("CN=leaf"));
     CHECK(verify_failure(leaf.certificate, std::vector { issuer.certificate }, std::vector { root.certificate }, T0 + 2 * HOUR)
-        == ChainFailure::ConstraintViolated);
+        == ChainError::ConstraintViolated);
 
     auto root_profile = ca_profile("CN=not-a-ca-root");
     root_profile.is_ca = false;
     auto bad_root = test::self_signed(root_profile);
     auto leaf2 = test::issued_by(bad_root, leaf_profile("CN=leaf"));
-    CHECK(verify_failure(leaf2.certificate, {}, std::vector { bad_root.certificate }, T0 + 2 * HOUR) == ChainFailure::ConstraintViolated);
+    CHECK(verify_failure(leaf2.certificate, {}, std::vector { bad_root.certificate }, T0 + 2 * HOUR) == ChainError::ConstraintViolated);
 }
 
 TEST_CASE("chain: pathLenConstraint exceeded violates the constraints; at the limit it verifies")
@@ -203,7 +203,7 @@ TEST_CASE("chain: pathLenConstraint exceeded violates the constraints; at the li
     auto leaf = test::issued_by(second, leaf_profile("CN=leaf"));
     std::vector roots { root.certificate };
     CHECK(verify_failure(leaf.certificate, std::vector { second.certificate, first.certificate }, roots, T0 + 2 * HOUR)
-        == ChainFailure::ConstraintViolated);
+        == ChainError::ConstraintViolated);
     CHECK(verify_message(leaf.certificate, std::vector { second.certificate, first.certificate }, roots, T0 + 2 * HOUR)
         == "intermediate 2 (CN=first): pathLenConstraint 0 but 1 intermediate CA(s) below it");
     auto direct = test::issued_by(first, leaf_profile("CN=direct"));
@@ -214,7 +214,7 @@ TEST_CASE("chain: pathLenConstraint exceeded violates the constraints; at the li
     auto fourth = test::issued_by(third, ca_profile("CN=fourth"));
     auto leaf2 = test::issued_by(fourth, leaf_profile("CN=leaf"));
     CHECK(verify_failure(leaf2.certificate, std::vector { fourth.certificate, third.certificate }, roots, T0 + 2 * HOUR)
-        == ChainFailure::ConstraintViolated);
+        == ChainError::ConstraintViolated);
 }
 
 TEST_CASE("chain: a leaf that is a CA, or lacks digitalSignature, violates the constraints")
@@ -225,14 +225,14 @@ TEST_CASE("chain: a leaf that is a CA, or lacks digitalSignature, violates the c
     auto ca_leaf = test::issued_by(chain.parent, ca_leaf_profile);
     std::vector intermediates { chain.parent.certificate };
     std::vector roots { chain.root.certificate };
-    CHECK(verify_failure(ca_leaf.certificate, intermediates, roots, T0 + 2 * HOUR) == ChainFailure::ConstraintViolated);
+    CHECK(verify_failure(ca_leaf.certificate, intermediates, roots, T0 + 2 * HOUR) == ChainError::ConstraintViolated);
     CHECK(verify_message(ca_leaf.certificate, intermediates, roots, T0 + 2 * HOUR)
         == "the leaf (CN=ca-leaf): a CA certificate cannot be the leaf");
 
     auto no_signature_profile = leaf_profile("CN=encipher-only");
     no_signature_profile.key_usage = crypto::key_usage::KEY_ENCIPHERMENT;
     auto no_signature = test::issued_by(chain.parent, no_signature_profile);
-    CHECK(verify_failure(no_signature.certificate, intermediates, roots, T0 + 2 * HOUR) == ChainFailure::ConstraintViolated);
+    CHECK(verify_failure(no_signature.certificate, intermediates, roots, T0 + 2 * HOUR) == ChainError::ConstraintViolated);
 }
 
 TEST_CASE("chain: checks run in order (trust, constraints, time)")
@@ -242,12 +242,12 @@ TEST_CASE("chain: checks run in order (trust, constraints, time)")
     // Untrusted and expired: Untrusted.
     CHECK(verify_failure(chain.leaf.certificate, std::vector { chain.parent.certificate }, std::vector { stranger.certificate },
               T0 + 400 * DAY)
-        == ChainFailure::Untrusted);
+        == ChainError::Untrusted);
     // A CA leaf that is also expired: ConstraintViolated.
     auto ca_leaf = test::issued_by(chain.parent, ca_profile("CN=ca-leaf"));
     CHECK(verify_failure(ca_leaf.certificate, std::vector { chain.parent.certificate }, std::vector { chain.root.certificate },
               T0 + 400 * DAY)
-        == ChainFailure::ConstraintViolated);
+        == ChainError::ConstraintViolated);
 }
 
 TEST_CASE("chain: absurd lengths, no root and unparsable DER are refused")
@@ -262,18 +262,18 @@ TEST_CASE("chain: absurd lengths, no root and unparsable DER are refused")
     for (auto it = cas.rbegin(); it != cas.rend(); ++it)
         intermediates.push_back(it->certificate);
     CHECK(intermediates.size() + 2 > crypto::MAX_CHAIN_LENGTH);
-    CHECK(verify_failure(leaf.certificate, intermediates, std::vector { root.certificate }, T0 + 2 * HOUR) == ChainFailure::TooLong);
+    CHECK(verify_failure(leaf.certificate, intermediates, std::vector { root.certificate }, T0 + 2 * HOUR) == ChainError::TooLong);
     // Six intermediates (8 certificates) are still accepted.
     auto short_leaf = test::issued_by(cas[5], leaf_profile("CN=leaf6"));
     std::vector<Certificate> six(intermediates.end() - 6, intermediates.end());
     must(crypto::verify_chain(short_leaf.certificate, six, std::vector { root.certificate }, T0 + 2 * HOUR));
 
-    CHECK(verify_failure(leaf.certificate, {}, {}, T0) == ChainFailure::Malformed);
+    CHECK(verify_failure(leaf.certificate, {}, {}, T0) == ChainError::Malformed);
     auto garbage = crypto::verify_chain_der(as_bytes("garbage"), {}, std::vector<Bytes> { Bytes(root.certificate.der().begin(), root.certificate.der().end()) }, T0);
     REQUIRE(garbage.is_error());
-    CHECK(garbage.error().is(ChainFailure::Malformed));
+    CHECK(garbage.error().is(ChainError::Malformed));
     CHECK(garbage.error().message().starts_with("the leaf: parse certificate"));
-    CHECK(crypto::chain_failure_name(ChainFailure::Expired) == "certificate expired");
+    CHECK(crypto::chain_failure_name(ChainError::Expired) == "certificate expired");
 }
 
 // The algorithm profile (chain.hpp "algorithms"): fixtures made by
@@ -318,14 +318,14 @@ TEST_CASE("chain: algorithm profile: ECDSA signatures with SHA-256, SHA-384 and 
 TEST_CASE("chain: algorithm profile: SHA-1 and SHA-224 signatures are Untrusted, on the leaf or above")
 {
     auto sha1 = profile_error("profile-leaf-sha1.pem", {}, "openssl-root.pem");
-    CHECK(sha1.is(ChainFailure::Untrusted));
+    CHECK(sha1.is(ChainError::Untrusted));
     CHECK(sha1.message() == "the leaf (O=qtbox tests, CN=leaf sha1): signature algorithm ECDSA with SHA1 is not accepted");
     auto sha224 = profile_error("profile-leaf-sha224.pem", {}, "openssl-root.pem");
-    CHECK(sha224.is(ChainFailure::Untrusted));
+    CHECK(sha224.is(ChainError::Untrusted));
     CHECK(sha224.message() == "the leaf (O=qtbox tests, CN=leaf sha224): signature algorithm ECDSA with SHA224 is not accepted");
     // The leaf's own signature (SHA-256) is fine; its CA's is SHA-1.
     auto above = profile_error("profile-leaf-under-ca-sha1.pem", { "profile-ca-sha1.pem" }, "openssl-root.pem");
-    CHECK(above.is(ChainFailure::Untrusted));
+    CHECK(above.is(ChainError::Untrusted));
     CHECK(above.message() == "the last intermediate (O=qtbox tests, CN=CA sha1): signature algorithm ECDSA with SHA1 is not accepted");
 }
 
@@ -334,7 +334,7 @@ TEST_CASE("chain: algorithm profile: RSA PKCS#1 v1.5 verifies, RSASSA-PSS is Unt
     must(crypto::verify_chain_der(pem_der("profile-leaf-rsa-pkcs1.pem"), {}, std::vector<Bytes> { pem_der("profile-root-rsa.pem") },
         PROFILE_AT));
     auto pss = profile_error("profile-leaf-rsa-pss.pem", {}, "profile-root-rsa.pem");
-    CHECK(pss.is(ChainFailure::Untrusted));
+    CHECK(pss.is(ChainError::Untrusted));
     CHECK(pss.message() == "the leaf (O=qtbox tests, CN=leaf RSA PSS): signature algorithm RSASSA-PSS is not accepted");
 }
 
@@ -351,25 +351,25 @@ TEST_CASE("chain: an RSA root still verifies PKCS#1 v1.5 after its key was used 
 TEST_CASE("chain: algorithm profile: a P-521, RSA-1024 or secp256k1 key anywhere in the chain is refused when parsed")
 {
     auto p521 = profile_error("profile-leaf-p521.pem", {}, "openssl-root.pem");
-    CHECK(p521.is(ChainFailure::Malformed));
+    CHECK(p521.is(ChainError::Malformed));
     CHECK(p521.message() == "the leaf: certificate public key: EC curve secp521r1 is not supported (only P-256 and P-384)");
     auto rsa1024 = profile_error("profile-leaf-sha256.pem", { "profile-ca-rsa1024.pem" }, "openssl-root.pem");
-    CHECK(rsa1024.is(ChainFailure::Malformed));
+    CHECK(rsa1024.is(ChainError::Malformed));
     CHECK(rsa1024.message()
         == "intermediate 1: certificate public key: RSA-1024 is not supported (the modulus must have 2048 to 8192 bits)");
     auto secp256k1 = profile_error("profile-leaf-sha256.pem", {}, "profile-root-secp256k1.pem");
-    CHECK(secp256k1.is(ChainFailure::Malformed));
+    CHECK(secp256k1.is(ChainError::Malformed));
     CHECK(secp256k1.message() == "root 1: certificate public key: EC curve secp256k1 is not supported (only P-256 and P-384)");
     for (auto const* name : { "profile-leaf-p521.pem", "profile-ca-rsa1024.pem", "profile-root-secp256k1.pem" }) {
         CAPTURE(name);
-        CHECK(test::expect_failure(Certificate::parse(read_data(name))) == crypto::Failure::Unsupported);
+        CHECK(test::expect_failure(Certificate::parse(read_data(name))) == crypto::CryptoError::Unsupported);
     }
 }
 
 TEST_CASE("chain: a certificate with an unknown critical extension is refused when parsed")
 {
     auto critical = profile_error("profile-leaf-critical.pem", {}, "openssl-root.pem");
-    CHECK(critical.is(ChainFailure::Malformed));
+    CHECK(critical.is(ChainError::Malformed));
     CHECK(critical.message().starts_with("the leaf: parse certificate: "));
     CHECK(critical.message().ends_with("(-0x2562)")); // MBEDTLS_ERR_X509_INVALID_EXTENSIONS + MBEDTLS_ERR_ASN1_UNEXPECTED_TAG
 }
@@ -385,11 +385,11 @@ TEST_CASE("chain: a chain that goes on above a certificate a trusted root issued
     auto copy = must(crypto::self_sign_certificate(copy_profile, root.key));
     auto leaf_key = must(crypto::PrivateKey::generate(KeyType::EcP384));
     auto leaf = must(crypto::issue_certificate(leaf_profile("CN=leaf"), leaf_key.public_key(), copy, root.key));
-    CHECK(verify_failure(leaf, std::vector { copy }, std::vector { root.certificate }, T0 + 2 * HOUR) == ChainFailure::Untrusted);
+    CHECK(verify_failure(leaf, std::vector { copy }, std::vector { root.certificate }, T0 + 2 * HOUR) == ChainError::Untrusted);
     CHECK(verify_message(leaf, std::vector { copy }, std::vector { root.certificate }, T0 + 2 * HOUR)
         == "the leaf (CN=leaf) is issued by the trusted root (CN=root, O=test) itself, but the chain goes on above it");
     CHECK(verify_failure(leaf, std::vector { copy, root.certificate }, std::vector { root.certificate }, T0 + 2 * HOUR)
-        == ChainFailure::Untrusted);
+        == ChainError::Untrusted);
     // Directly under the root it verifies.
     must(crypto::verify_chain(leaf, {}, std::vector { root.certificate }, T0 + 2 * HOUR));
 }

@@ -67,10 +67,10 @@ TEST_CASE("hkdf: refuses more than 255 blocks and a short PRK; accepts the maxim
     Bytes prk(32, 0x11);
     auto too_long = crypto::hkdf_sha256_expand(prk, {}, crypto::HKDF_SHA256_MAX_OUTPUT + 1);
     REQUIRE(too_long.is_error());
-    CHECK(too_long.error().is(crypto::Failure::TooLarge));
+    CHECK(too_long.error().is(crypto::CryptoError::TooLarge));
     CHECK(test::must(crypto::hkdf_sha256_expand(prk, {}, crypto::HKDF_SHA256_MAX_OUTPUT)).size() == 8160);
     auto short_prk = crypto::hkdf_sha256_expand(Bytes(31, 1), {}, 32);
     REQUIRE(short_prk.is_error());
-    CHECK(short_prk.error().is(crypto::Failure::Malformed));
+    CHECK(short_prk.error().is(crypto::CryptoError::Malformed));
     CHECK(test::must(crypto::hkdf_sha256_expand(prk, {}, 0)).empty());
 }

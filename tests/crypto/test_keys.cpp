@@ -10,7 +10,7 @@
 #include <vector>
 
 using namespace qtbox;
-using crypto::Failure;
+using crypto::CryptoError;
 using crypto::KeyType;
 using crypto::PrivateKey;
 using crypto::PublicKey;
@@ -83,24 +83,24 @@ TEST_CASE("keys: private keys round-trip through PEM and DER")
 
 TEST_CASE("keys: unsupported and broken keys are refused with the right kind")
 {
-    CHECK(expect_failure(PrivateKey::parse(read_data("p384-encrypted.pem"))) == Failure::Unsupported);
-    CHECK(expect_failure(PrivateKey::parse(read_data("secp256k1.pem"))) == Failure::Unsupported);
-    CHECK(expect_failure(PublicKey::parse(read_data("ed25519-spki.pem"))) == Failure::Unsupported);
-    CHECK(expect_failure(PublicKey::parse(read_data("rsa1024-spki.pem"))) == Failure::Unsupported);
-    CHECK(expect_failure(PrivateKey::parse(as_bytes("not a key"))) == Failure::Malformed);
-    CHECK(expect_failure(PrivateKey::parse(read_data("p384-spki.pem"))) == Failure::Malformed);
-    CHECK(expect_failure(PublicKey::parse(read_data("p384-pkcs8.pem"))) == Failure::Malformed);
-    CHECK(expect_failure(PrivateKey::parse(Bytes(crypto::MAX_KEY_INPUT_SIZE + 1, 0x30))) == Failure::TooLarge);
-    CHECK(expect_failure(PrivateKey::generate_rsa(1024)) == Failure::Unsupported);
+    CHECK(expect_failure(PrivateKey::parse(read_data("p384-encrypted.pem"))) == CryptoError::Unsupported);
+    CHECK(expect_failure(PrivateKey::parse(read_data("secp256k1.pem"))) == CryptoError::Unsupported);
+    CHECK(expect_failure(PublicKey::parse(read_data("ed25519-spki.pem"))) == CryptoError::Unsupported);
+    CHECK(expect_failure(PublicKey::parse(read_data("rsa1024-spki.pem"))) == CryptoError::Unsupported);
+    CHECK(expect_failure(PrivateKey::parse(as_bytes("not a key"))) == CryptoError::Malformed);
+    CHECK(expect_failure(PrivateKey::parse(read_data("p384-spki.pem"))) == CryptoError::Malformed);
+    CHECK(expect_failure(PublicKey::parse(read_data("p384-pkcs8.pem"))) == CryptoError::Malformed);
+    CHECK(expect_failure(PrivateKey::parse(Bytes(crypto::MAX_KEY_INPUT_SIZE + 1, 0x30))) == CryptoError::TooLarge);
+    CHECK(expect_failure(PrivateKey::generate_rsa(1024)) == CryptoError::Unsupported);
 
     auto spki = read_data("p384-spki.pem");
     auto parsed = must(PublicKey::parse(spki));
     auto der = parsed.spki_der();
     Bytes trailing(der.begin(), der.end());
     trailing.push_back(0);
-    CHECK(expect_failure(PublicKey::from_spki_der(trailing)) == Failure::Malformed);
+    CHECK(expect_failure(PublicKey::from_spki_der(trailing)) == CryptoError::Malformed);
     Bytes truncated(der.begin(), der.end() - 1);
-    CHECK(expect_failure(PublicKey::from_spki_der(truncated)) == Failure::Malformed);
+    CHECK(expect_failure(PublicKey::from_spki_der(truncated)) == CryptoError::Malformed);
 }
 
 TEST_CASE("keys: a SEC1 key whose embedded public key is not d·G is refused")
@@ -111,7 +111,7 @@ TEST_CASE("keys: a SEC1 key whose embedded public key is not d·G is refused")
     // The uncompressed point is the last 64 bytes (X‖Y): put another key's there.
     auto other = must(must(PrivateKey::generate(KeyType::EcP256)).public_key().ec_point());
     std::copy(other.begin() + 1, other.end(), forged.end() - 64);
-    CHECK(expect_failure(PrivateKey::parse(forged)) == Failure::Malformed);
+    CHECK(expect_failure(PrivateKey::parse(forged)) == CryptoError::Malformed);
 }
 
 TEST_CASE("ecdsa: verifies a P-384 signature made by openssl, and converts it exactly")
@@ -126,7 +126,7 @@ TEST_CASE("ecdsa: verifies a P-384 signature made by openssl, and converts it ex
     auto key = must(PublicKey::parse(read_data("p384-spki.pem")));
     must(key.verify(as_bytes("qtbox known-answer message"), raw));
     must(key.verify_digest(crypto::sha384(as_bytes("qtbox known-answer message")), raw));
-    CHECK(expect_failure(key.verify(as_bytes("qtbox known-answer messagE"), raw)) == Failure::BadSignature);
+    CHECK(expect_failure(key.verify(as_bytes("qtbox known-answer messagE"), raw)) == CryptoError::BadSignature);
 }
 
 TEST_CASE("ecdsa: verifies the AWS Nitro document signature with its leaf key")
@@ -141,7 +141,7 @@ TEST_CASE("ecdsa: verifies the AWS Nitro document signature with its leaf key")
     CHECK(key.type() == KeyType::EcP384);
     must(key.verify_digest(digest, signature));
     signature[10] ^= 0x01;
-    CHECK(expect_failure(key.verify_digest(digest, signature)) == Failure::BadSignature);
+    CHECK(expect_failure(key.verify_digest(digest, signature)) == CryptoError::BadSignature);
 }
 
 TEST_CASE("ecdsa: sign and verify on both curves; RFC 6979 makes signing deterministic")
@@ -154,7 +154,7 @@ TEST_CASE("ecdsa: sign and verify on both curves; RFC 6979 makes signing determi
         CHECK(must(key.sign(as_bytes("message"))) == signature);
         auto digest = type == KeyType::EcP256 ? Bytes(32, 3) : Bytes(48, 3);
         must(key.public_key().verify_digest(digest, must(key.sign_digest(digest))));
-        CHECK(expect_failure(key.public_key().verify(as_bytes("messagf"), signature)) == Failure::BadSignature);
+        CHECK(expect_failure(key.public_key().verify(as_bytes("messagf"), signature)) == CryptoError::BadSignature);
     }
 }
 
@@ -194,7 +194,7 @@ TEST_CASE("ecdsa: verification from many threads at once, with keys met for the 
                 auto good = key.value().verify(item.message, item.signature);
                 auto bad = key.value().verify(tampered, item.signature);
                 (good.is_error() ? wrong : verified)++;
-                (bad.is_error() && bad.error().is(Failure::BadSignature) ? refused : wrong)++;
+                (bad.is_error() && bad.error().is(CryptoError::BadSignature) ? refused : wrong)++;
             }
         });
     }
@@ -210,28 +210,28 @@ TEST_CASE("ecdsa: wrong lengths, r or s zero or ≥ n, and RSA keys are refused"
     auto key = must(PrivateKey::generate(KeyType::EcP384));
     auto public_key = key.public_key();
     auto signature = must(key.sign(as_bytes("m")));
-    CHECK(expect_failure(public_key.verify(as_bytes("m"), Bytes(signature.begin(), signature.end() - 1))) == Failure::Malformed);
-    CHECK(expect_failure(public_key.verify(as_bytes("m"), Bytes(64, 1))) == Failure::Malformed);
-    CHECK(expect_failure(public_key.verify_digest(Bytes(32, 0), signature)) == Failure::Malformed);
-    CHECK(expect_failure(key.sign_digest(Bytes(32, 0))) == Failure::Malformed);
+    CHECK(expect_failure(public_key.verify(as_bytes("m"), Bytes(signature.begin(), signature.end() - 1))) == CryptoError::Malformed);
+    CHECK(expect_failure(public_key.verify(as_bytes("m"), Bytes(64, 1))) == CryptoError::Malformed);
+    CHECK(expect_failure(public_key.verify_digest(Bytes(32, 0), signature)) == CryptoError::Malformed);
+    CHECK(expect_failure(key.sign_digest(Bytes(32, 0))) == CryptoError::Malformed);
 
     Bytes zero_r = signature;
     std::fill(zero_r.begin(), zero_r.begin() + 48, 0);
-    CHECK(expect_failure(public_key.verify(as_bytes("m"), zero_r)) == Failure::BadSignature);
+    CHECK(expect_failure(public_key.verify(as_bytes("m"), zero_r)) == CryptoError::BadSignature);
     Bytes zero_s = signature;
     std::fill(zero_s.begin() + 48, zero_s.end(), 0);
-    CHECK(expect_failure(public_key.verify(as_bytes("m"), zero_s)) == Failure::BadSignature);
+    CHECK(expect_failure(public_key.verify(as_bytes("m"), zero_s)) == CryptoError::BadSignature);
     Bytes s_is_n = signature;
     auto order = unhex(P384_ORDER);
     std::copy(order.begin(), order.end(), s_is_n.begin() + 48);
-    CHECK(expect_failure(public_key.verify(as_bytes("m"), s_is_n)) == Failure::BadSignature);
+    CHECK(expect_failure(public_key.verify(as_bytes("m"), s_is_n)) == CryptoError::BadSignature);
     Bytes r_is_max(signature);
     std::fill(r_is_max.begin(), r_is_max.begin() + 48, 0xff);
-    CHECK(expect_failure(public_key.verify(as_bytes("m"), r_is_max)) == Failure::BadSignature);
+    CHECK(expect_failure(public_key.verify(as_bytes("m"), r_is_max)) == CryptoError::BadSignature);
 
     auto rsa = must(PrivateKey::parse(read_data("rsa-pkcs1.pem")));
-    CHECK(expect_failure(rsa.sign(as_bytes("m"))) == Failure::WrongKeyType);
-    CHECK(expect_failure(rsa.public_key().verify(as_bytes("m"), signature)) == Failure::WrongKeyType);
+    CHECK(expect_failure(rsa.sign(as_bytes("m"))) == CryptoError::WrongKeyType);
+    CHECK(expect_failure(rsa.public_key().verify(as_bytes("m"), signature)) == CryptoError::WrongKeyType);
 }
 
 TEST_CASE("ecdsa: DER conversion refuses malformed encodings")
@@ -239,14 +239,14 @@ TEST_CASE("ecdsa: DER conversion refuses malformed encodings")
     auto from = [](std::string_view hex, std::size_t half = 32) { return expect_failure(crypto::ecdsa_signature_from_der(unhex(hex), half)); };
     CHECK(hex_encode(must(crypto::ecdsa_signature_from_der(unhex("3006020101020102"), 32)))
         == std::string(62, '0') + "01" + std::string(62, '0') + "02");
-    CHECK(from("300602010102010100") == Failure::Malformed);      // trailing bytes
-    CHECK(from("3006020181020101") == Failure::Malformed);        // negative r
-    CHECK(from("300702020001020101") == Failure::Malformed);      // non-minimal r
-    CHECK(from("30030201010000") == Failure::Malformed);          // one integer
-    CHECK(from("3006020101020101", 33) == Failure::Unsupported);
+    CHECK(from("300602010102010100") == CryptoError::Malformed);      // trailing bytes
+    CHECK(from("3006020181020101") == CryptoError::Malformed);        // negative r
+    CHECK(from("300702020001020101") == CryptoError::Malformed);      // non-minimal r
+    CHECK(from("30030201010000") == CryptoError::Malformed);          // one integer
+    CHECK(from("3006020101020101", 33) == CryptoError::Unsupported);
     std::string long_r = "3027022101" + std::string(64, '1') + "020101"; // 33-byte r for P-256
-    CHECK(from(long_r) == Failure::Malformed);
-    CHECK(expect_failure(crypto::ecdsa_signature_to_der(Bytes(63, 1))) == Failure::Malformed);
+    CHECK(from(long_r) == CryptoError::Malformed);
+    CHECK(expect_failure(crypto::ecdsa_signature_to_der(Bytes(63, 1))) == CryptoError::Malformed);
 }
 
 TEST_CASE("rsa-oaep: decrypts an openssl OAEP-SHA256 ciphertext, round-trips, refuses the rest")
@@ -262,14 +262,14 @@ TEST_CASE("rsa-oaep: decrypts an openssl OAEP-SHA256 ciphertext, round-trips, re
     CHECK(ciphertext.size() == 256);
     CHECK(must(key.rsa_oaep_decrypt(ciphertext)).copy() == largest);
     CHECK(must(public_key.rsa_oaep_encrypt(largest)) != ciphertext); // randomised padding
-    CHECK(expect_failure(public_key.rsa_oaep_encrypt(Bytes(191, 0))) == Failure::TooLarge);
+    CHECK(expect_failure(public_key.rsa_oaep_encrypt(Bytes(191, 0))) == CryptoError::TooLarge);
 
     ciphertext[100] ^= 1;
-    CHECK(expect_failure(key.rsa_oaep_decrypt(ciphertext)) == Failure::DecryptionFailed);
-    CHECK(expect_failure(key.rsa_oaep_decrypt(Bytes(255, 1))) == Failure::Malformed);
+    CHECK(expect_failure(key.rsa_oaep_decrypt(ciphertext)) == CryptoError::DecryptionFailed);
+    CHECK(expect_failure(key.rsa_oaep_decrypt(Bytes(255, 1))) == CryptoError::Malformed);
     auto ec = must(PrivateKey::generate(KeyType::EcP256));
-    CHECK(expect_failure(ec.rsa_oaep_decrypt(ciphertext)) == Failure::WrongKeyType);
-    CHECK(expect_failure(ec.public_key().rsa_oaep_encrypt(largest)) == Failure::WrongKeyType);
+    CHECK(expect_failure(ec.rsa_oaep_decrypt(ciphertext)) == CryptoError::WrongKeyType);
+    CHECK(expect_failure(ec.public_key().rsa_oaep_encrypt(largest)) == CryptoError::WrongKeyType);
 }
 
 TEST_CASE("rsa-oaep: a ciphertext for another key fails with DecryptionFailed")
@@ -279,7 +279,7 @@ TEST_CASE("rsa-oaep: a ciphertext for another key fails with DecryptionFailed")
     auto key = must(PrivateKey::parse(read_data("rsa-pkcs8.pem")));
     auto ciphertext = must(other.public_key().rsa_oaep_encrypt(as_bytes("for other")));
     CHECK(must(other.rsa_oaep_decrypt(ciphertext)).chars() == "for other");
-    CHECK(expect_failure(key.rsa_oaep_decrypt(ciphertext)) == Failure::DecryptionFailed);
+    CHECK(expect_failure(key.rsa_oaep_decrypt(ciphertext)) == CryptoError::DecryptionFailed);
 }
 
 TEST_CASE("ecdh: matches openssl pkeyutl -derive on P-384 and agrees both ways")
@@ -297,10 +297,10 @@ TEST_CASE("ecdh: matches openssl pkeyutl -derive on P-384 and agrees both ways")
         CHECK(shared == must(bob.ecdh(alice.public_key())));
     }
     auto p256 = must(PrivateKey::generate(KeyType::EcP256));
-    CHECK(expect_failure(p256.ecdh(peer)) == Failure::WrongKeyType);
+    CHECK(expect_failure(p256.ecdh(peer)) == CryptoError::WrongKeyType);
     auto rsa = must(PrivateKey::parse(read_data("rsa-pkcs1.pem")));
-    CHECK(expect_failure(rsa.ecdh(peer)) == Failure::WrongKeyType);
-    CHECK(expect_failure(key.ecdh(rsa.public_key())) == Failure::WrongKeyType);
+    CHECK(expect_failure(rsa.ecdh(peer)) == CryptoError::WrongKeyType);
+    CHECK(expect_failure(key.ecdh(rsa.public_key())) == CryptoError::WrongKeyType);
 }
 
 TEST_CASE("keys: EC points round-trip; off-curve and compressed points are refused")
@@ -309,16 +309,16 @@ TEST_CASE("keys: EC points round-trip; off-curve and compressed points are refus
     auto point = must(key.public_key().ec_point());
     CHECK(point.size() == 97);
     CHECK(must(PublicKey::from_ec_point(KeyType::EcP384, point)) == key.public_key());
-    CHECK(expect_failure(PublicKey::from_ec_point(KeyType::EcP256, point)) == Failure::Malformed);
+    CHECK(expect_failure(PublicKey::from_ec_point(KeyType::EcP256, point)) == CryptoError::Malformed);
     Bytes off_curve = point;
     off_curve.back() ^= 1;
-    CHECK(expect_failure(PublicKey::from_ec_point(KeyType::EcP384, off_curve)) == Failure::Malformed);
+    CHECK(expect_failure(PublicKey::from_ec_point(KeyType::EcP384, off_curve)) == CryptoError::Malformed);
     Bytes compressed(point.begin(), point.begin() + 49);
     compressed[0] = 0x02;
-    CHECK(expect_failure(PublicKey::from_ec_point(KeyType::EcP384, compressed)) == Failure::Malformed);
-    CHECK(expect_failure(PublicKey::from_ec_point(KeyType::Rsa, point)) == Failure::WrongKeyType);
+    CHECK(expect_failure(PublicKey::from_ec_point(KeyType::EcP384, compressed)) == CryptoError::Malformed);
+    CHECK(expect_failure(PublicKey::from_ec_point(KeyType::Rsa, point)) == CryptoError::WrongKeyType);
     auto rsa = must(PrivateKey::parse(read_data("rsa-pkcs1.pem")));
-    CHECK(expect_failure(rsa.public_key().ec_point()) == Failure::WrongKeyType);
+    CHECK(expect_failure(rsa.public_key().ec_point()) == CryptoError::WrongKeyType);
 }
 
 TEST_CASE("secret: SecretBytes copies, truncates and compares")
@@ -335,5 +335,5 @@ TEST_CASE("secret: SecretBytes copies, truncates and compares")
     CHECK(moved.chars() == "abc");
     CHECK(secret.empty());
     CHECK(crypto::key_type_name(KeyType::EcP384) == "P-384");
-    CHECK(crypto::failure_name(Failure::BadSignature) == "bad signature");
+    CHECK(crypto::failure_name(CryptoError::BadSignature) == "bad signature");
 }

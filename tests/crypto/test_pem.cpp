@@ -36,20 +36,20 @@ TEST_CASE("pem: broken blocks are refused with the right kind")
     auto failure = [](std::string_view text) {
         auto result = crypto::pem_decode(text);
         REQUIRE(result.is_error());
-        return static_cast<crypto::Failure>(result.error().code());
+        return result.error().code_as<crypto::CryptoError>().value();
     };
-    CHECK(failure("-----BEGIN A-----\nYWJj\n") == crypto::Failure::Malformed);
-    CHECK(failure("-----BEGIN A-----\nYWJj\n-----END B-----\n") == crypto::Failure::Malformed);
-    CHECK(failure("-----BEGIN A-----\nYW*j\n-----END A-----\n") == crypto::Failure::Malformed);
-    CHECK(failure("-----BEGIN A-----\n-----END A-----\n") == crypto::Failure::Malformed);
-    CHECK(failure("-----BEGIN A\n") == crypto::Failure::Malformed);
+    CHECK(failure("-----BEGIN A-----\nYWJj\n") == crypto::CryptoError::Malformed);
+    CHECK(failure("-----BEGIN A-----\nYWJj\n-----END B-----\n") == crypto::CryptoError::Malformed);
+    CHECK(failure("-----BEGIN A-----\nYW*j\n-----END A-----\n") == crypto::CryptoError::Malformed);
+    CHECK(failure("-----BEGIN A-----\n-----END A-----\n") == crypto::CryptoError::Malformed);
+    CHECK(failure("-----BEGIN A\n") == crypto::CryptoError::Malformed);
     CHECK(failure("-----BEGIN EC PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,00\n\nYWJj\n-----END EC PRIVATE KEY-----\n")
-        == crypto::Failure::Unsupported);
+        == crypto::CryptoError::Unsupported);
     std::string many;
     for (std::size_t index = 0; index <= crypto::MAX_PEM_BLOCKS; ++index)
         many += crypto::pem_encode("A", as_bytes("x"));
-    CHECK(failure(many) == crypto::Failure::TooLarge);
-    CHECK(failure(crypto::pem_encode("BIG", Bytes(crypto::MAX_PEM_BLOCK_SIZE + 1, 0))) == crypto::Failure::TooLarge);
+    CHECK(failure(many) == crypto::CryptoError::TooLarge);
+    CHECK(failure(crypto::pem_encode("BIG", Bytes(crypto::MAX_PEM_BLOCK_SIZE + 1, 0))) == crypto::CryptoError::TooLarge);
 }
 
 TEST_CASE("pem: looks_like_pem tells PEM from DER")

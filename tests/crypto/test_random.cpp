@@ -42,7 +42,7 @@ TEST_CASE("random: an oversized personalization string is refused")
 {
     auto drbg = crypto::Drbg::create(Bytes(129, 1));
     REQUIRE(drbg.is_error());
-    CHECK(drbg.error().is(crypto::Failure::TooLarge));
+    CHECK(drbg.error().is(crypto::CryptoError::TooLarge));
 }
 
 TEST_CASE("random: one Drbg shared by threads, and per-thread generators, never repeat")

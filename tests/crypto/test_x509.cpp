@@ -5,7 +5,7 @@
 
 using namespace qtbox;
 using crypto::Certificate;
-using crypto::Failure;
+using crypto::CryptoError;
 using test::must;
 using test::at;
 using test::expect_failure;
@@ -62,8 +62,8 @@ TEST_CASE("x509: an openssl-made P-256 leaf with extended key usage")
     CHECK(leaf.public_key().type() == crypto::KeyType::EcP256);
     CHECK(must(crypto::PrivateKey::parse(read_data("p256-sec1.pem"))).matches(leaf.public_key()));
     must(leaf.verify_signed_by(root));
-    CHECK(expect_failure(root.verify_signed_by(leaf)) == Failure::BadSignature);
-    CHECK(expect_failure(leaf.verify_signed_by(leaf)) == Failure::BadSignature);
+    CHECK(expect_failure(root.verify_signed_by(leaf)) == CryptoError::BadSignature);
+    CHECK(expect_failure(leaf.verify_signed_by(leaf)) == CryptoError::BadSignature);
 }
 
 TEST_CASE("x509: the AWS Nitro chain's fields")
@@ -97,10 +97,10 @@ TEST_CASE("x509: PEM bundles keep their order; parse() wants exactly one certifi
     CHECK(certificates[1].subject_common_name() == "example-leaf");
     auto two = Certificate::parse(as_bytes(bundle));
     REQUIRE(two.is_error());
-    CHECK(two.error().is(Failure::Malformed));
+    CHECK(two.error().is(CryptoError::Malformed));
     CHECK(two.error().message() == "expected one certificate, found 2");
-    CHECK(expect_failure(Certificate::parse_pem_bundle(std::string(as_chars(read_data("p384-spki.pem"))))) == Failure::Malformed);
-    CHECK(expect_failure(Certificate::parse_pem_bundle("")) == Failure::Malformed);
+    CHECK(expect_failure(Certificate::parse_pem_bundle(std::string(as_chars(read_data("p384-spki.pem"))))) == CryptoError::Malformed);
+    CHECK(expect_failure(Certificate::parse_pem_bundle("")) == CryptoError::Malformed);
 }
 
 TEST_CASE("x509: broken DER is refused with the right kind")
@@ -108,12 +108,12 @@ TEST_CASE("x509: broken DER is refused with the right kind")
     auto der = read_data("nitro-leaf.der");
     Bytes trailing = der;
     trailing.push_back(0);
-    CHECK(expect_failure(Certificate::parse_der(trailing)) == Failure::Malformed);
+    CHECK(expect_failure(Certificate::parse_der(trailing)) == CryptoError::Malformed);
     Bytes truncated(der.begin(), der.end() - 1);
-    CHECK(expect_failure(Certificate::parse_der(truncated)) == Failure::Malformed);
-    CHECK(expect_failure(Certificate::parse_der(as_bytes("garbage"))) == Failure::Malformed);
-    CHECK(expect_failure(Certificate::parse_der({})) == Failure::Malformed);
-    CHECK(expect_failure(Certificate::parse_der(Bytes(crypto::MAX_CERTIFICATE_SIZE + 1, 0x30))) == Failure::TooLarge);
+    CHECK(expect_failure(Certificate::parse_der(truncated)) == CryptoError::Malformed);
+    CHECK(expect_failure(Certificate::parse_der(as_bytes("garbage"))) == CryptoError::Malformed);
+    CHECK(expect_failure(Certificate::parse_der({})) == CryptoError::Malformed);
+    CHECK(expect_failure(Certificate::parse_der(Bytes(crypto::MAX_CERTIFICATE_SIZE + 1, 0x30))) == CryptoError::TooLarge);
     Bytes corrupted = der;
     corrupted[4] ^= 0xff;
     CHECK(Certificate::parse_der(corrupted).is_error());

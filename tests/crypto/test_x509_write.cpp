@@ -4,7 +4,7 @@
 #include "support.hpp"
 
 using namespace qtbox;
-using crypto::Failure;
+using crypto::CryptoError;
 using crypto::KeyType;
 using test::ca_profile;
 using test::HOUR;
@@ -79,33 +79,33 @@ TEST_CASE("x509 write: times before and after 2050 (UTCTime and GeneralizedTime)
 TEST_CASE("x509 write: bad profiles and mismatched keys are refused")
 {
     auto key = must(crypto::PrivateKey::generate(KeyType::EcP256));
-    auto check = [&](crypto::CertificateProfile const& profile, Failure expected) {
+    auto check = [&](crypto::CertificateProfile const& profile, CryptoError expected) {
         CHECK(expect_failure(crypto::self_sign_certificate(profile, key)) == expected);
     };
     auto profile = ca_profile("");
-    check(profile, Failure::Malformed);
+    check(profile, CryptoError::Malformed);
     profile = ca_profile("XX=unknown attribute");
-    check(profile, Failure::Malformed);
+    check(profile, CryptoError::Malformed);
     profile = ca_profile("CN=x");
     profile.not_after = profile.not_before - 1000;
-    check(profile, Failure::Malformed);
+    check(profile, CryptoError::Malformed);
     profile = leaf_profile("CN=x");
     profile.path_length = 0;
-    check(profile, Failure::Malformed);
+    check(profile, CryptoError::Malformed);
     profile = ca_profile("CN=x");
     profile.serial = Bytes(21, 1);
-    check(profile, Failure::Malformed);
+    check(profile, CryptoError::Malformed);
     profile.serial = { 0x80, 0x01 };
-    check(profile, Failure::Malformed);
+    check(profile, CryptoError::Malformed);
     profile.serial = { 0x00, 0x00 };
-    check(profile, Failure::Malformed);
+    check(profile, CryptoError::Malformed);
     profile = ca_profile("CN=x");
     profile.key_usage = 0;
-    check(profile, Failure::Malformed);
+    check(profile, CryptoError::Malformed);
 
     auto rsa = must(crypto::PrivateKey::parse(test::read_data("rsa-pkcs1.pem")));
-    CHECK(expect_failure(crypto::self_sign_certificate(ca_profile("CN=rsa"), rsa)) == Failure::WrongKeyType);
+    CHECK(expect_failure(crypto::self_sign_certificate(ca_profile("CN=rsa"), rsa)) == CryptoError::WrongKeyType);
     auto root = test::self_signed(ca_profile("CN=root"));
     CHECK(expect_failure(crypto::issue_certificate(leaf_profile("CN=l"), key.public_key(), root.certificate, key))
-        == Failure::WrongKeyType);
+        == CryptoError::WrongKeyType);
 }

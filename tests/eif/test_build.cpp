@@ -80,11 +80,11 @@ TEST_CASE("build: command words are a JSON array or shell words")
     CHECK(eif::parse_command_words(R"(/bin/sh -c 'echo "$HOME" x' "a\"b" c\ d)").value()
         == std::vector<std::string> { "/bin/sh", "-c", "echo \"$HOME\" x", "a\"b", "c d" });
     CHECK(eif::parse_command_words("  ").value().empty());
-    CHECK(eif::parse_command_words("'unterminated").error().is(eif::Failure::BadInput));
-    CHECK(eif::parse_command_words("\"unterminated").error().is(eif::Failure::BadInput));
-    CHECK(eif::parse_command_words("trailing\\").error().is(eif::Failure::BadInput));
-    CHECK(eif::parse_command_words("[1, 2]").error().is(eif::Failure::BadInput));
-    CHECK(eif::parse_command_words("[not json").error().is(eif::Failure::BadInput));
+    CHECK(eif::parse_command_words("'unterminated").error().is(eif::EifError::BadInput));
+    CHECK(eif::parse_command_words("\"unterminated").error().is(eif::EifError::BadInput));
+    CHECK(eif::parse_command_words("trailing\\").error().is(eif::EifError::BadInput));
+    CHECK(eif::parse_command_words("[1, 2]").error().is(eif::EifError::BadInput));
+    CHECK(eif::parse_command_words("[not json").error().is(eif::EifError::BadInput));
 }
 
 TEST_CASE("build: ENTRYPOINT + CMD as Docker runs them, with overrides")
@@ -115,7 +115,7 @@ TEST_CASE("build: ENTRYPOINT + CMD as Docker runs them, with overrides")
     image::ImageConfig bare;
     auto none = eif::resolve_run_config(bare, {});
     REQUIRE(none.is_error());
-    CHECK(none.error().is(eif::Failure::BadInput));
+    CHECK(none.error().is(eif::EifError::BadInput));
     eif::RunOverrides cmd;
     cmd.cmd = std::vector<std::string> { "/app" };
     auto defaulted = eif::resolve_run_config(bare, cmd);
@@ -124,14 +124,14 @@ TEST_CASE("build: ENTRYPOINT + CMD as Docker runs them, with overrides")
 
     eif::RunOverrides newline;
     newline.cmd = std::vector<std::string> { "a\nb" };
-    CHECK(eif::resolve_run_config(bare, newline).error().is(eif::Failure::BadInput));
+    CHECK(eif::resolve_run_config(bare, newline).error().is(eif::EifError::BadInput));
     eif::RunOverrides bad_env;
     bad_env.cmd = cmd.cmd;
     bad_env.env = { "=x" };
-    CHECK(eif::resolve_run_config(bare, bad_env).error().is(eif::Failure::BadInput));
+    CHECK(eif::resolve_run_config(bare, bad_env).error().is(eif::EifError::BadInput));
     image::ImageConfig escaping;
     escaping.working_dir = "/../..";
-    CHECK(eif::resolve_run_config(escaping, cmd).error().is(image::Failure::PathEscape));
+    CHECK(eif::resolve_run_config(escaping, cmd).error().is(image::ImageError::PathEscape));
 }
 
 TEST_CASE("build: a rootfs EIF, measured as written, reproducible, with the SPEC §3 ramdisk layout")
@@ -223,16 +223,16 @@ TEST_CASE("build: failures leave no output file")
     };
     auto no_command = request_for(dir, guest);
     no_command.overrides.cmd.reset();
-    check_fails(no_command, eif::Failure::BadInput);
+    check_fails(no_command, eif::EifError::BadInput);
     auto missing_kernel = request_for(dir, guest);
     missing_kernel.kernel = dir / "nope";
-    check_fails(missing_kernel, eif::Failure::MissingInput);
+    check_fails(missing_kernel, eif::EifError::MissingInput);
     auto bad_cmdline = request_for(dir, guest);
     bad_cmdline.cmdline = std::string(3000, 'x');
-    check_fails(bad_cmdline, eif::Failure::BadInput);
+    check_fails(bad_cmdline, eif::EifError::BadInput);
     auto missing_init = request_for(dir, guest);
     missing_init.init = dir / "nope";
-    check_fails(missing_init, eif::Failure::MissingInput);
+    check_fails(missing_init, eif::EifError::MissingInput);
     auto escape = request_for(dir, guest);
     ::symlink("/etc", (dir / "rootfs/evil").c_str());
     CHECK(!eif::build_eif(escape).is_error()); // a symlink in a host rootfs is just a symlink
@@ -272,10 +272,10 @@ TEST_CASE("build: signed images carry PCR8 and a verifiable COSE signature over 
     CHECK(eif::require_valid(check.value(), now).is_error() == false);
     // Another PCR0, or a time past the certificate, fails the check.
     auto other = eif::check_signature(section.value(), verification.value().measurements.pcr1, now);
-    CHECK(eif::require_valid(other.value(), now).error().is(eif::Failure::Pcr0Mismatch));
+    CHECK(eif::require_valid(other.value(), now).error().is(eif::EifError::Pcr0Mismatch));
     auto later = now + 48 * HOUR;
     auto expired = eif::check_signature(section.value(), verification.value().measurements.pcr0, later);
-    CHECK(eif::require_valid(expired.value(), later).error().is(eif::Failure::CertificateTime));
+    CHECK(eif::require_valid(expired.value(), later).error().is(eif::EifError::CertificateTime));
 
     auto description = eif::describe_eif(request.output, now);
     REQUIRE_MESSAGE(!description.is_error(), description.error().message());
@@ -304,8 +304,8 @@ TEST_CASE("build: the signature section also parses in serde_cbor's array-of-byt
     REQUIRE_MESSAGE(!entry.is_error(), entry.error().message());
     CHECK(entry.value().certificate_pem == to_bytes("PEM\xff"));
     CHECK(entry.value().cose_sign1 == to_bytes("COSE"));
-    CHECK(eif::parse_signature_section(as_bytes("\x80")).error().is(eif::Failure::BadSignature));
-    CHECK(eif::parse_signature_section(as_bytes("junk")).error().is(eif::Failure::BadSignature));
+    CHECK(eif::parse_signature_section(as_bytes("\x80")).error().is(eif::EifError::BadSignature));
+    CHECK(eif::parse_signature_section(as_bytes("junk")).error().is(eif::EifError::BadSignature));
 }
 
 TEST_CASE("build: signing refuses a key that is not the certificate's, a non-P-384 key, and (with strict) an expired certificate")
@@ -323,7 +323,7 @@ TEST_CASE("build: signing refuses a key that is not the certificate's, a non-P-3
     mismatch.signing_certificate = signer.certificate_path;
     auto result = eif::build_eif(mismatch);
     REQUIRE(result.is_error());
-    CHECK(result.error().is(eif::Failure::KeyMismatch));
+    CHECK(result.error().is(eif::EifError::KeyMismatch));
     CHECK(::access(mismatch.output.c_str(), F_OK) != 0);
 
     test::TempDir p256_dir;
@@ -331,7 +331,7 @@ TEST_CASE("build: signing refuses a key that is not the certificate's, a non-P-3
     auto wrong_curve = request_for(dir, guest);
     wrong_curve.private_key = p256.key_path;
     wrong_curve.signing_certificate = p256.certificate_path;
-    CHECK(eif::build_eif(wrong_curve).error().is(eif::Failure::BadInput));
+    CHECK(eif::build_eif(wrong_curve).error().is(eif::EifError::BadInput));
 
     test::TempDir expired_dir;
     Signer expired(expired_dir, now - 48 * HOUR, now - 24 * HOUR);
@@ -341,7 +341,7 @@ TEST_CASE("build: signing refuses a key that is not the certificate's, a non-P-3
     strict.strict = true;
     auto refused = eif::build_eif(strict);
     REQUIRE(refused.is_error());
-    CHECK(refused.error().is(eif::Failure::CertificateTime));
+    CHECK(refused.error().is(eif::EifError::CertificateTime));
     CHECK(::access(strict.output.c_str(), F_OK) != 0);
     strict.strict = false;
     auto warned = eif::build_eif(strict);
@@ -371,10 +371,10 @@ TEST_CASE("build: describe refuses a corrupted signature and a bad CRC")
     dir.write("forged.eif", forged);
     auto crc_error = eif::describe_eif(dir / "forged.eif", now);
     REQUIRE(crc_error.is_error());
-    CHECK(crc_error.error().is(eif::Failure::BadCrc));
+    CHECK(crc_error.error().is(eif::EifError::BadCrc));
     CHECK(crc_error.error().message().find("CRC mismatch") != std::string::npos);
     test::fix_eif_crc(dir / "forged.eif");
     auto forged_error = eif::describe_eif(dir / "forged.eif", now);
     REQUIRE(forged_error.is_error());
-    CHECK(forged_error.error().is(eif::Failure::BadSignature));
+    CHECK(forged_error.error().is(eif::EifError::BadSignature));
 }

@@ -43,8 +43,8 @@ TEST_CASE("eif format: the 548-byte header is big-endian at Nitro's offsets")
     CHECK(eif::encode_header(decoded.value()) == bytes);
 
     bytes[0] = 'x';
-    CHECK(eif::decode_header(bytes).error().is(eif::Failure::Malformed));
-    CHECK(eif::decode_header(ByteView(bytes.data(), 100)).error().is(eif::Failure::Truncated));
+    CHECK(eif::decode_header(bytes).error().is(eif::EifError::Malformed));
+    CHECK(eif::decode_header(ByteView(bytes.data(), 100)).error().is(eif::EifError::Truncated));
 }
 
 TEST_CASE("eif format: section headers and CRC helpers")

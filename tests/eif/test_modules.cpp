@@ -30,7 +30,7 @@ TEST_CASE("modules: built-in modules are skipped when modules.builtin lists them
     ::unlink((dir / "modules/kernel/drivers/virtio/virtio_ring.ko").c_str());
     auto missing = eif::find_guest_modules(fixture.modules, std::nullopt);
     REQUIRE(missing.is_error());
-    CHECK(missing.error().is(eif::Failure::MissingInput));
+    CHECK(missing.error().is(eif::EifError::MissingInput));
     CHECK(missing.error().message().find("module virtio_ring is not under") != std::string::npos);
     dir.write("modules/modules.builtin", "kernel/drivers/virtio/virtio.ko\nkernel/drivers/virtio/virtio_ring.ko\n");
     auto modules = eif::find_guest_modules(fixture.modules, std::nullopt);
@@ -85,7 +85,7 @@ TEST_CASE("modules: vermagic parsing is bounds-checked")
     dir.write("bad.ko", elf);
     CHECK(eif::module_release(dir / "bad.ko").error().message().find("out of bounds") != std::string::npos);
     dir.write("escape.ko", test::elf_module("x", "../../etc SMP"));
-    CHECK(eif::module_release(dir / "escape.ko").error().is(eif::Failure::BadInput));
+    CHECK(eif::module_release(dir / "escape.ko").error().is(eif::EifError::BadInput));
 }
 
 TEST_CASE("modules: a bzImage's release comes from its kernel_version string")

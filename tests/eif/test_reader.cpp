@@ -119,9 +119,9 @@ TEST_CASE("eif writer: refuses sections out of SPEC §3 order")
     auto writer = eif::EifWriter::create(fd.value().get());
     REQUIRE(!writer.is_error());
     CHECK(writer.value().write_section(eif::SectionType::Cmdline, {}).is_error() == false);
-    CHECK(writer.value().write_section(eif::SectionType::Kernel, {}).error().is(eif::Failure::Malformed));
-    CHECK(writer.value().write_section(eif::SectionType::Cmdline, {}).error().is(eif::Failure::Malformed));
-    CHECK(writer.value().write_section(eif::SectionType::Invalid, {}).error().is(eif::Failure::Malformed));
+    CHECK(writer.value().write_section(eif::SectionType::Kernel, {}).error().is(eif::EifError::Malformed));
+    CHECK(writer.value().write_section(eif::SectionType::Cmdline, {}).error().is(eif::EifError::Malformed));
+    CHECK(writer.value().write_section(eif::SectionType::Invalid, {}).error().is(eif::EifError::Malformed));
 }
 
 TEST_CASE("eif reader: truncation anywhere is refused with the section named")
@@ -133,7 +133,7 @@ TEST_CASE("eif reader: truncation anywhere is refused with the section named")
         dir.write("cut.eif", bytes.substr(0, cut));
         auto error = open_error(dir / "cut.eif");
         INFO("cut at " << cut << ": " << error.message());
-        CHECK(error.is(eif::Failure::Truncated));
+        CHECK(error.is(eif::EifError::Truncated));
     }
     dir.write("cut.eif", bytes.substr(0, bytes.size() - 1));
     CHECK(open_error(dir / "cut.eif").message().find("section 4 (ramdisk) declares 3145732 bytes") != std::string::npos);
@@ -157,7 +157,7 @@ TEST_CASE("eif reader: structural defects")
     test::TempDir dir;
     auto written = write_eif(dir);
     auto pristine = contents(written.path);
-    auto check = [&](std::string bytes, eif::Failure failure, std::string_view needle) {
+    auto check = [&](std::string bytes, eif::EifError failure, std::string_view needle) {
         dir.write("bad.eif", bytes);
         test::fix_eif_crc(dir / "bad.eif");
         auto error = open_error(dir / "bad.eif");
@@ -169,43 +169,43 @@ TEST_CASE("eif reader: structural defects")
     {
         auto bytes = pristine;
         bytes[1] = 'x';
-        check(bytes, eif::Failure::Malformed, "bad magic");
+        check(bytes, eif::EifError::Malformed, "bad magic");
     }
     SUBCASE("another version")
     {
         auto bytes = pristine;
         bytes[5] = 3;
-        check(bytes, eif::Failure::UnsupportedVersion, "EIF version 3");
+        check(bytes, eif::EifError::UnsupportedVersion, "EIF version 3");
     }
     SUBCASE("unknown header flags")
     {
         auto bytes = pristine;
         bytes[6] = 0x80;
-        check(bytes, eif::Failure::Malformed, "unknown EIF header flags");
+        check(bytes, eif::EifError::Malformed, "unknown EIF header flags");
     }
     SUBCASE("unknown section type")
     {
         auto bytes = pristine;
         bytes[572 + 1] = 9;
-        check(bytes, eif::Failure::Malformed, "section 1 at offset 572 has unknown type 9");
+        check(bytes, eif::EifError::Malformed, "section 1 at offset 572 has unknown type 9");
     }
     SUBCASE("type 0 (Invalid)")
     {
         auto bytes = pristine;
         bytes[572 + 1] = 0;
-        check(bytes, eif::Failure::Malformed, "unknown type 0");
+        check(bytes, eif::EifError::Malformed, "unknown type 0");
     }
     SUBCASE("section flags")
     {
         auto bytes = pristine;
         bytes[572 + 3] = 1;
-        check(bytes, eif::Failure::Malformed, "unknown flags");
+        check(bytes, eif::EifError::Malformed, "unknown flags");
     }
     SUBCASE("huge declared size")
     {
         auto bytes = pristine;
         put_be64(bytes, 548 + 4, 0xFFFF'FFFF'FFFF'FFF0ull);
-        check(bytes, eif::Failure::Truncated, "declares 18446744073709551600 bytes");
+        check(bytes, eif::EifError::Truncated, "declares 18446744073709551600 bytes");
     }
     SUBCASE("cmdline beyond its limit")
     {
@@ -218,7 +218,7 @@ TEST_CASE("eif reader: structural defects")
         REQUIRE(!writer.value().write_section(eif::SectionType::Ramdisk, as_bytes("r")).is_error());
         REQUIRE(!writer.value().finish().is_error());
         auto error = open_error(other / "big.eif");
-        CHECK(error.is(eif::Failure::LimitExceeded));
+        CHECK(error.is(eif::EifError::LimitExceeded));
     }
     SUBCASE("sections out of order")
     {
@@ -226,31 +226,31 @@ TEST_CASE("eif reader: structural defects")
         auto bytes = pristine;
         bytes[548 + 1] = 2;
         bytes[572 + 1] = 1;
-        check(bytes, eif::Failure::Malformed, "section 1 (kernel) is out of order");
+        check(bytes, eif::EifError::Malformed, "section 1 (kernel) is out of order");
     }
     SUBCASE("header section count disagrees")
     {
         auto bytes = pristine;
         bytes[27] = 4;
-        check(bytes, eif::Failure::Malformed, "claims 4 sections but the file holds 5");
+        check(bytes, eif::EifError::Malformed, "claims 4 sections but the file holds 5");
     }
     SUBCASE("offset table points elsewhere (overlapping sections)")
     {
         auto bytes = pristine;
         put_be64(bytes, 28 + 8 * 2, 560);
-        check(bytes, eif::Failure::Malformed, "section table entry 2");
+        check(bytes, eif::EifError::Malformed, "section table entry 2");
     }
     SUBCASE("size table disagrees")
     {
         auto bytes = pristine;
         put_be64(bytes, 284 + 8 * 3, 1);
-        check(bytes, eif::Failure::Malformed, "section table entry 3");
+        check(bytes, eif::EifError::Malformed, "section table entry 3");
     }
     SUBCASE("stray entries past num_sections")
     {
         auto bytes = pristine;
         put_be64(bytes, 28 + 8 * 20, 7);
-        check(bytes, eif::Failure::Malformed, "section table entry 20");
+        check(bytes, eif::EifError::Malformed, "section table entry 20");
     }
     SUBCASE("no ramdisk")
     {
@@ -273,8 +273,8 @@ TEST_CASE("eif reader: reads are bounded by their section")
     std::array<std::uint8_t, 4> out {};
     CHECK(!reader.value().read(reader.value().kernel(), 8, out).is_error());
     CHECK(std::string(out.begin(), out.end()) == "YTES");
-    CHECK(reader.value().read(reader.value().kernel(), 9, out).error().is(eif::Failure::Malformed));
-    CHECK(reader.value().read_section(*reader.value().ramdisks()[1], 1024).error().is(eif::Failure::LimitExceeded));
+    CHECK(reader.value().read(reader.value().kernel(), 9, out).error().is(eif::EifError::Malformed));
+    CHECK(reader.value().read_section(*reader.value().ramdisks()[1], 1024).error().is(eif::EifError::LimitExceeded));
 }
 
 TEST_CASE("eif reader: every single-byte corruption is refused or fails the CRC, without a crash")

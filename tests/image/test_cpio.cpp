@@ -158,7 +158,7 @@ TEST_CASE("cpio: host files are streamed and must not change under the writer")
     image::MemorySink sink;
     auto changed = image::write_cpio(tree, sink);
     REQUIRE(changed.is_error());
-    CHECK(changed.error().is(image::Failure::Changed));
+    CHECK(changed.error().is(image::ImageError::Changed));
     CHECK(changed.error().message().find("rootfs/sub/b") != std::string::npos);
     // A new file (a new inode) renamed over the old one, same size.
     dir.write("root/sub/b.new", std::string(3 << 20, 'b'));
@@ -166,7 +166,7 @@ TEST_CASE("cpio: host files are streamed and must not change under the writer")
     image::MemorySink sink2;
     auto replaced = image::write_cpio(tree, sink2);
     REQUIRE(replaced.is_error());
-    CHECK(replaced.error().is(image::Failure::Changed));
+    CHECK(replaced.error().is(image::ImageError::Changed));
 }
 
 TEST_CASE("cpio: the same tree always gives the same bytes")

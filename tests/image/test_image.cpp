@@ -144,10 +144,10 @@ TEST_CASE("image: config parsing keeps null and empty apart and checks types")
     CHECK(config.value().env == std::vector<std::string> { "A=1" });
     CHECK(config.value().working_dir == "/w");
     CHECK(config.value().user == "app");
-    CHECK(image::parse_image_config(R"({"config":{"Cmd":"not an array"}})").error().is(image::Failure::Malformed));
-    CHECK(image::parse_image_config(R"({"config":{"Env":[1]}})").error().is(image::Failure::Malformed));
-    CHECK(image::parse_image_config("[1]").error().is(image::Failure::Malformed));
-    CHECK(image::parse_image_config("{").error().is(image::Failure::Malformed));
+    CHECK(image::parse_image_config(R"({"config":{"Cmd":"not an array"}})").error().is(image::ImageError::Malformed));
+    CHECK(image::parse_image_config(R"({"config":{"Env":[1]}})").error().is(image::ImageError::Malformed));
+    CHECK(image::parse_image_config("[1]").error().is(image::ImageError::Malformed));
+    CHECK(image::parse_image_config("{").error().is(image::ImageError::Malformed));
     CHECK(!image::parse_image_config("{}").is_error());
 }
 
@@ -175,11 +175,11 @@ TEST_CASE("image: OCI tag selection errors name the tags that exist")
     auto tree = mounted();
     auto missing = image::load_oci_layout(dir.path(), std::string("v3"), tree, "rootfs");
     REQUIRE(missing.is_error());
-    CHECK(missing.error().is(image::Failure::NotFound));
+    CHECK(missing.error().is(image::ImageError::NotFound));
     CHECK(missing.error().message() == fmt::format("tag 'v3' is not in {} (tags: v1, v2)", dir.path()));
     auto ambiguous = image::load_oci_layout(dir.path(), std::nullopt, tree, "rootfs");
     REQUIRE(ambiguous.is_error());
-    CHECK(ambiguous.error().is(image::Failure::NotFound));
+    CHECK(ambiguous.error().is(image::ImageError::NotFound));
     CHECK(ambiguous.error().message().find("pick one with") != std::string::npos);
 }
 
@@ -196,7 +196,7 @@ TEST_CASE("image: OCI blobs are checked against their digests and sizes before u
         auto tree = mounted();
         auto result = image::load_oci_layout(dir.path(), std::nullopt, tree, "rootfs");
         REQUIRE(result.is_error());
-        CHECK(result.error().is(image::Failure::DigestMismatch));
+        CHECK(result.error().is(image::ImageError::DigestMismatch));
         CHECK(result.error().message().find("digest mismatch: expected sha256:" + sha(one)) != std::string::npos);
     }
     SUBCASE("a diff_id that does not match the uncompressed layer")
@@ -207,7 +207,7 @@ TEST_CASE("image: OCI blobs are checked against their digests and sizes before u
         auto tree = mounted();
         auto result = image::load_oci_layout(dir.path(), std::nullopt, tree, "rootfs");
         REQUIRE(result.is_error());
-        CHECK(result.error().is(image::Failure::DigestMismatch));
+        CHECK(result.error().is(image::ImageError::DigestMismatch));
         CHECK(result.error().message().find("uncompressed") != std::string::npos);
     }
     SUBCASE("a digest that is not sha256 hex cannot become a path")
@@ -218,7 +218,7 @@ TEST_CASE("image: OCI blobs are checked against their digests and sizes before u
         auto tree = mounted();
         auto result = image::load_oci_layout(dir.path(), std::nullopt, tree, "rootfs");
         REQUIRE(result.is_error());
-        CHECK(result.error().is(image::Failure::Malformed));
+        CHECK(result.error().is(image::ImageError::Malformed));
     }
     SUBCASE("not a layout at all")
     {
@@ -226,7 +226,7 @@ TEST_CASE("image: OCI blobs are checked against their digests and sizes before u
         auto tree = mounted();
         auto result = image::load_oci_layout(dir.path(), std::nullopt, tree, "rootfs");
         REQUIRE(result.is_error());
-        CHECK(result.error().is(image::Failure::NotFound));
+        CHECK(result.error().is(image::ImageError::NotFound));
     }
     SUBCASE("an arm64 image is loaded; the EIF builder refuses it")
     {
@@ -266,7 +266,7 @@ TEST_CASE("image: docker-archive errors")
         CHECK(!image::load_docker_archive(dir / "image.tar", std::string("app"), tree, "rootfs").is_error());
         auto missing = image::load_docker_archive(dir / "image.tar", std::string("app:2.0"), tree, "rootfs");
         REQUIRE(missing.is_error());
-        CHECK(missing.error().is(image::Failure::NotFound));
+        CHECK(missing.error().is(image::ImageError::NotFound));
         CHECK(missing.error().message().find("(tags: app:1.0, app:latest)") != std::string::npos);
     }
     SUBCASE("a layer digest mismatch")
@@ -278,7 +278,7 @@ TEST_CASE("image: docker-archive errors")
         dir.write("bad.tar", archive);
         auto result = image::load_docker_archive(dir / "bad.tar", std::nullopt, tree, "rootfs");
         REQUIRE(result.is_error());
-        CHECK(result.error().is(image::Failure::DigestMismatch));
+        CHECK(result.error().is(image::ImageError::DigestMismatch));
         CHECK(result.error().message().find("layer 1") != std::string::npos);
     }
     SUBCASE("a truncated archive")
@@ -287,7 +287,7 @@ TEST_CASE("image: docker-archive errors")
         dir.write("short.tar", archive.substr(0, archive.size() / 2));
         auto result = image::load_docker_archive(dir / "short.tar", std::nullopt, tree, "rootfs");
         REQUIRE(result.is_error());
-        CHECK(result.error().is(image::Failure::Truncated));
+        CHECK(result.error().is(image::ImageError::Truncated));
     }
     SUBCASE("a gzip-compressed archive")
     {
@@ -302,7 +302,7 @@ TEST_CASE("image: docker-archive errors")
         // The blob is registered under the digest of its (cut) bytes, so only the gzip stream is wrong.
         auto result = image::load_oci_layout(oci.path(), std::nullopt, tree, "rootfs");
         REQUIRE(result.is_error());
-        CHECK(result.error().is(image::Failure::Truncated));
+        CHECK(result.error().is(image::ImageError::Truncated));
     }
 }
 
@@ -322,5 +322,5 @@ TEST_CASE("image: PATH[:TAG] splitting prefers an existing path")
     auto file = image::split_image_reference(dir / "file.tar:app:1.0", false);
     REQUIRE(!file.is_error());
     CHECK(file.value().tag == "app:1.0");
-    CHECK(image::split_image_reference(dir / "none:tag", true).error().is(image::Failure::NotFound));
+    CHECK(image::split_image_reference(dir / "none:tag", true).error().is(image::ImageError::NotFound));
 }

@@ -125,7 +125,7 @@ TEST_CASE("tar: a bad header checksum is refused")
     auto bytes = TarBuilder().file("f", "abc").finish();
     bytes[0] = 'g';
     auto error = first_error(bytes);
-    CHECK(error.is(image::Failure::Malformed));
+    CHECK(error.is(image::ImageError::Malformed));
     CHECK(error.message().find("bad checksum") != std::string::npos);
 }
 
@@ -135,15 +135,15 @@ TEST_CASE("tar: truncated archives are refused, wherever they are cut")
     // Inside the first file's data.
     Bytes cut(whole.begin(), whole.begin() + 700);
     auto error = first_error(cut);
-    CHECK(error.is(image::Failure::Truncated));
+    CHECK(error.is(image::ImageError::Truncated));
     CHECK(error.message().find("truncated tar") != std::string::npos);
     // Inside a header.
     Bytes cut_header(whole.begin(), whole.begin() + 1536 + 100);
-    CHECK(first_error(cut_header).is(image::Failure::Truncated));
+    CHECK(first_error(cut_header).is(image::ImageError::Truncated));
     // At an entry boundary, without the end-of-archive marker.
     Bytes no_marker(whole.begin(), whole.end() - 1024);
     auto marker_error = first_error(no_marker);
-    CHECK(marker_error.is(image::Failure::Truncated));
+    CHECK(marker_error.is(image::ImageError::Truncated));
     CHECK(marker_error.message().find("end-of-archive") != std::string::npos);
 }
 
@@ -152,7 +152,7 @@ TEST_CASE("tar: a declared size far beyond the archive fails at once (tar bomb)"
     TarBuilder builder;
     builder.entry({ "bomb", '0' }, "tiny", 077777777777ll);
     auto error = first_error(builder.finish());
-    CHECK(error.is(image::Failure::Truncated));
+    CHECK(error.is(image::ImageError::Truncated));
     CHECK(error.message().find("declares 8589934591 bytes") != std::string::npos);
 }
 
@@ -161,20 +161,20 @@ TEST_CASE("tar: oversized extended headers, sparse files and unknown types are r
     TarBuilder huge;
     huge.entry({ "PaxHeader", 'x' }, std::string(image::MAX_PAX_HEADER_SIZE + 1, 'a'));
     huge.file("f", "");
-    CHECK(first_error(huge.finish()).is(image::Failure::LimitExceeded));
+    CHECK(first_error(huge.finish()).is(image::ImageError::LimitExceeded));
 
     TarBuilder sparse;
     sparse.entry({ "s", 'S' }, "");
-    CHECK(first_error(sparse.finish()).is(image::Failure::Unsupported));
+    CHECK(first_error(sparse.finish()).is(image::ImageError::Unsupported));
 
     TarBuilder pax_sparse;
     pax_sparse.pax({ { "GNU.sparse.major", "1" } }).file("f", "");
-    CHECK(first_error(pax_sparse.finish()).is(image::Failure::Unsupported));
+    CHECK(first_error(pax_sparse.finish()).is(image::ImageError::Unsupported));
 
     TarBuilder unknown;
     unknown.entry({ "u", 'Q' }, "");
     auto error = first_error(unknown.finish());
-    CHECK(error.is(image::Failure::Unsupported));
+    CHECK(error.is(image::ImageError::Unsupported));
     CHECK(error.message().find("unsupported type 'Q'") != std::string::npos);
 }
 
@@ -183,27 +183,27 @@ TEST_CASE("tar: malformed pax records are refused")
     TarBuilder bad_length;
     bad_length.entry({ "PaxHeader", 'x' }, "99 path=x\n");
     bad_length.file("f", "");
-    CHECK(first_error(bad_length.finish()).is(image::Failure::Malformed));
+    CHECK(first_error(bad_length.finish()).is(image::ImageError::Malformed));
 
     TarBuilder no_equals;
     no_equals.entry({ "PaxHeader", 'x' }, "9 pathx\n\n");
     no_equals.file("f", "");
-    CHECK(first_error(no_equals.finish()).is(image::Failure::Malformed));
+    CHECK(first_error(no_equals.finish()).is(image::ImageError::Malformed));
 
     TarBuilder bad_number;
     bad_number.pax({ { "size", "12x" } }).file("f", "");
-    CHECK(first_error(bad_number.finish()).is(image::Failure::Malformed));
+    CHECK(first_error(bad_number.finish()).is(image::ImageError::Malformed));
 }
 
 TEST_CASE("tar: links need a target and names may not hold NUL")
 {
     TarBuilder empty_link;
     empty_link.symlink("l", "");
-    CHECK(first_error(empty_link.finish()).is(image::Failure::Malformed));
+    CHECK(first_error(empty_link.finish()).is(image::ImageError::Malformed));
 
     TarBuilder nul_name;
     nul_name.pax({ { "path", std::string("a\0b", 3) } }).file("f", "");
-    CHECK(first_error(nul_name.finish()).is(image::Failure::Malformed));
+    CHECK(first_error(nul_name.finish()).is(image::ImageError::Malformed));
 }
 
 TEST_CASE("tar: random corruption of a layer gives an entry list or an error, never a crash")

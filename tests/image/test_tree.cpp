@@ -46,9 +46,9 @@ TEST_CASE("tree: paths are normalised and '..' is a path escape")
     CHECK(image::normalize_path("a/..b/c").value() == "a/..b/c");
     auto escape = image::normalize_path("a/../../etc/shadow");
     REQUIRE(escape.is_error());
-    CHECK(escape.error().is(image::Failure::PathEscape));
-    CHECK(image::normalize_path("..").error().is(image::Failure::PathEscape));
-    CHECK(image::normalize_path(std::string(image::MAX_PATH_LENGTH + 1, 'a')).error().is(image::Failure::LimitExceeded));
+    CHECK(escape.error().is(image::ImageError::PathEscape));
+    CHECK(image::normalize_path("..").error().is(image::ImageError::PathEscape));
+    CHECK(image::normalize_path(std::string(image::MAX_PATH_LENGTH + 1, 'a')).error().is(image::ImageError::LimitExceeded));
 }
 
 TEST_CASE("tree: a layer's entries land under the mount, parents created implicitly, sorted bytewise")
@@ -111,16 +111,16 @@ TEST_CASE("tree: nothing is written through a symbolic link, absolute or relativ
     auto tree = tree_with_mount();
     apply(tree, TarBuilder().symlink("evil", "/etc").symlink("rel", "../../..").directory("real"));
     auto through_absolute = apply_error(tree, TarBuilder().file("evil/passwd", "pwned"));
-    CHECK(through_absolute.is(image::Failure::PathEscape));
+    CHECK(through_absolute.is(image::ImageError::PathEscape));
     CHECK(through_absolute.message().find("goes through the symbolic link 'rootfs/evil' -> '/etc'") != std::string::npos);
-    CHECK(apply_error(tree, TarBuilder().file("rel/x", "")).is(image::Failure::PathEscape));
+    CHECK(apply_error(tree, TarBuilder().file("rel/x", "")).is(image::ImageError::PathEscape));
     // Same layer: the link first, then a write through it.
     auto same_layer = tree_with_mount();
-    CHECK(apply_error(same_layer, TarBuilder().symlink("l", "/").file("l/etc/shadow", "")).is(image::Failure::PathEscape));
+    CHECK(apply_error(same_layer, TarBuilder().symlink("l", "/").file("l/etc/shadow", "")).is(image::ImageError::PathEscape));
     // Hard links and whiteouts may not go through one either.
-    CHECK(apply_error(tree, TarBuilder().hardlink("real/h", "evil/shadow")).is(image::Failure::PathEscape));
-    CHECK(apply_error(tree, TarBuilder().file("evil/.wh.passwd", "")).is(image::Failure::PathEscape));
-    CHECK(apply_error(tree, TarBuilder().file("x/../../y", "")).is(image::Failure::PathEscape));
+    CHECK(apply_error(tree, TarBuilder().hardlink("real/h", "evil/shadow")).is(image::ImageError::PathEscape));
+    CHECK(apply_error(tree, TarBuilder().file("evil/.wh.passwd", "")).is(image::ImageError::PathEscape));
+    CHECK(apply_error(tree, TarBuilder().file("x/../../y", "")).is(image::ImageError::PathEscape));
     // The symlink itself is kept verbatim.
     CHECK(tree.find("rootfs/evil")->link_target == "/etc");
 }
@@ -128,8 +128,8 @@ TEST_CASE("tree: nothing is written through a symbolic link, absolute or relativ
 TEST_CASE("tree: whiteouts must name a file inside their directory")
 {
     auto tree = tree_with_mount();
-    CHECK(apply_error(tree, TarBuilder().file("a/.wh.", "")).is(image::Failure::PathEscape));
-    CHECK(apply_error(tree, TarBuilder().file("a/.wh...", "")).is(image::Failure::PathEscape));
+    CHECK(apply_error(tree, TarBuilder().file("a/.wh.", "")).is(image::ImageError::PathEscape));
+    CHECK(apply_error(tree, TarBuilder().file("a/.wh...", "")).is(image::ImageError::PathEscape));
 }
 
 TEST_CASE("tree: hard links share the target's inode and contents")
@@ -154,14 +154,14 @@ TEST_CASE("tree: a hard link to a missing file or a directory is refused")
 {
     auto tree = tree_with_mount();
     auto missing = apply_error(tree, TarBuilder().hardlink("a", "nowhere"));
-    CHECK(missing.is(image::Failure::NotFound));
-    CHECK(apply_error(tree, TarBuilder().directory("d").hardlink("h", "d")).is(image::Failure::Malformed));
+    CHECK(missing.is(image::ImageError::NotFound));
+    CHECK(apply_error(tree, TarBuilder().directory("d").hardlink("h", "d")).is(image::ImageError::Malformed));
 }
 
 TEST_CASE("tree: a layer root that is not a directory, or a file used as a directory, is refused")
 {
     auto tree = tree_with_mount();
-    CHECK(apply_error(tree, TarBuilder().file("./", "")).is(image::Failure::Malformed));
+    CHECK(apply_error(tree, TarBuilder().file("./", "")).is(image::ImageError::Malformed));
     auto other = tree_with_mount();
-    CHECK(apply_error(other, TarBuilder().file("f", "").file("f/g", "")).is(image::Failure::Malformed));
+    CHECK(apply_error(other, TarBuilder().file("f", "").file("f/g", "")).is(image::ImageError::Malformed));
 }

@@ -70,7 +70,7 @@ TEST_CASE("init: too many entries are refused")
         many += "x\n";
     auto result = parse_lines(many, "/cmd", false);
     REQUIRE(result.is_error());
-    CHECK(result.error().code() == E2BIG);
+    CHECK(result.error().is(InitError::TooManyEntries));
     many.resize(many.size() - 2);
     CHECK(!parse_lines(many, "/cmd", false).is_error());
 }

@@ -68,7 +68,7 @@ TEST_CASE("kvm memory: slices stay inside one region")
     CHECK(memory.slice(0, ~0ull).is_error());         // absurd length
     auto error = memory.slice(~0ull - 4, 8);
     REQUIRE(error.is_error());
-    CHECK(error.error().code() == EFAULT);
+    CHECK(error.error().is(kvm::KvmError::OutsideGuestMemory));
 
     Bytes data = { 1, 2, 3 };
     REQUIRE(!memory.write(8 * MIB, data).is_error());
@@ -91,7 +91,7 @@ TEST_CASE("kvm system: a missing device and a non-KVM file are told apart")
 {
     auto missing = System::open("/nonexistent/kvm");
     REQUIRE(missing.is_error());
-    CHECK(missing.error().is(Failure::DeviceMissing));
+    CHECK(missing.error().is(KvmError::DeviceMissing));
     CHECK(missing.error().message() == "cannot open /nonexistent/kvm: No such file or directory");
 
     char path[] = "/tmp/qtbox-not-kvm-XXXXXX";
@@ -101,5 +101,5 @@ TEST_CASE("kvm system: a missing device and a non-KVM file are told apart")
     auto not_kvm = System::open(path);
     ::unlink(path);
     REQUIRE(not_kvm.is_error());
-    CHECK(not_kvm.error().is(Failure::ApiVersion));
+    CHECK(not_kvm.error().is(KvmError::ApiVersion));
 }

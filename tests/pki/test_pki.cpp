@@ -293,7 +293,7 @@ TEST_CASE("leaf: the issuer rotates after 1 h; an old leaf expires at 3 h, check
     must(crypto::verify_chain(first->certificate, intermediates, roots, T0_SECOND + 3 * HOUR));
     auto late = crypto::verify_chain(first->certificate, intermediates, roots, T0_SECOND + 3 * HOUR + SECOND);
     REQUIRE(late.is_error());
-    CHECK(late.error().is(crypto::ChainFailure::Expired));
+    CHECK(late.error().is(crypto::ChainError::Expired));
     must(crypto::verify_chain(second->certificate, intermediates, roots, T0_SECOND + 3 * HOUR + SECOND));
 
     now = T0_SECOND + 2 * HOUR + 30 * 60 * SECOND;

@@ -51,7 +51,7 @@ ErrorOr<cose::SignatureOrder> parse_order(std::string const& text)
         return cose::SignatureOrder::Rfc9052;
     if (text == "qingtian")
         return cose::SignatureOrder::QingTian;
-    return Error::from_string(fmt::format("--signature-order: \"{}\" is neither rfc9052 nor qingtian", text), EINVAL);
+    return Error::from_string(fmt::format("--signature-order: \"{}\" is neither rfc9052 nor qingtian", text));
 }
 
 UnixMillis read_clock_file(std::string const& path)

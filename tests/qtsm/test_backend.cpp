@@ -17,7 +17,7 @@
 
 using namespace qtbox;
 using namespace qtbox::test;
-using qtsm::ErrorCode;
+using qtsm::QtsmError;
 
 namespace {
 
@@ -34,7 +34,7 @@ qtsm::Response call(qtsm::Backend& backend, qtsm::Request const& request)
     return must(qtsm::decode_response(backend.handle(qtsm::encode_request(request))));
 }
 
-ErrorCode error_of(qtsm::Response const& response)
+QtsmError error_of(qtsm::Response const& response)
 {
     REQUIRE(std::holds_alternative<qtsm::ErrorResponse>(response));
     return std::get<qtsm::ErrorResponse>(response).code;
@@ -160,21 +160,21 @@ TEST_CASE("qtsm: the backend answers bad requests with QingTian error names")
     TestPki pki;
     TestClock clock;
     auto backend = make_backend(pki, clock);
-    CHECK(error_of(call(*backend, qtsm::ExtendPcrRequest { 3, { 1 } })) == ErrorCode::ReadOnlyIndex);
-    CHECK(error_of(call(*backend, qtsm::ExtendPcrRequest { 32, { 1 } })) == ErrorCode::InvalidIndex);
-    CHECK(error_of(call(*backend, qtsm::DescribePcrRequest { 32 })) == ErrorCode::InvalidIndex);
-    CHECK(error_of(call(*backend, qtsm::LockPcrRequest { 0 })) == ErrorCode::ReadOnlyIndex);
-    CHECK(error_of(call(*backend, qtsm::LockPcrsRequest { { 16, 2 } })) == ErrorCode::ReadOnlyIndex);
-    CHECK(error_of(call(*backend, qtsm::ExtendPcrRequest { 16, {} })) == ErrorCode::InvalidArgument);
-    CHECK(error_of(call(*backend, qtsm::AttestationRequest { Bytes(513, 0), {}, {} })) == ErrorCode::InputTooLarge);
-    CHECK(hex_encode(backend->handle(Bytes { 0xff })) == hex_encode(qtsm::encode_error(ErrorCode::InvalidArgument)));
+    CHECK(error_of(call(*backend, qtsm::ExtendPcrRequest { 3, { 1 } })) == QtsmError::ReadOnlyIndex);
+    CHECK(error_of(call(*backend, qtsm::ExtendPcrRequest { 32, { 1 } })) == QtsmError::InvalidIndex);
+    CHECK(error_of(call(*backend, qtsm::DescribePcrRequest { 32 })) == QtsmError::InvalidIndex);
+    CHECK(error_of(call(*backend, qtsm::LockPcrRequest { 0 })) == QtsmError::ReadOnlyIndex);
+    CHECK(error_of(call(*backend, qtsm::LockPcrsRequest { { 16, 2 } })) == QtsmError::ReadOnlyIndex);
+    CHECK(error_of(call(*backend, qtsm::ExtendPcrRequest { 16, {} })) == QtsmError::InvalidArgument);
+    CHECK(error_of(call(*backend, qtsm::AttestationRequest { Bytes(513, 0), {}, {} })) == QtsmError::InputTooLarge);
+    CHECK(hex_encode(backend->handle(Bytes { 0xff })) == hex_encode(qtsm::encode_error(QtsmError::InvalidArgument)));
     std::string diagnostic;
     backend->handle(qtsm::encode_request(qtsm::ExtendPcrRequest { 16, {} }), &diagnostic);
     CHECK(diagnostic.find("ExtendPCR") != std::string::npos);
 
     must(backend->pcrs().extend(16, as_bytes("x")));
     CHECK(std::holds_alternative<qtsm::LockPcrResponse>(call(*backend, qtsm::LockPcrRequest { 16 })));
-    CHECK(error_of(call(*backend, qtsm::ExtendPcrRequest { 16, { 1 } })) == ErrorCode::ReadOnlyIndex);
+    CHECK(error_of(call(*backend, qtsm::ExtendPcrRequest { 16, { 1 } })) == QtsmError::ReadOnlyIndex);
     auto described = std::get<qtsm::DescribePcrResponse>(call(*backend, qtsm::DescribePcrRequest { 16 }));
     CHECK(described.lock);
 }
@@ -212,15 +212,15 @@ TEST_CASE("qtsm: serve answers malformed frames and keeps the connection")
     std::thread thread([&] { served = backend->serve(server.get()); });
 
     must(qtsm::write_frame(client.get(), Bytes { 0xa1, 0x61 })); // truncated map
-    CHECK(*must(qtsm::read_frame(client.get(), qtsm::MAX_RESPONSE_SIZE)) == qtsm::encode_error(ErrorCode::InvalidArgument));
+    CHECK(*must(qtsm::read_frame(client.get(), qtsm::MAX_RESPONSE_SIZE)) == qtsm::encode_error(QtsmError::InvalidArgument));
     must(sys::write_all(client.get(), Bytes { 0, 0, 0, 0 })); // empty frame
-    CHECK(*must(qtsm::read_frame(client.get(), qtsm::MAX_RESPONSE_SIZE)) == qtsm::encode_error(ErrorCode::InvalidArgument));
+    CHECK(*must(qtsm::read_frame(client.get(), qtsm::MAX_RESPONSE_SIZE)) == qtsm::encode_error(QtsmError::InvalidArgument));
     must(qtsm::write_frame(client.get(), qtsm::encode_request(qtsm::DescribePcrRequest { 4 })));
     auto response = must(qtsm::decode_response(*must(qtsm::read_frame(client.get(), qtsm::MAX_RESPONSE_SIZE))));
     CHECK(std::get<qtsm::DescribePcrResponse>(response).lock);
     // An over-long prefix is answered, then the connection ends.
     must(sys::write_all(client.get(), Bytes { 0, 0, 0x10, 0x01 }));
-    CHECK(*must(qtsm::read_frame(client.get(), qtsm::MAX_RESPONSE_SIZE)) == qtsm::encode_error(ErrorCode::InputTooLarge));
+    CHECK(*must(qtsm::read_frame(client.get(), qtsm::MAX_RESPONSE_SIZE)) == qtsm::encode_error(QtsmError::InputTooLarge));
     thread.join();
     require_error(served, qtsm::FrameError::TooLarge);
 }
@@ -248,7 +248,7 @@ TEST_CASE("qtsm: the leaf rotates after 1 h; documents made across the rotation 
     // The leaf that signed `before` is still valid at T0 + 3 h, not 1 s later.
     must(attest::verify_document(before, verify_options(pki, T0 + 3 * HOUR)));
     auto expired = attest::verify_document(before, verify_options(pki, T0 + 3 * HOUR + SECOND));
-    require_error(expired, attest::Failure::Time);
+    require_error(expired, attest::VerifyError::Time);
 }
 
 TEST_CASE("qtsm: a document signed at 3 h + 1 s with a leaf issued at 0 fails with Time")
@@ -260,6 +260,6 @@ TEST_CASE("qtsm: a document signed at 3 h + 1 s with a leaf issued at 0 fails wi
     qtsm::PcrBank bank(qtsm::SystemPcrs {});
     auto document = must(qtsm::assemble_document(module_id, T0 + 3 * HOUR + SECOND,
         qtsm::PcrBank::document_pcrs(bank.snapshot()), *leaf, {}, cose::SignatureOrder::Rfc9052));
-    require_error(attest::verify_document(document, verify_options(pki, T0 + 3 * HOUR + SECOND)), attest::Failure::Time);
+    require_error(attest::verify_document(document, verify_options(pki, T0 + 3 * HOUR + SECOND)), attest::VerifyError::Time);
     must(attest::verify_document(document, verify_options(pki, T0 + 3 * HOUR)));
 }

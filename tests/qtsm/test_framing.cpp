@@ -99,5 +99,5 @@ TEST_CASE("qtsm: a read with a timeout fails instead of hanging")
     auto result = qtsm::read_frame(pair.b.get(), 64);
     REQUIRE(result.is_error());
     CHECK(result.error().is_errno());
-    CHECK((result.error().code() == EAGAIN || result.error().code() == EWOULDBLOCK));
+    CHECK((result.error().is_errno(EAGAIN) || result.error().is_errno(EWOULDBLOCK)));
 }

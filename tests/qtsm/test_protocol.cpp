@@ -7,17 +7,17 @@
 
 using namespace qtbox;
 using namespace qtbox::test;
-using qtsm::ErrorCode;
+using qtsm::QtsmError;
 
 namespace {
 
 Bytes hex(std::string_view text) { return must(hex_decode(text)); }
 
-ErrorCode decode_error(ByteView encoded)
+QtsmError decode_error(ByteView encoded)
 {
     auto result = qtsm::decode_request(encoded);
     REQUIRE(result.is_error());
-    return static_cast<ErrorCode>(result.error().code());
+    return result.error().code_as<QtsmError>().value();
 }
 
 Bytes attestation_with(std::string_view field, std::size_t size)
@@ -51,7 +51,7 @@ TEST_CASE("qtsm: requests encode as NSM-style CBOR (reference/nitro.md §3.2)")
     // SPEC §5: LockPCRs takes a list, not NSM's count.
     CHECK(hex_encode(qtsm::encode_request(qtsm::LockPcrsRequest { { 16, 17 } }))
         == "a1684c6f636b50435273a16572616e6765821011");
-    CHECK(hex_encode(qtsm::encode_error(ErrorCode::InvalidIndex)) == "a1654572726f726c496e76616c6964496e646578");
+    CHECK(hex_encode(qtsm::encode_error(QtsmError::InvalidIndex)) == "a1654572726f726c496e76616c6964496e646578");
 }
 
 TEST_CASE("qtsm: every request survives an encode/decode round trip")
@@ -91,7 +91,7 @@ TEST_CASE("qtsm: every response survives an encode/decode round trip")
         description,
         qtsm::AttestationResponse { Bytes(100, 3) },
         qtsm::GetRandomResponse { Bytes(256, 4) },
-        qtsm::ErrorResponse { ErrorCode::ReadOnlyIndex },
+        qtsm::ErrorResponse { QtsmError::ReadOnlyIndex },
     };
     for (auto const& response : responses) {
         auto decoded = must(qtsm::decode_response(qtsm::encode_response(response)));
@@ -105,34 +105,34 @@ TEST_CASE("qtsm: every response survives an encode/decode round trip")
 
 TEST_CASE("qtsm: malformed CBOR is InvalidArgument")
 {
-    CHECK(decode_error(hex("ff")) == ErrorCode::InvalidArgument);
-    CHECK(decode_error(hex("a1")) == ErrorCode::InvalidArgument);
-    CHECK(decode_error(hex("6947657452616e646f")) == ErrorCode::InvalidArgument); // truncated text
-    CHECK(decode_error(hex("6947657452616e646f6d00")) == ErrorCode::InvalidArgument); // trailing byte
-    CHECK(decode_error({}) == ErrorCode::InvalidArgument);
+    CHECK(decode_error(hex("ff")) == QtsmError::InvalidArgument);
+    CHECK(decode_error(hex("a1")) == QtsmError::InvalidArgument);
+    CHECK(decode_error(hex("6947657452616e646f")) == QtsmError::InvalidArgument); // truncated text
+    CHECK(decode_error(hex("6947657452616e646f6d00")) == QtsmError::InvalidArgument); // trailing byte
+    CHECK(decode_error({}) == QtsmError::InvalidArgument);
 }
 
 TEST_CASE("qtsm: requests of the wrong shape are InvalidArgument, unknown ones InvalidOperation")
 {
-    CHECK(decode_error(hex("6a4672")) == ErrorCode::InvalidArgument); // truncated, not unknown
+    CHECK(decode_error(hex("6a4672")) == QtsmError::InvalidArgument); // truncated, not unknown
     cbor::Encoder unknown;
     unknown.text_string("Frobnicate");
-    CHECK(decode_error(unknown.output()) == ErrorCode::InvalidOperation);
+    CHECK(decode_error(unknown.output()) == QtsmError::InvalidOperation);
     cbor::Encoder unknown_map;
     unknown_map.map_header(1).text_string("Frobnicate").map_header(0);
-    CHECK(decode_error(unknown_map.output()) == ErrorCode::InvalidOperation);
+    CHECK(decode_error(unknown_map.output()) == QtsmError::InvalidOperation);
     cbor::Encoder bare;
     bare.text_string("DescribePCR");
-    CHECK(decode_error(bare.output()) == ErrorCode::InvalidArgument);
+    CHECK(decode_error(bare.output()) == QtsmError::InvalidArgument);
     cbor::Encoder two;
     two.map_header(2).text_string("LockPCR").map_header(1).text_string("index").unsigned_integer(16);
     two.text_string("GetRandom").null();
-    CHECK(decode_error(two.output()) == ErrorCode::InvalidArgument);
-    CHECK(decode_error(hex("01")) == ErrorCode::InvalidArgument);
+    CHECK(decode_error(two.output()) == QtsmError::InvalidArgument);
+    CHECK(decode_error(hex("01")) == QtsmError::InvalidArgument);
     // DescribeQTSM has no fields: sending it as a map is a mistake.
     cbor::Encoder describe_map;
     describe_map.map_header(1).text_string("DescribeQTSM").map_header(0);
-    CHECK(decode_error(describe_map.output()) == ErrorCode::InvalidArgument);
+    CHECK(decode_error(describe_map.output()) == QtsmError::InvalidArgument);
 }
 
 TEST_CASE("qtsm: fields are checked for presence, type and range")
@@ -143,9 +143,9 @@ TEST_CASE("qtsm: fields are checked for presence, type and range")
         write_index(encoder);
         return encoder.take();
     };
-    CHECK(decode_error(index_request([](cbor::Encoder& e) { e.unsigned_integer(65536); })) == ErrorCode::InvalidArgument);
-    CHECK(decode_error(index_request([](cbor::Encoder& e) { e.integer(-1); })) == ErrorCode::InvalidArgument);
-    CHECK(decode_error(index_request([](cbor::Encoder& e) { e.text_string("16"); })) == ErrorCode::InvalidArgument);
+    CHECK(decode_error(index_request([](cbor::Encoder& e) { e.unsigned_integer(65536); })) == QtsmError::InvalidArgument);
+    CHECK(decode_error(index_request([](cbor::Encoder& e) { e.integer(-1); })) == QtsmError::InvalidArgument);
+    CHECK(decode_error(index_request([](cbor::Encoder& e) { e.text_string("16"); })) == QtsmError::InvalidArgument);
     // A u16 written with a 4-byte argument is still a u16.
     auto wide = must(qtsm::decode_request(
         index_request([](cbor::Encoder& e) { e.unsigned_integer(17, cbor::Width::Byte4); })));
@@ -153,34 +153,34 @@ TEST_CASE("qtsm: fields are checked for presence, type and range")
 
     cbor::Encoder missing;
     missing.map_header(1).text_string("ExtendPCR").map_header(1).text_string("index").unsigned_integer(16);
-    CHECK(decode_error(missing.output()) == ErrorCode::InvalidArgument);
+    CHECK(decode_error(missing.output()) == QtsmError::InvalidArgument);
     cbor::Encoder extra;
     extra.map_header(1).text_string("LockPCR").map_header(2).text_string("index").unsigned_integer(16);
     extra.text_string("force").boolean(true);
-    CHECK(decode_error(extra.output()) == ErrorCode::InvalidArgument);
+    CHECK(decode_error(extra.output()) == QtsmError::InvalidArgument);
     cbor::Encoder text_data;
     text_data.map_header(1).text_string("ExtendPCR").map_header(2).text_string("index").unsigned_integer(16);
     text_data.text_string("data").text_string("abc");
-    CHECK(decode_error(text_data.output()) == ErrorCode::InvalidArgument);
+    CHECK(decode_error(text_data.output()) == QtsmError::InvalidArgument);
     cbor::Encoder wrong_optional;
     wrong_optional.map_header(1).text_string("Attestation").map_header(1).text_string("nonce").unsigned_integer(5);
-    CHECK(decode_error(wrong_optional.output()) == ErrorCode::InvalidArgument);
+    CHECK(decode_error(wrong_optional.output()) == QtsmError::InvalidArgument);
     // Indefinite lengths are never sent by a QTSM client.
-    CHECK(decode_error(hex("bf6b4465736372696265504352a165696e64657810ff")) == ErrorCode::InvalidArgument);
+    CHECK(decode_error(hex("bf6b4465736372696265504352a165696e64657810ff")) == QtsmError::InvalidArgument);
 }
 
 TEST_CASE("qtsm: size limits give InputTooLarge (user_data 513, nonce 513, public_key 1025)")
 {
     CHECK(!qtsm::decode_request(attestation_with("user_data", 512)).is_error());
-    CHECK(decode_error(attestation_with("user_data", 513)) == ErrorCode::InputTooLarge);
+    CHECK(decode_error(attestation_with("user_data", 513)) == QtsmError::InputTooLarge);
     CHECK(!qtsm::decode_request(attestation_with("nonce", 512)).is_error());
-    CHECK(decode_error(attestation_with("nonce", 513)) == ErrorCode::InputTooLarge);
+    CHECK(decode_error(attestation_with("nonce", 513)) == QtsmError::InputTooLarge);
     CHECK(!qtsm::decode_request(attestation_with("public_key", 1024)).is_error());
-    CHECK(decode_error(attestation_with("public_key", 1025)) == ErrorCode::InputTooLarge);
+    CHECK(decode_error(attestation_with("public_key", 1025)) == QtsmError::InputTooLarge);
     CHECK(!qtsm::decode_request(lock_range(32)).is_error());
-    CHECK(decode_error(lock_range(33)) == ErrorCode::InputTooLarge);
-    CHECK(decode_error(lock_range(500)) == ErrorCode::InputTooLarge);
-    CHECK(decode_error(Bytes(qtsm::MAX_REQUEST_SIZE + 1, 0x40)) == ErrorCode::InputTooLarge);
+    CHECK(decode_error(lock_range(33)) == QtsmError::InputTooLarge);
+    CHECK(decode_error(lock_range(500)) == QtsmError::InputTooLarge);
+    CHECK(decode_error(Bytes(qtsm::MAX_REQUEST_SIZE + 1, 0x40)) == QtsmError::InputTooLarge);
 }
 
 TEST_CASE("qtsm: the client's decoder refuses what is not a response")
@@ -188,21 +188,21 @@ TEST_CASE("qtsm: the client's decoder refuses what is not a response")
     auto response_error = [](ByteView encoded) {
         auto result = qtsm::decode_response(encoded);
         REQUIRE(result.is_error());
-        return static_cast<ErrorCode>(result.error().code());
+        return result.error().code_as<QtsmError>().value();
     };
     cbor::Encoder unknown_error;
     unknown_error.map_header(1).text_string("Error").text_string("Oops");
-    CHECK(response_error(unknown_error.output()) == ErrorCode::InvalidResponse);
-    CHECK(response_error(hex("ff")) == ErrorCode::InvalidResponse);
+    CHECK(response_error(unknown_error.output()) == QtsmError::InvalidResponse);
+    CHECK(response_error(hex("ff")) == QtsmError::InvalidResponse);
     cbor::Encoder missing;
     missing.map_header(1).text_string("DescribePCR").map_header(1).text_string("data").byte_string(Bytes(48, 0));
-    CHECK(response_error(missing.output()) == ErrorCode::InvalidResponse);
+    CHECK(response_error(missing.output()) == QtsmError::InvalidResponse);
     cbor::Encoder request_text;
     request_text.text_string("GetRandom");
-    CHECK(response_error(request_text.output()) == ErrorCode::InvalidResponse);
+    CHECK(response_error(request_text.output()) == QtsmError::InvalidResponse);
 
-    auto error = must(qtsm::decode_response(qtsm::encode_error(ErrorCode::InputTooLarge)));
-    CHECK(std::get<qtsm::ErrorResponse>(error).code == ErrorCode::InputTooLarge);
+    auto error = must(qtsm::decode_response(qtsm::encode_error(QtsmError::InputTooLarge)));
+    CHECK(std::get<qtsm::ErrorResponse>(error).code == QtsmError::InputTooLarge);
     CHECK(qtsm::response_matches(qtsm::GetRandomRequest {}, error));
     CHECK(qtsm::response_matches(qtsm::LockPcrRequest { 16 }, qtsm::LockPcrResponse {}));
     CHECK_FALSE(qtsm::response_matches(qtsm::LockPcrRequest { 16 }, qtsm::LockPcrsResponse {}));
@@ -210,8 +210,8 @@ TEST_CASE("qtsm: the client's decoder refuses what is not a response")
 
 TEST_CASE("qtsm: error names are QingTian's")
 {
-    CHECK(qtsm::error_name(ErrorCode::ReadOnlyIndex) == "ReadOnlyIndex");
-    CHECK(qtsm::error_from_name("InputTooLarge") == ErrorCode::InputTooLarge);
+    CHECK(qtsm::error_name(QtsmError::ReadOnlyIndex) == "ReadOnlyIndex");
+    CHECK(qtsm::error_from_name("InputTooLarge") == QtsmError::InputTooLarge);
     CHECK_FALSE(qtsm::error_from_name("NoError").has_value());
-    CHECK(static_cast<int>(ErrorCode::InternalError) == 8);
+    CHECK(static_cast<int>(QtsmError::InternalError) == 8);
 }

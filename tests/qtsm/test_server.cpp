@@ -16,7 +16,7 @@
 
 using namespace qtbox;
 using namespace qtbox::test;
-using qtsm::ErrorCode;
+using qtsm::QtsmError;
 
 namespace {
 
@@ -72,11 +72,11 @@ struct ServerFixture {
     ErrorOr<void> result;
 };
 
-ErrorCode call_error(qtsm::Client& client, qtsm::Request const& request)
+QtsmError call_error(qtsm::Client& client, qtsm::Request const& request)
 {
     auto result = client.call(request);
     REQUIRE(result.is_error());
-    return static_cast<ErrorCode>(result.error().code());
+    return result.error().code_as<QtsmError>().value();
 }
 
 } // namespace
@@ -85,17 +85,17 @@ TEST_CASE("qtsm-server: refuses writes to PCR 0-15 itself and forwards the rest"
 {
     ServerFixture fixture;
     auto client = fixture.client();
-    CHECK(call_error(client, qtsm::ExtendPcrRequest { 3, { 1 } }) == ErrorCode::ReadOnlyIndex);
-    CHECK(call_error(client, qtsm::LockPcrRequest { 15 }) == ErrorCode::ReadOnlyIndex);
-    CHECK(call_error(client, qtsm::LockPcrsRequest { { 16, 0 } }) == ErrorCode::ReadOnlyIndex);
-    CHECK(call_error(client, qtsm::ExtendPcrRequest { 32, { 1 } }) == ErrorCode::InvalidIndex);
-    CHECK(call_error(client, qtsm::AttestationRequest { Bytes(513, 1), {}, {} }) == ErrorCode::InputTooLarge);
+    CHECK(call_error(client, qtsm::ExtendPcrRequest { 3, { 1 } }) == QtsmError::ReadOnlyIndex);
+    CHECK(call_error(client, qtsm::LockPcrRequest { 15 }) == QtsmError::ReadOnlyIndex);
+    CHECK(call_error(client, qtsm::LockPcrsRequest { { 16, 0 } }) == QtsmError::ReadOnlyIndex);
+    CHECK(call_error(client, qtsm::ExtendPcrRequest { 32, { 1 } }) == QtsmError::InvalidIndex);
+    CHECK(call_error(client, qtsm::AttestationRequest { Bytes(513, 1), {}, {} }) == QtsmError::InputTooLarge);
     CHECK(fixture.forwarded == 0);
     auto value = must(client.extend_pcr(16, as_bytes("a")));
     CHECK(value.size() == 48);
     CHECK(must(client.describe_pcr(16)).data == value);
     must(client.lock_pcr(16));
-    CHECK(call_error(client, qtsm::ExtendPcrRequest { 16, { 1 } }) == ErrorCode::ReadOnlyIndex);
+    CHECK(call_error(client, qtsm::ExtendPcrRequest { 16, { 1 } }) == QtsmError::ReadOnlyIndex);
     CHECK(fixture.forwarded == 4);
     CHECK(must(client.random(1000)).size() == 1000);
 }
@@ -105,9 +105,9 @@ TEST_CASE("qtsm-server: malformed CBOR gets an error and the connection survives
     ServerFixture fixture;
     auto fd = fixture.raw_connection();
     must(qtsm::write_frame(fd.get(), Bytes { 0xbf, 0x00 }));
-    CHECK(*must(qtsm::read_frame(fd.get(), qtsm::MAX_RESPONSE_SIZE)) == qtsm::encode_error(ErrorCode::InvalidArgument));
+    CHECK(*must(qtsm::read_frame(fd.get(), qtsm::MAX_RESPONSE_SIZE)) == qtsm::encode_error(QtsmError::InvalidArgument));
     must(sys::write_all(fd.get(), Bytes { 0, 0, 0, 0 }));
-    CHECK(*must(qtsm::read_frame(fd.get(), qtsm::MAX_RESPONSE_SIZE)) == qtsm::encode_error(ErrorCode::InvalidArgument));
+    CHECK(*must(qtsm::read_frame(fd.get(), qtsm::MAX_RESPONSE_SIZE)) == qtsm::encode_error(QtsmError::InvalidArgument));
     qtsm::Client client(std::move(fd));
     CHECK(must(client.describe()).max_pcrs == 32);
     CHECK(fixture.forwarded == 1);
@@ -118,7 +118,7 @@ TEST_CASE("qtsm-server: an over-long frame is answered InputTooLarge and the cli
     ServerFixture fixture;
     auto fd = fixture.raw_connection();
     must(sys::write_all(fd.get(), Bytes { 0, 0, 0x10, 0x01 }));
-    CHECK(*must(qtsm::read_frame(fd.get(), qtsm::MAX_RESPONSE_SIZE)) == qtsm::encode_error(ErrorCode::InputTooLarge));
+    CHECK(*must(qtsm::read_frame(fd.get(), qtsm::MAX_RESPONSE_SIZE)) == qtsm::encode_error(QtsmError::InputTooLarge));
     CHECK_FALSE(must(qtsm::read_frame(fd.get(), qtsm::MAX_RESPONSE_SIZE)).has_value());
     // The server goes on serving others.
     CHECK(must(fixture.client().describe_pcr(0)).lock);
@@ -188,9 +188,9 @@ TEST_CASE("qtsm-server: concurrent clients get their own, valid documents")
 
 TEST_CASE("qtsm-server: screening decodes with the QTSM's rules")
 {
-    require_error(qtsm::screen_request(qtsm::encode_request(qtsm::ExtendPcrRequest { 7, { 1 } })), ErrorCode::ReadOnlyIndex);
-    require_error(qtsm::screen_request(qtsm::encode_request(qtsm::DescribePcrRequest { 40 })), ErrorCode::InvalidIndex);
-    require_error(qtsm::screen_request(Bytes { 0xff }), ErrorCode::InvalidArgument);
+    require_error(qtsm::screen_request(qtsm::encode_request(qtsm::ExtendPcrRequest { 7, { 1 } })), QtsmError::ReadOnlyIndex);
+    require_error(qtsm::screen_request(qtsm::encode_request(qtsm::DescribePcrRequest { 40 })), QtsmError::InvalidIndex);
+    require_error(qtsm::screen_request(Bytes { 0xff }), QtsmError::InvalidArgument);
     auto forwarded = must(qtsm::screen_request(qtsm::encode_request(qtsm::DescribePcrRequest { 5 })));
     CHECK(std::get<qtsm::DescribePcrRequest>(forwarded).index == 5);
 }

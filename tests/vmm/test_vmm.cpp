@@ -269,9 +269,9 @@ TEST_CASE("loader: no room for the initrd and a too-long command line are errors
     std::vector<std::uint64_t> huge = { 120 * MIB };
     auto no_room = load_linux(memory.value(), parsed.value(), huge, "x", AcpiConfig {});
     REQUIRE(no_room.is_error());
-    CHECK(no_room.error().is(Failure::NoRoom));
+    CHECK(no_room.error().is(BootError::NoRoom));
     std::vector<std::uint64_t> small = { 16 };
     auto too_long = load_linux(memory.value(), parsed.value(), small, std::string(2048, 'x'), AcpiConfig {});
     REQUIRE(too_long.is_error());
-    CHECK(too_long.error().is(Failure::CommandLineTooLong));
+    CHECK(too_long.error().is(BootError::CommandLineTooLong));
 }

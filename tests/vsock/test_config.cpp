@@ -16,7 +16,7 @@ std::string error_of(std::string_view text)
     auto result = parse_proxy_config(text, "p.toml");
     if (!result.is_error())
         return "(no error)";
-    CHECK(result.error().code() == EINVAL);
+    CHECK(result.error().is(ConfigError::Invalid));
     return result.error().message();
 }
 

@@ -89,7 +89,7 @@ TEST_CASE("dns: answers to another question are told apart from server errors")
     auto mismatch = [&](ByteView message, std::uint16_t id, std::string_view name, dns::RecordType type) {
         auto result = dns::parse_response(message, id, name, type);
         REQUIRE(result.is_error());
-        CHECK(result.error().is(dns::Failure::Mismatch));
+        CHECK(result.error().is(dns::DnsError::Mismatch));
         CHECK(result.error().message() == "DNS answer does not match the query");
     };
     mismatch(good, 8, "a.example", dns::RecordType::A);
@@ -101,14 +101,14 @@ TEST_CASE("dns: answers to another question are told apart from server errors")
 
     struct Case {
         std::uint16_t flags;
-        dns::Failure failure;
+        dns::DnsError failure;
         char const* message;
     };
     for (auto const& c : {
-             Case { 0x0183, dns::Failure::NameNotFound, "a.example: no such name (NXDOMAIN)" },
-             Case { 0x0182, dns::Failure::ServerFailure, "DNS server failure (SERVFAIL)" },
-             Case { 0x0185, dns::Failure::Refused, "DNS server refused the query (REFUSED)" },
-             Case { 0x0184, dns::Failure::OtherRcode, "DNS server answered with rcode 4" },
+             Case { 0x0183, dns::DnsError::NameNotFound, "a.example: no such name (NXDOMAIN)" },
+             Case { 0x0182, dns::DnsError::ServerFailure, "DNS server failure (SERVFAIL)" },
+             Case { 0x0185, dns::DnsError::Refused, "DNS server refused the query (REFUSED)" },
+             Case { 0x0184, dns::DnsError::OtherRcode, "DNS server answered with rcode 4" },
          }) {
         auto result = dns::parse_response(make_answer(7, c.flags, "a.example", 1, {}), 7, "a.example.", dns::RecordType::A);
         REQUIRE(result.is_error());
@@ -133,7 +133,7 @@ TEST_CASE("dns: hostile answers are refused without reading out of bounds")
     auto malformed = [](Bytes const& message, char const* why) {
         auto result = dns::parse_response(message, 7, "a.example", dns::RecordType::A);
         REQUIRE(result.is_error());
-        CHECK(result.error().is(dns::Failure::Malformed));
+        CHECK(result.error().is(dns::DnsError::Malformed));
         CHECK(result.error().message() == fmt::format("malformed DNS answer: {}", why));
     };
     auto good = make_answer(7, 0x0180, "a.example", 1, { a_record("a.example", 30, 10, 0, 0, 1) });

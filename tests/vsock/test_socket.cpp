@@ -72,7 +72,7 @@ TEST_CASE("vsock socket: address text for logs")
     std::string long_path(sizeof(sockaddr_un::sun_path), 'a');
     auto too_long = SocketAddress::unix_path(long_path);
     REQUIRE(too_long.is_error());
-    CHECK(too_long.error().code() == ENAMETOOLONG);
+    CHECK(too_long.error().is(SocketError::PathTooLong));
 }
 
 TEST_CASE("vsock socket: a hybrid listener is 0660, refuses a live socket and replaces a stale one")
@@ -91,7 +91,7 @@ TEST_CASE("vsock socket: a hybrid listener is 0660, refuses a live socket and re
 
     auto second = listen_hybrid(path, 16);
     REQUIRE(second.is_error());
-    CHECK(second.error().code() == EADDRINUSE);
+    CHECK(second.error().is(SocketError::AddressInUse));
     CHECK(second.error().message() == "bind " + path + ": another process is listening there");
 
     // The first listener goes away without removing its file: stale.
@@ -123,7 +123,7 @@ TEST_CASE("vsock socket: a refused connect is reported with its errno")
     auto address = SocketAddress::ip(IpAddress::v4(127, 0, 0, 1), ntohs(any.sin_port));
     auto pending = start_connect(address);
     if (pending.is_error()) {
-        CHECK(pending.error().code() == ECONNREFUSED);
+        CHECK(pending.error().is_errno(ECONNREFUSED));
         return;
     }
     REQUIRE(pending.value().in_progress);
@@ -134,6 +134,6 @@ TEST_CASE("vsock socket: a refused connect is reported with its errno")
     REQUIRE(::select(pending.value().fd.get() + 1, nullptr, &writable, nullptr, &timeout) == 1);
     auto result = finish_connect(pending.value().fd.get());
     REQUIRE(result.is_error());
-    CHECK(result.error().code() == ECONNREFUSED);
+    CHECK(result.error().is_errno(ECONNREFUSED));
     CHECK(result.error().message() == "connect: Connection refused");
 }

@@ -9,7 +9,7 @@
 //      `at` and at most MAX_CLOCK_SKEW_MS after it                  → Time (13)
 //   5. nonce                                                        → Nonce (15)
 //   6. PCRs                                                         → Policy (14)
-// The first failure stops the pipeline. Its Error carries the Failure as
+// The first failure stops the pipeline. Its Error carries the VerifyError as
 // code(), whose value is attest-verify's exit status.
 #pragma once
 
@@ -29,7 +29,7 @@
 namespace qtbox::attest {
 
 // The values are attest-verify's exit statuses (SPEC §9).
-enum class Failure {
+enum class VerifyError {
     Malformed = 10,
     Chain = 11,
     Signature = 12,

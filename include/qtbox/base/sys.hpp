@@ -7,6 +7,7 @@
 #include <qtbox/base/error.hpp>
 #include <qtbox/base/fd.hpp>
 
+#include <csignal>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -14,6 +15,16 @@
 #include <sys/types.h>
 
 namespace qtbox::sys {
+
+// Failures that are not a system call's errno but that callers tell apart.
+enum class SysError {
+    UnexpectedEnd = 1, // the input ended before the bytes asked for
+    TooLarge,          // more than the caller's limit (read_file, read_fd)
+    NotADirectory,     // mkdir_p: the path exists and is not a directory
+    IsADirectory,      // AtomicFile: the output path ends in '/'
+    PathTooLong,       // a Unix socket path is empty or longer than sun_path
+    EmptyPath,         // mkdir_p("")
+};
 
 ErrorOr<UniqueFd> open(std::string const& path, int flags, mode_t mode = 0);
 ErrorOr<struct stat> fstat(int fd);
@@ -38,6 +49,18 @@ ErrorOr<void> unlink(std::string const& path);
 ErrorOr<void> rename(std::string const& from, std::string const& to);
 ErrorOr<void> fsync(int fd);
 ErrorOr<void> getrandom(void* buffer, std::size_t size);
+
+// O_NONBLOCK on an fd made elsewhere (accepted sockets, pipes).
+ErrorOr<void> set_nonblocking(int fd);
+// A non-blocking, close-on-exec signalfd for `signals` (which the caller
+// blocks first, so that they queue for the fd).
+ErrorOr<UniqueFd> signalfd(sigset_t const& signals);
+// A non-blocking, close-on-exec eventfd starting at 0, and the two halves of
+// its use: signal_event adds 1 (an overflowing counter means the event is
+// pending anyway), clear_event reads the counter back to 0.
+ErrorOr<UniqueFd> eventfd();
+void signal_event(int fd);
+void clear_event(int fd);
 
 // AF_UNIX stream sockets (SOCK_CLOEXEC). listen() replaces a stale socket
 // file, then chmods it to `mode` (0660 by default: never world-writable).

@@ -12,7 +12,7 @@
 namespace qtbox::boot {
 
 // Causes a caller may branch on (Error::is()).
-enum class Failure {
+enum class BootError {
     NotBzImage = 1,     // no "HdrS" / not a bzImage (LOADED_HIGH clear)
     Unsupported,        // protocol < 2.12 or no 64-bit entry point
     Truncated,          // the file ends before what its header promises

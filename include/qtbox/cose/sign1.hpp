@@ -56,7 +56,7 @@ enum class SignatureOrder {
 std::string_view signature_order_name(SignatureOrder order);
 
 // Error::code() of COSE failures.
-enum class Failure {
+enum class CoseError {
     Malformed = 1,        // not a COSE_Sign1, bad header, wrong signature size
     UnsupportedAlgorithm, // alg missing, not ES256/ES384, or a critical header
     KeyMismatch,          // the key's curve is not the algorithm's
@@ -73,13 +73,13 @@ struct Sign1 {
 
 // Decodes a COSE_Sign1: [bstr protected, map unprotected, bstr payload,
 // bstr signature], optionally inside tag 18 (no other tag). Everything
-// else is Failure::Malformed: wrong shape or types, trailing bytes, more
+// else is CoseError::Malformed: wrong shape or types, trailing bytes, more
 // than max_size bytes, CBOR errors (the message says which and where).
 ErrorOr<Sign1> parse_sign1(ByteView encoded, std::size_t max_size = MAX_SIGN1_SIZE);
 
 // The algorithm from the protected header (RFC 9052 §3.1: label 1 in the
-// protected bucket). Failure::Malformed if the protected bytes are not one
-// CBOR map, or alg also appears unprotected; Failure::UnsupportedAlgorithm
+// protected bucket). CoseError::Malformed if the protected bytes are not one
+// CBOR map, or alg also appears unprotected; CoseError::UnsupportedAlgorithm
 // if alg is absent or not ES256/ES384, or a crit (label 2) header is
 // present (no extension header is understood here, §3.1).
 ErrorOr<Algorithm> sign1_algorithm(Sign1 const& message);
@@ -92,9 +92,9 @@ Bytes sig_structure(ByteView protected_header, ByteView payload, ByteView extern
 Bytes reverse_signature_halves(ByteView signature);
 
 // Verifies with `key` and reports the order that verified (RFC 9052 order
-// is tried first). Failure::KeyMismatch when the key is not the algorithm's
-// curve (ES256 ↔ P-256, ES384 ↔ P-384), Failure::Malformed for a signature
-// of the wrong size, Failure::BadSignature when neither order verifies.
+// is tried first). CoseError::KeyMismatch when the key is not the algorithm's
+// curve (ES256 ↔ P-256, ES384 ↔ P-384), CoseError::Malformed for a signature
+// of the wrong size, CoseError::BadSignature when neither order verifies.
 ErrorOr<SignatureOrder> verify_sign1(Sign1 const& message, crypto::PublicKey const& key,
     ByteView external_aad = {});
 
@@ -114,7 +114,7 @@ struct SignOptions {
 };
 
 // Signs `payload` with an EC key (P-256 → ES256, P-384 → ES384) and returns
-// the encoded COSE_Sign1. Failure::KeyMismatch for an RSA key or a
+// the encoded COSE_Sign1. CoseError::KeyMismatch for an RSA key or a
 // protected header naming another algorithm.
 ErrorOr<Bytes> sign_sign1(ByteView payload, crypto::PrivateKey const& key, SignOptions const& options = {});
 

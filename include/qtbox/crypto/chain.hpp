@@ -60,7 +60,7 @@ constexpr std::size_t MAX_CHAIN_LENGTH = 8;
 // Trusted roots offered at once.
 constexpr std::size_t MAX_TRUSTED_ROOTS = 64;
 
-enum class ChainFailure {
+enum class ChainError {
     // A certificate did not parse (verify_chain_der only), or no root given.
     Malformed = 1,
     // More than MAX_CHAIN_LENGTH certificates, or more than MAX_TRUSTED_ROOTS.
@@ -76,14 +76,14 @@ enum class ChainFailure {
     NotYetValid,
 };
 
-std::string_view chain_failure_name(ChainFailure failure);
+std::string_view chain_failure_name(ChainError failure);
 
-// Errors carry a ChainFailure code (error.is(ChainFailure::Expired)) and a
+// Errors carry a ChainError code (error.is(ChainError::Expired)) and a
 // message naming the certificate ("certificate 1 of 3 (CN=...): expired at ...").
 ErrorOr<void> verify_chain(Certificate const& leaf, std::span<Certificate const> intermediates,
     std::span<Certificate const> roots, UnixMillis at);
 
-// The same from DER, reporting unparsable certificates as ChainFailure::Malformed.
+// The same from DER, reporting unparsable certificates as ChainError::Malformed.
 ErrorOr<void> verify_chain_der(ByteView leaf, std::span<Bytes const> intermediates,
     std::span<Bytes const> roots, UnixMillis at);
 

@@ -1,8 +1,8 @@
 // The reasons a crypto operation fails, for callers that branch on the cause
 // (COSE tells a bad signature from a malformed key; the seal code tells a
 // wrong key from a corrupted envelope). Errors returned by src/crypto carry
-// one of these as Error::code(); check with error.is(crypto::Failure::X).
-// Chain verification has its own enum (crypto::ChainFailure, chain.hpp)
+// one of these as Error::code(); check with error.is(crypto::CryptoError::X).
+// Chain verification has its own enum (crypto::ChainError, chain.hpp)
 // because attest-verify maps it to distinct exit codes (SPEC §9).
 #pragma once
 
@@ -10,7 +10,7 @@
 
 namespace qtbox::crypto {
 
-enum class Failure {
+enum class CryptoError {
     // The input is not a well-formed key, certificate, signature, PEM block
     // or ciphertext of the expected shape.
     Malformed = 1,
@@ -34,6 +34,6 @@ enum class Failure {
 };
 
 // A short phrase naming the failure ("malformed input", "bad signature"...).
-std::string_view failure_name(Failure failure);
+std::string_view failure_name(CryptoError failure);
 
 } // namespace qtbox::crypto

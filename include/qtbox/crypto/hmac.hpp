@@ -19,8 +19,8 @@ Sha256Digest hmac_sha256(ByteView key, ByteView data);
 // RFC 5869 §2.2: PRK = HMAC-Hash(salt, IKM); an empty salt means HashLen zeros.
 SecretBytes hkdf_sha256_extract(ByteView salt, ByteView input_key_material);
 // RFC 5869 §2.3: OKM of `length` bytes from a PRK of at least 32 bytes.
-// Fails with Failure::TooLarge when length > HKDF_SHA256_MAX_OUTPUT and
-// Failure::Malformed when the PRK is shorter than 32 bytes.
+// Fails with CryptoError::TooLarge when length > HKDF_SHA256_MAX_OUTPUT and
+// CryptoError::Malformed when the PRK is shorter than 32 bytes.
 ErrorOr<SecretBytes> hkdf_sha256_expand(ByteView pseudorandom_key, ByteView info, std::size_t length);
 // Extract then expand.
 ErrorOr<SecretBytes> hkdf_sha256(ByteView salt, ByteView input_key_material, ByteView info, std::size_t length);

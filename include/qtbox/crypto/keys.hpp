@@ -60,7 +60,7 @@ struct KeyAccess; // src/crypto: reaches the mbedTLS context
 
 class PublicKey {
 public:
-    // DER SubjectPublicKeyInfo. Failure::Malformed, or Failure::Unsupported
+    // DER SubjectPublicKeyInfo. CryptoError::Malformed, or CryptoError::Unsupported
     // for another algorithm, curve or RSA size.
     static ErrorOr<PublicKey> from_spki_der(ByteView der);
     // PEM "PUBLIC KEY" (exactly one key block).
@@ -78,7 +78,7 @@ public:
 
     ByteView spki_der() const;
     std::string spki_pem() const;
-    // 04‖X‖Y (65 or 97 bytes); Failure::WrongKeyType for RSA.
+    // 04‖X‖Y (65 or 97 bytes); CryptoError::WrongKeyType for RSA.
     ErrorOr<Bytes> ec_point() const;
 
     // Same key: equal SPKI DER.
@@ -87,14 +87,14 @@ public:
     // ECDSA over `message` hashed with the curve's hash (see above), and
     // over a precomputed digest of exactly that hash's length. `signature`
     // must be raw r‖s of the curve's size; r and s must lie in [1, n-1].
-    // Failure::BadSignature when it does not verify, Failure::Malformed for a
-    // wrong length, Failure::WrongKeyType for an RSA key.
+    // CryptoError::BadSignature when it does not verify, CryptoError::Malformed for a
+    // wrong length, CryptoError::WrongKeyType for an RSA key.
     ErrorOr<void> verify(ByteView message, ByteView signature) const;
     ErrorOr<void> verify_digest(ByteView digest, ByteView signature) const;
 
     // RSAES-OAEP (RFC 8017 §7.1) with SHA-256 and MGF1-SHA256, empty label.
     // The plaintext may hold at most bits/8 - 66 bytes (190 for RSA-2048):
-    // Failure::TooLarge past that, Failure::WrongKeyType for an EC key.
+    // CryptoError::TooLarge past that, CryptoError::WrongKeyType for an EC key.
     ErrorOr<Bytes> rsa_oaep_encrypt(ByteView plaintext) const;
 
     struct Impl;
@@ -113,7 +113,7 @@ public:
     static ErrorOr<PrivateKey> generate_rsa(std::size_t bits);
     // PEM (SEC1, PKCS#1 or unencrypted PKCS#8; an "EC PARAMETERS" block
     // before the key, as `openssl ecparam -genkey` writes, is skipped) or
-    // DER of the same. Encrypted keys are refused (Failure::Unsupported).
+    // DER of the same. Encrypted keys are refused (CryptoError::Unsupported).
     static ErrorOr<PrivateKey> parse(ByteView der_or_pem);
 
     ~PrivateKey();
@@ -137,17 +137,17 @@ public:
     ErrorOr<SecretBytes> to_der() const;
 
     // ECDSA, raw r‖s (see above). sign_digest takes a digest of exactly the
-    // curve's hash length (32 for P-256, 48 for P-384), else Failure::Malformed.
+    // curve's hash length (32 for P-256, 48 for P-384), else CryptoError::Malformed.
     ErrorOr<Bytes> sign(ByteView message) const;
     ErrorOr<Bytes> sign_digest(ByteView digest) const;
 
     // RSAES-OAEP-SHA256 decryption (see PublicKey::rsa_oaep_encrypt).
-    // Failure::DecryptionFailed for a ciphertext not made for this key.
+    // CryptoError::DecryptionFailed for a ciphertext not made for this key.
     ErrorOr<SecretBytes> rsa_oaep_decrypt(ByteView ciphertext) const;
 
     // ECDH (SEC1 §3.3.1): the x-coordinate of d·Q_peer, 32 bytes for P-256 and
     // 48 for P-384, big-endian. The peer must be on the same curve
-    // (Failure::WrongKeyType). An ephemeral key for it is just
+    // (CryptoError::WrongKeyType). An ephemeral key for it is just
     // PrivateKey::generate(KeyType::EcP384).
     ErrorOr<SecretBytes> ecdh(PublicKey const& peer) const;
 

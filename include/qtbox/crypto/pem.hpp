@@ -26,8 +26,8 @@ struct PemBlock {
 // RFC 7468 §2: base64 in lines of 64 characters, each ending in '\n'.
 std::string pem_encode(std::string_view label, ByteView der);
 
-// Every block in `text`, in order. Fails with Failure::Malformed on a
-// broken block, Failure::TooLarge past MAX_PEM_BLOCKS or MAX_PEM_BLOCK_SIZE.
+// Every block in `text`, in order. Fails with CryptoError::Malformed on a
+// broken block, CryptoError::TooLarge past MAX_PEM_BLOCKS or MAX_PEM_BLOCK_SIZE.
 // No block at all is not an error here: the result is empty.
 ErrorOr<std::vector<PemBlock>> pem_decode(std::string_view text);
 

@@ -23,7 +23,7 @@ namespace qtbox::crypto {
 class Drbg {
 public:
     // Seeds from getrandom; `personalization` is mixed into the seed
-    // (SP 800-90A §8.7.1). Fails with Failure::RandomSource.
+    // (SP 800-90A §8.7.1). Fails with CryptoError::RandomSource.
     static ErrorOr<Drbg> create(ByteView personalization = {});
     ~Drbg();
     Drbg(Drbg&&) noexcept;

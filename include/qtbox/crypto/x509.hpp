@@ -44,9 +44,9 @@ std::string key_usage_names(std::uint16_t bits);
 
 class Certificate {
 public:
-    // Exactly one DER certificate, no trailing bytes. Failure::Malformed, or
-    // Failure::TooLarge past MAX_CERTIFICATE_SIZE. The public key must be one
-    // PublicKey accepts (Failure::Unsupported otherwise).
+    // Exactly one DER certificate, no trailing bytes. CryptoError::Malformed, or
+    // CryptoError::TooLarge past MAX_CERTIFICATE_SIZE. The public key must be one
+    // PublicKey accepts (CryptoError::Unsupported otherwise).
     static ErrorOr<Certificate> parse_der(ByteView der);
     // DER, or PEM holding exactly one CERTIFICATE block.
     static ErrorOr<Certificate> parse(ByteView der_or_pem);
@@ -98,7 +98,7 @@ public:
     // This certificate's issuer name equals `issuer`'s subject (byte for
     // byte) and its signature verifies with `issuer`'s key, under an
     // accepted algorithm: ECDSA or RSA PKCS#1 v1.5 with SHA-256/384/512
-    // (not SHA-1, SHA-224, MD5 or RSASSA-PSS). Failure::BadSignature
+    // (not SHA-1, SHA-224, MD5 or RSASSA-PSS). CryptoError::BadSignature
     // otherwise. One signature verification; no other check (time,
     // constraints): that is verify_chain's job.
     ErrorOr<void> verify_signed_by(Certificate const& issuer) const;

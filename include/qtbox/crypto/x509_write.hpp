@@ -43,8 +43,8 @@ struct CertificateProfile {
 
 // A certificate for `subject_key`, signed by `issuer_key`, whose certificate
 // is `issuer` (its subject becomes the issuer name). Fails with
-// Failure::Malformed for a bad profile (empty subject, not_after before
-// not_before, path_length without is_ca), Failure::WrongKeyType when
+// CryptoError::Malformed for a bad profile (empty subject, not_after before
+// not_before, path_length without is_ca), CryptoError::WrongKeyType when
 // issuer_key does not match issuer or is RSA.
 ErrorOr<Certificate> issue_certificate(CertificateProfile const& profile, PublicKey const& subject_key,
     Certificate const& issuer, PrivateKey const& issuer_key);

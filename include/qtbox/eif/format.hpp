@@ -66,7 +66,7 @@ int section_order_rank(SectionType type);
 std::uint64_t section_size_limit(SectionType type);
 
 // Causes that callers branch on (the VMM maps them to its own errors).
-enum class Failure {
+enum class EifError {
     Malformed = 1,     // structure, order, offsets, unknown section type
     Truncated,         // the file ends before a declared size
     UnsupportedVersion,

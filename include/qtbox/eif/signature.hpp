@@ -25,7 +25,7 @@ struct SigningIdentity {
 };
 
 // Reads a PEM/DER EC P-384 private key and its certificate; refuses a key
-// that is not the certificate's (Failure::KeyMismatch) or not P-384.
+// that is not the certificate's (EifError::KeyMismatch) or not P-384.
 ErrorOr<SigningIdentity> load_signing_identity(std::string const& key_path, std::string const& certificate_path);
 
 // The whole signature section for an image whose PCR0 is `pcr0`.
@@ -35,7 +35,7 @@ struct SignatureEntry {
     Bytes certificate_pem;
     Bytes cose_sign1;
 };
-// Structure only (Failure::BadSignature when it is not the layout above).
+// Structure only (EifError::BadSignature when it is not the layout above).
 ErrorOr<SignatureEntry> parse_signature_section(ByteView section);
 // The DER of the signing certificate (what PCR8 measures).
 ErrorOr<Bytes> signing_certificate_der(ByteView section);
@@ -51,8 +51,8 @@ struct SignatureCheck {
 // Parses and checks everything; a malformed section is an error, a failed
 // check is reported in the result.
 ErrorOr<SignatureCheck> check_signature(ByteView section, Pcr const& pcr0, UnixMillis at);
-// Turns a failed check into an error: Failure::BadSignature,
-// Failure::Pcr0Mismatch or Failure::CertificateTime, in that order.
+// Turns a failed check into an error: EifError::BadSignature,
+// EifError::Pcr0Mismatch or EifError::CertificateTime, in that order.
 ErrorOr<void> require_valid(SignatureCheck const& check, UnixMillis at);
 
 } // namespace qtbox::eif

@@ -25,7 +25,7 @@ private:
     std::string m_path;
 };
 
-// Writes the image NAME as a docker-archive at `output`. Failure::NotFound
+// Writes the image NAME as a docker-archive at `output`. ImageError::NotFound
 // when there is no docker client, no daemon, or no such image (the message
 // says which, with a hint to use --docker-archive or --oci).
 ErrorOr<void> docker_save(std::string const& name, std::string const& output);

@@ -24,7 +24,7 @@
 namespace qtbox::image {
 
 // Causes callers (and tests) branch on; the message says the rest.
-enum class Failure {
+enum class ImageError {
     Malformed = 1,   // not a valid tar/JSON/manifest/layout
     Truncated,       // the input ends before a declared size
     PathEscape,      // `..`, or a write through a symbolic link

@@ -57,7 +57,7 @@ struct HostFile {
 
 // Splits an archive path into a canonical relative key: leading "/" and "./"
 // go, empty and "." components go, and ".." anywhere is refused
-// (Failure::PathEscape). The root is "".
+// (ImageError::PathEscape). The root is "".
 ErrorOr<std::string> normalize_path(std::string_view path);
 
 class FileTree {
@@ -79,7 +79,7 @@ public:
     // Removes everything below `path`, keeping `path`.
     void remove_children(std::string const& path);
     // Fails unless every proper ancestor of `path` that exists is a
-    // directory (a symbolic link there gives Failure::PathEscape).
+    // directory (a symbolic link there gives ImageError::PathEscape).
     ErrorOr<void> check_ancestors(std::string const& path) const;
 
     Node const* find(std::string const& path) const;
@@ -118,7 +118,7 @@ ErrorOr<void> apply_layer(FileTree& tree, std::string const& mount, ByteSource l
 // Adds the host directory `directory` under `mount` (which it creates with
 // the directory's own owner and mode), without following symbolic links.
 // Contents are read at write time; a file that changes size in between is
-// an error (Failure::Changed).
+// an error (ImageError::Changed).
 ErrorOr<void> add_host_directory(FileTree& tree, std::string const& mount, std::string const& directory);
 
 } // namespace qtbox::image

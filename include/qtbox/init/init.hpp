@@ -62,6 +62,12 @@ std::string path_of(std::vector<std::string> const& env);
 // Module list: absolute paths, one a line, blank lines skipped.
 ErrorOr<std::vector<std::string>> parse_module_list(std::string_view text);
 
+// Why the image's /cmd, /env, /workdir or module list was refused.
+enum class InitError {
+    Malformed = 1,  // an entry or line that breaks the format
+    TooManyEntries, // more than MAX_ENTRIES lines
+};
+
 enum class Compression { None, Gzip, Xz, Zstd };
 Compression module_compression(std::string_view path);
 // The module image inside a .ko.gz/.ko.xz/.ko.zst (a copy for None), at

@@ -18,11 +18,12 @@
 namespace qtbox::kvm {
 
 // Causes a caller may branch on (Error::is()).
-enum class Failure {
+enum class KvmError {
     DeviceMissing = 1,  // /dev/kvm does not exist
     NoPermission,       // /dev/kvm exists but may not be opened
     ApiVersion,         // KVM_GET_API_VERSION is not 12
     MissingCapability,  // a KVM_CAP_* the VMM needs is absent
+    OutsideGuestMemory, // a guest-physical range not inside guest RAM
 };
 
 constexpr char const* DEFAULT_DEVICE = "/dev/kvm";
@@ -38,7 +39,7 @@ class Vm;
 class System {
 public:
     // Opens the KVM device and checks the API version. A missing device or
-    // a permission problem is reported with its own Failure code, so the
+    // a permission problem is reported with its own KvmError code, so the
     // applet can print the matching hint (SPEC §10).
     static ErrorOr<System> open(std::string const& path = DEFAULT_DEVICE);
 

@@ -54,6 +54,8 @@ enum class PkiError {
     // does not match its certificate, or a key file is readable by group or
     // others.
     Invalid,
+    // A name given by the caller (--parent-name) is not allowed.
+    InvalidName,
 };
 
 // $QTBOX_PKI_DIR, or DEFAULT_PKI_DIR when unset or empty.

@@ -62,7 +62,7 @@ struct BackendConfig {
 
 // The SPEC §4 document for `request`, signed by `leaf` at `timestamp`.
 // `pcrs` are the registers to include (PcrBank::document_pcrs). Fails with
-// ErrorCode::InternalError when the result would exceed MAX_DOCUMENT_SIZE.
+// QtsmError::InternalError when the result would exceed MAX_DOCUMENT_SIZE.
 ErrorOr<Bytes> assemble_document(std::string const& module_id, UnixMillis timestamp,
     std::vector<PcrEntry> const& pcrs, pki::Leaf const& leaf, AttestationRequest const& request,
     cose::SignatureOrder order);

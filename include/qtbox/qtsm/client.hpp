@@ -4,8 +4,8 @@
 // One Client is one connection; each call writes one request frame and
 // reads its response frame, with a timeout so that a stuck server is an
 // error, not a hang. A response of the wrong shape or kind is
-// ErrorCode::InvalidResponse; {"Error": NAME} from the QTSM becomes an Error
-// whose code() is that ErrorCode.
+// QtsmError::InvalidResponse; {"Error": NAME} from the QTSM becomes an Error
+// whose code() is that QtsmError.
 #pragma once
 
 #include <qtbox/base/bytes.hpp>
@@ -38,7 +38,7 @@ public:
     explicit Client(UniqueFd fd) : m_fd(std::move(fd)) { }
 
     // One round trip. An {"Error": NAME} answer is returned as an Error
-    // (code = that ErrorCode, message "<Request>: the QTSM answered NAME").
+    // (code = that QtsmError, message "<Request>: the QTSM answered NAME").
     ErrorOr<Response> call(Request const& request);
 
     ErrorOr<DescribePcrResponse> describe_pcr(std::uint16_t index);

@@ -49,7 +49,7 @@ constexpr std::uint16_t VERSION_PATCH = 0;
 
 // QingTian's error_code enum (reference/qingtian.md §4), same values, so
 // that libqtsm returns them unchanged. Error::code() of protocol failures.
-enum class ErrorCode : int {
+enum class QtsmError : int {
     NoError = 0,
     InvalidIndex = 1,
     InvalidResponse = 2,
@@ -62,8 +62,8 @@ enum class ErrorCode : int {
 };
 
 // "InvalidIndex", ... (the NAME of {"Error": NAME}).
-std::string_view error_name(ErrorCode code);
-std::optional<ErrorCode> error_from_name(std::string_view name);
+std::string_view error_name(QtsmError code);
+std::optional<QtsmError> error_from_name(std::string_view name);
 
 // ---- requests ----
 struct DescribePcrRequest {
@@ -120,7 +120,7 @@ struct GetRandomResponse {
     Bytes random;
 };
 struct ErrorResponse {
-    ErrorCode code { ErrorCode::InternalError };
+    QtsmError code { QtsmError::InternalError };
 };
 
 using Response = std::variant<DescribePcrResponse, ExtendPcrResponse, LockPcrResponse, LockPcrsResponse,
@@ -129,15 +129,15 @@ using Response = std::variant<DescribePcrResponse, ExtendPcrResponse, LockPcrRes
 // Encodings (preferred serialisation, fields in the order above).
 Bytes encode_request(Request const& request);
 Bytes encode_response(Response const& response);
-inline Bytes encode_error(ErrorCode code) { return encode_response(ErrorResponse { code }); }
+inline Bytes encode_error(QtsmError code) { return encode_response(ErrorResponse { code }); }
 
-// The QTSM's decoder. Error::code() is the ErrorCode to answer with; the
+// The QTSM's decoder. Error::code() is the QtsmError to answer with; the
 // message says what was wrong (for logs, never sent to the peer).
 ErrorOr<Request> decode_request(ByteView encoded);
 
 // The client's decoder: {"Error": NAME} decodes to an ErrorResponse (not an
 // error); anything that is not a well-formed response of the documented
-// shapes is an Error with ErrorCode::InvalidResponse.
+// shapes is an Error with QtsmError::InvalidResponse.
 ErrorOr<Response> decode_response(ByteView encoded);
 
 // True when `response` is the answer to a request of `request`'s kind (or an

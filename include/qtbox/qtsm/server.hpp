@@ -49,7 +49,7 @@ struct ServerOptions {
 };
 
 // The local decision on one client request: the re-encoded request to
-// forward, or an Error whose code() is the ErrorCode to answer with.
+// forward, or an Error whose code() is the QtsmError to answer with.
 ErrorOr<Request> screen_request(ByteView encoded);
 
 class Server {

@@ -25,7 +25,7 @@
 
 namespace qtbox::vmm {
 
-enum class LaunchFailure {
+enum class LaunchError {
     Usage = 1,      // options that contradict each other or SPEC §11
     BadImage,       // kernel, initrd or EIF unusable
     MemoryTooSmall, // below the SPEC §3 rule

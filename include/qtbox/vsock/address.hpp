@@ -60,6 +60,12 @@ bool is_reserved_parent_port(std::uint32_t port);
 std::string connect_request(std::uint32_t port);
 std::string connect_reply(std::uint32_t port);
 
+// A handshake that can never succeed: the peer is not speaking the protocol.
+enum class HandshakeError {
+    TooLong = 1, // no newline within MAX_HANDSHAKE_LINE bytes
+    Malformed,   // not "<keyword> <port>"
+};
+
 // A handshake line found at the start of a buffer: the port it names and
 // how many bytes it used (the newline included). Bytes after it belong to
 // the stream.

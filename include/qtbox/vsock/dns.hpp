@@ -48,13 +48,14 @@ enum class RecordType : std::uint16_t {
 
 // Why a lookup failed, for callers that branch (a missing name is final;
 // a server failure means "ask the next server").
-enum class Failure {
+enum class DnsError {
     Malformed = 1,
     Mismatch,
     NameNotFound,
     ServerFailure,
     Refused,
     OtherRcode,
+    InvalidName, // validate_name: not a host name a rule may use
 };
 
 // A host name as written in a rule: 1-253 characters, labels of 1-63

@@ -36,6 +36,12 @@
 
 namespace qtbox::vsock {
 
+// Every refusal of a configuration (file, command line or reload) is this;
+// the message names the line or option and why.
+enum class ConfigError {
+    Invalid = 1,
+};
+
 enum class ProxyMode {
     Parent,
     Enclave,

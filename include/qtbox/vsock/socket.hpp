@@ -17,6 +17,13 @@
 
 namespace qtbox::vsock {
 
+// Failures callers tell apart (the others carry the errno of the call).
+enum class SocketError {
+    PathTooLong = 1, // a Unix socket path is empty or longer than sun_path
+    InvalidAddress,  // "ip:port" text that does not parse
+    AddressInUse,    // a live process already accepts on the hybrid socket
+};
+
 // Which address families a name may resolve to (qt-proxy -4 / -6).
 enum class Family {
     Any,
