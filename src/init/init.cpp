@@ -1,6 +1,7 @@
 // The half of init that touches the system (see init.hpp for the steps).
 #include <qtbox/base/log.hpp>
 #include <qtbox/base/sys.hpp>
+#include <qtbox/eif/app_config.hpp>
 #include <qtbox/init/init.hpp>
 
 #include <fmt/format.h>
@@ -55,7 +56,7 @@ ErrorOr<void> mount_fs(char const* source, std::string const& target, char const
 
 ErrorOr<std::string> read_optional(std::string const& path)
 {
-    auto bytes = sys::read_file(path, MAX_LIST_FILE_SIZE);
+    auto bytes = sys::read_file(path, eif::MAX_FILE_SIZE);
     if (bytes.is_error()) {
         if (bytes.error().is_errno(ENOENT))
             return std::string();
@@ -99,7 +100,7 @@ void remove_tree(int directory_fd, dev_t device, char const* keep)
 }
 
 // execve with a PATH search in the app's own PATH (execvpe would use init's).
-[[noreturn]] void exec_app(AppConfig const& config)
+[[noreturn]] void exec_app(eif::AppConfig const& config)
 {
     std::vector<char*> argv;
     for (auto const& argument : config.argv)
@@ -116,7 +117,7 @@ void remove_tree(int directory_fd, dev_t device, char const* keep)
         ::execve(program.c_str(), argv.data(), envp.data());
         error = errno;
     } else {
-        std::string path = path_of(config.env);
+        std::string path = eif::path_of(config.env);
         std::size_t start = 0;
         while (start <= path.size()) {
             auto colon = path.find(':', start);
@@ -223,12 +224,12 @@ ErrorOr<void> bring_up_loopback()
     return {};
 }
 
-ErrorOr<AppConfig> read_app_config()
+ErrorOr<eif::AppConfig> read_app_config()
 {
-    auto cmd = TRY(read_optional("/cmd"));
-    auto env = TRY(read_optional("/env"));
-    auto workdir = TRY(read_optional("/workdir"));
-    return parse_app_config(cmd, env, workdir);
+    auto cmd = TRY(read_optional(eif::CMD_PATH));
+    auto env = TRY(read_optional(eif::ENV_PATH));
+    auto workdir = TRY(read_optional(eif::WORKDIR_PATH));
+    return eif::parse_app_config(cmd, env, workdir);
 }
 
 ErrorOr<void> switch_to_rootfs()
@@ -271,7 +272,7 @@ ErrorOr<void> switch_to_rootfs()
     return {};
 }
 
-ErrorOr<int> run_app(AppConfig const& config)
+ErrorOr<int> run_app(eif::AppConfig const& config)
 {
     sigset_t watched;
     sigemptyset(&watched);
@@ -333,9 +334,9 @@ void run()
     }
     attach_console();
 
-    auto list = read_optional(MODULE_LIST);
+    auto list = read_optional(eif::MODULE_LIST_PATH);
     if (list.is_error())
-        fail(list.release_error().context(fmt::format("reading {}", MODULE_LIST)));
+        fail(list.release_error().context(fmt::format("reading {}", eif::MODULE_LIST_PATH)));
     auto modules = parse_module_list(list.value());
     if (modules.is_error())
         fail(modules.error());
