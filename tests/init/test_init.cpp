@@ -5,12 +5,54 @@
 
 #include <csignal>
 #include <lzma.h>
+#include <string>
 #include <sys/wait.h>
+#include <unistd.h>
 #include <zlib.h>
 #include <zstd.h>
 
 using namespace qtbox;
 using namespace qtbox::init;
+
+namespace {
+
+struct AppRun {
+    int exit_status { -1 };
+    std::string notices; // "<severity>|<text>\n" each
+};
+
+// run_app in a child of the test, so that its signal mask and reaping stay
+// there; every notice, whichever process sends it, goes up a pipe.
+AppRun run_app_in_child(eif::AppConfig const& config)
+{
+    int fds[2];
+    REQUIRE(::pipe(fds) == 0);
+    pid_t child = ::fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+        ::close(fds[0]);
+        int out = fds[1];
+        auto status = run_app(config, [out](Notice const& notice) {
+            auto line = fmt::format("{}|{}\n", static_cast<int>(notice.severity), notice.text);
+            [[maybe_unused]] auto written = ::write(out, line.data(), line.size());
+        });
+        ::_exit(status.is_error() || !WIFEXITED(status.value()) ? 100 : WEXITSTATUS(status.value()));
+    }
+    ::close(fds[1]);
+    AppRun run;
+    char buffer[512];
+    ssize_t n;
+    while ((n = ::read(fds[0], buffer, sizeof(buffer))) > 0)
+        run.notices.append(buffer, static_cast<std::size_t>(n));
+    ::close(fds[0]);
+    int status = 0;
+    REQUIRE(::waitpid(child, &status, 0) == child);
+    REQUIRE(WIFEXITED(status));
+    run.exit_status = WEXITSTATUS(status);
+    return run;
+}
+
+} // namespace
 
 TEST_CASE("init: the module list holds absolute paths, blank lines skipped")
 {
@@ -154,4 +196,31 @@ TEST_CASE("init: wait statuses read as sentences")
     CHECK(describe_wait_status(0) == "exited with status 0");
     CHECK(describe_wait_status(SIGKILL) == "was killed by signal 9 (SIGKILL)");
     CHECK(describe_wait_status(SIGSEGV | 0x80) == "was killed by signal 11 (SIGSEGV), core dumped");
+}
+
+TEST_CASE("init: an app that cannot start is reported through the notice sink, from its child")
+{
+    eif::AppConfig missing;
+    missing.argv = { "/nonexistent/qtbox-test-app" };
+    missing.env = { "PATH=/nonexistent" };
+    auto run = run_app_in_child(missing);
+    CHECK(run.exit_status == 127);
+    CHECK(run.notices == "3|cannot run /nonexistent/qtbox-test-app: No such file or directory\n");
+
+    eif::AppConfig bad_directory;
+    bad_directory.argv = { "/bin/true" };
+    bad_directory.working_dir = "/dev/null/app";
+    run = run_app_in_child(bad_directory);
+    CHECK(run.exit_status == 126);
+    CHECK(run.notices == "3|cannot enter the working directory /dev/null/app: Not a directory\n");
+}
+
+TEST_CASE("init: an app that runs reports nothing and its exit status comes back")
+{
+    eif::AppConfig app;
+    app.argv = { "sh", "-c", "exit 7" };
+    app.env = { "PATH=/usr/bin:/bin" };
+    auto run = run_app_in_child(app);
+    CHECK(run.exit_status == 7);
+    CHECK(run.notices.empty());
 }

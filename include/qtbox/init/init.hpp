@@ -11,14 +11,15 @@
 //      (plus devpts and /dev/shm), free the bootstrap files, make /rootfs
 //      the root (bind, move onto /, chroot)
 //   6. run the app in a new session, reap every child, forward SIGTERM/
-//      SIGINT to the app, log its exit status on the console
+//      SIGINT to the app, report its exit status (Events::app_exited)
 //   7. reboot(RB_AUTOBOOT): with `reboot=k` the kernel writes 0xFE to port
 //      0x64 and the VMM exits (there is no ACPI S5 to power off with)
 //
-// Any failure prints one "init: <what failed>: <why>" line on the console
-// and reboots: init never hangs and never exits (PID 1 exiting panics the
-// kernel). The heartbeat to the parent, qtsm-server and the clock sync come
-// with the vsock issue and slot in between steps 3 and 6 (see init.cpp).
+// Any failure is reported as one notice, "<what failed>: <why>; rebooting"
+// (the applet prints it on the console as "init: ..."), and init reboots:
+// it never hangs and never exits (PID 1 exiting panics the kernel). The
+// heartbeat to the parent, qtsm-server and the clock sync come with the
+// vsock issue and slot in between steps 3 and 6 (see init.cpp).
 //
 // The parsing is split out as pure functions so it can be unit tested on
 // the build machine.
@@ -26,8 +27,10 @@
 
 #include <qtbox/base/bytes.hpp>
 #include <qtbox/base/error.hpp>
+#include <qtbox/base/event.hpp>
 #include <qtbox/eif/app_config.hpp>
 
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -52,6 +55,23 @@ ErrorOr<Bytes> decompress_module(ByteView compressed, Compression compression, s
 // "exited with status 3", "was killed by signal 9 (SIGKILL)".
 std::string describe_wait_status(int status);
 
+// How the app ended: its argv[0] and wait status.
+struct AppExit {
+    std::string program;
+    int wait_status { 0 };
+};
+
+// What PID 1 reports; applets/init.cpp words and prints it on the console.
+// Empty callbacks drop the reports.
+struct Events {
+    // A step failed ("<what failed>: <why>; rebooting"; init reboots when
+    // the call returns), or, from the app's child process between fork and
+    // exec, why the app could not be started ("cannot run ...").
+    NoticeSink notice;
+    // The app has ended; init reboots when the call returns.
+    std::function<void(AppExit const&)> app_exited;
+};
+
 // The steps that touch the system; each returns a clear error.
 ErrorOr<void> mount_early_filesystems();
 void attach_console();
@@ -60,9 +80,10 @@ ErrorOr<void> bring_up_loopback();
 ErrorOr<eif::AppConfig> read_app_config();
 ErrorOr<void> switch_to_rootfs();
 // Forks the app and supervises it until it exits; returns its wait status.
-ErrorOr<int> run_app(eif::AppConfig const& config);
+// `notice` hears, from the child, why the app could not be started.
+ErrorOr<int> run_app(eif::AppConfig const& config, NoticeSink const& notice);
 
 // The whole of PID 1; never returns.
-[[noreturn]] void run();
+[[noreturn]] void run(Events const& events);
 
 } // namespace qtbox::init
