@@ -1,7 +1,8 @@
 // init: the enclave's PID 1 (DESIGN.md "Boot path" 4; SPEC §3 ramdisk
 // layout). It is /init of the bootstrap ramdisk that eif-build writes; the
 // kernel runs it, nobody else should. The steps are in
-// include/qtbox/init/init.hpp.
+// include/qtbox/init/init.hpp; this file prints what the engine reports,
+// one "init: ..." line each, on the console.
 //
 // See: SPEC §3, §6; ../reference/nitro.md §1.7 (Nitro's init); man/init.8.
 #include <qtbox/base/applet.hpp>
@@ -11,6 +12,25 @@
 #include <unistd.h>
 
 QT_APPLET(init, "init", "Enclave PID 1: modules, rootfs, the app, reboot");
+
+namespace {
+
+qtbox::log::Level level_of(qtbox::Severity severity)
+{
+    switch (severity) {
+    case qtbox::Severity::Debug:
+        return qtbox::log::Level::Debug;
+    case qtbox::Severity::Info:
+        return qtbox::log::Level::Info;
+    case qtbox::Severity::Warning:
+        return qtbox::log::Level::Warning;
+    case qtbox::Severity::Error:
+        return qtbox::log::Level::Error;
+    }
+    return qtbox::log::Level::Error;
+}
+
+} // namespace
 
 int init_main(int argc, char** argv)
 {
@@ -28,5 +48,11 @@ int init_main(int argc, char** argv)
         log::error("refusing to run: not PID 1 (init is the enclave's first process, started by its kernel)");
         return EXIT_USAGE;
     }
-    init::run();
+    log::set_program("init");
+    init::Events events;
+    events.notice = [](Notice const& notice) { log::write(level_of(notice.severity), notice.text); };
+    events.app_exited = [](init::AppExit const& exit) {
+        log::info("the app ({}) {}; rebooting", exit.program, init::describe_wait_status(exit.wait_status));
+    };
+    init::run(events);
 }

@@ -3,6 +3,7 @@
 // re-encodes (preferred serialisation) to bytes that decode to an equal
 // value and re-encode identically, and its diagnostic notation prints.
 #include <qtbox/cbor/decoder.hpp>
+#include <qtbox/cbor/diagnostic.hpp>
 #include <qtbox/cbor/encoder.hpp>
 
 #include <cstdint>

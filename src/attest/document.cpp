@@ -1,6 +1,7 @@
 #include <qtbox/attest/document.hpp>
 
 #include <qtbox/cbor/decoder.hpp>
+#include <qtbox/cbor/diagnostic.hpp>
 #include <qtbox/cbor/encoder.hpp>
 
 #include <fmt/format.h>

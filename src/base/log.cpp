@@ -1,4 +1,5 @@
 #include <qtbox/base/log.hpp>
+#include <qtbox/base/program.hpp>
 #include <qtbox/base/time.hpp>
 
 #include <string>
@@ -8,14 +9,13 @@ namespace qtbox::log {
 
 namespace {
 
-std::string g_program = "qtbox";
 Level g_min_level = Level::Info;
 bool g_timestamps = false;
 
 } // namespace
 
-void set_program(std::string_view name) { g_program = name; }
-std::string_view program() { return g_program; }
+void set_program(std::string_view name) { set_program_name(name); }
+std::string_view program() { return program_name(); }
 void set_min_level(Level level) { g_min_level = level; }
 void set_timestamps(bool enabled) { g_timestamps = enabled; }
 
@@ -30,7 +30,7 @@ void write(Level level, std::string_view message)
         line += format_rfc3339(now_millis());
         line += ' ';
     }
-    line += g_program;
+    line += program_name();
     line += ": ";
     if (level == Level::Warning)
         line += "warning: ";

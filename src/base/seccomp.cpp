@@ -1,4 +1,4 @@
-#include <qtbox/base/log.hpp>
+#include <qtbox/base/program.hpp>
 #include <qtbox/base/seccomp.hpp>
 
 #include <fmt/format.h>
@@ -24,8 +24,8 @@ namespace {
 std::atomic<int> g_violation_exit_code { 1 };
 static_assert(std::atomic<int>::is_always_lock_free);
 
-// The program name is ours (log::set_program), but bound it anyway so the
-// rest of the line always fits.
+// The program name is ours (program.hpp), but bound it anyway so the rest
+// of the line always fits.
 constexpr std::size_t MAX_PROGRAM_IN_REPORT = 128;
 
 // Async-signal-safe: no allocation, no locks; one write() and exit_group.
@@ -40,7 +40,7 @@ void on_sigsys(int, siginfo_t* info, void*)
             line[length++] = c;
         }
     };
-    append(log::program().substr(0, MAX_PROGRAM_IN_REPORT));
+    append(program_name().substr(0, MAX_PROGRAM_IN_REPORT));
     append(": seccomp: system call ");
     char digits[16];
     auto converted = std::to_chars(digits, digits + sizeof(digits), info ? info->si_syscall : -1);

@@ -1,6 +1,7 @@
 #include <qtbox/cose/sign1.hpp>
 
 #include <qtbox/cbor/decoder.hpp>
+#include <qtbox/cbor/diagnostic.hpp>
 #include <qtbox/crypto/error.hpp>
 #include <qtbox/crypto/hash.hpp>
 

@@ -96,18 +96,14 @@ inline mbedtls_rsa_context& rsa_context(mbedtls_pk_context const& context)
 // bounds, else CryptoError::Unsupported.
 ErrorOr<KeyType> classify_key(mbedtls_pk_context const& context, std::size_t& bits);
 
-// The process-wide, read-only group of an EC key type, its table of
-// multiples of G computed on first use (keys.cpp explains why sharing it
-// between threads is safe). Only for verification: nothing may pass it to
-// an mbedTLS function that writes to the group. CryptoError::WrongKeyType for
-// RSA, CryptoError::Internal if the precomputation failed.
-ErrorOr<mbedtls_ecp_group*> verification_group(KeyType type);
+// The curve of an EC key type (P-256 or P-384).
+inline mbedtls_ecp_group_id curve_of(KeyType type)
+{
+    return type == KeyType::EcP256 ? MBEDTLS_ECP_DP_SECP256R1 : MBEDTLS_ECP_DP_SECP384R1;
+}
 
-// ECDSA verification of r, s over `digest` with an EC key, on its curve's
-// verification_group. `digest` may have any length (SEC1 §4.1.4 truncates
-// it to the order's bit length). CryptoError::BadSignature when it does not
-// verify (r or s outside [1, n-1] included), CryptoError::WrongKeyType for RSA.
-ErrorOr<void> ecdsa_verify(PublicKey const& key, ByteView digest, mbedtls_mpi const& r, mbedtls_mpi const& s);
+// CryptoError::WrongKeyType: "<what>: needs an EC P-256 or P-384 key, not RSA".
+Error not_ec(std::string_view what);
 
 } // namespace qtbox::crypto
 

@@ -1,6 +1,7 @@
 #include <qtbox/crypto/x509.hpp>
 
 #include "support.hpp"
+#include "verify_cache.hpp"
 
 #include <qtbox/crypto/pem.hpp>
 

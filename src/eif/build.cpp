@@ -1,3 +1,4 @@
+#include <qtbox/eif/app_config.hpp>
 #include <qtbox/eif/build.hpp>
 #include <qtbox/eif/modules.hpp>
 #include <qtbox/eif/signature.hpp>
@@ -15,12 +16,19 @@ namespace qtbox::eif {
 namespace {
 
 constexpr char const* DEFAULT_BLOBS = "/usr/share/qtbox/blobs";
-// What Docker puts in a container's environment when the image sets no PATH.
-constexpr std::string_view DOCKER_DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 constexpr std::size_t MAX_COMMAND_WORDS = 4096;
 constexpr std::size_t MAX_RUN_CONFIG_BYTES = 1 << 20;
+// /cmd and /env together hold at most this many bytes, so each of them is
+// within what init reads.
+static_assert(MAX_RUN_CONFIG_BYTES <= MAX_FILE_SIZE);
 constexpr std::string_view MOUNT = "rootfs";
 constexpr std::size_t KERNEL_CHUNK = 1 << 20;
+
+// A path in the enclave ("/cmd") as the ramdisk's tree names it ("cmd").
+std::string in_ramdisk(char const* path)
+{
+    return std::string(path).substr(1);
+}
 
 Error bad_input(std::string message)
 {
@@ -29,7 +37,7 @@ Error bad_input(std::string message)
 
 ErrorOr<void> check_line(std::string_view value, std::string_view what)
 {
-    if (value.find('\n') != std::string_view::npos || value.find('\0') != std::string_view::npos)
+    if (!fits_one_line(value))
         return bad_input(fmt::format("{} '{}' contains a newline or NUL, which /cmd and /env cannot hold", what, value.substr(0, 64)));
     return {};
 }
@@ -37,25 +45,9 @@ ErrorOr<void> check_line(std::string_view value, std::string_view what)
 ErrorOr<void> check_env_entry(std::string_view entry, std::string_view what)
 {
     TRY(check_line(entry, what));
-    auto equals = entry.find('=');
-    if (equals == std::string_view::npos || equals == 0)
+    if (!is_env_entry(entry))
         return bad_input(fmt::format("{} '{}' is not KEY=VALUE", what, entry.substr(0, 64)));
     return {};
-}
-
-std::string_view env_key(std::string_view entry)
-{
-    return entry.substr(0, entry.find('='));
-}
-
-Bytes lines(std::vector<std::string> const& entries)
-{
-    Bytes bytes;
-    for (auto const& entry : entries) {
-        bytes.insert(bytes.end(), entry.begin(), entry.end());
-        bytes.push_back('\n');
-    }
-    return bytes;
 }
 
 image::Node regular_file(image::FileTree& tree, image::Content content, std::uint64_t size, std::uint32_t mode)
@@ -131,7 +123,7 @@ ErrorOr<image::FileTree> bootstrap_tree(BuildRequest const& request, GuestModule
     }
     TRY(tree.ensure_directory("etc", 0755));
     TRY(tree.ensure_directory("etc/qtbox", 0755));
-    TRY(tree.put("etc/qtbox/modules", inline_file(tree, lines(load_order), 0644)));
+    TRY(tree.put(in_ramdisk(MODULE_LIST_PATH), inline_file(tree, encode_lines(load_order), 0644)));
     return tree;
 }
 
@@ -281,7 +273,7 @@ ErrorOr<RunConfig> resolve_run_config(image::ImageConfig const& image, RunOverri
     }
     bool has_path = std::any_of(run.env.begin(), run.env.end(), [](std::string const& entry) { return env_key(entry) == "PATH"; });
     if (!has_path)
-        run.env.insert(run.env.begin(), std::string(DOCKER_DEFAULT_PATH));
+        run.env.insert(run.env.begin(), std::string("PATH=") + DEFAULT_PATH);
     for (auto const& entry : run.env)
         total += entry.size() + 1;
 
@@ -344,9 +336,9 @@ ErrorOr<BuildResult> build_eif(BuildRequest const& request)
     for (auto directory : { "dev", "proc", "sys", "run" })
         TRY(application.ensure_directory(fmt::format("{}/{}", mount, directory), 0755));
     TRY(application.ensure_directory(mount + "/tmp", 01777));
-    TRY(application.put("cmd", inline_file(application, lines(result.run.argv), 0644)));
-    TRY(application.put("env", inline_file(application, lines(result.run.env), 0644)));
-    TRY(application.put("workdir", inline_file(application, lines({ result.run.working_dir }), 0644)));
+    TRY(application.put(in_ramdisk(CMD_PATH), inline_file(application, encode_lines(result.run.argv), 0644)));
+    TRY(application.put(in_ramdisk(ENV_PATH), inline_file(application, encode_lines(result.run.env), 0644)));
+    TRY(application.put(in_ramdisk(WORKDIR_PATH), inline_file(application, encode_lines({ result.run.working_dir }), 0644)));
 
     // 3. Kernel, modules, cmdline.
     TRY(check_cmdline(request.cmdline));

@@ -1,6 +1,6 @@
 // The half of init that touches the system (see init.hpp for the steps).
-#include <qtbox/base/log.hpp>
 #include <qtbox/base/sys.hpp>
+#include <qtbox/eif/app_config.hpp>
 #include <qtbox/init/init.hpp>
 
 #include <fmt/format.h>
@@ -55,7 +55,7 @@ ErrorOr<void> mount_fs(char const* source, std::string const& target, char const
 
 ErrorOr<std::string> read_optional(std::string const& path)
 {
-    auto bytes = sys::read_file(path, MAX_LIST_FILE_SIZE);
+    auto bytes = sys::read_file(path, eif::MAX_FILE_SIZE);
     if (bytes.is_error()) {
         if (bytes.error().is_errno(ENOENT))
             return std::string();
@@ -98,8 +98,14 @@ void remove_tree(int directory_fd, dev_t device, char const* keep)
     ::closedir(directory);
 }
 
+void report(NoticeSink const& notice, Severity severity, std::string text)
+{
+    if (notice)
+        notice({ severity, std::move(text) });
+}
+
 // execve with a PATH search in the app's own PATH (execvpe would use init's).
-[[noreturn]] void exec_app(AppConfig const& config)
+[[noreturn]] void exec_app(eif::AppConfig const& config, NoticeSink const& notice)
 {
     std::vector<char*> argv;
     for (auto const& argument : config.argv)
@@ -116,7 +122,7 @@ void remove_tree(int directory_fd, dev_t device, char const* keep)
         ::execve(program.c_str(), argv.data(), envp.data());
         error = errno;
     } else {
-        std::string path = path_of(config.env);
+        std::string path = eif::path_of(config.env);
         std::size_t start = 0;
         while (start <= path.size()) {
             auto colon = path.find(':', start);
@@ -131,7 +137,7 @@ void remove_tree(int directory_fd, dev_t device, char const* keep)
             start = colon + 1;
         }
     }
-    log::error("cannot run {}: {}", program, std::strerror(error));
+    report(notice, Severity::Error, fmt::format("cannot run {}: {}", program, std::strerror(error)));
     ::_exit(error == ENOENT ? 127 : 126);
 }
 
@@ -147,9 +153,9 @@ void remove_tree(int directory_fd, dev_t device, char const* keep)
     ::_exit(1);
 }
 
-[[noreturn]] void fail(Error const& error)
+[[noreturn]] void fail(Events const& events, Error const& error)
 {
-    log::error("{}; rebooting", error.message());
+    report(events.notice, Severity::Error, fmt::format("{}; rebooting", error.message()));
     reboot_now();
 }
 
@@ -223,12 +229,12 @@ ErrorOr<void> bring_up_loopback()
     return {};
 }
 
-ErrorOr<AppConfig> read_app_config()
+ErrorOr<eif::AppConfig> read_app_config()
 {
-    auto cmd = TRY(read_optional("/cmd"));
-    auto env = TRY(read_optional("/env"));
-    auto workdir = TRY(read_optional("/workdir"));
-    return parse_app_config(cmd, env, workdir);
+    auto cmd = TRY(read_optional(eif::CMD_PATH));
+    auto env = TRY(read_optional(eif::ENV_PATH));
+    auto workdir = TRY(read_optional(eif::WORKDIR_PATH));
+    return eif::parse_app_config(cmd, env, workdir);
 }
 
 ErrorOr<void> switch_to_rootfs()
@@ -271,7 +277,7 @@ ErrorOr<void> switch_to_rootfs()
     return {};
 }
 
-ErrorOr<int> run_app(AppConfig const& config)
+ErrorOr<int> run_app(eif::AppConfig const& config, NoticeSink const& notice)
 {
     sigset_t watched;
     sigemptyset(&watched);
@@ -291,11 +297,13 @@ ErrorOr<int> run_app(AppConfig const& config)
             // Docker creates a missing WorkingDir; so do we.
             if (errno != ENOENT || sys::mkdir_p(config.working_dir, 0755).is_error()
                 || ::chdir(config.working_dir.c_str()) < 0) {
-                log::error("cannot enter the working directory {}: {}", config.working_dir, std::strerror(errno));
+                int error = errno;
+                report(notice, Severity::Error,
+                    fmt::format("cannot enter the working directory {}: {}", config.working_dir, std::strerror(error)));
                 ::_exit(126);
             }
         }
-        exec_app(config);
+        exec_app(config, notice);
     }
 
     for (;;) {
@@ -324,41 +332,41 @@ ErrorOr<int> run_app(AppConfig const& config)
     }
 }
 
-void run()
+void run(Events const& events)
 {
-    log::set_program("init");
     if (auto mounted = mount_early_filesystems(); mounted.is_error()) {
         attach_console();
-        fail(mounted.error());
+        fail(events, mounted.error());
     }
     attach_console();
 
-    auto list = read_optional(MODULE_LIST);
+    auto list = read_optional(eif::MODULE_LIST_PATH);
     if (list.is_error())
-        fail(list.release_error().context(fmt::format("reading {}", MODULE_LIST)));
+        fail(events, list.release_error().context(fmt::format("reading {}", eif::MODULE_LIST_PATH)));
     auto modules = parse_module_list(list.value());
     if (modules.is_error())
-        fail(modules.error());
+        fail(events, modules.error());
     for (auto const& path : modules.value()) {
         if (auto loaded = load_module(path); loaded.is_error())
-            fail(loaded.error());
+            fail(events, loaded.error());
     }
     if (auto up = bring_up_loopback(); up.is_error())
-        fail(up.error());
+        fail(events, up.error());
 
     // The vsock issue adds here: the heartbeat to CID 3 port 9000 (with the
     // parent's clock) and qtsm-server, neither of which the app waits for.
 
     auto config = read_app_config();
     if (config.is_error())
-        fail(config.error());
+        fail(events, config.error());
     if (auto switched = switch_to_rootfs(); switched.is_error())
-        fail(switched.error());
+        fail(events, switched.error());
 
-    auto status = run_app(config.value());
+    auto status = run_app(config.value(), events.notice);
     if (status.is_error())
-        fail(status.error());
-    log::info("the app ({}) {}; rebooting", config.value().argv[0], describe_wait_status(status.value()));
+        fail(events, status.error());
+    if (events.app_exited)
+        events.app_exited({ config.value().argv[0], status.value() });
     reboot_now();
 }
 

@@ -18,6 +18,20 @@ Vcpu::~Vcpu()
         ::munmap(m_run, m_run_size);
 }
 
+void Vcpu::kick() noexcept
+{
+    // volatile: only the kernel reads the byte, so nothing tells the
+    // compiler the store matters; it must not be dropped or deferred.
+    if (m_run)
+        *static_cast<std::uint8_t volatile*>(&m_run->immediate_exit) = 1;
+}
+
+void Vcpu::clear_kick() noexcept
+{
+    if (m_run)
+        *static_cast<std::uint8_t volatile*>(&m_run->immediate_exit) = 0;
+}
+
 ErrorOr<Exit> Vcpu::run()
 {
     Exit exit;

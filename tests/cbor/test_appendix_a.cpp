@@ -1,6 +1,7 @@
 // Every example of RFC 8949 Appendix A, decoded and (where the RFC's encoding
 // is the preferred serialisation) re-encoded.
 #include <qtbox/cbor/decoder.hpp>
+#include <qtbox/cbor/diagnostic.hpp>
 #include <qtbox/cbor/encoder.hpp>
 
 #include "support.hpp"

@@ -1,4 +1,5 @@
 #include <qtbox/cbor/decoder.hpp>
+#include <qtbox/cbor/diagnostic.hpp>
 #include <qtbox/cbor/encoder.hpp>
 
 #include <doctest/doctest.h>

@@ -1,4 +1,5 @@
 #include <qtbox/cbor/decoder.hpp>
+#include <qtbox/cbor/diagnostic.hpp>
 #include <qtbox/cose/sign1.hpp>
 #include <qtbox/crypto/error.hpp>
 

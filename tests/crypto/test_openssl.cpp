@@ -3,6 +3,7 @@
 // no openssl on the PATH.
 #define DOCTEST_CONFIG_IMPLEMENT
 #include <qtbox/crypto/chain.hpp>
+#include <qtbox/crypto/ecdsa_signature.hpp>
 #include <qtbox/crypto/x509_write.hpp>
 
 #include "support.hpp"

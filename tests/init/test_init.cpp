@@ -5,75 +5,54 @@
 
 #include <csignal>
 #include <lzma.h>
+#include <string>
 #include <sys/wait.h>
+#include <unistd.h>
 #include <zlib.h>
 #include <zstd.h>
 
 using namespace qtbox;
 using namespace qtbox::init;
 
-TEST_CASE("init: /cmd lines become argv; empty entries and NUL bytes are refused")
+namespace {
+
+struct AppRun {
+    int exit_status { -1 };
+    std::string notices; // "<severity>|<text>\n" each
+};
+
+// run_app in a child of the test, so that its signal mask and reaping stay
+// there; every notice, whichever process sends it, goes up a pipe.
+AppRun run_app_in_child(eif::AppConfig const& config)
 {
-    auto config = parse_app_config("/bin/sh\n-c\necho hello enclave\n", "", "");
-    REQUIRE(!config.is_error());
-    CHECK(config.value().argv == std::vector<std::string> { "/bin/sh", "-c", "echo hello enclave" });
-    CHECK(config.value().working_dir == "/");
-
-    auto no_newline = parse_app_config("/app", "", "");
-    REQUIRE(!no_newline.is_error());
-    CHECK(no_newline.value().argv == std::vector<std::string> { "/app" });
-
-    auto empty_entry = parse_app_config("/bin/echo\n\nx\n", "", "");
-    REQUIRE(empty_entry.is_error());
-    CHECK(empty_entry.error().message() == "/cmd line 2: empty entry");
-
-    auto nothing = parse_app_config("", "", "");
-    REQUIRE(nothing.is_error());
-    CHECK(nothing.error().message() == "/cmd: no command to run");
-
-    auto nul = parse_app_config(std::string_view("/a\0b\n", 5), "", "");
-    REQUIRE(nul.is_error());
-    CHECK(nul.error().message() == "/cmd line 1: contains a NUL byte");
+    int fds[2];
+    REQUIRE(::pipe(fds) == 0);
+    pid_t child = ::fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+        ::close(fds[0]);
+        int out = fds[1];
+        auto status = run_app(config, [out](Notice const& notice) {
+            auto line = fmt::format("{}|{}\n", static_cast<int>(notice.severity), notice.text);
+            [[maybe_unused]] auto written = ::write(out, line.data(), line.size());
+        });
+        ::_exit(status.is_error() || !WIFEXITED(status.value()) ? 100 : WEXITSTATUS(status.value()));
+    }
+    ::close(fds[1]);
+    AppRun run;
+    char buffer[512];
+    ssize_t n;
+    while ((n = ::read(fds[0], buffer, sizeof(buffer))) > 0)
+        run.notices.append(buffer, static_cast<std::size_t>(n));
+    ::close(fds[0]);
+    int status = 0;
+    REQUIRE(::waitpid(child, &status, 0) == child);
+    REQUIRE(WIFEXITED(status));
+    run.exit_status = WEXITSTATUS(status);
+    return run;
 }
 
-TEST_CASE("init: /env entries are KEY=VALUE, PATH defaults to Docker's")
-{
-    auto config = parse_app_config("/app\n", "A=1\n\nB=x=y\n", "");
-    REQUIRE(!config.is_error());
-    CHECK(config.value().env == std::vector<std::string> { "A=1", "B=x=y", std::string("PATH=") + DEFAULT_PATH });
-    CHECK(path_of(config.value().env) == DEFAULT_PATH);
-
-    auto with_path = parse_app_config("/app\n", "PATH=/opt/bin\n", "");
-    REQUIRE(!with_path.is_error());
-    CHECK(with_path.value().env == std::vector<std::string> { "PATH=/opt/bin" });
-    CHECK(path_of(with_path.value().env) == "/opt/bin");
-
-    auto bad = parse_app_config("/app\n", "JUSTAKEY\n", "");
-    REQUIRE(bad.is_error());
-    CHECK(bad.error().message() == "/env: 'JUSTAKEY' is not KEY=VALUE");
-    CHECK(parse_app_config("/app\n", "=value\n", "").is_error());
-}
-
-TEST_CASE("init: /workdir is one absolute path")
-{
-    auto config = parse_app_config("/app\n", "", "/srv/app\n");
-    REQUIRE(!config.is_error());
-    CHECK(config.value().working_dir == "/srv/app");
-    CHECK(parse_app_config("/app\n", "", "srv\n").is_error());
-    CHECK(parse_app_config("/app\n", "", "/a\n/b\n").is_error());
-}
-
-TEST_CASE("init: too many entries are refused")
-{
-    std::string many;
-    for (std::size_t i = 0; i <= MAX_ENTRIES; ++i)
-        many += "x\n";
-    auto result = parse_lines(many, "/cmd", false);
-    REQUIRE(result.is_error());
-    CHECK(result.error().is(InitError::TooManyEntries));
-    many.resize(many.size() - 2);
-    CHECK(!parse_lines(many, "/cmd", false).is_error());
-}
+} // namespace
 
 TEST_CASE("init: the module list holds absolute paths, blank lines skipped")
 {
@@ -217,4 +196,31 @@ TEST_CASE("init: wait statuses read as sentences")
     CHECK(describe_wait_status(0) == "exited with status 0");
     CHECK(describe_wait_status(SIGKILL) == "was killed by signal 9 (SIGKILL)");
     CHECK(describe_wait_status(SIGSEGV | 0x80) == "was killed by signal 11 (SIGSEGV), core dumped");
+}
+
+TEST_CASE("init: an app that cannot start is reported through the notice sink, from its child")
+{
+    eif::AppConfig missing;
+    missing.argv = { "/nonexistent/qtbox-test-app" };
+    missing.env = { "PATH=/nonexistent" };
+    auto run = run_app_in_child(missing);
+    CHECK(run.exit_status == 127);
+    CHECK(run.notices == "3|cannot run /nonexistent/qtbox-test-app: No such file or directory\n");
+
+    eif::AppConfig bad_directory;
+    bad_directory.argv = { "/bin/true" };
+    bad_directory.working_dir = "/dev/null/app";
+    run = run_app_in_child(bad_directory);
+    CHECK(run.exit_status == 126);
+    CHECK(run.notices == "3|cannot enter the working directory /dev/null/app: Not a directory\n");
+}
+
+TEST_CASE("init: an app that runs reports nothing and its exit status comes back")
+{
+    eif::AppConfig app;
+    app.argv = { "sh", "-c", "exit 7" };
+    app.env = { "PATH=/usr/bin:/bin" };
+    auto run = run_app_in_child(app);
+    CHECK(run.exit_status == 7);
+    CHECK(run.notices.empty());
 }

@@ -1,5 +1,6 @@
-// CBOR (RFC 8949): a value model, a streaming encoder (encoder.hpp) and a
-// strict, bounded decoder (decoder.hpp).
+// CBOR (RFC 8949): a value model, a streaming encoder (encoder.hpp), a
+// strict, bounded decoder (decoder.hpp) and the diagnostic-notation printer
+// (diagnostic.hpp).
 //
 // Overview
 // - Value holds one data item of the CBOR data model (RFC 8949 §2): unsigned
@@ -18,6 +19,9 @@
 #pragma once
 
 #include <qtbox/base/bytes.hpp>
+// to_diagnostic (diagnostic.hpp) for the files that still reach it through
+// this header (src/qtsm/protocol.cpp); new code includes diagnostic.hpp.
+#include <qtbox/cbor/diagnostic.hpp>
 
 #include <compare>
 #include <cstdint>
@@ -149,9 +153,5 @@ struct MapEntry {
     Value value;
     friend bool operator==(MapEntry const&, MapEntry const&) = default;
 };
-
-// RFC 8949 §8 diagnostic notation (definite lengths, since the model does
-// not keep indefinite ones). Used by tests and error messages.
-std::string to_diagnostic(Value const& value);
 
 } // namespace qtbox::cbor

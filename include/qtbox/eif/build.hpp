@@ -6,10 +6,9 @@
 //   ramdisk1 (application) rootfs/... (the image, with rootfs/{dev,proc,sys,
 //                          run,tmp} added when absent), cmd, env, workdir
 //
-// /cmd, /env: one entry a line, each ending in '\n' (Nitro's layout).
-// /workdir: the absolute working directory followed by '\n' (a qtbox
-// addition; init chdirs there inside the chroot; "/" when the image sets
-// none). The command is ENTRYPOINT followed by CMD, as Docker runs it.
+// /cmd, /env, /workdir and etc/qtbox/modules: the format init reads,
+// app_config.hpp. The working directory is "/" when the image sets none;
+// the command is ENTRYPOINT followed by CMD, as Docker runs it.
 //
 // Every byte is streamed: the kernel and layer contents go from their files
 // through the EIF writer (CRC, PCRs) to the output; nothing the size of the

@@ -1,5 +1,6 @@
-// One KVM vCPU: its fd, the shared kvm_run page, the register ioctls, and
-// run(), which turns one KVM_RUN into an Exit the caller dispatches on.
+// One KVM vCPU: its fd, the shared kvm_run page, the register ioctls,
+// run(), which turns one KVM_RUN into an Exit the caller dispatches on, and
+// kick()/clear_kick(), the only writes to the kvm_run page from outside.
 #pragma once
 
 #include <qtbox/base/error.hpp>
@@ -64,9 +65,16 @@ public:
 
     std::uint32_t id() const { return m_id; }
     int fd() const { return m_fd.get(); }
-    // The shared page: immediate_exit lives here (set it from a signal
-    // handler to make the next or current KVM_RUN return EINTR).
-    kvm_run* run_page() const { return m_run; }
+
+    // Sets immediate_exit in the kvm_run page: the KVM_RUN in progress, or
+    // the next one, returns Interrupted instead of running the guest.
+    // Async-signal-safe (one byte stored, nothing else): the handler of the
+    // signal that kicks a vCPU thread calls it on that thread, so a kick
+    // that lands just before KVM_RUN is not lost.
+    void kick() noexcept;
+    // Clears immediate_exit after an Interrupted exit, so that the next
+    // run() enters the guest again.
+    void clear_kick() noexcept;
 
     // One KVM_RUN. EINTR and EAGAIN come back as Interrupted; other errors
     // are errors. The Exit's spans point into the kvm_run page and are valid

@@ -1,7 +1,8 @@
-// The VMM proper (STYLE.md "src/vmm"): Machine::create turns a config into
-// a KVM VM with guest memory, an in-kernel irqchip and PIT, COM1 and the
-// i8042 reset line, loads the guest, and sets every vCPU up for the 64-bit
-// entry; Machine::run starts one thread per vCPU and runs the event loop
+// The VMM proper (STYLE.md "src/vmm"): Machine::create (the builder,
+// src/vmm/builder.cpp) turns a config into a KVM VM with guest memory, an
+// in-kernel irqchip and PIT, COM1 and the i8042 reset line, loads the guest,
+// and sets every vCPU up for the 64-bit entry; Machine::run (the run loop,
+// src/vmm/machine.cpp) starts one thread per vCPU and runs the event loop
 // (console input and flushing, termination signals) on the caller's thread
 // until the guest stops.
 //

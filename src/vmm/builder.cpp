@@ -1,0 +1,192 @@
+// The builder half of Machine (machine_state.hpp): Machine::create turns a
+// MachineConfig into a VM ready to run. The run loop is in machine.cpp.
+#include <qtbox/base/sys.hpp>
+#include <qtbox/boot/cpu.hpp>
+#include <qtbox/boot/cpuid.hpp>
+#include <qtbox/boot/layout.hpp>
+#include <qtbox/devices/i8042.hpp>
+#include <qtbox/devices/serial_8250.hpp>
+#include <qtbox/vmm/loader.hpp>
+#include <qtbox/vmm/machine.hpp>
+
+#include "machine_state.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <unistd.h>
+
+namespace qtbox::vmm {
+
+namespace {
+
+struct Capability {
+    long id;
+    char const* name;
+};
+
+constexpr Capability REQUIRED_CAPABILITIES[] = {
+    { KVM_CAP_IRQCHIP, "KVM_CAP_IRQCHIP" },
+    { KVM_CAP_PIT2, "KVM_CAP_PIT2" },
+    { KVM_CAP_USER_MEMORY, "KVM_CAP_USER_MEMORY" },
+    { KVM_CAP_SET_TSS_ADDR, "KVM_CAP_SET_TSS_ADDR" },
+    { KVM_CAP_EXT_CPUID, "KVM_CAP_EXT_CPUID" },
+    { KVM_CAP_IRQFD, "KVM_CAP_IRQFD" },
+    { KVM_CAP_IMMEDIATE_EXIT, "KVM_CAP_IMMEDIATE_EXIT" },
+};
+
+// What the host's KVM must offer, and how many vCPUs it allows.
+ErrorOr<void> check_host(kvm::System const& system, std::uint32_t cpus)
+{
+    if (cpus == 0 || cpus > MAX_VCPUS)
+        return Error::from_string(fmt::format("{} vCPUs: between 1 and {} are supported", cpus, MAX_VCPUS));
+    for (auto const& capability : REQUIRED_CAPABILITIES)
+        TRY(system.require_extension(capability.id, capability.name));
+    int max_vcpus = system.check_extension(KVM_CAP_MAX_VCPUS);
+    if (max_vcpus <= 0)
+        max_vcpus = system.check_extension(KVM_CAP_NR_VCPUS);
+    if (max_vcpus > 0 && cpus > static_cast<std::uint32_t>(max_vcpus))
+        return Error::from_string(fmt::format("{} vCPUs requested; this KVM allows {}", cpus, max_vcpus));
+    return {};
+}
+
+// Before any vCPU (api.rst): the TSS and identity-map pages, then the
+// in-kernel PIC/IOAPIC/LAPIC and the PIT (its speaker port handled in the
+// kernel too, so port 0x61 never exits); then guest memory.
+ErrorOr<void> set_up_vm(Machine::State& s)
+{
+    using namespace boot;
+    TRY(s.vm.set_tss_address(KVM_TSS_ADDRESS));
+    if (s.vm.check_extension(KVM_CAP_SET_IDENTITY_MAP_ADDR) > 0)
+        TRY(s.vm.set_identity_map_address(KVM_IDENTITY_MAP_ADDRESS));
+    TRY(s.vm.create_irqchip());
+    TRY(s.vm.create_pit2(KVM_PIT_SPEAKER_DUMMY));
+    TRY(s.memory.register_with(s.vm));
+    return {};
+}
+
+// Host bytes for COM1's receive side: read on the event-loop thread while
+// the UART's FIFO has room, until the input ends or fails.
+PollSource serial_input(devices::Serial8250& serial, int input_fd)
+{
+    auto open = std::make_shared<bool>(true);
+    PollSource source;
+    source.fd = input_fd;
+    source.events = POLLIN;
+    source.wanted = [&serial, open] { return *open && serial.input_space() > 0; };
+    source.ready = [&serial, input_fd, open](short) {
+        std::uint8_t buffer[devices::Serial8250::FIFO_SIZE];
+        std::size_t space = serial.input_space();
+        ssize_t n = ::read(input_fd, buffer, std::min(space, sizeof(buffer)));
+        if (n > 0)
+            serial.enqueue_input(ByteView(buffer, static_cast<std::size_t>(n)));
+        else if (n == 0 || (errno != EINTR && errno != EAGAIN))
+            *open = false;
+    };
+    return source;
+}
+
+// COM1 (an 8250 on the in-kernel irqchip through an irqfd, writing to the
+// console, reading `input_fd` when there is one).
+ErrorOr<void> add_serial(Machine::State& s, int input_fd)
+{
+    using namespace boot;
+    auto irq = TRY(sys::eventfd());
+    int irq_fd = irq.get();
+    s.device_fds.push_back(std::move(irq));
+    TRY(s.vm.add_irqfd(irq_fd, COM1_GSI));
+    auto serial = std::make_unique<devices::Serial8250>(
+        [&console = s.console](std::uint8_t byte) { console.write_byte(byte); },
+        [irq_fd] { sys::signal_event(irq_fd); });
+    TRY(s.pio.insert(COM1_PORT, devices::Serial8250::PORT_COUNT, *serial));
+    if (input_fd >= 0)
+        s.poll_sources.push_back(serial_input(*serial, input_fd));
+    s.devices.push_back(std::move(serial));
+    return {};
+}
+
+// The i8042's reset line: 0xFE on port 0x64 is how the guest reboots.
+ErrorOr<void> add_i8042(Machine::State& s)
+{
+    auto i8042 = std::make_unique<devices::I8042>(
+        [&s] { s.request_stop({ Stop::GuestReset, 0, "the guest rebooted" }); });
+    TRY(s.pio.insert(boot::I8042_DATA_PORT, devices::I8042::PORT_COUNT, *i8042));
+    s.devices.push_back(std::move(i8042));
+    return {};
+}
+
+// The kernel, command line and tables in guest memory, the initrds filled
+// in place; returns the entry point.
+ErrorOr<std::uint64_t> load_guest(Machine::State& s, boot::BzImage const& image, MachineConfig const& config)
+{
+    boot::AcpiConfig acpi;
+    acpi.vcpu_count = config.cpus;
+    LoadedGuest guest = TRY(load_linux(s.memory, image, config.initrd_sizes, config.cmdline, acpi));
+    std::vector<std::span<std::uint8_t>> slots;
+    for (auto const& slot : guest.initrds)
+        slots.push_back(TRY(s.memory.slice(slot.address, slot.size)));
+    if (!slots.empty()) {
+        if (!config.fill_initrds)
+            return Error::from_string("no source for the initrds");
+        TRY(config.fill_initrds(slots));
+    }
+    return guest.entry;
+}
+
+// Every vCPU with its CPUID, MSRs and registers for the 64-bit entry at
+// `entry`, its LAPIC's LINT pins wired.
+ErrorOr<void> create_vcpus(Machine::State& s, kvm::System const& system, std::uint32_t cpus, std::uint64_t entry)
+{
+    using namespace boot;
+    auto cpuid = TRY(system.supported_cpuid());
+    bool tsc_deadline = system.check_extension(KVM_CAP_TSC_DEADLINE_TIMER) > 0;
+    std::size_t run_size = TRY(system.vcpu_mmap_size());
+    auto msrs = boot_msrs();
+    s.vcpus.reserve(cpus);
+    for (std::uint32_t index = 0; index < cpus; ++index) {
+        auto vcpu = TRY(s.vm.create_vcpu(index, run_size));
+        auto entries = cpuid;
+        normalize_cpuid(entries, { index, cpus, tsc_deadline });
+        TRY(vcpu.set_cpuid(entries));
+        TRY(vcpu.set_msrs(msrs));
+        TRY(vcpu.set_regs(boot_regs(entry)));
+        TRY(vcpu.set_fpu(boot_fpu()));
+        auto sregs = TRY(vcpu.get_sregs());
+        TRY(vcpu.set_sregs(long_mode_sregs(sregs)));
+        auto lapic = TRY(vcpu.get_lapic());
+        TRY(vcpu.set_lapic(wire_lapic_lints(lapic)));
+        s.vcpus.push_back(std::move(vcpu));
+    }
+    return {};
+}
+
+} // namespace
+
+ErrorOr<std::unique_ptr<Machine>> Machine::create(kvm::System const& system, MachineConfig const& config)
+{
+    TRY(check_host(system, config.cpus));
+    boot::BzImage image = TRY(boot::parse_bzimage(config.kernel));
+    auto memory = TRY(kvm::GuestMemory::create(boot::ram_regions(config.memory_bytes)));
+    auto vm = TRY(system.create_vm());
+
+    auto state = std::make_unique<State>(std::move(vm), std::move(memory), config.console_fd);
+    State& s = *state;
+    s.seccomp = config.seccomp;
+    s.stop_event = TRY(sys::eventfd());
+    TRY(set_up_vm(s));
+    TRY(add_serial(s, config.input_fd));
+    TRY(add_i8042(s));
+
+    // The only fds the threads may write once their filters are on.
+    s.write_fds = { config.console_fd, s.stop_event.get() };
+    for (auto const& fd : s.device_fds)
+        s.write_fds.push_back(fd.get());
+    s.write_fds.push_back(STDERR_FILENO);
+
+    std::uint64_t entry = TRY(load_guest(s, image, config));
+    TRY(create_vcpus(s, system, config.cpus, entry));
+    return std::unique_ptr<Machine>(new Machine(std::move(state)));
+}
+
+} // namespace qtbox::vmm

@@ -1,0 +1,83 @@
+// Private to src/vmm: the Machine's state, shared by its two halves.
+//
+//   builder.cpp   Machine::create: config → VM, guest memory, irqchip and
+//                 PIT, the devices on their buses, the loaded guest and the
+//                 vCPUs set up for the 64-bit entry
+//   machine.cpp   Machine::run: the vCPU threads and their exits, the event
+//                 loop (signals, console, panic deadline, the devices'
+//                 PollSources), stopping and joining
+//
+// The run loop never names a device. A device is added in the builder
+// alone: it goes on a bus and into `devices`, the fds behind its
+// interrupts into `device_fds`, and every fd it needs serviced on the
+// event-loop thread (host input, queue notifications, sockets) becomes a
+// PollSource.
+#pragma once
+
+#include <qtbox/base/fd.hpp>
+#include <qtbox/devices/bus.hpp>
+#include <qtbox/kvm/memory.hpp>
+#include <qtbox/kvm/vcpu.hpp>
+#include <qtbox/kvm/vm.hpp>
+#include <qtbox/vmm/console.hpp>
+#include <qtbox/vmm/machine.hpp>
+
+#include <atomic>
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <poll.h>
+#include <thread>
+#include <vector>
+
+namespace qtbox::vmm {
+
+// An fd the event loop polls on a device's behalf; both callbacks run on
+// the event-loop thread.
+struct PollSource {
+    int fd { -1 };
+    short events { POLLIN };
+    // Asked before every poll; false leaves the fd out of that round (a
+    // receive FIFO with no room, an input that has ended). Empty: always.
+    std::function<bool()> wanted;
+    // The fd polled with `events`, POLLHUP or POLLERR; gets the revents.
+    std::function<void(short revents)> ready;
+};
+
+struct Machine::State {
+    State(kvm::Vm vm_, kvm::GuestMemory memory_, int console_fd)
+        : vm(std::move(vm_)), memory(std::move(memory_)), console(console_fd) { }
+
+    // Any thread: records the first outcome and wakes the event loop.
+    void request_stop(Outcome outcome);
+
+    // The run loop (machine.cpp).
+    void vcpu_main(kvm::Vcpu& vcpu);
+    void handle_io(kvm::IoAccess const& io);
+    void handle_mmio(kvm::MmioAccess const& mmio);
+
+    // Made by the builder; fixed once run() starts.
+    kvm::Vm vm;
+    kvm::GuestMemory memory;
+    Console console;
+    std::vector<kvm::Vcpu> vcpus;
+    devices::Bus pio;
+    devices::Bus mmio;
+    std::vector<std::unique_ptr<devices::BusDevice>> devices;
+    std::vector<UniqueFd> device_fds; // eventfds behind the devices' interrupts
+    std::vector<PollSource> poll_sources;
+    UniqueFd stop_event;
+    bool seccomp { true };
+    std::vector<int> write_fds; // console, event fds, stderr
+
+    // The run.
+    std::atomic<bool> stopping { false };
+    std::atomic<std::size_t> exited { 0 }; // vCPU threads that have returned
+    std::mutex outcome_mutex;
+    std::optional<Outcome> result;
+    std::vector<std::thread> threads;
+};
+
+} // namespace qtbox::vmm
