@@ -10,11 +10,11 @@
 #include <qtbox/base/applet.hpp>
 #include <qtbox/base/log.hpp>
 #include <qtbox/base/sys.hpp>
+#include <qtbox/net/socket.hpp>
 #include <qtbox/qtsm/client.hpp>
 #include <qtbox/qtsm/sandbox.hpp>
 #include <qtbox/qtsm/server.hpp>
 #include <qtbox/vsock/address.hpp>
-#include <qtbox/vsock/socket.hpp>
 
 #include <fmt/format.h>
 
@@ -42,14 +42,14 @@ ErrorOr<std::uint32_t> parse_u32(std::string_view text, std::string_view what)
 }
 
 // "vsock:CID:PORT" or "unix:PATH".
-ErrorOr<vsock::SocketAddress> parse_device(std::string const& device)
+ErrorOr<net::SocketAddress> parse_device(std::string const& device)
 {
     std::string_view text = device;
     if (text.starts_with("unix:")) {
         auto path = text.substr(5);
         if (path.empty())
             return Error::from_string("--device unix:PATH needs a path");
-        return vsock::SocketAddress::unix_path(path);
+        return net::SocketAddress::unix_path(path);
     }
     if (text.starts_with("vsock:")) {
         auto rest = text.substr(6);
@@ -58,14 +58,14 @@ ErrorOr<vsock::SocketAddress> parse_device(std::string const& device)
             return Error::from_string(fmt::format("--device \"{}\": expected vsock:CID:PORT", device));
         auto cid = TRY(parse_u32(rest.substr(0, colon), "CID"));
         auto port = TRY(parse_u32(rest.substr(colon + 1), "port"));
-        return vsock::SocketAddress::vsock(cid, port);
+        return net::SocketAddress::vsock(cid, port);
     }
     return Error::from_string(fmt::format("--device \"{}\": expected vsock:CID:PORT or unix:PATH", device));
 }
 
-ErrorOr<UniqueFd> connect_upstream(vsock::SocketAddress const& address)
+ErrorOr<UniqueFd> connect_upstream(net::SocketAddress const& address)
 {
-    auto pending = TRY(vsock::start_connect(address));
+    auto pending = TRY(net::start_connect(address));
     if (pending.in_progress) {
         pollfd poll_fd { pending.fd.get(), POLLOUT, 0 };
         int ready = ::poll(&poll_fd, 1, CONNECT_TIMEOUT_MS);
@@ -73,7 +73,7 @@ ErrorOr<UniqueFd> connect_upstream(vsock::SocketAddress const& address)
             return Error::from_errno("poll");
         if (ready == 0)
             return Error::from_string(fmt::format("connect {}: timed out", address.to_string()));
-        auto finished = vsock::finish_connect(pending.fd.get());
+        auto finished = net::finish_connect(pending.fd.get());
         if (finished.is_error())
             return Error::from_errno(fmt::format("connect {}", address.to_string()), finished.error().errno_code());
     }
