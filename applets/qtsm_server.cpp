@@ -3,11 +3,13 @@
 // protocol to local apps, libqtsm and `qtsm` on a Unix socket. It refuses
 // writes to the platform PCRs 0-15 and oversized requests itself,
 // multiplexes any number of clients over the single channel, and logs every
-// client's pid/uid/gid.
+// client's pid/uid/gid (the engine, src/qtsm/server.cpp, reports events; the
+// lines are written here).
 //
 // See: SPEC §5 (protocol, paths), §6 (ports), §10 (errors); server.hpp for
 // the design; man qtsm-server(8).
 #include <qtbox/base/applet.hpp>
+#include <qtbox/base/event.hpp>
 #include <qtbox/base/log.hpp>
 #include <qtbox/base/sys.hpp>
 #include <qtbox/net/socket.hpp>
@@ -21,7 +23,8 @@
 #include <charconv>
 #include <csignal>
 #include <poll.h>
-#include <sys/signalfd.h>
+#include <type_traits>
+#include <variant>
 
 using namespace qtbox;
 
@@ -90,10 +93,46 @@ ErrorOr<UniqueFd> stop_signals()
     sigaddset(&signals, SIGINT);
     if (::sigprocmask(SIG_BLOCK, &signals, nullptr) < 0)
         return Error::from_errno("sigprocmask");
-    UniqueFd fd(::signalfd(-1, &signals, SFD_CLOEXEC | SFD_NONBLOCK));
-    if (!fd)
-        return Error::from_errno("signalfd");
-    return fd;
+    return sys::signalfd(signals);
+}
+
+log::Level level_of(Severity severity)
+{
+    switch (severity) {
+    case Severity::Debug:
+        return log::Level::Debug;
+    case Severity::Info:
+        return log::Level::Info;
+    case Severity::Warning:
+        return log::Level::Warning;
+    case Severity::Error:
+        break;
+    }
+    return log::Level::Error;
+}
+
+// One line per client event (qtsm-server(8)); forwarded requests only with
+// --verbose (debug level).
+void log_event(qtsm::ServerEvent const& event)
+{
+    std::visit(
+        [](auto const& happened) {
+            using T = std::decay_t<decltype(happened)>;
+            auto name = qtsm::client_name(happened.client);
+            if constexpr (std::is_same_v<T, qtsm::ClientConnected>) {
+                log::info("{} connected", name);
+            } else if constexpr (std::is_same_v<T, qtsm::ClientDisconnected>) {
+                log::info("{} disconnected{}{}", name, happened.reason.empty() ? "" : ": ", happened.reason);
+            } else if constexpr (std::is_same_v<T, qtsm::RequestRefused>) {
+                log::warn("{}: refused ({}): {}", name, qtsm::error_name(happened.code), happened.message);
+            } else if constexpr (std::is_same_v<T, qtsm::RequestForwarded>) {
+                log::debug("{}: {}", name, happened.request);
+            } else if constexpr (std::is_same_v<T, qtsm::RequestAnswered>) {
+                if (happened.error)
+                    log::info("{}: {} answered {}", name, happened.request, qtsm::error_name(*happened.error));
+            }
+        },
+        event);
 }
 
 } // namespace
@@ -140,6 +179,8 @@ int qtsm_server_main(int argc, char** argv)
     qtsm::ServerOptions options;
     options.max_clients = max_clients;
     options.stop_fd = stop.value().get();
+    options.on_event = log_event;
+    options.notice = [](Notice const& notice) { log::write(level_of(notice.severity), notice.text); };
     auto server = qtsm::Server::create(listener.release_value(), upstream.release_value(), options);
     if (server.is_error())
         return report(server.error(), EXIT_FAILURE_RUNTIME);
