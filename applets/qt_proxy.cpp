@@ -4,27 +4,106 @@
 // <run>/vsock/3_<port>, and AF_VSOCK where the host has it) to allowed TCP
 // hosts, and parent TCP ports to enclave vsock ports. Enclave mode listens on
 // 127.0.0.1 inside the enclave and tunnels to the parent over vsock, so
-// unmodified apps just use TCP. The engine is src/vsock/proxy*.cpp; this file
-// parses, wires, and enters the sandbox.
+// unmodified apps just use TCP. The engine is src/proxy/; this file parses,
+// does the process-wide set-up (descriptor limit, SIGPIPE, the signals the
+// engine handles), wires, enters the sandbox, and writes the engine's events
+// as log lines.
 //
 // See: DESIGN.md "vsock"; SPEC §1, §6, §10; reference/qingtian.md §3
 // (qt_proxy -l/-a/-p, qproxy's TOML); reference/nitro.md §5 (vsock-proxy).
 #include <qtbox/base/applet.hpp>
+#include <qtbox/base/event.hpp>
 #include <qtbox/base/log.hpp>
-#include <qtbox/vsock/address.hpp>
-#include <qtbox/vsock/proxy.hpp>
-#include <qtbox/vsock/proxy_config.hpp>
-#include <qtbox/vsock/proxy_sandbox.hpp>
+#include <qtbox/base/sys.hpp>
+#include <qtbox/enclave/paths.hpp>
+#include <qtbox/proxy/config.hpp>
+#include <qtbox/proxy/proxy.hpp>
+#include <qtbox/proxy/sandbox.hpp>
 
 #include <fmt/format.h>
 
+#include <csignal>
 #include <cstdlib>
 #include <map>
+#include <sys/resource.h>
+
+namespace {
+
+using namespace qtbox;
+
+log::Level level_of(Severity severity)
+{
+    switch (severity) {
+    case Severity::Debug:
+        return log::Level::Debug;
+    case Severity::Info:
+        return log::Level::Info;
+    case Severity::Warning:
+        return log::Level::Warning;
+    case Severity::Error:
+        break;
+    }
+    return log::Level::Error;
+}
+
+// A log field value: quoted, with quotes, backslashes and bytes outside
+// printable ASCII replaced, so that a peer's text can never forge a field
+// or a line.
+std::string quoted_field(std::string_view text)
+{
+    std::string result = "\"";
+    for (char c : text.substr(0, 200)) {
+        auto byte = static_cast<unsigned char>(c);
+        result += (c == '"' || c == '\\' || byte < 0x20 || byte >= 0x7F) ? '?' : c;
+    }
+    return result + "\"";
+}
+
+// The one line of each connection (qt-proxy(1), LOGGING).
+void log_connection(proxy::ConnectionClosed const& closed)
+{
+    std::string address = closed.address.empty() ? std::string() : fmt::format(" addr={}", closed.address);
+    std::string error = closed.detail.empty() ? std::string() : fmt::format(" error={}", quoted_field(closed.detail));
+    log::info("conn={} rule={} peer={} target={}{} up={} down={} ms={} close={}{}", closed.id, closed.rule, closed.peer,
+        closed.target, address, closed.up, closed.down, closed.milliseconds, proxy::close_reason_name(closed.reason), error);
+}
+
+// Every connection needs up to six descriptors: use the hard limit. Returns
+// the limit in force.
+std::size_t raise_fd_limit()
+{
+    rlimit limit {};
+    if (::getrlimit(RLIMIT_NOFILE, &limit) != 0)
+        return 1024;
+    if (limit.rlim_cur < limit.rlim_max) {
+        limit.rlim_cur = limit.rlim_max;
+        ::setrlimit(RLIMIT_NOFILE, &limit);
+        ::getrlimit(RLIMIT_NOFILE, &limit);
+    }
+    return limit.rlim_cur == RLIM_INFINITY ? (1u << 20) : static_cast<std::size_t>(limit.rlim_cur);
+}
+
+// SIGHUP reloads, SIGTERM and SIGINT stop: blocked here, before the engine
+// starts its workers (they inherit the mask), and read from a signalfd by
+// the engine's control loop.
+ErrorOr<UniqueFd> engine_signals()
+{
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGHUP);
+    sigaddset(&signals, SIGTERM);
+    sigaddset(&signals, SIGINT);
+    if (::sigprocmask(SIG_BLOCK, &signals, nullptr) < 0)
+        return Error::from_errno("sigprocmask");
+    return sys::signalfd(signals);
+}
+
+} // namespace
 
 QT_APPLET(qt_proxy, "qt-proxy", "forward enclave vsock connections to TCP hosts and TCP ports to enclaves")
 {
     using namespace qtbox;
-    using namespace qtbox::vsock;
+    using namespace qtbox::proxy;
     log::set_program("qt-proxy");
 
     CLI::App app;
@@ -105,18 +184,30 @@ QT_APPLET(qt_proxy, "qt-proxy", "forward enclave vsock connections to TCP hosts 
 
     ProxyOptions options;
     options.mode = mode;
-    options.run_dir = run_dir();
+    options.run_dir = enclave::run_dir();
     options.vsock_dir = vsock_dir;
     if (mode == ProxyMode::Parent && options.vsock_dir.empty())
-        options.vsock_dir = listener_dir(options.run_dir);
+        options.vsock_dir = enclave::listener_dir(options.run_dir);
     options.af_vsock = af_vsock == "on" ? AfVsockUse::On : af_vsock == "off" ? AfVsockUse::Off : AfVsockUse::Auto;
-    options.family = ipv4 ? Family::Ipv4 : ipv6 ? Family::Ipv6 : Family::Any;
+    options.family = ipv4 ? net::Family::Ipv4 : ipv6 ? net::Family::Ipv6 : net::Family::Any;
     options.workers = workers;
+    options.on_connection_closed = log_connection;
+    options.notice = [](Notice const& notice) { log::write(level_of(notice.severity), notice.text); };
     // Test and container overrides for the resolver's files (qt-proxy(1)).
     if (char const* hosts = std::getenv("QTBOX_HOSTS"); hosts && *hosts)
         options.resolver.hosts_path = hosts;
     if (char const* resolv = std::getenv("QTBOX_RESOLV_CONF"); resolv && *resolv)
         options.resolver.resolv_conf_path = resolv;
+
+    options.fd_limit = raise_fd_limit();
+    // A peer that goes away mid-splice must give EPIPE, not kill us.
+    struct sigaction ignore { };
+    ignore.sa_handler = SIG_IGN;
+    ::sigaction(SIGPIPE, &ignore, nullptr);
+    auto signals = engine_signals();
+    if (signals.is_error())
+        return report(signals.error(), 1);
+    options.signal_fd = signals.value().get();
     auto proxy = Proxy::create(options, config.release_value());
     if (proxy.is_error())
         return report(proxy.error(), 1);

@@ -3,25 +3,28 @@
 // protocol to local apps, libqtsm and `qtsm` on a Unix socket. It refuses
 // writes to the platform PCRs 0-15 and oversized requests itself,
 // multiplexes any number of clients over the single channel, and logs every
-// client's pid/uid/gid.
+// client's pid/uid/gid (the engine, src/qtsm/server.cpp, reports events; the
+// lines are written here).
 //
 // See: SPEC §5 (protocol, paths), §6 (ports), §10 (errors); server.hpp for
 // the design; man qtsm-server(8).
 #include <qtbox/base/applet.hpp>
+#include <qtbox/base/event.hpp>
 #include <qtbox/base/log.hpp>
 #include <qtbox/base/sys.hpp>
+#include <qtbox/net/socket.hpp>
 #include <qtbox/qtsm/client.hpp>
 #include <qtbox/qtsm/sandbox.hpp>
 #include <qtbox/qtsm/server.hpp>
 #include <qtbox/vsock/address.hpp>
-#include <qtbox/vsock/socket.hpp>
 
 #include <fmt/format.h>
 
 #include <charconv>
 #include <csignal>
 #include <poll.h>
-#include <sys/signalfd.h>
+#include <type_traits>
+#include <variant>
 
 using namespace qtbox;
 
@@ -42,14 +45,14 @@ ErrorOr<std::uint32_t> parse_u32(std::string_view text, std::string_view what)
 }
 
 // "vsock:CID:PORT" or "unix:PATH".
-ErrorOr<vsock::SocketAddress> parse_device(std::string const& device)
+ErrorOr<net::SocketAddress> parse_device(std::string const& device)
 {
     std::string_view text = device;
     if (text.starts_with("unix:")) {
         auto path = text.substr(5);
         if (path.empty())
             return Error::from_string("--device unix:PATH needs a path");
-        return vsock::SocketAddress::unix_path(path);
+        return net::SocketAddress::unix_path(path);
     }
     if (text.starts_with("vsock:")) {
         auto rest = text.substr(6);
@@ -58,14 +61,14 @@ ErrorOr<vsock::SocketAddress> parse_device(std::string const& device)
             return Error::from_string(fmt::format("--device \"{}\": expected vsock:CID:PORT", device));
         auto cid = TRY(parse_u32(rest.substr(0, colon), "CID"));
         auto port = TRY(parse_u32(rest.substr(colon + 1), "port"));
-        return vsock::SocketAddress::vsock(cid, port);
+        return net::SocketAddress::vsock(cid, port);
     }
     return Error::from_string(fmt::format("--device \"{}\": expected vsock:CID:PORT or unix:PATH", device));
 }
 
-ErrorOr<UniqueFd> connect_upstream(vsock::SocketAddress const& address)
+ErrorOr<UniqueFd> connect_upstream(net::SocketAddress const& address)
 {
-    auto pending = TRY(vsock::start_connect(address));
+    auto pending = TRY(net::start_connect(address));
     if (pending.in_progress) {
         pollfd poll_fd { pending.fd.get(), POLLOUT, 0 };
         int ready = ::poll(&poll_fd, 1, CONNECT_TIMEOUT_MS);
@@ -73,7 +76,7 @@ ErrorOr<UniqueFd> connect_upstream(vsock::SocketAddress const& address)
             return Error::from_errno("poll");
         if (ready == 0)
             return Error::from_string(fmt::format("connect {}: timed out", address.to_string()));
-        auto finished = vsock::finish_connect(pending.fd.get());
+        auto finished = net::finish_connect(pending.fd.get());
         if (finished.is_error())
             return Error::from_errno(fmt::format("connect {}", address.to_string()), finished.error().errno_code());
     }
@@ -90,10 +93,46 @@ ErrorOr<UniqueFd> stop_signals()
     sigaddset(&signals, SIGINT);
     if (::sigprocmask(SIG_BLOCK, &signals, nullptr) < 0)
         return Error::from_errno("sigprocmask");
-    UniqueFd fd(::signalfd(-1, &signals, SFD_CLOEXEC | SFD_NONBLOCK));
-    if (!fd)
-        return Error::from_errno("signalfd");
-    return fd;
+    return sys::signalfd(signals);
+}
+
+log::Level level_of(Severity severity)
+{
+    switch (severity) {
+    case Severity::Debug:
+        return log::Level::Debug;
+    case Severity::Info:
+        return log::Level::Info;
+    case Severity::Warning:
+        return log::Level::Warning;
+    case Severity::Error:
+        break;
+    }
+    return log::Level::Error;
+}
+
+// One line per client event (qtsm-server(8)); forwarded requests only with
+// --verbose (debug level).
+void log_event(qtsm::ServerEvent const& event)
+{
+    std::visit(
+        [](auto const& happened) {
+            using T = std::decay_t<decltype(happened)>;
+            auto name = qtsm::client_name(happened.client);
+            if constexpr (std::is_same_v<T, qtsm::ClientConnected>) {
+                log::info("{} connected", name);
+            } else if constexpr (std::is_same_v<T, qtsm::ClientDisconnected>) {
+                log::info("{} disconnected{}{}", name, happened.reason.empty() ? "" : ": ", happened.reason);
+            } else if constexpr (std::is_same_v<T, qtsm::RequestRefused>) {
+                log::warn("{}: refused ({}): {}", name, qtsm::error_name(happened.code), happened.message);
+            } else if constexpr (std::is_same_v<T, qtsm::RequestForwarded>) {
+                log::debug("{}: {}", name, happened.request);
+            } else if constexpr (std::is_same_v<T, qtsm::RequestAnswered>) {
+                if (happened.error)
+                    log::info("{}: {} answered {}", name, happened.request, qtsm::error_name(*happened.error));
+            }
+        },
+        event);
 }
 
 } // namespace
@@ -140,6 +179,8 @@ int qtsm_server_main(int argc, char** argv)
     qtsm::ServerOptions options;
     options.max_clients = max_clients;
     options.stop_fd = stop.value().get();
+    options.on_event = log_event;
+    options.notice = [](Notice const& notice) { log::write(level_of(notice.severity), notice.text); };
     auto server = qtsm::Server::create(listener.release_value(), upstream.release_value(), options);
     if (server.is_error())
         return report(server.error(), EXIT_FAILURE_RUNTIME);

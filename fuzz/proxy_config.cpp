@@ -10,8 +10,8 @@
 //   - written back out as TOML, it parses to the same configuration.
 #include "support.hpp"
 
+#include <qtbox/proxy/config.hpp>
 #include <qtbox/vsock/address.hpp>
-#include <qtbox/vsock/proxy_config.hpp>
 
 #include <fmt/format.h>
 
@@ -25,9 +25,9 @@ namespace {
 using namespace qtbox;
 using fuzz::require;
 
-void check_rules(vsock::ProxyConfig const& config)
+void check_rules(proxy::ProxyConfig const& config)
 {
-    require(config.outbound.size() <= vsock::MAX_RULES && config.inbound.size() <= vsock::MAX_RULES);
+    require(config.outbound.size() <= proxy::MAX_RULES && config.inbound.size() <= proxy::MAX_RULES);
     std::set<std::uint32_t> vsock_ports;
     for (auto const& rule : config.outbound) {
         require(rule.vsock_port >= 1 && rule.vsock_port <= vsock::LAST_ENCLAVE_CID);
@@ -35,7 +35,7 @@ void check_rules(vsock::ProxyConfig const& config)
         require(vsock_ports.insert(rule.vsock_port).second);
         require(!rule.host.empty() && rule.port >= 1 && rule.enclave_port >= 1);
         if (rule.max_connections)
-            require(*rule.max_connections >= 1 && *rule.max_connections <= vsock::MAX_CONNECTIONS_LIMIT);
+            require(*rule.max_connections >= 1 && *rule.max_connections <= proxy::MAX_CONNECTIONS_LIMIT);
     }
     std::set<std::string> listens;
     for (auto const& rule : config.inbound) {
@@ -47,12 +47,12 @@ void check_rules(vsock::ProxyConfig const& config)
             require(*rule.enclave_id <= static_cast<std::uint64_t>(INT64_MAX));
         require(rule.vsock_port >= 1 && rule.vsock_port <= vsock::LAST_ENCLAVE_CID);
         if (rule.max_connections)
-            require(*rule.max_connections >= 1 && *rule.max_connections <= vsock::MAX_CONNECTIONS_LIMIT);
+            require(*rule.max_connections >= 1 && *rule.max_connections <= proxy::MAX_CONNECTIONS_LIMIT);
     }
     auto const& limits = config.limits;
-    require(limits.max_connections >= 1 && limits.max_connections <= vsock::MAX_CONNECTIONS_LIMIT);
-    require(limits.idle_timeout_ms >= 0 && limits.idle_timeout_ms <= vsock::MAX_IDLE_TIMEOUT_MS);
-    require(limits.connect_timeout_ms >= 1 && limits.connect_timeout_ms <= vsock::MAX_CONNECT_TIMEOUT_MS);
+    require(limits.max_connections >= 1 && limits.max_connections <= proxy::MAX_CONNECTIONS_LIMIT);
+    require(limits.idle_timeout_ms >= 0 && limits.idle_timeout_ms <= proxy::MAX_IDLE_TIMEOUT_MS);
+    require(limits.connect_timeout_ms >= 1 && limits.connect_timeout_ms <= proxy::MAX_CONNECT_TIMEOUT_MS);
 }
 
 // A TOML basic string (TOML 1.0 §String).
@@ -71,7 +71,7 @@ std::string quoted(std::string_view text)
     return result + "\"";
 }
 
-std::string render(vsock::ProxyConfig const& config)
+std::string render(proxy::ProxyConfig const& config)
 {
     std::string text;
     for (auto const& rule : config.outbound) {
@@ -94,7 +94,7 @@ std::string render(vsock::ProxyConfig const& config)
     return text;
 }
 
-void require_same(vsock::ProxyConfig const& a, vsock::ProxyConfig const& b)
+void require_same(proxy::ProxyConfig const& a, proxy::ProxyConfig const& b)
 {
     require(a.outbound.size() == b.outbound.size() && a.inbound.size() == b.inbound.size());
     for (std::size_t i = 0; i < a.outbound.size(); ++i) {
@@ -117,21 +117,21 @@ void require_same(vsock::ProxyConfig const& a, vsock::ProxyConfig const& b)
 
 extern "C" int LLVMFuzzerTestOneInput(std::uint8_t const* data, std::size_t size)
 {
-    if (size > vsock::MAX_CONFIG_SIZE)
+    if (size > proxy::MAX_CONFIG_SIZE)
         return 0;
     std::string_view text(reinterpret_cast<char const*>(data), size);
-    auto parsed = vsock::parse_proxy_config(text, "fuzz.toml");
+    auto parsed = proxy::parse_proxy_config(text, "fuzz.toml");
     if (parsed.is_error())
         return 0;
     auto const& config = parsed.value();
     check_rules(config);
-    auto parent = vsock::check_proxy_config(config, vsock::ProxyMode::Parent, "fuzz.toml");
-    auto enclave = vsock::check_proxy_config(config, vsock::ProxyMode::Enclave, "fuzz.toml");
+    auto parent = proxy::check_proxy_config(config, proxy::ProxyMode::Parent, "fuzz.toml");
+    auto enclave = proxy::check_proxy_config(config, proxy::ProxyMode::Enclave, "fuzz.toml");
     require(parent.is_error() == (config.outbound.empty() && config.inbound.empty()));
     if (config.outbound.empty())
         require(enclave.is_error());
 
-    auto again = vsock::parse_proxy_config(render(config), "rendered.toml");
+    auto again = proxy::parse_proxy_config(render(config), "rendered.toml");
     require(!again.is_error());
     require_same(config, again.value());
     return 0;

@@ -1,7 +1,8 @@
 // qtsm-server's event loop; the design is described in server.hpp.
 #include <qtbox/qtsm/server.hpp>
 
-#include <qtbox/base/log.hpp>
+#include <qtbox/base/sys.hpp>
+#include <qtbox/net/event_loop.hpp>
 #include <qtbox/qtsm/framing.hpp>
 #include <qtbox/qtsm/pcr_bank.hpp>
 
@@ -12,37 +13,27 @@
 #include <cstring>
 #include <ctime>
 #include <deque>
-#include <fcntl.h>
 #include <limits>
+#include <optional>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <unordered_map>
+#include <utility>
+#include <vector>
 
 namespace qtbox::qtsm {
 
 namespace {
 
-// epoll tokens; clients are numbered from FIRST_CLIENT_TOKEN up.
-constexpr std::uint64_t LISTENER_TOKEN = 0;
-constexpr std::uint64_t UPSTREAM_TOKEN = 1;
-constexpr std::uint64_t STOP_TOKEN = 2;
-constexpr std::uint64_t FIRST_CLIENT_TOKEN = 16;
-constexpr int MAX_EVENTS = 64;
+// Clients are numbered from FIRST_CLIENT_ID up.
+constexpr std::uint64_t FIRST_CLIENT_ID = 16;
 
 std::int64_t monotonic_ms()
 {
     timespec now {};
     ::clock_gettime(CLOCK_MONOTONIC, &now);
     return static_cast<std::int64_t>(now.tv_sec) * 1000 + now.tv_nsec / 1'000'000;
-}
-
-ErrorOr<void> set_nonblocking(int fd)
-{
-    int flags = ::fcntl(fd, F_GETFL);
-    if (flags < 0 || ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
-        return Error::from_errno("fcntl O_NONBLOCK");
-    return {};
 }
 
 bool would_block(int error) { return error == EAGAIN || error == EWOULDBLOCK; }
@@ -53,12 +44,17 @@ enum class Phase {
     Writing, // its answer is being written
 };
 
-struct Client {
-    std::uint64_t id { 0 };
+// The loop's handlers: each forwards its fd's events to the server's state.
+struct Client final : net::EventHandler {
+    explicit Client(Server::State& owner) : server(owner) { }
+    void on_event(std::uint32_t flags) override;
+
+    Server::State& server;
+    ClientInfo info;
     UniqueFd fd;
-    pid_t pid { 0 };
-    uid_t uid { 0 };
-    gid_t gid { 0 };
+    // Closed in this batch of events: the object lives on until the batch
+    // is over (net::EventLoop), and ignores what is still queued for it.
+    bool closed { false };
     FrameReader reader { MAX_REQUEST_SIZE };
     Phase phase { Phase::Reading };
     Bytes output;
@@ -67,7 +63,18 @@ struct Client {
     std::int64_t deadline { 0 }; // 0: none
     std::uint32_t events { 0 };  // what epoll watches now
 
-    std::string name() const { return fmt::format("client {} (pid {}, uid {}, gid {})", id, pid, uid, gid); }
+    std::uint64_t id() const { return info.id; }
+    std::string name() const { return client_name(info); }
+};
+
+// The listening socket, the upstream channel and the stop fd.
+struct Source final : net::EventHandler {
+    enum class Kind { Listener, Upstream, Stop };
+    Source(Server::State& owner, Kind which) : server(owner), kind(which) { }
+    void on_event(std::uint32_t flags) override;
+
+    Server::State& server;
+    Kind kind;
 };
 
 struct Pending {
@@ -76,6 +83,11 @@ struct Pending {
 };
 
 } // namespace
+
+std::string client_name(ClientInfo const& client)
+{
+    return fmt::format("client {} (pid {}, uid {}, gid {})", client.id, client.pid, client.uid, client.gid);
+}
 
 ErrorOr<Request> screen_request(ByteView encoded)
 {
@@ -108,14 +120,28 @@ ErrorOr<Request> screen_request(ByteView encoded)
 }
 
 struct Server::State {
-    UniqueFd epoll;
+    explicit State(net::EventLoop event_loop, ServerOptions server_options)
+        : loop(std::move(event_loop)), options(std::move(server_options))
+    {
+    }
+
+    net::EventLoop loop;
     UniqueFd listener;
     UniqueFd upstream;
     ServerOptions options;
+    Source listener_source { *this, Source::Kind::Listener };
+    Source upstream_source { *this, Source::Kind::Upstream };
+    Source stop_source { *this, Source::Kind::Stop };
     std::unordered_map<std::uint64_t, std::unique_ptr<Client>> clients;
-    std::uint64_t next_client { FIRST_CLIENT_TOKEN };
+    // Closed during the current batch of events; freed after it.
+    std::vector<std::unique_ptr<Client>> retired;
+    std::uint64_t next_client { FIRST_CLIENT_ID };
     bool listener_paused { false };
     std::size_t refused_connections { 0 };
+    // The stop fd became readable, or the upstream channel failed: the
+    // rest of the batch is ignored and the loop ends.
+    bool stopped { false };
+    std::optional<Error> failure;
 
     std::deque<Pending> pending;
     Bytes upstream_output;
@@ -124,22 +150,26 @@ struct Server::State {
     FrameReader upstream_reader { MAX_RESPONSE_SIZE };
     std::int64_t upstream_deadline { 0 };
 
-    ErrorOr<void> watch(int fd, std::uint64_t token, std::uint32_t events, int operation)
+    void report(ServerEvent const& event) const
     {
-        epoll_event event {};
-        event.events = events;
-        event.data.u64 = token;
-        if (::epoll_ctl(epoll.get(), operation, fd, &event) < 0)
-            return Error::from_errno("epoll_ctl");
-        return {};
+        if (options.on_event)
+            options.on_event(event);
     }
+
+    void notify(Severity severity, std::string text) const
+    {
+        if (options.notice)
+            options.notice(Notice { severity, std::move(text) });
+    }
+
+    bool done() const { return stopped || failure.has_value(); }
 
     void set_client_events(Client& client, std::uint32_t events)
     {
         if (client.events == events)
             return;
-        if (watch(client.fd.get(), client.id, events, EPOLL_CTL_MOD).is_error())
-            log::warn("{}: epoll_ctl: {}", client.name(), std::strerror(errno));
+        if (auto modified = loop.modify(client.fd.get(), events, &client); modified.is_error())
+            notify(Severity::Warning, fmt::format("{}: epoll_ctl: {}", client.name(), std::strerror(modified.error().errno_code())));
         client.events = events;
     }
 
@@ -148,12 +178,17 @@ struct Server::State {
         auto it = clients.find(id);
         if (it == clients.end())
             return;
-        log::info("{} disconnected{}{}", it->second->name(), why.empty() ? "" : ": ", why);
-        // Closing the descriptor removes it from the epoll set.
+        report(ClientDisconnected { it->second->info, std::string(why) });
+        // Closing the descriptor removes it from the epoll set; the object
+        // waits for the end of the batch.
+        auto client = std::move(it->second);
         clients.erase(it);
+        client->fd.reset();
+        client->closed = true;
+        retired.push_back(std::move(client));
         if (listener_paused) {
             listener_paused = false;
-            (void)watch(listener.get(), LISTENER_TOKEN, EPOLLIN, EPOLL_CTL_MOD);
+            (void)loop.modify(listener.get(), EPOLLIN, &listener_source);
         }
     }
 
@@ -170,14 +205,14 @@ struct Server::State {
     void refuse(Client& client, Error const& error, bool close_after)
     {
         auto code = error.code_as<QtsmError>().value_or(QtsmError::InternalError);
-        log::warn("{}: refused ({}): {}", client.name(), error_name(code), error.message());
+        report(RequestRefused { client.info, code, error.message() });
         client.close_after_write = close_after;
         respond(client, encode_error(code));
     }
 
     void write_client(Client& client)
     {
-        auto id = client.id;
+        auto id = client.id();
         while (client.written < client.output.size()) {
             ssize_t n = ::send(client.fd.get(), client.output.data() + client.written,
                 client.output.size() - client.written, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -207,7 +242,7 @@ struct Server::State {
     void forward(Client& client, Request request)
     {
         auto encoded = encode_request(request);
-        log::debug("{}: {}", client.name(), request_name(request));
+        report(RequestForwarded { client.info, request_name(request) });
         if (upstream_written > 0) {
             upstream_output.erase(upstream_output.begin(), upstream_output.begin() + static_cast<std::ptrdiff_t>(upstream_written));
             upstream_written = 0;
@@ -216,7 +251,7 @@ struct Server::State {
         upstream_output.insert(upstream_output.end(), frame.begin(), frame.end());
         if (pending.empty())
             upstream_deadline = monotonic_ms() + options.upstream_timeout_ms;
-        pending.push_back({ client.id, std::move(request) });
+        pending.push_back({ client.id(), std::move(request) });
         client.phase = Phase::Waiting;
         client.deadline = 0;
         // Nothing to read from this client until it has its answer.
@@ -235,7 +270,7 @@ struct Server::State {
 
     void read_client(Client& client)
     {
-        auto id = client.id;
+        auto id = client.id();
         while (client.phase == Phase::Reading) {
             auto space = client.reader.space();
             ssize_t n = ::recv(client.fd.get(), space.data(), space.size(), MSG_DONTWAIT);
@@ -260,7 +295,7 @@ struct Server::State {
                 if (!too_large)
                     client.reader.take();
                 refuse(client, Error::from_code(code, complete.error().message()), too_large);
-                return; // `client` may be gone now
+                return; // `client` may be closed now
             }
             if (!complete.value()) {
                 if (client.deadline == 0)
@@ -285,35 +320,35 @@ struct Server::State {
                 if (!would_block(errno)) {
                     // EMFILE/ENFILE/ENOMEM: stop accepting until a client leaves,
                     // instead of spinning on a listener that stays readable.
-                    log::warn("accept: {}; not accepting until a client disconnects", std::strerror(errno));
+                    notify(Severity::Warning, fmt::format("accept: {}; not accepting until a client disconnects", std::strerror(errno)));
                     listener_paused = true;
-                    (void)watch(listener.get(), LISTENER_TOKEN, 0, EPOLL_CTL_MOD);
+                    (void)loop.modify(listener.get(), 0, &listener_source);
                 }
                 return;
             }
             if (clients.size() >= options.max_clients) {
                 if (refused_connections++ % 100 == 0)
-                    log::warn("{} clients connected (the maximum): refusing new connections ({} so far)",
-                        clients.size(), refused_connections);
+                    notify(Severity::Warning, fmt::format("{} clients connected (the maximum): refusing new connections ({} so far)",
+                                                  clients.size(), refused_connections));
                 continue;
             }
-            auto client = std::make_unique<Client>();
-            client->id = next_client++;
+            auto client = std::make_unique<Client>(*this);
+            client->info.id = next_client++;
             ucred credentials {};
             socklen_t length = sizeof(credentials);
             if (::getsockopt(fd.get(), SOL_SOCKET, SO_PEERCRED, &credentials, &length) == 0) {
-                client->pid = credentials.pid;
-                client->uid = credentials.uid;
-                client->gid = credentials.gid;
+                client->info.pid = credentials.pid;
+                client->info.uid = credentials.uid;
+                client->info.gid = credentials.gid;
             }
             client->fd = std::move(fd);
-            if (watch(client->fd.get(), client->id, EPOLLIN, EPOLL_CTL_ADD).is_error()) {
-                log::warn("{}: epoll_ctl: {}", client->name(), std::strerror(errno));
+            if (auto added = loop.add(client->fd.get(), EPOLLIN, client.get()); added.is_error()) {
+                notify(Severity::Warning, fmt::format("{}: epoll_ctl: {}", client->name(), std::strerror(added.error().errno_code())));
                 continue;
             }
             client->events = EPOLLIN;
-            log::info("{} connected", client->name());
-            clients.emplace(client->id, std::move(client));
+            report(ClientConnected { client->info });
+            clients.emplace(client->id(), std::move(client));
         }
     }
 
@@ -337,7 +372,7 @@ struct Server::State {
             upstream_written = 0;
         }
         if (more != upstream_watching_output) {
-            TRY(watch(upstream.get(), UPSTREAM_TOKEN, more ? EPOLLIN | EPOLLOUT : EPOLLIN, EPOLL_CTL_MOD));
+            TRY(loop.modify(upstream.get(), more ? EPOLLIN | EPOLLOUT : EPOLLIN, &upstream_source));
             upstream_watching_output = more;
         }
         return {};
@@ -354,14 +389,17 @@ struct Server::State {
         auto response = decode_response(item);
         bool valid = !response.is_error() && response_matches(entry.request, response.value());
         if (!valid) {
-            log::warn("the QTSM's answer to {} is malformed: {}", request_name(entry.request),
-                response.is_error() ? response.error().message() : std::string("a response of another kind"));
+            notify(Severity::Warning, fmt::format("the QTSM's answer to {} is malformed: {}", request_name(entry.request),
+                                          response.is_error() ? response.error().message() : std::string("a response of another kind")));
         }
         if (it == clients.end())
             return {}; // the client left while its request was in flight
         auto& client = *it->second;
-        if (auto const* error = valid ? std::get_if<ErrorResponse>(&response.value()) : nullptr)
-            log::info("{}: {} answered {}", client.name(), request_name(entry.request), error_name(error->code));
+        if (valid) {
+            auto const* error = std::get_if<ErrorResponse>(&response.value());
+            report(RequestAnswered { client.info, request_name(entry.request),
+                error ? std::optional<QtsmError>(error->code) : std::nullopt });
+        }
         respond(client, valid ? item : encode_error(QtsmError::InvalidResponse));
         return {};
     }
@@ -434,41 +472,41 @@ struct Server::State {
         pending.clear();
     }
 
-    ErrorOr<void> loop()
+    void on_upstream_event(std::uint32_t flags)
     {
-        std::array<epoll_event, MAX_EVENTS> events {};
+        if (flags & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+            if (auto read = read_upstream(); read.is_error()) {
+                failure = read.release_error();
+                return;
+            }
+        }
+        if (flags & EPOLLOUT) {
+            if (auto written = write_upstream(); written.is_error())
+                failure = written.release_error();
+        }
+    }
+
+    void on_client_event(Client& client, std::uint32_t flags)
+    {
+        if (client.phase == Phase::Reading && (flags & (EPOLLIN | EPOLLHUP | EPOLLERR)))
+            read_client(client);
+        else if (client.phase == Phase::Writing && (flags & (EPOLLOUT | EPOLLHUP | EPOLLERR)))
+            write_client(client);
+        else if (flags & (EPOLLHUP | EPOLLERR))
+            close_client(client.id(), "hung up while its request was with the QTSM");
+    }
+
+    ErrorOr<void> run_loop()
+    {
         for (;;) {
-            int count = ::epoll_wait(epoll.get(), events.data(), MAX_EVENTS, next_timeout(monotonic_ms()));
-            if (count < 0) {
-                if (errno == EINTR)
-                    continue;
-                return Error::from_errno("epoll_wait");
-            }
-            for (int i = 0; i < count; ++i) {
-                auto token = events[i].data.u64;
-                auto flags = events[i].events;
-                if (token == STOP_TOKEN)
-                    return {};
-                if (token == LISTENER_TOKEN) {
-                    accept_clients();
-                } else if (token == UPSTREAM_TOKEN) {
-                    if (flags & (EPOLLIN | EPOLLHUP | EPOLLERR))
-                        TRY(read_upstream());
-                    if (flags & EPOLLOUT)
-                        TRY(write_upstream());
-                } else {
-                    auto it = clients.find(token);
-                    if (it == clients.end())
-                        continue; // closed earlier in this batch
-                    auto& client = *it->second;
-                    if (client.phase == Phase::Reading && (flags & (EPOLLIN | EPOLLHUP | EPOLLERR)))
-                        read_client(client);
-                    else if (client.phase == Phase::Writing && (flags & (EPOLLOUT | EPOLLHUP | EPOLLERR)))
-                        write_client(client);
-                    else if (flags & (EPOLLHUP | EPOLLERR))
-                        close_client(token, "hung up while its request was with the QTSM");
-                }
-            }
+            auto waited = loop.wait(next_timeout(monotonic_ms()));
+            retired.clear();
+            if (waited.is_error())
+                return waited.release_error();
+            if (failure)
+                return std::exchange(failure, std::nullopt).value();
+            if (stopped)
+                return {};
             // Requests screened in this batch go upstream together.
             if (upstream_written < upstream_output.size())
                 TRY(write_upstream());
@@ -477,31 +515,58 @@ struct Server::State {
     }
 };
 
+namespace {
+
+void Client::on_event(std::uint32_t flags)
+{
+    // Once the server is stopping, what is left of the batch is not
+    // handled; a client closed earlier in the batch takes nothing more.
+    if (server.done() || closed)
+        return;
+    server.on_client_event(*this, flags);
+}
+
+void Source::on_event(std::uint32_t flags)
+{
+    if (server.done())
+        return;
+    switch (kind) {
+    case Kind::Stop:
+        server.stopped = true;
+        break;
+    case Kind::Listener:
+        server.accept_clients();
+        break;
+    case Kind::Upstream:
+        server.on_upstream_event(flags);
+        break;
+    }
+}
+
+} // namespace
+
 Server::Server(std::unique_ptr<State> state) : m_state(std::move(state)) { }
 Server::Server(Server&&) noexcept = default;
 Server::~Server() = default;
 
 ErrorOr<Server> Server::create(UniqueFd listener, UniqueFd upstream, ServerOptions options)
 {
-    auto state = std::make_unique<State>();
-    state->epoll = UniqueFd(::epoll_create1(EPOLL_CLOEXEC));
-    if (!state->epoll)
-        return Error::from_errno("epoll_create1");
-    TRY(set_nonblocking(listener.get()));
-    TRY(set_nonblocking(upstream.get()));
+    auto loop = TRY(net::EventLoop::create());
+    TRY(sys::set_nonblocking(listener.get()));
+    TRY(sys::set_nonblocking(upstream.get()));
+    auto state = std::make_unique<State>(std::move(loop), std::move(options));
     state->listener = std::move(listener);
     state->upstream = std::move(upstream);
-    state->options = options;
-    TRY(state->watch(state->listener.get(), LISTENER_TOKEN, EPOLLIN, EPOLL_CTL_ADD));
-    TRY(state->watch(state->upstream.get(), UPSTREAM_TOKEN, EPOLLIN, EPOLL_CTL_ADD));
-    if (options.stop_fd >= 0)
-        TRY(state->watch(options.stop_fd, STOP_TOKEN, EPOLLIN, EPOLL_CTL_ADD));
+    TRY(state->loop.add(state->listener.get(), EPOLLIN, &state->listener_source));
+    TRY(state->loop.add(state->upstream.get(), EPOLLIN, &state->upstream_source));
+    if (state->options.stop_fd >= 0)
+        TRY(state->loop.add(state->options.stop_fd, EPOLLIN, &state->stop_source));
     return Server(std::move(state));
 }
 
 ErrorOr<void> Server::run()
 {
-    auto result = m_state->loop();
+    auto result = m_state->run_loop();
     if (result.is_error())
         m_state->fail_pending();
     return result;

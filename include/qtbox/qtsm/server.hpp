@@ -24,19 +24,72 @@
 //   Idle clients (no partial frame) are never timed out: libqtsm users keep
 //   one connection for the life of the app. No client error stops the
 //   server; only the upstream channel failing does.
-// - Every client is logged with its SO_PEERCRED pid/uid/gid when it
-//   connects, and with them again on every refused request.
+// - Every client is reported with its SO_PEERCRED pid/uid/gid when it
+//   connects, and with them again on every refused request. The server
+//   never prints: it reports through ServerOptions' callbacks, and
+//   qtsm-server writes the lines.
 #pragma once
 
 #include <qtbox/base/bytes.hpp>
 #include <qtbox/base/error.hpp>
+#include <qtbox/base/event.hpp>
 #include <qtbox/base/fd.hpp>
 #include <qtbox/qtsm/protocol.hpp>
 
 #include <cstddef>
+#include <cstdint>
+#include <functional>
 #include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <sys/types.h>
+#include <variant>
 
 namespace qtbox::qtsm {
+
+// A local client: its number (unique for the server's life) and the
+// credentials the kernel gave for it when it connected (SO_PEERCRED).
+struct ClientInfo {
+    std::uint64_t id { 0 };
+    pid_t pid { 0 };
+    uid_t uid { 0 };
+    gid_t gid { 0 };
+};
+
+// "client <id> (pid <pid>, uid <uid>, gid <gid>)".
+std::string client_name(ClientInfo const& client);
+
+// What the server reports about its clients.
+struct ClientConnected {
+    ClientInfo client;
+};
+struct ClientDisconnected {
+    ClientInfo client;
+    // Why the server let it go; empty when the client closed between
+    // requests.
+    std::string reason;
+};
+// A request answered here with an error, never forwarded (screen_request,
+// framing errors).
+struct RequestRefused {
+    ClientInfo client;
+    QtsmError code { QtsmError::InternalError };
+    std::string message;
+};
+// A screened request on its way to the QTSM.
+struct RequestForwarded {
+    ClientInfo client;
+    std::string_view request; // request_name()
+};
+// The QTSM's well-formed answer to a client's request, about to be written.
+struct RequestAnswered {
+    ClientInfo client;
+    std::string_view request; // request_name()
+    // The code of an ErrorResponse; nullopt for any other answer.
+    std::optional<QtsmError> error;
+};
+using ServerEvent = std::variant<ClientConnected, ClientDisconnected, RequestRefused, RequestForwarded, RequestAnswered>;
 
 struct ServerOptions {
     std::size_t max_clients { 256 };
@@ -46,6 +99,11 @@ struct ServerOptions {
     int upstream_timeout_ms { 60'000 };
     // Readable (a signalfd, an eventfd) when the server should stop.
     int stop_fd { -1 };
+    // Called from run()'s thread; either may be empty. Notices: failures
+    // that do not stop the server (accept, epoll_ctl), clients refused past
+    // max_clients, malformed answers from the QTSM.
+    std::function<void(ServerEvent const&)> on_event;
+    NoticeSink notice;
 };
 
 // The local decision on one client request: the re-encoded request to

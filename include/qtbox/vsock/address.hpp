@@ -3,13 +3,13 @@
 // On the parent, enclaves are not reached through the kernel's AF_VSOCK but
 // through Unix sockets, Firecracker style:
 //   - a guest connection to CID 3 port P becomes a connection to the Unix
-//     socket <vsock-dir>/3_P, where <vsock-dir> is <run>/vsock (one qt-proxy
-//     listener serves every enclave, as AF_VSOCK would);
+//     socket <vsock-dir>/3_P (enclave/paths.hpp names it), so one qt-proxy
+//     listener serves every enclave, as AF_VSOCK would;
 //   - a parent program reaches enclave port P by connecting to the enclave's
 //     <state>/vsock.sock and writing "CONNECT P\n"; the VMM answers
 //     "OK <n>\n" and the stream carries the guest's bytes from then on.
-// These are the path rules and the two-line handshake, shared by qt-proxy
-// and the VMM's virtio-vsock device.
+// These are the well-known CIDs and ports and the two-line handshake, shared
+// by qt-proxy and the VMM's virtio-vsock device.
 #pragma once
 
 #include <qtbox/base/error.hpp>
@@ -31,26 +31,10 @@ constexpr std::uint32_t QTSM_PORT = 9001;
 // VMADDR_PORT_ANY: never a real port.
 constexpr std::uint32_t PORT_ANY = 0xFFFFFFFF;
 
-// SPEC §1.
-constexpr std::string_view DEFAULT_RUN_DIR = "/run/qtbox";
-constexpr char const* RUN_DIR_VARIABLE = "QTBOX_RUN_DIR";
-
 // The longest legal handshake line is "CONNECT 4294967295\n" (19 bytes); a
 // peer that sends more than this without a newline is not speaking the
 // protocol, and reading stops there.
 constexpr std::size_t MAX_HANDSHAKE_LINE = 32;
-
-// QTBOX_RUN_DIR when set and not empty, else /run/qtbox.
-std::string run_dir();
-// <run>/vsock: where the parent-side 3_<port> listeners live.
-std::string listener_dir(std::string_view run);
-// <vsock-dir>/3_<port>.
-std::string listener_path(std::string_view vsock_dir, std::uint32_t port);
-// <run>/enclaves/<id>/vsock.sock: an enclave started by `qt` (SPEC §1, §7:
-// enclave ids are the non-negative integers `qt` prints as EnclaveID).
-std::string enclave_socket_path(std::string_view run, std::uint64_t enclave_id);
-// <run>/enclaves/cid-<cid>/vsock.sock: a `vmm` started on its own (SPEC §11).
-std::string enclave_socket_path_for_cid(std::string_view run, std::uint32_t cid);
 
 // 9000 (heartbeat) and 9001 (QTSM) on CID 3 are served inside the VMM and
 // never forwarded to <vsock-dir>/3_<port> (SPEC §6).
