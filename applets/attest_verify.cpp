@@ -7,8 +7,8 @@
 // (COSE_Sign1); reference/nitro.md §4 (Nitro profile); man attest-verify(1).
 #include <qtbox/attest/seal.hpp>
 #include <qtbox/attest/verify.hpp>
-#include <qtbox/base/applet.hpp>
-#include <qtbox/base/log.hpp>
+#include "support/applet.hpp"
+#include "support/log.hpp"
 #include <qtbox/base/sys.hpp>
 #include <qtbox/crypto/hash.hpp>
 

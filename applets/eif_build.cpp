@@ -6,8 +6,8 @@
 // See: SPEC §2 (PCRs), §3 (EIF), §8 (this applet), §10 (errors);
 // reference/nitro.md §1.10, §2; man eif-build(1). The engine is
 // src/eif/build.cpp; this file parses, resolves defaults and prints.
-#include <qtbox/base/applet.hpp>
-#include <qtbox/base/log.hpp>
+#include "support/applet.hpp"
+#include "support/log.hpp"
 #include <qtbox/base/sys.hpp>
 #include <qtbox/eif/build.hpp>
 #include <qtbox/eif/describe.hpp>

@@ -5,8 +5,8 @@
 // one "init: ..." line each, on the console.
 //
 // See: SPEC §3, §6; ../reference/nitro.md §1.7 (Nitro's init); man/init.8.
-#include <qtbox/base/applet.hpp>
-#include <qtbox/base/log.hpp>
+#include "support/applet.hpp"
+#include "support/log.hpp"
 #include <qtbox/init/init.hpp>
 
 #include <unistd.h>

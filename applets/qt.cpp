@@ -11,8 +11,8 @@
 //
 // See: SPEC §7 (qt, error format), §4 and §1 (PKI layout, QTBOX_PKI_DIR),
 // reference/qingtian.md §1 (error table); man qt(1).
-#include <qtbox/base/applet.hpp>
-#include <qtbox/base/log.hpp>
+#include "support/applet.hpp"
+#include "support/log.hpp"
 #include <qtbox/base/time.hpp>
 #include <qtbox/pki/pki.hpp>
 

@@ -11,9 +11,9 @@
 //
 // See: DESIGN.md "vsock"; SPEC §1, §6, §10; reference/qingtian.md §3
 // (qt_proxy -l/-a/-p, qproxy's TOML); reference/nitro.md §5 (vsock-proxy).
-#include <qtbox/base/applet.hpp>
+#include "support/applet.hpp"
 #include <qtbox/base/event.hpp>
-#include <qtbox/base/log.hpp>
+#include "support/log.hpp"
 #include <qtbox/base/sys.hpp>
 #include <qtbox/enclave/paths.hpp>
 #include <qtbox/proxy/config.hpp>

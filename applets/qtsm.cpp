@@ -5,8 +5,8 @@
 // See: SPEC §5 (protocol), §4 (document), §9 (attest-verify --seal, whose
 // envelopes `open` reads); man qtsm(1).
 #include <qtbox/attest/seal.hpp>
-#include <qtbox/base/applet.hpp>
-#include <qtbox/base/log.hpp>
+#include "support/applet.hpp"
+#include "support/log.hpp"
 #include <qtbox/base/sys.hpp>
 #include <qtbox/crypto/keys.hpp>
 #include <qtbox/crypto/pem.hpp>

@@ -8,9 +8,9 @@
 //
 // See: SPEC §5 (protocol, paths), §6 (ports), §10 (errors); server.hpp for
 // the design; man qtsm-server(8).
-#include <qtbox/base/applet.hpp>
+#include "support/applet.hpp"
 #include <qtbox/base/event.hpp>
-#include <qtbox/base/log.hpp>
+#include "support/log.hpp"
 #include <qtbox/base/sys.hpp>
 #include <qtbox/net/socket.hpp>
 #include <qtbox/qtsm/client.hpp>

@@ -4,8 +4,8 @@
 //
 // See: SPEC §2 (PCRs), §3 (EIF, memory rule, default cmdline), §10, §11;
 // ../reference/vmm.md; man/vmm.1.
-#include <qtbox/base/applet.hpp>
-#include <qtbox/base/log.hpp>
+#include "support/applet.hpp"
+#include "support/log.hpp"
 #include <qtbox/base/sys.hpp>
 #include <qtbox/boot/layout.hpp>
 #include <qtbox/kvm/system.hpp>

@@ -46,7 +46,8 @@ void on_sigsys(int, siginfo_t* info, void*)
     auto converted = std::to_chars(digits, digits + sizeof(digits), info ? info->si_syscall : -1);
     append(std::string_view(digits, static_cast<std::size_t>(converted.ptr - digits)));
     append(" is not allowed; exiting\n");
-    [[maybe_unused]] auto written = ::write(STDERR_FILENO, line, length);
+    if (int fd = report_fd(); fd >= 0)
+        [[maybe_unused]] auto written = ::write(fd, line, length);
     // exit_group directly rather than _exit(): sanitizer runtimes intercept
     // _exit() and make further system calls (sigaltstack) on the way out,
     // which the filter that brought us here may not allow.

@@ -1,6 +1,7 @@
 // The builder half of Machine (machine_state.hpp): Machine::create turns a
 // MachineConfig into a VM ready to run. The run loop is in machine.cpp.
 #include <qtbox/base/sys.hpp>
+#include <qtbox/base/program.hpp>
 #include <qtbox/boot/cpu.hpp>
 #include <qtbox/boot/cpuid.hpp>
 #include <qtbox/boot/layout.hpp>
@@ -182,7 +183,9 @@ ErrorOr<std::unique_ptr<Machine>> Machine::create(kvm::System const& system, Mac
     s.write_fds = { config.console_fd, s.stop_event.get() };
     for (auto const& fd : s.device_fds)
         s.write_fds.push_back(fd.get());
-    s.write_fds.push_back(STDERR_FILENO);
+    // Where the applet's lines go (program.hpp; stderr under the dispatcher).
+    if (report_fd() >= 0)
+        s.write_fds.push_back(report_fd());
 
     std::uint64_t entry = TRY(load_guest(s, image, config));
     TRY(create_vcpus(s, system, config.cpus, entry));

@@ -1,6 +1,6 @@
 #include "child.hpp"
 
-#include <qtbox/base/log.hpp>
+#include <qtbox/base/program.hpp>
 #include <qtbox/base/seccomp.hpp>
 
 #include <doctest/doctest.h>
@@ -52,7 +52,7 @@ std::string report_line(std::string_view program, long number)
 TEST_CASE("seccomp: a trapped system call is reported by number and ends the process with the chosen status")
 {
     auto outcome = test::run_in_child([] {
-        log::set_program("sandboxed");
+        set_program_name("sandboxed");
         if (!enter_trap_filter([](seccomp::Filter&) -> ErrorOr<void> { return {}; }))
             return SETUP_FAILED_EXIT;
         ::syscall(SYS_getppid); // harmless, and not on the list

@@ -21,9 +21,9 @@
 //     For bench/qtsm: Attestation requests handled per second in this
 //     process, one thread, no I/O (Backend::handle from request bytes to
 //     response bytes), and per CPU-second of that thread.
-#include <qtbox/base/applet.hpp>
+#include "../../applets/support/applet.hpp"
 #include <qtbox/base/bytes.hpp>
-#include <qtbox/base/log.hpp>
+#include "../../applets/support/log.hpp"
 #include <qtbox/base/sys.hpp>
 #include <qtbox/pki/leaf.hpp>
 #include <qtbox/pki/pki.hpp>

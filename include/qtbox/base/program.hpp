@@ -1,7 +1,9 @@
-// The name this process reports under ("vmm", "init"; "qtbox" until the
-// dispatcher picks an applet). The stderr log (log.hpp) prefixes it to every
-// line, and the reports that cannot go through the log, such as the SIGSYS
-// reporter of seccomp.hpp, read it here. log::set_program sets it.
+// Who this process reports as, and where its one-line reports go: the name
+// ("vmm", "init"; "qtbox" until the dispatcher picks an applet) and the fd
+// (set by the dispatcher to stderr; -1, the default, drops them). Library
+// code never prints (docs/ARCHITECTURE.md "Conventions"); the applets' log
+// (applets/support/log.hpp) and the reports that cannot wait for an applet,
+// such as the SIGSYS reporter of seccomp.hpp, read both here.
 #pragma once
 
 #include <string_view>
@@ -10,5 +12,8 @@ namespace qtbox {
 
 void set_program_name(std::string_view name);
 std::string_view program_name();
+
+void set_report_fd(int fd);
+int report_fd();
 
 } // namespace qtbox

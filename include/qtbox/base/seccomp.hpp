@@ -87,7 +87,8 @@ ErrorOr<void> set_no_new_privs();
 
 // Installs the process-wide SIGSYS handler for Trap filters and unblocks
 // SIGSYS in the calling thread. The handler is async-signal-safe (no
-// allocation, one write() to stderr, then _exit(exit_code)). Every thread
+// allocation, one write() of the report line to report_fd() (program.hpp),
+// then _exit(exit_code)). Every thread
 // shares one exit code: the last call's.
 ErrorOr<void> install_sigsys_reporter(int exit_code);
 

@@ -1,7 +1,7 @@
 // Diagnostics on stderr, one line each, "<program>: <message>" (SPEC §10).
-// Applets set the program name once; library code returns errors instead of
-// logging, except for long-running loops (proxy, VMM, qtsm-server) whose
-// per-event lines are their product.
+// For applets and the dispatcher only: library code (src/) never logs. It
+// returns errors, and its long-running engines report through event
+// callbacks (base/event.hpp) that the applet turns into lines here.
 #pragma once
 
 #include <fmt/format.h>

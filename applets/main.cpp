@@ -5,7 +5,9 @@
 //   - `qtbox --list` prints the applet names; `qtbox --install [-s] DIR`
 //     makes hard links (or symbolic links with -s) for every applet.
 //   - An unknown name prints "<name>: applet not found" and exits 127.
-#include <qtbox/base/log.hpp>
+#include "support/log.hpp"
+
+#include <qtbox/base/program.hpp>
 #include <qtbox/base/verify.hpp>
 
 #include <fmt/format.h>
@@ -163,6 +165,7 @@ void report_invariant(std::string_view what, char const* file, int line)
 
 int main(int argc, char** argv)
 {
+    qtbox::set_report_fd(STDERR_FILENO);
     qtbox::set_invariant_handler(report_invariant);
     std::string_view name = base_name(argc > 0 ? argv[0] : nullptr);
     if (name == "qtbox")

@@ -1,4 +1,4 @@
-#include <qtbox/base/log.hpp>
+#include "log.hpp"
 #include <qtbox/base/program.hpp>
 #include <qtbox/base/time.hpp>
 

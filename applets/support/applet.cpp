@@ -1,5 +1,5 @@
-#include <qtbox/base/applet.hpp>
-#include <qtbox/base/log.hpp>
+#include "applet.hpp"
+#include "log.hpp"
 
 #include <fmt/format.h>
 
