@@ -1,10 +1,10 @@
 // attest-verify: the relying party's verifier of attestation documents.
-// Verifies chain, signature, freshness, nonce and PCRs in SPEC §9's order,
+// Verifies chain, signature, freshness, nonce and PCRs in docs/FORMATS.md §9's order,
 // prints the claims as JSON, and can seal a secret to the key the document
 // carries. Made for shell pipelines: the exit status is the verdict.
 //
-// See: SPEC §4 (document), §9 (this applet), §10 (errors); RFC 9052
-// (COSE_Sign1); reference/nitro.md §4 (Nitro profile); man attest-verify(1).
+// See: docs/FORMATS.md §4 (document), §9 (this applet), §10 (errors); RFC 9052
+// (COSE_Sign1); docs/PLATFORMS.md §N4 (Nitro profile); man attest-verify(1).
 #include <qtbox/attest/seal.hpp>
 #include <qtbox/attest/verify.hpp>
 #include "support/applet.hpp"
@@ -228,7 +228,7 @@ int attest_verify_main(int argc, char** argv)
 {
     CLI::App app;
     configure_app(app, "Verify an attestation document (QingTian or Nitro profile): the chain to a pinned root, "
-                       "the COSE signature, freshness, nonce and PCRs, in that order (SPEC §9). Prints the claims "
+                       "the COSE signature, freshness, nonce and PCRs, in that order (docs/FORMATS.md §9). Prints the claims "
                        "as JSON; the exit status is the verdict.");
     Options options;
     app.add_option("FILE", options.input, "Document, raw COSE or base64 ('-' or absent: standard input)");

@@ -3,8 +3,8 @@
 // needed; --docker-uri alone asks one for `docker save`), prints its PCRs,
 // and signs it; `eif-build describe F` prints everything about an EIF.
 //
-// See: SPEC §2 (PCRs), §3 (EIF), §8 (this applet), §10 (errors);
-// reference/nitro.md §1.10, §2; man eif-build(1). The engine is
+// See: docs/FORMATS.md §2 (PCRs), §3 (EIF), §8 (this applet), §10 (errors);
+// docs/PLATFORMS.md §N1.10, §N2; man eif-build(1). The engine is
 // src/eif/build.cpp; this file parses, resolves defaults and prints.
 #include "support/applet.hpp"
 #include "support/log.hpp"
@@ -153,7 +153,7 @@ ErrorOr<eif::BuildRequest> make_request(Options const& options, int& exit_code)
         request.build_time = static_cast<UnixMillis>(*epoch) * 1000;
     }
 
-    // Blobs (SPEC §1): whatever was not given comes from QTBOX_BLOBS.
+    // Blobs (docs/FORMATS.md §1): whatever was not given comes from QTBOX_BLOBS.
     exit_code = EXIT_FAILURE_BUILD;
     auto blobs = eif::default_blobs_directory();
     request.kernel = options.kernel.empty() ? blobs + "/bzImage" : options.kernel;

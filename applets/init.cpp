@@ -1,10 +1,10 @@
-// init: the enclave's PID 1 (DESIGN.md "Boot path" 4; SPEC §3 ramdisk
+// init: the enclave's PID 1 (docs/ARCHITECTURE.md "Boot path" 4; docs/FORMATS.md §3 ramdisk
 // layout). It is /init of the bootstrap ramdisk that eif-build writes; the
 // kernel runs it, nobody else should. The steps are in
 // include/qtbox/init/init.hpp; this file prints what the engine reports,
 // one "init: ..." line each, on the console.
 //
-// See: SPEC §3, §6; ../reference/nitro.md §1.7 (Nitro's init); man/init.8.
+// See: docs/FORMATS.md §3, §6; docs/PLATFORMS.md §N1.7 (Nitro's init); man/init.8.
 #include "support/applet.hpp"
 #include "support/log.hpp"
 #include <qtbox/init/init.hpp>

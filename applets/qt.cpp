@@ -9,8 +9,8 @@
 // and `qt env` are added the same way (a function in src/enclave, listed in
 // GROUPS below).
 //
-// See: SPEC §7 (qt, error format), §4 and §1 (PKI layout, QTBOX_PKI_DIR),
-// reference/qingtian.md §1 (error table); man qt(1).
+// See: docs/FORMATS.md §7 (qt, error format), §4 and §1 (PKI layout, QTBOX_PKI_DIR),
+// docs/PLATFORMS.md §Q1 (error table); man qt(1).
 #include "support/applet.hpp"
 #include "support/log.hpp"
 #include <qtbox/base/time.hpp>
@@ -31,7 +31,7 @@ QT_APPLET(qt, "qt", "enclave lifecycle and the local attestation PKI (QingTian C
 
 namespace {
 
-// reference/qingtian.md §1, the codes qt itself uses.
+// docs/PLATFORMS.md §Q1, the codes qt itself uses.
 // An Error in this domain carries the code qt exits with.
 enum class QtError : int {
     MissingArgument = 1,
@@ -39,7 +39,7 @@ enum class QtError : int {
     FileOperation = 3,
 };
 
-// QingTian's messages, index = code (reference/qingtian.md §1, ECS-DOC 1420).
+// QingTian's messages, index = code (docs/PLATFORMS.md §Q1, ECS-DOC 1420).
 constexpr std::array<std::string_view, 44> QT_MESSAGES { "",
     "Missing necessary argument.", "Invalid argument provided.", "File operation failure.",
     "Ioctl get sandbox capacity failure.", "Ioctl define sandbox failure.",
@@ -58,7 +58,7 @@ constexpr std::array<std::string_view, 44> QT_MESSAGES { "",
     "The required enclave is in maintenance state.", "The required enclave is in maintenance state.",
     "The cid has already been used." };
 
-// SPEC §7: "Error NN: <QingTian message>: <detail and hint>", exit NN.
+// docs/FORMATS.md §7: "Error NN: <QingTian message>: <detail and hint>", exit NN.
 int qt_error(QtError error, std::string_view detail)
 {
     int code = static_cast<int>(error);

@@ -9,8 +9,8 @@
 // engine handles), wires, enters the sandbox, and writes the engine's events
 // as log lines.
 //
-// See: DESIGN.md "vsock"; SPEC §1, §6, §10; reference/qingtian.md §3
-// (qt_proxy -l/-a/-p, qproxy's TOML); reference/nitro.md §5 (vsock-proxy).
+// See: docs/ARCHITECTURE.md "Hybrid vsock"; docs/FORMATS.md §1, §6, §10; docs/PLATFORMS.md §Q3
+// (qt_proxy -l/-a/-p, qproxy's TOML); docs/PLATFORMS.md §N5 (vsock-proxy).
 #include "support/applet.hpp"
 #include <qtbox/base/event.hpp>
 #include "support/log.hpp"
@@ -216,7 +216,7 @@ QT_APPLET(qt_proxy, "qt-proxy", "forward enclave vsock connections to TCP hosts 
         return report(Error::from_string(fmt::format("seccomp: {}", sandbox.error().message())), 1);
     // From here on lines are events of a daemon: journald stamps them
     // itself; elsewhere (files, terminals) we do. Errors that end the
-    // process keep the plain SPEC §10 shape.
+    // process keep the plain docs/FORMATS.md §10 shape.
     log::set_timestamps(std::getenv("JOURNAL_STREAM") == nullptr);
     log::info("ready: {} mode, {} listeners, max_connections {}, {} workers, seccomp on",
         mode == ProxyMode::Parent ? "parent" : "enclave", proxy.value()->listener_count(), proxy.value()->effective_max_connections(),

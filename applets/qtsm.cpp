@@ -2,7 +2,7 @@
 // locks PCRs, fetches attestation documents and random bytes, makes the key
 // pair a relying party seals secrets to, and opens what it sealed.
 //
-// See: SPEC §5 (protocol), §4 (document), §9 (attest-verify --seal, whose
+// See: docs/FORMATS.md §5 (protocol), §4 (document), §9 (attest-verify --seal, whose
 // envelopes `open` reads); man qtsm(1).
 #include <qtbox/attest/seal.hpp>
 #include "support/applet.hpp"
@@ -114,7 +114,7 @@ ErrorOr<void> write_stdout(ByteView bytes)
 }
 
 // Connects to qtsm-server, runs `work` with the client, and reports a
-// failure of either (SPEC §10: one line) with fail_call's exit status.
+// failure of either (docs/FORMATS.md §10: one line) with fail_call's exit status.
 template<typename Work>
 int with_client(std::string const& socket_path, std::string_view command, Work work)
 {

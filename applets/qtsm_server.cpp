@@ -6,7 +6,7 @@
 // client's pid/uid/gid (the engine, src/qtsm/server.cpp, reports events; the
 // lines are written here).
 //
-// See: SPEC §5 (protocol, paths), §6 (ports), §10 (errors); server.hpp for
+// See: docs/FORMATS.md §5 (protocol, paths), §6 (ports), §10 (errors); server.hpp for
 // the design; man qtsm-server(8).
 #include "support/applet.hpp"
 #include <qtbox/base/event.hpp>
@@ -140,7 +140,7 @@ void log_event(qtsm::ServerEvent const& event)
 int qtsm_server_main(int argc, char** argv)
 {
     CLI::App app;
-    configure_app(app, "Serve the QTSM API (SPEC §5) to local apps on a Unix socket, over the enclave's one QTSM channel.");
+    configure_app(app, "Serve the QTSM API (docs/FORMATS.md §5) to local apps on a Unix socket, over the enclave's one QTSM channel.");
     app.name("qtsm-server");
     std::string device = fmt::format("vsock:{}:{}", vsock::PARENT_CID, vsock::QTSM_PORT);
     std::string socket_path(qtsm::DEFAULT_SOCKET_PATH);

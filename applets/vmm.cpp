@@ -1,9 +1,9 @@
-// vmm: the tiny KVM VMM that runs ONE enclave (DESIGN.md "Boot path";
-// SPEC §11). Normally started by `qt enclave start`; usable alone to debug
+// vmm: the tiny KVM VMM that runs ONE enclave (docs/ARCHITECTURE.md "Boot path";
+// docs/FORMATS.md §11). Normally started by `qt enclave start`; usable alone to debug
 // an image or a kernel.
 //
-// See: SPEC §2 (PCRs), §3 (EIF, memory rule, default cmdline), §10, §11;
-// ../reference/vmm.md; man/vmm.1.
+// See: docs/FORMATS.md §2 (PCRs), §3 (EIF, memory rule, default cmdline), §10, §11;
+// docs/PLATFORMS.md §V; man/vmm.1.
 #include "support/applet.hpp"
 #include "support/log.hpp"
 #include <qtbox/base/sys.hpp>
@@ -64,7 +64,7 @@ int exit_status(vmm::Outcome const& outcome)
 int vmm_main(int argc, char** argv)
 {
     // Guest memory and, later, the attestation key live in this process:
-    // no core dumps, no ptrace by the same user (DESIGN.md).
+    // no core dumps, no ptrace by the same user (docs/ARCHITECTURE.md "The trust picture").
     ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     // A closed console pipe must not kill the VMM (the console is dropped).
     ::signal(SIGPIPE, SIG_IGN);

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """Reference attestation-document verifier for bench/attest_verify: the same
-checks as `attest-verify` (SPEC §9) written with Debian's python3-cryptography
+checks as `attest-verify` (docs/FORMATS.md §9) written with Debian's python3-cryptography
 (OpenSSL): CBOR decoding of the COSE_Sign1 and its payload, the pinned root's
 SHA-256, the chain leaf -> cabundle[n-1] -> ... -> cabundle[0] (signatures,
 issuer names, CA basicConstraints, validity of every certificate at the given

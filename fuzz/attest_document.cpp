@@ -1,9 +1,9 @@
 // libFuzzer target: attest-verify's document parser: input decoding (raw or
 // base64), COSE_Sign1, the payload map, every field's checks and the X.509
-// parsing of the certificates (SPEC §9 step 1).
+// parsing of the certificates (docs/FORMATS.md §9 step 1).
 //
 // Property beyond "no crash, no hang, no leak": a document that parses,
-// re-encoded in the QingTian layout (SPEC §4) with the same signature bytes,
+// re-encoded in the QingTian layout (docs/FORMATS.md §4) with the same signature bytes,
 // parses again to the same fields whenever the re-encoding is no larger.
 #include <qtbox/attest/document.hpp>
 #include <qtbox/cose/sign1.hpp>

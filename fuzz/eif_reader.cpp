@@ -1,11 +1,11 @@
-// libFuzzer target: the EIF reader (SPEC §3) and `eif-build describe` /
-// `qt enclave query-eif` (SPEC §7, §8) on arbitrary bytes given as a file:
+// libFuzzer target: the EIF reader (docs/FORMATS.md §3) and `eif-build describe` /
+// `qt enclave query-eif` (docs/FORMATS.md §7, §8) on arbitrary bytes given as a file:
 // the section walk, the streaming CRC/PCR pass, the cmdline, metadata and
 // signature sections (parse_signature_section, check_signature).
 //
 // Properties checked beyond "no crash, no hang, no leak":
 //   - every section the reader accepts lies inside the file, the sections
-//     tile it from offset 548 to the end in SPEC §3 order, each within its
+//     tile it from offset 548 to the end in docs/FORMATS.md §3 order, each within its
 //     named limit, and the header's table agrees with them;
 //   - verify() hands out exactly the file's bytes of each section, and its
 //     CRC is zlib's crc32 over [0, 544) and [548, end) (computed here

@@ -1,4 +1,4 @@
-// libFuzzer target: what a QTSM peer sends (SPEC §5). The input is a byte
+// libFuzzer target: what a QTSM peer sends (docs/FORMATS.md §5). The input is a byte
 // stream as it arrives on vsock port 9001 or qtsm-server's socket: frames
 // (u32 big-endian length, one CBOR item) cut by FrameReader, each item
 // decoded by the strict request decoder and answered by a Backend. Every
@@ -11,7 +11,7 @@
 // Properties checked beyond "no crash, no hang, no leak":
 //   - every answer fits MAX_RESPONSE_SIZE and decodes as a response;
 //   - a request the decoder refuses is answered {"Error": NAME} with the
-//     decoder's own code, one of the four SPEC §5 gives for bad input;
+//     decoder's own code, one of the four docs/FORMATS.md §5 gives for bad input;
 //   - an accepted request is answered with its own kind or an error
 //     (response_matches), and re-encodes to bytes that decode and re-encode
 //     identically; the same holds for an accepted response;

@@ -17,7 +17,7 @@
 
 namespace qtbox {
 
-// Exit statuses shared by the applets that do not define their own (SPEC §10).
+// Exit statuses shared by the applets that do not define their own (docs/FORMATS.md §10).
 constexpr int EXIT_USAGE = 2;
 
 // Parses argv with CLI11 and handles the outcomes every applet shares:

@@ -1,4 +1,4 @@
-// Diagnostics on stderr, one line each, "<program>: <message>" (SPEC §10).
+// Diagnostics on stderr, one line each, "<program>: <message>" (docs/FORMATS.md §10).
 // For applets and the dispatcher only: library code (src/) never logs. It
 // returns errors, and its long-running engines report through event
 // callbacks (base/event.hpp) that the applet turns into lines here.

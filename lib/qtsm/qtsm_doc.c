@@ -1,6 +1,6 @@
 /*
  * verify_parse_cboren_doc: parse and verify a QingTian-profile attestation
- * document (SPEC §4) into struct attestation_document. What is and is not
+ * document (docs/FORMATS.md §4) into struct attestation_document. What is and is not
  * verified is stated in qtsm_lib.h. COSE: RFC 9052 §4.2 (COSE_Sign1), §4.4
  * (Sig_structure); ES384: RFC 9053 §2.1.
  */
@@ -16,7 +16,7 @@
 
 #include <string.h>
 
-#define QTSM_DOCUMENT_MAX_SIZE 0x6000 /* SPEC §4 */
+#define QTSM_DOCUMENT_MAX_SIZE 0x6000 /* docs/FORMATS.md §4 */
 #define QTSM_SIGNATURE_SIZE 96        /* ES384: r || s, 48 bytes each */
 #define QTSM_PCR_SIZE SHA384_LEN
 
@@ -104,7 +104,7 @@ static int parse_envelope(const uint8_t *data, size_t size, struct envelope *out
     return check_protected(out->protected_header);
 }
 
-/* Reads the next key and checks it is `name` (SPEC §4 fixes the order). */
+/* Reads the next key and checks it is `name` (docs/FORMATS.md §4 fixes the order). */
 static int expect_key(struct qtsm_cbor_reader *r, const char *name)
 {
     struct qtsm_cbor_item key;
@@ -179,7 +179,7 @@ static int parse_payload(struct span payload, struct attestation_doc *doc)
         return status;
     if ((status = qtsm_cbor_next(&r, &item)) != QTSM_CBOR_OK)
         return load_status(status);
-    /* SPEC §4: an unsigned integer in the 8-byte encoding (info 27). */
+    /* docs/FORMATS.md §4: an unsigned integer in the 8-byte encoding (info 27). */
     if (item.major != QTSM_CBOR_UNSIGNED || item.info != 27 || item.argument == 0)
         return COBR_TIMESTAMP_ERROR;
     doc->timestamp = item.argument;
@@ -309,7 +309,7 @@ static int verify_signature(const struct envelope *envelope, mbedtls_x509_crt *l
     size_t half = QTSM_SIGNATURE_SIZE / 2;
     if (ecdsa_verify(key, digest, signature, signature + half))
         return NO_ERROR;
-    /* QingTian's hypervisor writes each half byte-reversed (reference/qingtian.md §5). */
+    /* QingTian's hypervisor writes each half byte-reversed (docs/PLATFORMS.md §Q5). */
     uint8_t r[QTSM_SIGNATURE_SIZE / 2], s[QTSM_SIGNATURE_SIZE / 2];
     for (size_t i = 0; i < half; ++i) {
         r[i] = signature[half - 1 - i];

@@ -1,6 +1,6 @@
 /*
  * libqtsm: the QingTian QTSM C API over qtsm-server's Unix socket.
- * Messages: SPEC §5 (CBOR, u32 big-endian length prefix); statuses:
+ * Messages: docs/FORMATS.md §5 (CBOR, u32 big-endian length prefix); statuses:
  * QingTian's error_code enum. See qtsm_lib.h for the contract.
  */
 #include "qtsm_lib.h"
@@ -19,8 +19,8 @@
 
 #define QTSM_DEFAULT_SOCKET "/run/qtsm.sock"
 #define QTSM_SOCKET_VARIABLE "QTSM_SOCKET"
-#define QTSM_REQUEST_MAX_SIZE 0x1000   /* SPEC §5 */
-#define QTSM_RESPONSE_MAX_SIZE 0x8000  /* SPEC §5 */
+#define QTSM_REQUEST_MAX_SIZE 0x1000   /* docs/FORMATS.md §5 */
+#define QTSM_RESPONSE_MAX_SIZE 0x8000  /* docs/FORMATS.md §5 */
 #define QTSM_CALL_TIMEOUT_SECONDS 30
 #define QTSM_PCR_SIZE SHA384_LEN
 

@@ -1,14 +1,14 @@
 /*
- * qtsm_lib.h: the QingTian Security Module C API (SPEC §5), implemented by
+ * qtsm_lib.h: the QingTian Security Module C API (docs/FORMATS.md §5), implemented by
  * qtbox's libqtsm.a on top of qtsm-server's Unix socket.
  *
- * The function names and signatures are QingTian's (reference/qingtian.md
- * §4), so existing QingTian applications build unchanged. Differences from
+ * The function names and signatures are QingTian's (docs/PLATFORMS.md
+ * §Q4), so existing QingTian applications build unchanged. Differences from
  * QingTian's library, by design:
  *   - the "device" is qtsm-server's socket: /run/qtsm.sock, or the path in
  *     the environment variable QTSM_SOCKET when it is set and not empty;
  *     qtsm_lib_init() returns a connected socket descriptor;
- *   - requests and responses are the CBOR messages of SPEC §5, framed with a
+ *   - requests and responses are the CBOR messages of docs/FORMATS.md §5, framed with a
  *     u32 big-endian length; a call waits at most 30 s for its answer
  *     (INTERNAL_ERROR after that);
  *   - calls on one descriptor may come from several threads: each call's
@@ -65,7 +65,7 @@ int qtsm_lock_pcrs(const int fd, const uint32_t count, const uint16_t *range,
 /* DescribeQTSM: version, module id, PCR count, locked PCRs, digest. */
 int qtsm_get_describe(const int fd, describe_qtsm *qtsm_description);
 
-/* Attestation: an attestation document (COSE_Sign1, SPEC §4) carrying the
+/* Attestation: an attestation document (COSE_Sign1, docs/FORMATS.md §4) carrying the
  * given user data (<= 512 bytes), nonce (<= 512) and public key (<= 1024);
  * each may be NULL with length 0. *att_doc_data_len: capacity in, document
  * size out (at most 0x6000). */
@@ -84,13 +84,13 @@ int qtsm_get_random(int fd, uint8_t *rnd_data, uint32_t rnd_data_len);
 struct attestation_document *qtsm_new_doc(void);
 void qtsm_free_doc(struct attestation_document **doc);
 
-/* Parses and verifies a QingTian-profile document (SPEC §4) into *cur_doc.
+/* Parses and verifies a QingTian-profile document (docs/FORMATS.md §4) into *cur_doc.
  *
  * Verified:
  *   - the COSE_Sign1 structure: a 4-item array, untagged or tag 18, with a
  *     protected header {1: -35} (ES384), an empty unprotected map, and a
  *     96-byte signature; definite lengths only (CBOR_DATA_INDEFINITE);
- *   - the payload: a map of exactly the 9 keys in the SPEC §4 order, each of
+ *   - the payload: a map of exactly the 9 keys in the docs/FORMATS.md §4 order, each of
  *     its type and within the QingTian size limits, the timestamp in the
  *     8-byte encoding, 48-byte PCRs with indices 0..31;
  *   - the certificate chain, with mbedTLS: the leaf, then cabundle from its

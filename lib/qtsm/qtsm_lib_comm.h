@@ -1,7 +1,7 @@
 /*
  * qtsm_lib_comm.h: constants, enums and structures of the QingTian Security
  * Module C API, with the names, values and layouts QingTian's header uses
- * (reference/qingtian.md §4), so that code written for QingTian's libqtsm
+ * (docs/PLATFORMS.md §Q4), so that code written for QingTian's libqtsm
  * builds unchanged against qtbox's. qtsm_lib.h includes this file.
  *
  * Sizes on x86-64 (checked by lib/qtsm/test_layout.c): pcr_raw 66,

@@ -1,6 +1,6 @@
 /*
  * The structures of qtsm_lib_comm.h must have QingTian's x86-64 sizes
- * (reference/qingtian.md §4): applications and secGear pass sizeof() of them
+ * (docs/PLATFORMS.md §Q4): applications and secGear pass sizeof() of them
  * as buffer capacities. Compiling this file is the test; running it prints
  * the sizes.
  */

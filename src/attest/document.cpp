@@ -50,7 +50,7 @@ bool is_base64_text(ByteView input)
     return true;
 }
 
-// nitro.md §4.2: "i-0340e0cb833504eb6-enc019c12d31f78864d".
+// docs/PLATFORMS.md §N4.2: "i-0340e0cb833504eb6-enc019c12d31f78864d".
 bool is_nitro_module_id(std::string_view id)
 {
     auto hex_run = [&](std::size_t& position) {
@@ -132,7 +132,7 @@ ErrorOr<std::optional<Bytes>> optional_field(cbor::Value const* value, std::stri
 {
     if (value == nullptr) {
         if (profile == Profile::QingTian)
-            return fail(ParseError::MissingField, fmt::format("{}: missing (SPEC §4: always present)", name));
+            return fail(ParseError::MissingField, fmt::format("{}: missing (docs/FORMATS.md §4: always present)", name));
         return std::optional<Bytes> {};
     }
     if (value->is_null()) {
@@ -160,7 +160,7 @@ ErrorOr<std::vector<Pcr>> parse_pcrs(cbor::Value const* value, Profile profile)
             return fail(ParseError::FieldType, fmt::format("pcrs: PCR{} is a {}", index,
                 cbor::type_name(entry.value.type())));
         auto size = entry.value.as_bytes().size();
-        // SPEC §2: SHA-384 registers. Nitro's CDDL also allows 32 and 64.
+        // docs/FORMATS.md §2: SHA-384 registers. Nitro's CDDL also allows 32 and 64.
         bool size_ok = size == PCR_SIZE || (profile == Profile::Nitro && (size == 32 || size == 64));
         if (!size_ok)
             return fail(ParseError::FieldValue, fmt::format("pcrs: PCR{} is {} bytes, expected {}", index, size,
@@ -172,7 +172,7 @@ ErrorOr<std::vector<Pcr>> parse_pcrs(cbor::Value const* value, Profile profile)
     if (profile == Profile::QingTian) {
         for (unsigned index = 0; index < QINGTIAN_SYSTEM_PCRS; ++index) {
             if (pcrs.size() <= index || pcrs[index].index != index)
-                return fail(ParseError::FieldValue, fmt::format("pcrs: PCR{} missing (SPEC §4: 0..15 always)", index));
+                return fail(ParseError::FieldValue, fmt::format("pcrs: PCR{} missing (docs/FORMATS.md §4: 0..15 always)", index));
         }
     }
     return pcrs;
@@ -201,7 +201,7 @@ ErrorOr<Bytes> decode_input(ByteView input)
 ErrorOr<ParsedDocument> parse_document(ByteView cose)
 {
     if (cose.size() > MAX_DOCUMENT_SIZE)
-        return fail(ParseError::TooLarge, fmt::format("document of {} bytes exceeds the limit of {} (SPEC §4)",
+        return fail(ParseError::TooLarge, fmt::format("document of {} bytes exceeds the limit of {} (docs/FORMATS.md §4)",
             cose.size(), MAX_DOCUMENT_SIZE));
     auto envelope = cose::parse_sign1(cose, MAX_DOCUMENT_SIZE);
     if (envelope.is_error())
@@ -297,7 +297,7 @@ Bytes encode_qingtian_payload(Document const& document)
     cbor::Encoder encoder;
     encoder.map_header(9);
     encoder.text_string("module_id").text_string(document.module_id);
-    // SPEC §4: "always the 8-byte encoding".
+    // docs/FORMATS.md §4: "always the 8-byte encoding".
     encoder.text_string("timestamp").unsigned_integer(document.timestamp, cbor::Width::Byte8);
     encoder.text_string("digest").text_string(document.digest.empty() ? "SHA384" : document.digest);
     std::vector<Pcr> pcrs = document.pcrs;

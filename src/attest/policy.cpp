@@ -15,7 +15,7 @@ namespace {
 
 using Json = nlohmann::json;
 
-// Nonces are at most 1024 bytes in either profile (nitro.md §4.2).
+// Nonces are at most 1024 bytes in either profile (docs/PLATFORMS.md §N4.2).
 constexpr std::size_t MAX_NONCE_SIZE = NITRO_MAX_OPTIONAL_FIELD;
 
 Error policy_error(std::string where, std::string why)

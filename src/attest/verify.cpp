@@ -46,7 +46,7 @@ ErrorOr<crypto::Certificate> pinned_root(ParsedDocument const& parsed, TrustAnch
 
 ErrorOr<void> check_chain(ParsedDocument const& parsed, crypto::Certificate const& root, UnixMillis at)
 {
-    // cabundle is root first (SPEC §4); the chain runs leaf → issuer → … → root.
+    // cabundle is root first (docs/FORMATS.md §4); the chain runs leaf → issuer → … → root.
     std::vector<crypto::Certificate> intermediates(parsed.bundle.rbegin(), parsed.bundle.rend() - 1);
     auto verified = crypto::verify_chain(parsed.leaf, intermediates, std::span(&root, 1), at);
     if (!verified.is_error())

@@ -66,7 +66,7 @@ ErrorOr<Bytes> com1_aml()
     // Device(\_SB_.COM1) { _HID PNP0501, _CRS { IRQ 4 edge high exclusive,
     // IO 0x3F8-0x3FF } }: lets 8250_pnp bind ttyS0 to GSI 4 under
     // hardware-reduced ACPI, where no legacy ISA IRQs are pre-mapped
-    // (vmm.md §2.4, §6).
+    // (docs/PLATFORMS.md §V2.4, §V6).
     Bytes descriptors = aml::interrupt(true, false, false, COM1_GSI);
     append(descriptors, aml::io(COM1_PORT, COM1_PORT, 0, 8));
     Bytes hid = TRY(aml::eisa_id("PNP0501"));

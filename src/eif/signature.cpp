@@ -65,7 +65,7 @@ ErrorOr<SigningIdentity> load_signing_identity(std::string const& key_path, std:
         return Error::from_code(EifError::BadInput, fmt::format("private key {}: {}", key_path, key.error().message()));
     if (key.value().type() != crypto::KeyType::EcP384)
         return Error::from_code(EifError::BadInput,
-            fmt::format("private key {} is {}; EIF signatures are ES384 and need an EC P-384 key (SPEC §3)", key_path, crypto::key_type_name(key.value().type())));
+            fmt::format("private key {} is {}; EIF signatures are ES384 and need an EC P-384 key (docs/FORMATS.md §3)", key_path, crypto::key_type_name(key.value().type())));
 
     auto certificate_bytes = sys::read_file(certificate_path, crypto::MAX_PEM_BLOCK_SIZE);
     if (certificate_bytes.is_error())

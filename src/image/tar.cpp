@@ -166,7 +166,7 @@ ErrorOr<void> parse_pax(std::string_view data, PaxOverrides& overrides)
         else if (key.starts_with("GNU.sparse."))
             return Error::from_code(ImageError::Unsupported, "GNU sparse files in tar archives are not supported");
         // Everything else (mtime, atime, uname, gname, SCHILY.xattr.*, ...)
-        // has no place in a newc cpio archive: SPEC §3 fixes mtime, and newc
+        // has no place in a newc cpio archive: docs/FORMATS.md §3 fixes mtime, and newc
         // carries no extended attributes.
     }
     return {};

@@ -7,7 +7,7 @@
 // starts at the wrong offset, and the ioctl numbers derived from the sizes
 // (KVM_GET_SUPPORTED_CPUID, KVM_SET_CPUID2, KVM_SET_MSRS, ...) are not the
 // kernel's. Everything here uses the C layout and the kernel's numbers
-// (vmm.md §1.6 lists them; static_asserts below pin them).
+// (docs/PLATFORMS.md §V1.6 lists them; static_asserts below pin them).
 #pragma once
 
 #include <linux/kvm.h>

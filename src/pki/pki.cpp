@@ -119,7 +119,7 @@ ErrorOr<Authority> init(std::string const& directory, bool force, InitOptions co
     auto parent_key = TRY(crypto::PrivateKey::generate(crypto::KeyType::EcP384));
     crypto::CertificateProfile parent_profile = root_profile;
     parent_profile.subject = fmt::format("CN={}.parent,{}", options.parent_name, ORGANIZATION);
-    // Only leaves below the parent CA (SPEC §4 "Chain").
+    // Only leaves below the parent CA (docs/FORMATS.md §4 "Chain").
     parent_profile.path_length = 0;
     auto parent = TRY(crypto::issue_certificate(parent_profile, parent_key.public_key(), root, root_key));
 

@@ -61,7 +61,7 @@ ErrorOr<Bytes> assemble_document(std::string const& module_id, UnixMillis timest
     auto certificate = leaf.certificate.der();
     document.certificate.assign(certificate.begin(), certificate.end());
     document.cabundle = leaf.cabundle;
-    // SPEC §4: absent optionals are empty byte strings.
+    // docs/FORMATS.md §4: absent optionals are empty byte strings.
     document.user_data = request.user_data.value_or(Bytes {});
     document.nonce = request.nonce.value_or(Bytes {});
     document.public_key = request.public_key.value_or(Bytes {});
@@ -69,7 +69,7 @@ ErrorOr<Bytes> assemble_document(std::string const& module_id, UnixMillis timest
     auto payload = attest::encode_qingtian_payload(document);
     cose::SignOptions options;
     options.order = order;
-    // SPEC §4: protected = a1 01 38 22 (preferred serialisation of {1: -35}).
+    // docs/FORMATS.md §4: protected = a1 01 38 22 (preferred serialisation of {1: -35}).
     options.protected_header = cose::algorithm_header(cose::Algorithm::ES384);
     auto signed_document = cose::sign_sign1(payload, leaf.key, options);
     if (signed_document.is_error())

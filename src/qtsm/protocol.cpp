@@ -1,4 +1,4 @@
-// SPEC §5 messages; see protocol.hpp for the rules.
+// docs/FORMATS.md §5 messages; see protocol.hpp for the rules.
 #include <qtbox/qtsm/protocol.hpp>
 
 #include <qtbox/cbor/decoder.hpp>
@@ -26,7 +26,7 @@ constexpr std::array<std::pair<QtsmError, std::string_view>, 8> ERROR_NAMES { {
     { QtsmError::InternalError, "InternalError" },
 } };
 
-// Message names (SPEC §5).
+// Message names (docs/FORMATS.md §5).
 constexpr std::string_view DESCRIBE_PCR = "DescribePCR";
 constexpr std::string_view EXTEND_PCR = "ExtendPCR";
 constexpr std::string_view LOCK_PCR = "LockPCR";

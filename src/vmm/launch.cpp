@@ -44,7 +44,7 @@ ErrorOr<void> check_memory(LaunchOptions const& options, std::uint64_t image_byt
     if (options.memory_mib < minimum)
         return Error::from_code(LaunchError::MemoryTooSmall,
             fmt::format("--mem {} MiB is too small: {} ({:.1f} MiB) need{} at least {} MiB "
-                        "(128 MiB and 4 times the image, SPEC §3)",
+                        "(128 MiB and 4 times the image, docs/FORMATS.md §3)",
                 options.memory_mib, what, static_cast<double>(image_bytes) / (1 << 20),
                 what.ends_with("s") ? "" : "s", minimum));
     return {};
@@ -227,7 +227,7 @@ ErrorOr<std::unique_ptr<Launch>> prepare_launch(LaunchOptions const& options)
         return Error::from_code(LaunchError::Usage, fmt::format("--mem {} MiB: at most {} MiB", options.memory_mib, boot::MAX_MEMORY >> 20));
     bool production = !options.eif.empty() && !options.debug_mode;
     std::string console = options.console.empty() ? (production ? "none" : "-") : options.console;
-    // SPEC §11: a production enclave's console is never exposed.
+    // docs/FORMATS.md §11: a production enclave's console is never exposed.
     if (production && console != "none")
         return Error::from_code(LaunchError::Usage,
             "--console: a production enclave's console is never exposed; add --debug-mode to see it");

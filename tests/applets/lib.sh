@@ -63,7 +63,7 @@ expect_exit() {
 }
 
 # expect_stderr_line REGEX: the captured stderr has exactly one line, and it
-# matches REGEX (SPEC §10: one clear line per error).
+# matches REGEX (docs/FORMATS.md §10: one clear line per error).
 expect_stderr_line() {
     lines=$(wc -l <"$WORK/err")
     [ "$lines" -eq 1 ] || { cat "$WORK/err" >&2; fail "expected one stderr line, got $lines"; }

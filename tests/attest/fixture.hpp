@@ -27,14 +27,14 @@ struct Chain {
 };
 
 // Root (10 years), CA (1 year, pathlen 0), leaf (valid FIXTURE_NOW - 1 h ..
-// FIXTURE_NOW + 2 h, SPEC §4's 3 hours), all P-384.
+// FIXTURE_NOW + 2 h, docs/FORMATS.md §4's 3 hours), all P-384.
 Chain make_chain(std::string const& name = "qtbox-test");
 
 // A QingTian-profile document: PCRs 0..15 (PCR n filled with byte n, PCR0
 // distinct), module id "<uuid>.enc-0123456789abcdef", timestamp FIXTURE_NOW.
 attest::Document qingtian_document(Chain const& chain);
 
-// Payload encoded per SPEC §4, protected header a1 01 38 22, untagged.
+// Payload encoded per docs/FORMATS.md §4, protected header a1 01 38 22, untagged.
 Bytes sign_document(attest::Document const& document, crypto::PrivateKey const& key,
     cose::SignatureOrder order = cose::SignatureOrder::Rfc9052);
 // Any payload bytes, signed the same way.

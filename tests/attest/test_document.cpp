@@ -79,7 +79,7 @@ TEST_CASE("attest: parses the real Nitro vector (indefinite map, Nitro key order
     CHECK_FALSE(parsed.value().envelope.tagged);
 }
 
-TEST_CASE("attest: the QingTian payload has SPEC §4's exact layout")
+TEST_CASE("attest: the QingTian payload has docs/FORMATS.md §4's exact layout")
 {
     auto chain = test::make_chain();
     Document document = test::qingtian_document(chain);
@@ -92,7 +92,7 @@ TEST_CASE("attest: the QingTian payload has SPEC §4's exact layout")
               "00" "5830")
         != std::string::npos);
     CHECK(hex.ends_with("69757365725f64617461" "4568656c6c6f" "656e6f6e6365" "40" "6a7075626c69635f6b6579" "40"));
-    // Key order as SPEC §4 lists it.
+    // Key order as docs/FORMATS.md §4 lists it.
     auto map = cbor::decode(payload).release_value();
     std::vector<std::string_view> keys;
     for (auto const& entry : map.as_map())

@@ -124,7 +124,7 @@ TEST_CASE("attest: each Nitro vector check fails with its own kind (acceptance 2
     CHECK(failure_of(verify_document(ByteView(cose).first(cose.size() / 2), nitro_options())) == VerifyError::Malformed);
 }
 
-TEST_CASE("attest: checks run in SPEC §9 order: the first failing step is reported")
+TEST_CASE("attest: checks run in docs/FORMATS.md §9 order: the first failing step is reported")
 {
     Bytes cose = test::nitro_vector();
     VerifyOptions everything_wrong = nitro_options();

@@ -17,7 +17,7 @@ Bytes must(ErrorOr<Bytes> result)
 
 } // namespace
 
-// Reference vectors from ../reference/vmm.md §2.3 (Firecracker
+// Reference vectors from docs/PLATFORMS.md §V2.3 (Firecracker
 // src/acpi-tables/src/aml.rs unit tests, and the 71-byte virtio-mmio device
 // computed there with the same encoding rules).
 TEST_CASE("aml: COM1 device matches Firecracker's vector byte for byte")

@@ -37,7 +37,7 @@ void check_failure(std::string_view hex, DecodeError kind, std::size_t offset, D
 TEST_CASE("cbor: accepts non-preferred argument widths (the QingTian protected header)")
 {
     // {1: -35} with both integers in 4-byte form, as real QingTian documents
-    // write it (reference/qingtian.md §5).
+    // write it (docs/PLATFORMS.md §Q5).
     auto header = decode(unhex("a11a000000013a00000022"));
     REQUIRE_FALSE(header.is_error());
     REQUIRE(header.value().is_map());

@@ -41,7 +41,7 @@ TEST_CASE("cbor: preferred serialisation picks the shortest head at every bounda
 TEST_CASE("cbor: a forced width writes the longer head, and never truncates")
 {
     Encoder encoder;
-    // SPEC §4: the attestation timestamp is always the 8-byte encoding.
+    // docs/FORMATS.md §4: the attestation timestamp is always the 8-byte encoding.
     encoder.unsigned_integer(1770065027502, Width::Byte8);
     CHECK(hex_encode(encoder.output()) == "1b0000019c2018e1ae");
 

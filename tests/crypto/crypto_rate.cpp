@@ -57,7 +57,7 @@ int main(int argc, char** argv)
         return 1;
     }
     auto public_key = key.value().public_key();
-    // A document-sized message: the attestation Sig_structure is ~5 KiB (SPEC §4).
+    // A document-sized message: the attestation Sig_structure is ~5 KiB (docs/FORMATS.md §4).
     Bytes message(5000, 0x5a);
     auto signature = key.value().sign(message);
     if (signature.is_error()) {

@@ -134,7 +134,7 @@ TEST_CASE("build: ENTRYPOINT + CMD as Docker runs them, with overrides")
     CHECK(eif::resolve_run_config(escaping, cmd).error().is(image::ImageError::PathEscape));
 }
 
-TEST_CASE("build: a rootfs EIF, measured as written, reproducible, with the SPEC §3 ramdisk layout")
+TEST_CASE("build: a rootfs EIF, measured as written, reproducible, with the docs/FORMATS.md §3 ramdisk layout")
 {
     test::TempDir dir;
     test::GuestFixture guest(dir);

@@ -112,7 +112,7 @@ TEST_CASE("eif writer/reader: layout, offsets, CRC and PCRs agree with an indepe
     CHECK(seen.back() == std::pair<std::uint64_t, std::uint64_t>(4, 4 + (3u << 20)));
 }
 
-TEST_CASE("eif writer: refuses sections out of SPEC §3 order")
+TEST_CASE("eif writer: refuses sections out of docs/FORMATS.md §3 order")
 {
     test::TempDir dir;
     auto fd = sys::open(dir / "x.eif", O_RDWR | O_CREAT, 0644);

@@ -7,7 +7,7 @@
 using namespace qtbox;
 using namespace qtbox::enclave;
 
-TEST_CASE("enclave paths: run dir follows QTBOX_RUN_DIR (SPEC §1)")
+TEST_CASE("enclave paths: run dir follows QTBOX_RUN_DIR (docs/FORMATS.md §1)")
 {
     ::unsetenv(RUN_DIR_VARIABLE);
     CHECK(run_dir() == "/run/qtbox");

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The parent-instance simulator (DESIGN.md "Testing on machines without
+"""The parent-instance simulator (docs/ARCHITECTURE.md "Testing on machines without
 usable hardware virtualization").
 
 Builds a throw-away parent initramfs (busybox-static, the static qtbox, the
@@ -42,7 +42,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SKIP = 77
-# The guest modules init loads, in order (SPEC §3; DESIGN.md recipe).
+# The guest modules init loads, in order (docs/FORMATS.md §3; docs/ARCHITECTURE.md recipe).
 GUEST_MODULES = [
     "kernel/drivers/virtio/virtio_ring.ko",
     "kernel/drivers/virtio/virtio.ko",
@@ -180,7 +180,7 @@ class Harness:
         return read(os.path.join(self.blobs, "cmdline")).decode().strip()
 
     def bootstrap(self, name, compress=None):
-        """ramdisk0 (SPEC §3): /init = qtbox, the guest modules, their list.
+        """ramdisk0 (docs/FORMATS.md §3): /init = qtbox, the guest modules, their list.
         `compress` maps a module file name to 'gz', 'xz' or 'zst' to store it
         so (as the kernel's modules_install does), or to 'xz-truncated' for a
         damaged .ko.xz."""
@@ -228,7 +228,7 @@ class Harness:
         return root
 
     def app_ramdisk(self, name, script, env=None):
-        """ramdisk1 (SPEC §3): /rootfs, /cmd, /env, written by hand (raw mode)."""
+        """ramdisk1 (docs/FORMATS.md §3): /rootfs, /cmd, /env, written by hand (raw mode)."""
         archive = Newc()
         root = self.rootfs_dir(name + ".root")
         for directory, dirs, files in os.walk(root):

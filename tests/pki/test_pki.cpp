@@ -87,7 +87,7 @@ TEST_CASE("pki: init writes the four files, keys 0600 and certificates 0644, eve
     CHECK(entries == 4);
 }
 
-TEST_CASE("pki: the root and parent CA have the SPEC §4 shape")
+TEST_CASE("pki: the root and parent CA have the docs/FORMATS.md §4 shape")
 {
     Directory directory;
     auto authority = must(pki::init(directory.path, false, options_at(T0)));

@@ -75,7 +75,7 @@ TEST_CASE("qtsm: module ids are <instance-id>.enc-<16 hex>")
     CHECK(qtsm::make_module_id(std::string(44, 'a')).is_error());
 }
 
-TEST_CASE("qtsm: a document has the SPEC §4 layout and verifies against the PKI root")
+TEST_CASE("qtsm: a document has the docs/FORMATS.md §4 layout and verifies against the PKI root")
 {
     TestPki pki;
     TestClock clock;

@@ -31,7 +31,7 @@ qtsm::SystemPcrs numbered_system_pcrs()
 
 } // namespace
 
-TEST_CASE("qtsm: measure is one extend of a zero register with the digest (SPEC §2)")
+TEST_CASE("qtsm: measure is one extend of a zero register with the digest (docs/FORMATS.md §2)")
 {
     Bytes zeros(48, 0);
     auto inner = crypto::sha384(as_bytes("kernel"));

@@ -38,7 +38,7 @@ Bytes lock_range(std::size_t count)
 
 } // namespace
 
-TEST_CASE("qtsm: requests encode as NSM-style CBOR (reference/nitro.md §3.2)")
+TEST_CASE("qtsm: requests encode as NSM-style CBOR (docs/PLATFORMS.md §N3.2)")
 {
     CHECK(hex_encode(qtsm::encode_request(qtsm::DescribePcrRequest { 16 }))
         == "a16b4465736372696265504352a165696e64657810");
@@ -48,7 +48,7 @@ TEST_CASE("qtsm: requests encode as NSM-style CBOR (reference/nitro.md §3.2)")
         == "a16b4174746573746174696f6ea369757365725f64617461f6656e6f6e6365f66a7075626c69635f6b6579f6");
     CHECK(hex_encode(qtsm::encode_request(qtsm::GetRandomRequest {})) == "6947657452616e646f6d");
     CHECK(hex_encode(qtsm::encode_request(qtsm::DescribeQtsmRequest {})) == "6c44657363726962655154534d");
-    // SPEC §5: LockPCRs takes a list, not NSM's count.
+    // docs/FORMATS.md §5: LockPCRs takes a list, not NSM's count.
     CHECK(hex_encode(qtsm::encode_request(qtsm::LockPcrsRequest { { 16, 17 } }))
         == "a1684c6f636b50435273a16572616e6765821011");
     CHECK(hex_encode(qtsm::encode_error(QtsmError::InvalidIndex)) == "a1654572726f726c496e76616c6964496e646578");

@@ -206,7 +206,7 @@ TEST_CASE("console: the last flush gives up on a full sink after its timeout")
     ::close(fds[1]);
 }
 
-TEST_CASE("launch: the SPEC §3 memory rule in whole MiB")
+TEST_CASE("launch: the docs/FORMATS.md §3 memory rule in whole MiB")
 {
     CHECK(minimum_memory_mib(0) == 128);
     CHECK(minimum_memory_mib(32 << 20) == 128);

@@ -5,7 +5,7 @@
 using namespace qtbox;
 using namespace qtbox::vsock;
 
-TEST_CASE("vsock address: the VMM's own ports are reserved (SPEC §6)")
+TEST_CASE("vsock address: the VMM's own ports are reserved (docs/FORMATS.md §6)")
 {
     CHECK(is_reserved_parent_port(9000));
     CHECK(is_reserved_parent_port(9001));

@@ -1,20 +1,20 @@
-// The attestation document (SPEC §4; reference/nitro.md §4): model, parse
+// The attestation document (docs/FORMATS.md §4; docs/PLATFORMS.md §N4): model, parse
 // and the QingTian-profile encoding.
 //
 // Overview
 // - A document is a COSE_Sign1 (cose/sign1.hpp), ES384, whose payload is a
 //   CBOR map with the keys module_id, timestamp, digest, pcrs, certificate,
 //   cabundle, user_data, nonce and public_key.
-// - Two profiles share that shape. QingTian (SPEC §4, reference/qingtian.md
-//   §5) writes a definite map in a fixed order, 48-byte PCRs 0..15 always,
-//   and empty byte strings for absent optionals. Nitro (reference/nitro.md
-//   §4.2) writes an indefinite map in another order and null for absent
+// - Two profiles share that shape. QingTian (docs/FORMATS.md §4, docs/PLATFORMS.md
+//   §Q5) writes a definite map in a fixed order, 48-byte PCRs 0..15 always,
+//   and empty byte strings for absent optionals. Nitro (docs/PLATFORMS.md
+//   §N4.2) writes an indefinite map in another order and null for absent
 //   optionals. parse_document accepts either profile in any key order,
 //   definite or indefinite, tagged or untagged, and tells them apart by the
 //   module_id: Nitro module ids are an EC2 instance id followed by an
-//   enclave id ("i-<hex>-enc<hex>", nitro.md §4.2); every other document is
+//   enclave id ("i-<hex>-enc<hex>", docs/PLATFORMS.md §N4.2); every other document is
 //   held to the QingTian profile's rules.
-// - Parsing is the "syntax and limits" step of verification (SPEC §9): every
+// - Parsing is the "syntax and limits" step of verification (docs/FORMATS.md §9): every
 //   field's type and size is checked against the profile's limits, every
 //   certificate is parsed, duplicate keys, unknown keys and trailing data
 //   are refused. Chain, signature and policy checks are in verify.hpp.
@@ -41,10 +41,10 @@ enum class Profile {
 };
 std::string_view profile_name(Profile profile); // "qingtian", "nitro"
 
-// Limits (SPEC §4 "QingTian's"; nitro.md §4.2 for Nitro).
+// Limits (docs/FORMATS.md §4 "QingTian's"; docs/PLATFORMS.md §N4.2 for Nitro).
 // Whole COSE document, QingTian: QTSM's 0x6000.
 constexpr std::size_t QINGTIAN_MAX_DOCUMENT_SIZE = 0x6000;
-// Whole COSE document, Nitro: the payload may be 16 KiB (nitro.md §4.1), plus
+// Whole COSE document, Nitro: the payload may be 16 KiB (docs/PLATFORMS.md §N4.1), plus
 // the headers and signature.
 constexpr std::size_t NITRO_MAX_DOCUMENT_SIZE = 0x4200;
 // Nothing larger is even decoded.
@@ -60,9 +60,9 @@ constexpr std::size_t NITRO_MAX_CERTIFICATE = 1024;
 // within crypto::MAX_CHAIN_LENGTH.
 constexpr std::size_t MAX_CABUNDLE = 7;
 constexpr std::size_t MAX_MODULE_ID = 128; // QTSM's describe struct holds module_id[128]
-constexpr std::size_t PCR_COUNT = 32;      // SPEC §2
+constexpr std::size_t PCR_COUNT = 32;      // docs/FORMATS.md §2
 constexpr std::size_t PCR_SIZE = 48;       // SHA-384
-// The PCRs a QingTian document always carries (SPEC §4: 0..15 always).
+// The PCRs a QingTian document always carries (docs/FORMATS.md §4: 0..15 always).
 constexpr std::size_t QINGTIAN_SYSTEM_PCRS = 16;
 
 struct Pcr {
@@ -112,11 +112,11 @@ struct ParsedDocument {
 // whitespace is base64, anything else is taken as raw CBOR.
 ErrorOr<Bytes> decode_input(ByteView input);
 
-// The "syntax and limits" step (SPEC §9). Errors carry a ParseError code.
+// The "syntax and limits" step (docs/FORMATS.md §9). Errors carry a ParseError code.
 ErrorOr<ParsedDocument> parse_document(ByteView cose);
 
-// The QingTian payload, exactly as SPEC §4 lays it out: a definite map of
-// nine entries in the SPEC order, timestamp in the 8-byte encoding, PCRs in
+// The QingTian payload, exactly as docs/FORMATS.md §4 lays it out: a definite map of
+// nine entries in the docs/FORMATS.md §4 order, timestamp in the 8-byte encoding, PCRs in
 // ascending order, absent optionals as empty byte strings. Used by the
 // QTSM (src/qtsm) and by tests.
 Bytes encode_qingtian_payload(Document const& document);

@@ -1,4 +1,4 @@
-// The relying party's expectations: PCR values, freshness and nonce (SPEC §9),
+// The relying party's expectations: PCR values, freshness and nonce (docs/FORMATS.md §9),
 // from the command line and from a policy file.
 //
 // Policy file (JSON, strict: unknown keys and wrong types are errors, so a

@@ -1,4 +1,4 @@
-// Sealing a secret to the key an attestation document carries (SPEC §9
+// Sealing a secret to the key an attestation document carries (docs/FORMATS.md §9
 // --seal; opened inside the enclave by `qtsm open`). This is the KMS
 // "recipient" step without a cloud.
 //

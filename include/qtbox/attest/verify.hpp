@@ -1,4 +1,4 @@
-// Verification of an attestation document, in the order SPEC §9 fixes:
+// Verification of an attestation document, in the order docs/FORMATS.md §9 fixes:
 //   1. syntax and limits (parse_document)                          → Malformed (10)
 //   2. chain: cabundle[0] is the pinned root (DER or SHA-256
 //      fingerprint, compared in constant time), and leaf ←
@@ -28,7 +28,7 @@
 
 namespace qtbox::attest {
 
-// The values are attest-verify's exit statuses (SPEC §9).
+// The values are attest-verify's exit statuses (docs/FORMATS.md §9).
 enum class VerifyError {
     Malformed = 10,
     Chain = 11,
@@ -39,8 +39,8 @@ enum class VerifyError {
 };
 
 // How far a document's timestamp may lie after `at` when a maximum age is
-// checked (clocks of parent, enclave and relying party differ; nitro.md
-// §3.4 reports seconds of drift per week).
+// checked (clocks of parent, enclave and relying party differ; docs/PLATFORMS.md
+// §N3.4 reports seconds of drift per week).
 constexpr std::int64_t MAX_CLOCK_SKEW_MS = 5 * 60 * 1000;
 
 struct TrustAnchor {
@@ -65,7 +65,7 @@ struct VerifiedDocument {
 
 ErrorOr<VerifiedDocument> verify_document(ByteView cose, VerifyOptions const& options);
 
-// The JSON claims attest-verify prints (SPEC §9): profile, module_id,
+// The JSON claims attest-verify prints (docs/FORMATS.md §9): profile, module_id,
 // timestamp (ms) and time (RFC 3339), digest, pcrs {"N": hex}, public_key,
 // user_data and nonce (hex, null when null), certificate {subject, issuer,
 // serial, not_before, not_after, sha256}, root_sha256, signature_order.

@@ -69,7 +69,7 @@ ErrorOr<UniqueFd> unix_connect(std::string const& path);
 
 // Writes a file under a temporary name in the same directory and renames it
 // into place on commit(); if commit() never runs, the temporary is removed.
-// This is how every applet honours SPEC §10 ("no partial output files").
+// This is how every applet honours docs/FORMATS.md §10 ("no partial output files").
 class AtomicFile {
 public:
     static ErrorOr<AtomicFile> create(std::string path, mode_t mode = 0644);

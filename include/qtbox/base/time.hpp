@@ -1,5 +1,5 @@
 // Wall-clock instants as milliseconds since the Unix epoch (the unit of the
-// attestation document's `timestamp`, SPEC §4), RFC 3339 text, and durations.
+// attestation document's `timestamp`, docs/FORMATS.md §4), RFC 3339 text, and durations.
 #pragma once
 
 #include <qtbox/base/error.hpp>

@@ -1,5 +1,5 @@
 // The ACPI tables that describe an enclave to an unmodified distribution
-// kernel (DESIGN.md "Boot path" 3; vmm.md §2): RSDP → XSDT → FADT
+// kernel (docs/ARCHITECTURE.md "Boot path" 3; docs/PLATFORMS.md §V2): RSDP → XSDT → FADT
 // (hardware-reduced) → DSDT, and MADT. No MP table and no PCI: with Debian's
 // X86_MPPARSE=n ACPI is the only way the kernel learns about CPUs, the
 // IOAPIC, COM1 and virtio-mmio devices, and a bad checksum fails silently,

@@ -2,7 +2,7 @@
 // needs (devices, names, integers, strings, EISA ids and resource
 // templates), each encoded as ACPI 6.5 §20 "ACPI Machine Language
 // Specification" and §6.4 "Resource Data Types" define it. Output is
-// checked byte for byte against Firecracker's vectors (vmm.md §2.3).
+// checked byte for byte against Firecracker's vectors (docs/PLATFORMS.md §V2.3).
 #pragma once
 
 #include <qtbox/base/bytes.hpp>

@@ -1,5 +1,5 @@
 // The CPU state at the 64-bit entry point (boot.rst "64-bit Boot
-// Protocol"; vmm.md §1.5): identity page tables, a flat GDT, long mode
+// Protocol"; docs/PLATFORMS.md §V1.5): identity page tables, a flat GDT, long mode
 // segment registers, GPRs, FPU, the boot MSRs and the LAPIC LINT pins.
 // All pure data: the VMM hands the results to KVM.
 #pragma once
@@ -71,7 +71,7 @@ kvm_regs boot_regs(std::uint64_t entry);
 // x87 control word 0x37F and MXCSR 0x1F80: the power-on defaults.
 kvm_fpu boot_fpu();
 
-// Boot MSRs (vmm.md §1.5): SYSENTER and SYSCALL MSRs and TSC zeroed,
+// Boot MSRs (docs/PLATFORMS.md §V1.5): SYSENTER and SYSCALL MSRs and TSC zeroed,
 // IA32_MISC_ENABLE fast-strings, MTRRs on with write-back default (KVM
 // emulates all of them on every host, as Firecracker relies on).
 std::vector<std::pair<std::uint32_t, std::uint64_t>> boot_msrs();

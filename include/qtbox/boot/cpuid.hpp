@@ -1,5 +1,5 @@
 // CPUID for a vCPU: KVM_GET_SUPPORTED_CPUID with the fix-ups a VMM owes the
-// guest (vmm.md §1.7, after Firecracker's normalize.rs): this vCPU's APIC
+// guest (docs/PLATFORMS.md §V1.7, after Firecracker's normalize.rs): this vCPU's APIC
 // ID and a topology of `count` single-threaded cores in one package, the
 // hypervisor bit, TSC-deadline (the guest's timer under hardware-reduced
 // ACPI), and no performance-monitoring or power-management leaves that a

@@ -1,6 +1,6 @@
 // The guest physical memory map qtbox gives every enclave, and the pure
-// functions of the x86_64 64-bit Linux boot protocol that fill it (STYLE.md
-// "src/boot": no ioctls, no I/O: bytes in, bytes out, all unit tested).
+// functions of the x86_64 64-bit Linux boot protocol that fill it (docs/ARCHITECTURE.md
+// "Source layout": no ioctls, no I/O: bytes in, bytes out, all unit tested).
 //
 //   0x00500  boot GDT (4 entries)        0x00520  boot IDT (empty, limit 7)
 //   0x07000  zero page (boot_params)     0x08FF0  initial stack pointer
@@ -14,7 +14,7 @@
 //   4 GiB+   the rest of RAM when the enclave has more than 3 GiB
 //
 // See: Linux Documentation/arch/x86/boot.rst, zero-page.rst;
-// ../reference/vmm.md §1.3 (Firecracker's layout, which this follows).
+// docs/PLATFORMS.md §V1.3 (Firecracker's layout, which this follows).
 #pragma once
 
 #include <qtbox/kvm/memory.hpp>
@@ -63,10 +63,10 @@ constexpr std::uint16_t COM1_PORT = 0x3F8;
 constexpr std::uint32_t COM1_GSI = 4;
 constexpr std::uint16_t I8042_DATA_PORT = 0x60;
 constexpr std::uint16_t I8042_COMMAND_PORT = 0x64;
-// The first virtio-mmio device gets GSI 5, the next 6, ... (vmm.md §1.3).
+// The first virtio-mmio device gets GSI 5, the next 6, ... (docs/PLATFORMS.md §V1.3).
 constexpr std::uint32_t VIRTIO_FIRST_GSI = 5;
 
-// Enclave memory bounds: SPEC §3 sets the floor; the ceiling keeps the
+// Enclave memory bounds: docs/FORMATS.md §3 sets the floor; the ceiling keeps the
 // layout arithmetic far from overflow and above any realistic enclave.
 constexpr std::uint64_t MIN_MEMORY = 128 * MIB;
 constexpr std::uint64_t MAX_MEMORY = 1024 * GIB;

@@ -1,5 +1,5 @@
 // The zero page (struct boot_params) and its e820 map (Linux
-// Documentation/arch/x86/zero-page.rst, boot.rst; vmm.md §1.2, §1.4).
+// Documentation/arch/x86/zero-page.rst, boot.rst; docs/PLATFORMS.md §V1.2, §V1.4).
 #pragma once
 
 #include <qtbox/base/error.hpp>

@@ -8,9 +8,9 @@
 // (§4.2.1) for callers that want the fully deterministic form.
 //
 // Escape hatches that real formats need:
-// - a forced argument width (SPEC §4: the attestation `timestamp` is always
+// - a forced argument width (docs/FORMATS.md §4: the attestation `timestamp` is always
 //   the 8-byte encoding; real QingTian documents encode {1: -35} with 4-byte
-//   integers, reference/qingtian.md §5);
+//   integers, docs/PLATFORMS.md §Q5);
 // - indefinite-length arrays, maps and strings (Nitro payloads use an
 //   indefinite map);
 // - raw(): pre-encoded bytes appended verbatim (for example a COSE protected

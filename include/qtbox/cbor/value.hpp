@@ -8,7 +8,7 @@
 //   1), byte and text strings, arrays, maps, tags, simple values (false, true,
 //   null, undefined and the unassigned ones) and floats. Maps keep their
 //   entries in insertion order, because the QingTian attestation document
-//   (SPEC §4) fixes an order that is not the RFC 8949 §4.2.1 sorted order.
+//   (docs/FORMATS.md §4) fixes an order that is not the RFC 8949 §4.2.1 sorted order.
 // - The model does not remember how an item was serialised (argument width,
 //   definite or indefinite length): the decoder accepts every well-formed
 //   form, and the encoder writes preferred serialisation (§4.1) unless the

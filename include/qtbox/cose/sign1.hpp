@@ -8,10 +8,10 @@
 //   widths (real QingTian documents: a1 1a00000001 3a00000022) verifies.
 // - The signature is r‖s with fixed-size halves (RFC 9053 §2.1). RFC 9052
 //   order is big-endian halves; QingTian's hypervisor writes each half
-//   byte-reversed (reference/qingtian.md §5). verify_sign1 accepts either and
+//   byte-reversed (docs/PLATFORMS.md §Q5). verify_sign1 accepts either and
 //   reports which one verified; sign_sign1 writes either.
-// - Used by the attestation document (SPEC §4: untagged, ES384, empty
-//   unprotected map) and the EIF signature section (SPEC §3: payload
+// - Used by the attestation document (docs/FORMATS.md §4: untagged, ES384, empty
+//   unprotected map) and the EIF signature section (docs/FORMATS.md §3: payload
 //   {"register_index": 0, "register_value": PCR0}).
 #pragma once
 
@@ -34,7 +34,7 @@ constexpr std::int64_t HEADER_ALGORITHM = 1;
 constexpr std::int64_t HEADER_CRITICAL = 2;
 
 // A COSE_Sign1 message larger than this is refused before decoding. The
-// biggest user is an attestation document (QingTian: ≤ 0x6000 bytes, SPEC §4);
+// biggest user is an attestation document (QingTian: ≤ 0x6000 bytes, docs/FORMATS.md §4);
 // EIF signatures are far smaller. Callers may pass a smaller limit.
 constexpr std::size_t MAX_SIGN1_SIZE = 64 * 1024;
 // Nesting inside the headers (Sign1 array, header maps, their values).

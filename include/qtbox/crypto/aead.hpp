@@ -1,6 +1,6 @@
 // AES-256-GCM (NIST SP 800-38D) with a 12-byte IV and a 16-byte tag.
 // The ciphertext format is ciphertext ‖ tag (the tag appended, as in
-// RFC 5116 §5.1), which is what the seal envelope's "ct" carries (SPEC §9).
+// RFC 5116 §5.1), which is what the seal envelope's "ct" carries (docs/FORMATS.md §9).
 // An IV must never repeat under one key: callers draw it from random_bytes
 // or use each key once.
 #pragma once

@@ -1,6 +1,6 @@
 // Certificate chain verification at a given instant (RFC 5280 §6.1), as the
 // attestation document needs it: the document is verified at --at or at
-// its own time, not only "now" (SPEC §9).
+// its own time, not only "now" (docs/FORMATS.md §9).
 //
 // The chain is given in order: leaf ← intermediates[0] ← … ← intermediates[n-1]
 // ← one of `roots`; no reordering, no skipped certificates. If the last
@@ -40,7 +40,7 @@
 // never given a CRL. Where it picked among several certificates with the
 // same name by the real clock, qtbox follows the order given.
 // attest-verify maps Untrusted/ConstraintViolated/TooLong to exit 11 and
-// Expired/NotYetValid to 13 (SPEC §9).
+// Expired/NotYetValid to 13 (docs/FORMATS.md §9).
 #pragma once
 
 #include <qtbox/base/bytes.hpp>

@@ -3,7 +3,7 @@
 // wrong key from a corrupted envelope). Errors returned by src/crypto carry
 // one of these as Error::code(); check with error.is(crypto::CryptoError::X).
 // Chain verification has its own enum (crypto::ChainError, chain.hpp)
-// because attest-verify maps it to distinct exit codes (SPEC §9).
+// because attest-verify maps it to distinct exit codes (docs/FORMATS.md §9).
 #pragma once
 
 #include <string_view>

@@ -1,5 +1,5 @@
 // HMAC-SHA256 (RFC 2104) and HKDF-SHA256 (RFC 5869), used by the seal
-// envelope (SPEC §9: ECDH + HKDF-SHA256 + AES-256-GCM).
+// envelope (docs/FORMATS.md §9: ECDH + HKDF-SHA256 + AES-256-GCM).
 #pragma once
 
 #include <qtbox/base/bytes.hpp>

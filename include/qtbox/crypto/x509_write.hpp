@@ -1,5 +1,5 @@
 // Issuing X.509 v3 certificates (mbedTLS x509write): the local attestation
-// PKI (src/pki, SPEC §4) and throw-away chains in tests. The signature uses
+// PKI (src/pki, docs/FORMATS.md §4) and throw-away chains in tests. The signature uses
 // the issuer key's curve hash: ECDSA-SHA256 for P-256, ECDSA-SHA384 for
 // P-384 issuers; RSA issuers are not supported. Every certificate gets
 // basicConstraints (critical for CAs, RFC 5280 §4.2.1.9), keyUsage

@@ -1,7 +1,7 @@
-// The device model (STYLE.md "src/devices"): a bus maps address ranges
+// The device model (docs/ARCHITECTURE.md "Source layout"): a bus maps address ranges
 // (I/O ports or guest-physical MMIO) to devices; the vCPU loop hands every
 // port or MMIO exit to it. An access no device claims reads as zeros and
-// writes are dropped (vmm.md §1.6: unknown ports must read 0, not 0xFF, so
+// writes are dropped (docs/PLATFORMS.md §V1.6: unknown ports must read 0, not 0xFF, so
 // that probes such as the CMOS UIP bit do not spin).
 //
 // Devices are called from several vCPU threads at once and must lock their

@@ -1,7 +1,7 @@
 // What is left of the PS/2 controller in a VM: the CPU-reset line. With
 // `reboot=k` Linux reboots (and, with `panic=N`, recovers from a panic) by
 // writing 0xFE ("pulse output line 0") to the command port 0x64; that is how
-// an enclave tells the VMM it is done (vmm.md §2.6, §9.5: there is no ACPI
+// an enclave tells the VMM it is done (docs/PLATFORMS.md §V2.6, §V9.5: there is no ACPI
 // S5).
 //
 // The status port reads 0x01: input buffer free (bit 1 clear, so the

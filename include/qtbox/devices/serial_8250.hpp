@@ -2,7 +2,7 @@
 // the chip for Linux's 8250 driver to probe it (scratch, IER and loopback
 // tests), print the console by polling, and run ttyS0 with interrupts in
 // both directions. Transmission completes instantly, so LSR always shows
-// THRE|TEMT. See: vmm.md §6; the National PC16550D datasheet for the
+// THRE|TEMT. See: docs/PLATFORMS.md §V6; the National PC16550D datasheet for the
 // register and interrupt-identification semantics.
 //
 // The interrupt is edge-triggered (the DSDT says so): the device pulses its

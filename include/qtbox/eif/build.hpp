@@ -1,4 +1,4 @@
-// Building an EIF from an image (SPEC §3, §8): the engine behind
+// Building an EIF from an image (docs/FORMATS.md §3, §8): the engine behind
 // `eif-build` and `qt enclave make-img`.
 //
 //   ramdisk0 (bootstrap)   dev/, dev/console (c 5 1), etc/qtbox/modules,
@@ -29,7 +29,7 @@
 
 namespace qtbox::eif {
 
-// Default blobs directory: $QTBOX_BLOBS, else /usr/share/qtbox/blobs (SPEC §1).
+// Default blobs directory: $QTBOX_BLOBS, else /usr/share/qtbox/blobs (docs/FORMATS.md §1).
 std::string default_blobs_directory();
 
 // The command and environment the enclave's init runs.

@@ -1,4 +1,4 @@
-// `eif-build describe F` and `qt enclave query-eif --eif F` (SPEC §7, §8):
+// `eif-build describe F` and `qt enclave query-eif --eif F` (docs/FORMATS.md §7, §8):
 // everything about an EIF as one JSON document, computed from the bytes
 // (never from what the file says about itself, except where labelled):
 //

@@ -1,5 +1,5 @@
 // The Enclave Image File layout, byte-compatible with AWS Nitro EIF v4
-// (SPEC §3; ../reference nitro.md §2). All integers are big-endian.
+// (docs/FORMATS.md §3; docs/PLATFORMS.md §N2). All integers are big-endian.
 //
 //   offset 0    header, 548 bytes:
 //               magic ".eif" | u16 version (4) | u16 flags (bit 0 aarch64)
@@ -31,7 +31,7 @@ constexpr std::size_t CRC_OFFSET = 544;
 constexpr std::size_t SECTION_HEADER_SIZE = 12;
 constexpr std::size_t MAX_SECTIONS = 32;
 constexpr std::uint16_t FLAG_ARCH_AARCH64 = 0x1;
-// What Nitro's builder writes; neither is used to launch (SPEC §3's memory
+// What Nitro's builder writes; neither is used to launch (docs/FORMATS.md §3's memory
 // rule and the CLI decide).
 constexpr std::uint64_t DEFAULT_MEMORY = 1ull << 30;
 constexpr std::uint64_t DEFAULT_CPUS = 2;
@@ -56,7 +56,7 @@ enum class SectionType : std::uint16_t {
 // "kernel", "cmdline", "ramdisk", "signature", "metadata".
 std::string_view section_type_name(SectionType type);
 
-// SPEC §3's order: kernel 0, cmdline 1, metadata 2, ramdisk 3, signature 4;
+// docs/FORMATS.md §3's order: kernel 0, cmdline 1, metadata 2, ramdisk 3, signature 4;
 // -1 for any other type. Ranks never decrease along a file and only
 // ramdisks repeat (the writer enforces it, the reader checks it).
 int section_order_rank(SectionType type);

@@ -1,4 +1,4 @@
-// The guest kernel's modules that the bootstrap ramdisk carries (SPEC §3):
+// The guest kernel's modules that the bootstrap ramdisk carries (docs/FORMATS.md §3):
 // virtio_mmio and vsock are modules in Debian's cloud kernel, and init loads
 // them from the paths listed in /etc/qtbox/modules, in this order (each
 // after the modules it depends on).

@@ -1,4 +1,4 @@
-// EIF measurements (SPEC §2): measure(x) = SHA384(0^48 ‖ SHA384(x)).
+// EIF measurements (docs/FORMATS.md §2): measure(x) = SHA384(0^48 ‖ SHA384(x)).
 //   PCR0 = measure(kernel ‖ cmdline ‖ ramdisk0 ‖ ramdisk1 ‖ ...)
 //   PCR1 = measure(kernel ‖ cmdline ‖ ramdisk0)
 //   PCR2 = measure(ramdisk1 ‖ ramdisk2 ‖ ...)

@@ -1,4 +1,4 @@
-// Reads an EIF defensively (nitro.md §2; Trail of Bits' advice not to trust
+// Reads an EIF defensively (docs/PLATFORMS.md §N2; Trail of Bits' advice not to trust
 // describe-eif on untrusted files):
 //
 //   open()    reads the 548-byte header and walks the section headers from

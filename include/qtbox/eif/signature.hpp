@@ -1,10 +1,10 @@
-// The EIF signature section (SPEC §3; nitro.md §2.7):
+// The EIF signature section (docs/FORMATS.md §3; docs/PLATFORMS.md §N2.7):
 //
 //   [ { "signing_certificate": bstr (the certificate PEM),
 //       "signature":           bstr (COSE_Sign1, untagged, ES384) } ]
 //
 // The COSE payload is the CBOR map {"register_index": 0, "register_value":
-// bstr(PCR0)}. qtbox writes byte strings, as SPEC §3 says. Nitro's Rust
+// bstr(PCR0)}. qtbox writes byte strings, as docs/FORMATS.md §3 says. Nitro's Rust
 // code serialises these Vec<u8> fields without serde_bytes, i.e. as CBOR
 // arrays of small unsigned integers; the reader accepts both forms for
 // each of the three byte fields, so EIFs from either tool can be checked.

@@ -5,7 +5,7 @@
 // together with crc32_join, so the file is written front to back exactly
 // once and never held in memory.
 //
-// Order (SPEC §3): kernel, cmdline, metadata, ramdisk x N, signature. The
+// Order (docs/FORMATS.md §3): kernel, cmdline, metadata, ramdisk x N, signature. The
 // writer enforces it.
 #pragma once
 

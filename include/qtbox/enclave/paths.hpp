@@ -18,7 +18,7 @@
 
 namespace qtbox::enclave {
 
-// SPEC §1.
+// docs/FORMATS.md §1.
 constexpr std::string_view DEFAULT_RUN_DIR = "/run/qtbox";
 constexpr char const* RUN_DIR_VARIABLE = "QTBOX_RUN_DIR";
 
@@ -28,10 +28,10 @@ std::string run_dir();
 std::string listener_dir(std::string_view run);
 // <vsock-dir>/3_<port>.
 std::string listener_path(std::string_view vsock_dir, std::uint32_t port);
-// <run>/enclaves/<id>/vsock.sock: an enclave started by `qt` (SPEC §1, §7:
+// <run>/enclaves/<id>/vsock.sock: an enclave started by `qt` (docs/FORMATS.md §1, §7:
 // enclave ids are the non-negative integers `qt` prints as EnclaveID).
 std::string enclave_socket_path(std::string_view run, std::uint64_t enclave_id);
-// <run>/enclaves/cid-<cid>/vsock.sock: a `vmm` started on its own (SPEC §11).
+// <run>/enclaves/cid-<cid>/vsock.sock: a `vmm` started on its own (docs/FORMATS.md §11).
 std::string enclave_socket_path_for_cid(std::string_view run, std::uint32_t cid);
 
 } // namespace qtbox::enclave

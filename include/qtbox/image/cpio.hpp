@@ -1,4 +1,4 @@
-// The deterministic newc cpio writer (SPEC §3; format: the kernel's
+// The deterministic newc cpio writer (docs/FORMATS.md §3; format: the kernel's
 // Documentation/driver-api/early-userspace/buffer-format.rst, "newc").
 //
 //   - entries in the tree's bytewise path order, the archive root omitted;

@@ -1,4 +1,4 @@
-// `--docker-uri NAME`: the one input that needs a Docker daemon (SPEC §8).
+// `--docker-uri NAME`: the one input that needs a Docker daemon (docs/FORMATS.md §8).
 // Runs `docker save --output FILE NAME` (the docker client found in PATH)
 // and says plainly when the client or the daemon is missing.
 #pragma once

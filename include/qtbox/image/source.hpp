@@ -35,7 +35,7 @@ enum class ImageError {
     Changed,         // a file changed while it was being read
 };
 
-// Named limits for untrusted images (STYLE.md: every outside size is checked).
+// Named limits for untrusted images (docs/ARCHITECTURE.md "Conventions": every outside size is checked).
 constexpr std::size_t MAX_PATH_LENGTH = 4096;          // PATH_MAX
 constexpr std::size_t MAX_LINK_TARGET_LENGTH = 4096;
 constexpr std::size_t MAX_PAX_HEADER_SIZE = 1 << 20;   // extended headers are read into memory

@@ -2,7 +2,7 @@
 // then written out as a deterministic cpio archive (cpio.hpp).
 //
 // Paths are keys relative to the ramdisk root ("rootfs/etc/passwd"), kept in
-// a std::map so that iteration is the bytewise order SPEC §3 asks for (a
+// a std::map so that iteration is the bytewise order docs/FORMATS.md §3 asks for (a
 // parent always sorts before its children). Contents are never held in the
 // tree: a node says where its bytes are (a range of a layer, a host file, or
 // a small inline buffer such as /cmd).

@@ -1,4 +1,4 @@
-// The enclave's PID 1 (DESIGN.md "Boot path" 4; SPEC §3 ramdisk layout).
+// The enclave's PID 1 (docs/ARCHITECTURE.md "Boot path" 4; docs/FORMATS.md §3 ramdisk layout).
 //
 //   1. mount proc, sysfs and devtmpfs; make fds 0-2 the console
 //   2. load the modules listed in /etc/qtbox/modules (finit_module; .ko,

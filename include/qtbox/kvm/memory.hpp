@@ -1,4 +1,4 @@
-// Guest RAM: one private anonymous mapping of the VMM process (DESIGN.md
+// Guest RAM: one private anonymous mapping of the VMM process (docs/ARCHITECTURE.md
 // "The trust picture"), excluded from core dumps, carved into the guest
 // physical regions the layout asks for. Every access by guest physical
 // address is bounds checked: addresses come from guest-controlled data.

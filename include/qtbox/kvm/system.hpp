@@ -1,9 +1,9 @@
-// The KVM API, one thin wrapper per ioctl (STYLE.md "src/kvm"): System is
+// The KVM API, one thin wrapper per ioctl (docs/ARCHITECTURE.md "Source layout"): System is
 // /dev/kvm, Vm a VM fd, Vcpu a vCPU fd with its shared kvm_run page, and
 // GuestMemory the host mapping that backs guest RAM. Nothing here knows how
 // a guest boots; that is src/boot (pure data) and src/vmm (the builder).
 //
-// See: Linux Documentation/virt/kvm/api.rst; ../reference/vmm.md §1.6.
+// See: Linux Documentation/virt/kvm/api.rst; docs/PLATFORMS.md §V1.6.
 #pragma once
 
 #include <qtbox/base/error.hpp>
@@ -40,7 +40,7 @@ class System {
 public:
     // Opens the KVM device and checks the API version. A missing device or
     // a permission problem is reported with its own KvmError code, so the
-    // applet can print the matching hint (SPEC §10).
+    // applet can print the matching hint (docs/FORMATS.md §10).
     static ErrorOr<System> open(std::string const& path = DEFAULT_DEVICE);
 
     int fd() const { return m_fd.get(); }

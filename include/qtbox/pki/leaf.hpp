@@ -1,4 +1,4 @@
-// Leaf certificates for attestation documents (SPEC §4 "Chain"): per
+// Leaf certificates for attestation documents (docs/FORMATS.md §4 "Chain"): per
 // enclave, the key generated in memory (the VMM's; it is never written
 // anywhere), issued by the parent CA, valid 3 hours, re-issued every hour so
 // that a document is always signed by a leaf with at least 2 hours left.
@@ -29,7 +29,7 @@ namespace qtbox::pki {
 constexpr std::int64_t LEAF_LIFETIME_MS = 3 * 3600 * 1000;
 constexpr std::int64_t LEAF_ROTATION_MS = 1 * 3600 * 1000;
 // The module id is the leaf's commonName, whose upper bound is 64
-// characters (RFC 5280 Appendix A ub-common-name); SPEC §4's
+// characters (RFC 5280 Appendix A ub-common-name); docs/FORMATS.md §4's
 // "<instance-id>.enc-<16 hex>" has 57.
 constexpr std::size_t MAX_MODULE_ID_SIZE = 64;
 
@@ -41,7 +41,7 @@ struct Leaf {
     crypto::PrivateKey key;
     crypto::Certificate certificate;
     // DER, root first, the leaf's issuer (the parent CA) last: the
-    // attestation document's `cabundle` (SPEC §4).
+    // attestation document's `cabundle` (docs/FORMATS.md §4).
     std::vector<Bytes> cabundle;
     // The instant it was issued (= certificate.not_before(), in whole seconds).
     UnixMillis issued_at { 0 };

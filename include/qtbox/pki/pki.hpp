@@ -1,6 +1,6 @@
-// The local attestation PKI (SPEC §4 "PKI directory layout" and "Chain").
+// The local attestation PKI (docs/FORMATS.md §4 "PKI directory layout" and "Chain").
 //
-// A directory (QTBOX_PKI_DIR, default /var/lib/qtbox/pki, SPEC §1) holds:
+// A directory (QTBOX_PKI_DIR, default /var/lib/qtbox/pki, docs/FORMATS.md §1) holds:
 //   root.pem    self-signed P-384 root, "CN=qtbox-root, O=qtbox", 30 years,
 //               CA without a path length (like QingTian's root), keyUsage
 //               keyCertSign | cRLSign
@@ -42,7 +42,7 @@ constexpr std::size_t MAX_PKI_FILE_SIZE = 64 * 1024;
 
 constexpr std::string_view ROOT_SUBJECT = "CN=qtbox-root,O=qtbox";
 constexpr std::string_view DEFAULT_PARENT_NAME = "qtbox";
-// SPEC §4: 30 years (of 365.25 days).
+// docs/FORMATS.md §4: 30 years (of 365.25 days).
 constexpr std::int64_t ROOT_LIFETIME_MS = 30LL * 36525 * 24 * 3600 * 1000 / 100;
 
 enum class PkiError {
@@ -70,7 +70,7 @@ struct Authority {
 
 struct InitOptions {
     // The parent CA's subject is "CN=<parent_name>.parent,O=qtbox". A
-    // QingTian parent is named by its instance id (SPEC §2, PCR4); qtbox
+    // QingTian parent is named by its instance id (docs/FORMATS.md §2, PCR4); qtbox
     // takes whatever identifies this host to the caller: 1..57 characters
     // of [A-Za-z0-9._-] (the CN stays within RFC 5280's 64-character bound).
     std::string parent_name { DEFAULT_PARENT_NAME };

@@ -15,7 +15,7 @@
 // start in create(), so that the seccomp filter (sandbox.hpp) covers them,
 // and begin accepting in run().
 //
-// Listeners and targets by mode (DESIGN.md "vsock", SPEC §6), as routes.hpp
+// Listeners and targets by mode (docs/ARCHITECTURE.md "Hybrid vsock", docs/FORMATS.md §6), as routes.hpp
 // builds them:
 //   parent, [[outbound]]  <vsock-dir>/3_<vsock_port> (+ AF_VSOCK port when
 //                         the host has a vsock transport) -> TCP host:port

@@ -1,4 +1,4 @@
-// The QTSM backend: what the VMM serves on vsock port 9001 (SPEC §5), and
+// The QTSM backend: what the VMM serves on vsock port 9001 (docs/FORMATS.md §5), and
 // what the test-only backend in tests/qtsm serves on a Unix socket.
 //
 // Overview
@@ -7,16 +7,16 @@
 //   hour). It is transport-agnostic: handle() maps one request item to one
 //   response item and never fails (failures become {"Error": NAME}), and
 //   serve() runs the framing loop over one connected descriptor.
-// - Documents (SPEC §4) are assembled by assemble_document(): the payload in
+// - Documents (docs/FORMATS.md §4) are assembled by assemble_document(): the payload in
 //   the QingTian order through attest::encode_qingtian_payload, signed as an
 //   untagged COSE_Sign1 with the protected header a1 01 38 22 by the current
 //   leaf, in the configured signature byte order.
 // - Thread safety: handle() and execute() may run on many threads at once
 //   (the bank and the issuer lock internally, signing locks per key).
 //
-// Wiring it into the VMM (SPEC §5, §6):
+// Wiring it into the VMM (docs/FORMATS.md §5, §6):
 //     qtsm::BackendConfig config;
-//     config.system_pcrs = pcrs;        // PCR0-15 as SPEC §2 says (zeros in debug mode)
+//     config.system_pcrs = pcrs;        // PCR0-15 as docs/FORMATS.md §2 says (zeros in debug mode)
 //     config.module_id = TRY(qtsm::make_module_id(instance_id));
 //     config.signature_order = order;   // vmm --signature-order
 //     auto backend = TRY(qtsm::Backend::create(config, TRY(pki::load(pki::pki_directory()))));
@@ -43,12 +43,12 @@
 namespace qtbox::qtsm {
 
 // The instance-id part of a module id: what PCR4 measures, a lowercase
-// dashed UUID on QingTian (reference/qingtian.md §6). qtbox accepts 1..43
+// dashed UUID on QingTian (docs/PLATFORMS.md §Q6). qtbox accepts 1..43
 // characters of [A-Za-z0-9-], so that "<id>.enc-<16 hex>" fits the leaf's
 // commonName (pki::MAX_MODULE_ID_SIZE = 64).
 constexpr std::size_t MAX_INSTANCE_ID_SIZE = 43;
 
-// SPEC §4: "<instance-id>.enc-<16 hex>", the 16 hex digits random.
+// docs/FORMATS.md §4: "<instance-id>.enc-<16 hex>", the 16 hex digits random.
 ErrorOr<std::string> make_module_id(std::string_view instance_id);
 
 struct BackendConfig {
@@ -60,7 +60,7 @@ struct BackendConfig {
     pki::Clock clock { now_millis };
 };
 
-// The SPEC §4 document for `request`, signed by `leaf` at `timestamp`.
+// The docs/FORMATS.md §4 document for `request`, signed by `leaf` at `timestamp`.
 // `pcrs` are the registers to include (PcrBank::document_pcrs). Fails with
 // QtsmError::InternalError when the result would exceed MAX_DOCUMENT_SIZE.
 ErrorOr<Bytes> assemble_document(std::string const& module_id, UnixMillis timestamp,

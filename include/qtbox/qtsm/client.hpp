@@ -1,4 +1,4 @@
-// The client side of the QTSM protocol (SPEC §5) over qtsm-server's Unix
+// The client side of the QTSM protocol (docs/FORMATS.md §5) over qtsm-server's Unix
 // socket: what the `qtsm` shell client uses. (C programs use lib/qtsm.)
 //
 // One Client is one connection; each call writes one request frame and
@@ -20,7 +20,7 @@
 
 namespace qtbox::qtsm {
 
-// SPEC §5: the socket apps see; QTSM_SOCKET overrides it (tests, and apps
+// docs/FORMATS.md §5: the socket apps see; QTSM_SOCKET overrides it (tests, and apps
 // whose root is elsewhere).
 constexpr std::string_view DEFAULT_SOCKET_PATH = "/run/qtsm.sock";
 constexpr char const* SOCKET_PATH_ENVIRONMENT = "QTSM_SOCKET";

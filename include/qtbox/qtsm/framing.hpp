@@ -1,4 +1,4 @@
-// QTSM framing (SPEC §5): every message, in both directions and on every hop
+// QTSM framing (docs/FORMATS.md §5): every message, in both directions and on every hop
 // (app ⇄ qtsm-server ⇄ VMM), is a u32 big-endian length followed by exactly
 // that many bytes holding one CBOR item.
 //

@@ -1,4 +1,4 @@
-// The QTSM's platform configuration registers (SPEC §2): 32 SHA-384
+// The QTSM's platform configuration registers (docs/FORMATS.md §2): 32 SHA-384
 // registers with a lock bit each.
 //
 // - Registers 0..15 belong to the platform. The VMM fills them before the
@@ -25,17 +25,17 @@
 
 namespace qtbox::qtsm {
 
-constexpr std::size_t PCR_COUNT = 32;        // SPEC §2
+constexpr std::size_t PCR_COUNT = 32;        // docs/FORMATS.md §2
 constexpr std::size_t SYSTEM_PCR_COUNT = 16; // 0..15: set at creation, locked
 constexpr std::size_t PCR_SIZE = 48;         // SHA-384
 
 using PcrValue = crypto::Sha384Digest;
 using SystemPcrs = std::array<PcrValue, SYSTEM_PCR_COUNT>;
 
-// SPEC §2 "measure(x)": SHA384(0^48 ‖ SHA384(x)), one extend of a fresh
+// docs/FORMATS.md §2 "measure(x)": SHA384(0^48 ‖ SHA384(x)), one extend of a fresh
 // register with the digest of x.
 PcrValue measure(ByteView data);
-// SPEC §2 extend(R, d) = SHA384(R ‖ d).
+// docs/FORMATS.md §2 extend(R, d) = SHA384(R ‖ d).
 PcrValue extend(PcrValue const& current, ByteView data);
 
 // The error kinds of the bank; the protocol maps them to QingTian's
@@ -82,7 +82,7 @@ public:
     // One consistent copy of every register (for a document).
     std::array<PcrState, PCR_COUNT> snapshot() const;
 
-    // SPEC §4: the PCRs a document carries: 0..15 always, plus every user
+    // docs/FORMATS.md §4: the PCRs a document carries: 0..15 always, plus every user
     // register that is locked or not all zeros, ascending.
     static std::vector<PcrEntry> document_pcrs(std::array<PcrState, PCR_COUNT> const& snapshot);
 

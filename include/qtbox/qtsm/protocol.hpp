@@ -1,7 +1,7 @@
-// The QTSM protocol (SPEC §5): requests and responses, their CBOR encoding,
+// The QTSM protocol (docs/FORMATS.md §5): requests and responses, their CBOR encoding,
 // and the strict decoders both ends use.
 //
-// Messages follow the NSM convention (reference/nitro.md §3.2): a request or
+// Messages follow the NSM convention (docs/PLATFORMS.md §N3.2): a request or
 // response without fields is a text string ("DescribeQTSM", "GetRandom",
 // "LockPCR", "LockPCRs"); one with fields is a one-entry map
 // {name: {field: value, ...}}; a failure is {"Error": NAME} with NAME from
@@ -30,8 +30,8 @@
 
 namespace qtbox::qtsm {
 
-// SPEC §5 and reference/qingtian.md §4 (QTSM_REQUEST_MAX_SIZE, the driver's
-// response cap) and §4 of SPEC (document fields).
+// docs/FORMATS.md §5 and docs/PLATFORMS.md §Q4 (QTSM_REQUEST_MAX_SIZE, the driver's
+// response cap) and §4 of docs/FORMATS.md (document fields).
 constexpr std::size_t MAX_REQUEST_SIZE = 4096;
 constexpr std::size_t MAX_RESPONSE_SIZE = 0x8000;
 constexpr std::size_t MAX_USER_DATA_SIZE = 512;  // QTSM_USER_DATA_MAX_SIZE
@@ -40,14 +40,14 @@ constexpr std::size_t MAX_PUBLIC_KEY_SIZE = 1024; // QTSM_PUBLIC_KEY_MAX_SIZE
 constexpr std::size_t MAX_DOCUMENT_SIZE = 0x6000;
 // LockPCRs: one entry per register at most (duplicates are pointless).
 constexpr std::size_t MAX_LOCK_RANGE = 32;
-// GetRandom answers this many bytes (SPEC §5: at least 32).
+// GetRandom answers this many bytes (docs/FORMATS.md §5: at least 32).
 constexpr std::size_t RANDOM_SIZE = 256;
 // The version DescribeQTSM reports.
 constexpr std::uint16_t VERSION_MAJOR = 1;
 constexpr std::uint16_t VERSION_MINOR = 0;
 constexpr std::uint16_t VERSION_PATCH = 0;
 
-// QingTian's error_code enum (reference/qingtian.md §4), same values, so
+// QingTian's error_code enum (docs/PLATFORMS.md §Q4), same values, so
 // that libqtsm returns them unchanged. Error::code() of protocol failures.
 enum class QtsmError : int {
     NoError = 0,

@@ -1,5 +1,5 @@
 // The seccomp allow-list qtsm-server runs under once its socket is bound and
-// its upstream channel is connected (SPEC §5; the server handles requests
+// its upstream channel is connected (docs/FORMATS.md §5; the server handles requests
 // from every local app, so it keeps only what its event loop needs).
 //
 // Allowed: reading and writing descriptors it already has, accept4 (new

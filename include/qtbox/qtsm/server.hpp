@@ -1,4 +1,4 @@
-// qtsm-server's engine (SPEC §5): many local clients on a Unix socket, one
+// qtsm-server's engine (docs/FORMATS.md §5): many local clients on a Unix socket, one
 // upstream channel to the QTSM (vsock CID 3 port 9001 in an enclave).
 //
 // Overview

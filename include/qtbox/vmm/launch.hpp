@@ -1,6 +1,6 @@
-// From `vmm` command-line options to a MachineConfig (SPEC §11): read and
+// From `vmm` command-line options to a MachineConfig (docs/FORMATS.md §11): read and
 // check every input before anything touches KVM or guest memory: the
-// kernel's boot header, the command line, the SPEC §3 memory rule, the
+// kernel's boot header, the command line, the docs/FORMATS.md §3 memory rule, the
 // console destination, and for an EIF its CRC, signature and PCRs.
 //
 // An EIF is read twice. The first pass (before any guest memory exists)
@@ -26,9 +26,9 @@
 namespace qtbox::vmm {
 
 enum class LaunchError {
-    Usage = 1,      // options that contradict each other or SPEC §11
+    Usage = 1,      // options that contradict each other or docs/FORMATS.md §11
     BadImage,       // kernel, initrd or EIF unusable
-    MemoryTooSmall, // below the SPEC §3 rule
+    MemoryTooSmall, // below the docs/FORMATS.md §3 rule
     ImageChanged,   // the EIF differed between the two passes
 };
 
@@ -43,7 +43,7 @@ struct LaunchOptions {
     bool debug_mode { false };
 };
 
-// SPEC §3: at least 128 MiB and at least 4 times the image (the EIF file,
+// docs/FORMATS.md §3: at least 128 MiB and at least 4 times the image (the EIF file,
 // or kernel + initrds + cmdline in raw mode), in whole MiB.
 std::uint64_t minimum_memory_mib(std::uint64_t image_bytes);
 

@@ -1,4 +1,4 @@
-// The VMM proper (STYLE.md "src/vmm"): Machine::create (the builder,
+// The VMM proper (docs/ARCHITECTURE.md "Source layout"): Machine::create (the builder,
 // src/vmm/builder.cpp) turns a config into a KVM VM with guest memory, an
 // in-kernel irqchip and PIT, COM1 and the i8042 reset line, loads the guest,
 // and sets every vCPU up for the 64-bit entry; Machine::run (the run loop,

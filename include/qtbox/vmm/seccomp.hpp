@@ -1,5 +1,5 @@
-// Per-thread seccomp allow-lists for the VMM once the VM is built (DESIGN.md
-// "The trust picture"; vmm.md §7, after Firecracker's per-thread filters).
+// Per-thread seccomp allow-lists for the VMM once the VM is built (docs/ARCHITECTURE.md
+// "The trust picture"; docs/PLATFORMS.md §V7, after Firecracker's per-thread filters).
 // vCPU threads run guest code from their first KVM_RUN, so they get the
 // smallest list: KVM_RUN (and KVM_GET_REGS, to name the RIP of a crash)
 // and nothing else from the KVM API, writes only to

@@ -1,4 +1,4 @@
-// Hybrid vsock addressing (DESIGN.md "vsock", SPEC §1 and §6).
+// Hybrid vsock addressing (docs/ARCHITECTURE.md "Hybrid vsock", docs/FORMATS.md §1 and §6).
 //
 // On the parent, enclaves are not reached through the kernel's AF_VSOCK but
 // through Unix sockets, Firecracker style:
@@ -21,7 +21,7 @@
 
 namespace qtbox::vsock {
 
-// SPEC §6.
+// docs/FORMATS.md §6.
 constexpr std::uint32_t HOST_CID = 2;
 constexpr std::uint32_t PARENT_CID = 3;
 constexpr std::uint32_t FIRST_ENCLAVE_CID = 4;
@@ -37,7 +37,7 @@ constexpr std::uint32_t PORT_ANY = 0xFFFFFFFF;
 constexpr std::size_t MAX_HANDSHAKE_LINE = 32;
 
 // 9000 (heartbeat) and 9001 (QTSM) on CID 3 are served inside the VMM and
-// never forwarded to <vsock-dir>/3_<port> (SPEC §6).
+// never forwarded to <vsock-dir>/3_<port> (docs/FORMATS.md §6).
 bool is_reserved_parent_port(std::uint32_t port);
 
 // "CONNECT <port>\n" and "OK <port>\n".

@@ -1,8 +1,8 @@
 #!/usr/bin/python3
-"""Builds QingTian-profile attestation documents (SPEC §4) for the
+"""Builds QingTian-profile attestation documents (docs/FORMATS.md §4) for the
 attest-verify golden tests and benchmark, independently of qtbox: a throw-away
 P-384 chain root -> CA -> leaf made with python3-cryptography, the payload
-encoded here byte for byte as SPEC §4 lays it out, and an ES384 COSE_Sign1
+encoded here byte for byte as docs/FORMATS.md §4 lays it out, and an ES384 COSE_Sign1
 (RFC 9052) in either signature byte order.
 
 Usage: make_documents.py OUTDIR [--batch N]
@@ -61,7 +61,7 @@ def cbor_text(s):
 def payload(leaf, bundle, nonce=b"", user_data=b"", public_key=b"", timestamp=NOW_MS):
     out = head(5, 9)
     out += cbor_text("module_id") + cbor_text("4662b7a3-7898-46c9-a6c5-20e9025e50bc.enc-0123456789abcdef")
-    out += cbor_text("timestamp") + head(0, timestamp, width=8)  # SPEC §4: always 8 bytes
+    out += cbor_text("timestamp") + head(0, timestamp, width=8)  # docs/FORMATS.md §4: always 8 bytes
     out += cbor_text("digest") + cbor_text("SHA384")
     out += cbor_text("pcrs") + head(5, 16)
     for index in range(16):

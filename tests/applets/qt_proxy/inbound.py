@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Acceptance 2 (issue 6): `listen = "127.0.0.1:5050"` reaches a Unix-socket
-fake of the VMM that speaks the CONNECT protocol (SPEC §6), by enclave_id and
+fake of the VMM that speaks the CONNECT protocol (docs/FORMATS.md §6), by enclave_id and
 by enclave_cid; a stopped enclave closes only its own clients."""
 import concurrent.futures
 import os

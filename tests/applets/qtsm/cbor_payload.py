@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Prints the payload of a COSE_Sign1 attestation document as JSON lines, with
-just enough CBOR (RFC 8949) to check the SPEC §4 layout independently of
+just enough CBOR (RFC 8949) to check the docs/FORMATS.md §4 layout independently of
 qtbox's decoder: the key order, the timestamp's encoding width, the PCR
 indices, the protected header bytes and whether the envelope is tagged."""
 import json

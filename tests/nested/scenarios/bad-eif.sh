@@ -1,5 +1,5 @@
 # Issue 5 acceptance 2c/2d: a corrupted EIF (one flipped bit) and --mem below
-# the SPEC §3 rule fail with one clear line before any vCPU runs.
+# the docs/FORMATS.md §3 rule fail with one clear line before any vCPU runs.
 [ "$(cat "$DATA/have-eif")" = yes ] || skip "this qtbox has no eif-build applet"
 run_vmm corrupt --eif "$DATA/hello-corrupt.eif" --mem 256 --debug-mode --console -
 [ "$rc" -eq 1 ] || fail "corrupted EIF: vmm exited $rc, expected 1"
