@@ -120,6 +120,9 @@ class IncludeRules(unittest.TestCase):
                                 "src/cbor/x.cpp": '#include "../../applets/support/log.hpp"\n'})
         self.assertEqual(code, 1)
         self.assertIn("src/ never includes applets/", out)
+        code, _ = self.check({"applets/support/log.hpp": "#pragma once\n",
+                              "tests/cbor/tool.cpp": '#include "../../applets/support/log.hpp"\n'})
+        self.assertEqual(code, 0)
 
     def test_a_file_outside_every_module_and_an_unknown_header_fail(self):
         code, out = self.check({"src/main.cpp": "int main() {}\n",
