@@ -5,7 +5,7 @@
 //     build-fuzz/fuzz/fuzz_make_seeds fuzz/corpus
 // Seeds are small valid inputs (no kernel, a few KiB at most): the fuzzer
 // mutates from there. Re-run it when a format changes.
-#include "../tests/image/tar_builder.hpp"
+#include "../tests/support/tar_builder.hpp"
 
 #include <qtbox/base/sys.hpp>
 #include <qtbox/eif/signature.hpp>

@@ -1,28 +1,13 @@
 #include "fixture.hpp"
 
+#include "../support/must.hpp"
+
 #include <qtbox/base/sys.hpp>
 #include <qtbox/crypto/x509_write.hpp>
 
 #include <doctest/doctest.h>
 
 namespace qtbox::test {
-
-namespace {
-
-template<typename T>
-T must(ErrorOr<T> result)
-{
-    if (result.is_error())
-        FAIL("fixture: " << result.error().message());
-    return result.release_value();
-}
-
-} // namespace
-
-Bytes unhex(std::string_view text)
-{
-    return must(hex_decode(text));
-}
 
 Chain make_chain(std::string const& name)
 {

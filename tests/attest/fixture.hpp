@@ -47,6 +47,4 @@ constexpr std::string_view NITRO_ROOT_SHA256 = "641a0321a3e244efe456463195d60631
 constexpr std::string_view NITRO_PCR0
     = "9baef83909784e4d2cb84466c02931bb8125e948b62029029e80bfa1698bfd7069408e4ab20d1c99c859e8f774cce0ff";
 
-Bytes unhex(std::string_view text);
-
 } // namespace qtbox::test

@@ -1,3 +1,4 @@
+#include "../support/hex.hpp"
 #include "fixture.hpp"
 
 #include <qtbox/attest/policy.hpp>

@@ -1,4 +1,4 @@
-#include "child.hpp"
+#include "../support/child.hpp"
 
 #include <qtbox/base/error.hpp>
 #include <qtbox/base/verify.hpp>

@@ -1,4 +1,4 @@
-#include "child.hpp"
+#include "../support/child.hpp"
 
 #include <qtbox/base/program.hpp>
 #include <qtbox/base/seccomp.hpp>

@@ -1,3 +1,5 @@
+#include "../support/temp_dir.hpp"
+
 #include <qtbox/base/sys.hpp>
 
 #include <doctest/doctest.h>
@@ -13,35 +15,25 @@ using namespace qtbox;
 
 namespace {
 
-struct TemporaryDirectory {
-    TemporaryDirectory()
-    {
-        char pattern[] = "/tmp/qtbox-test-XXXXXX";
-        path = mkdtemp(pattern);
-    }
-    ~TemporaryDirectory()
-    {
-        std::string command = "rm -rf '" + path + "'";
-        (void)std::system(command.c_str());
-    }
-    int entries() const
-    {
-        int count = 0;
-        DIR* dir = opendir(path.c_str());
-        while (auto* entry = readdir(dir))
-            count += entry->d_name[0] != '.' || (entry->d_name[1] != '\0' && entry->d_name[1] != '.');
-        closedir(dir);
-        return count;
-    }
-    std::string path;
-};
+using test::TempDir;
+
+// The entries of a directory, "." and ".." aside.
+int entries(TempDir const& dir)
+{
+    int count = 0;
+    DIR* stream = opendir(dir.path().c_str());
+    while (auto* entry = readdir(stream))
+        count += entry->d_name[0] != '.' || (entry->d_name[1] != '\0' && entry->d_name[1] != '.');
+    closedir(stream);
+    return count;
+}
 
 } // namespace
 
 TEST_CASE("sys: AtomicFile appears only on commit, with the requested mode")
 {
-    TemporaryDirectory dir;
-    std::string target = dir.path + "/out.bin";
+    TempDir dir;
+    std::string target = dir.path() + "/out.bin";
     {
         auto file = sys::AtomicFile::create(target, 0600).release_value();
         REQUIRE_FALSE(file.write(as_bytes("hello")).is_error());
@@ -50,35 +42,35 @@ TEST_CASE("sys: AtomicFile appears only on commit, with the requested mode")
     }
     CHECK(as_chars(sys::read_file(target, 100).value()) == "hello");
     CHECK((sys::stat(target).value().st_mode & 0777) == 0600);
-    CHECK(dir.entries() == 1);
+    CHECK(entries(dir) == 1);
 }
 
 TEST_CASE("sys: an abandoned AtomicFile leaves nothing behind")
 {
-    TemporaryDirectory dir;
+    TempDir dir;
     {
-        auto file = sys::AtomicFile::create(dir.path + "/out.bin").release_value();
+        auto file = sys::AtomicFile::create(dir.path() + "/out.bin").release_value();
         REQUIRE_FALSE(file.write(as_bytes("partial")).is_error());
     }
-    CHECK(dir.entries() == 0);
+    CHECK(entries(dir) == 0);
 }
 
 TEST_CASE("sys: read_file enforces its size limit")
 {
-    TemporaryDirectory dir;
-    std::string target = dir.path + "/big";
+    TempDir dir;
+    std::string target = dir.path() + "/big";
     REQUIRE_FALSE(sys::write_file_atomic(target, Bytes(1000, 7)).is_error());
     CHECK(sys::read_file(target, 1000).value().size() == 1000);
     auto too_big = sys::read_file(target, 999);
     REQUIRE(too_big.is_error());
     CHECK(too_big.error().is(sys::SysError::TooLarge));
-    CHECK(sys::read_file(dir.path + "/missing", 10).error().is_errno(ENOENT));
+    CHECK(sys::read_file(dir.path() + "/missing", 10).error().is_errno(ENOENT));
 }
 
 TEST_CASE("sys: unix_listen makes a socket that is not world-accessible")
 {
-    TemporaryDirectory dir;
-    std::string path = dir.path + "/s.sock";
+    TempDir dir;
+    std::string path = dir.path() + "/s.sock";
     auto listener = sys::unix_listen(path, 0666).release_value();
     CHECK((sys::stat(path).value().st_mode & 0007) == 0);
     auto client = sys::unix_connect(path);
@@ -86,14 +78,14 @@ TEST_CASE("sys: unix_listen makes a socket that is not world-accessible")
     // A stale socket file is replaced; a regular file is not.
     auto again = sys::unix_listen(path);
     CHECK_FALSE(again.is_error());
-    REQUIRE_FALSE(sys::write_file_atomic(dir.path + "/regular", as_bytes("x")).is_error());
-    CHECK(sys::unix_listen(dir.path + "/regular").is_error());
+    REQUIRE_FALSE(sys::write_file_atomic(dir.path() + "/regular", as_bytes("x")).is_error());
+    CHECK(sys::unix_listen(dir.path() + "/regular").is_error());
 }
 
 TEST_CASE("sys: mkdir_p creates nested directories and accepts existing ones")
 {
-    TemporaryDirectory dir;
-    std::string nested = dir.path + "/a/b/c";
+    TempDir dir;
+    std::string nested = dir.path() + "/a/b/c";
     CHECK_FALSE(sys::mkdir_p(nested, 0700).is_error());
     CHECK_FALSE(sys::mkdir_p(nested, 0700).is_error());
     CHECK(S_ISDIR(sys::stat(nested).value().st_mode));

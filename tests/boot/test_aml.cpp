@@ -1,3 +1,5 @@
+#include "../support/must.hpp"
+
 #include <qtbox/boot/acpi.hpp>
 #include <qtbox/boot/aml.hpp>
 #include <qtbox/boot/bzimage.hpp>
@@ -6,16 +8,7 @@
 
 using namespace qtbox;
 using namespace qtbox::boot;
-
-namespace {
-
-Bytes must(ErrorOr<Bytes> result)
-{
-    REQUIRE_MESSAGE(!result.is_error(), (result.is_error() ? result.error().message() : ""));
-    return result.release_value();
-}
-
-} // namespace
+using test::must;
 
 // Reference vectors from docs/PLATFORMS.md §V2.3 (Firecracker
 // src/acpi-tables/src/aml.rs unit tests, and the 71-byte virtio-mmio device

@@ -2,7 +2,7 @@
 #include <qtbox/cbor/diagnostic.hpp>
 #include <qtbox/cbor/encoder.hpp>
 
-#include "support.hpp"
+#include "../support/hex.hpp"
 
 #include <doctest/doctest.h>
 

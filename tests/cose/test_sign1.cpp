@@ -1,3 +1,5 @@
+#include "../support/hex.hpp"
+
 #include <qtbox/cbor/decoder.hpp>
 #include <qtbox/cbor/diagnostic.hpp>
 #include <qtbox/cose/sign1.hpp>
@@ -7,15 +9,9 @@
 
 using namespace qtbox;
 using namespace qtbox::cose;
+using test::unhex;
 
 namespace {
-
-Bytes unhex(std::string_view text)
-{
-    auto bytes = hex_decode(text);
-    REQUIRE_FALSE(bytes.is_error());
-    return bytes.release_value();
-}
 
 // COSE Working Group examples (github.com/cose-wg/Examples,
 // ecdsa-examples/ecdsa-sig-02.json and ecdsa-sig-01.json): public test data.

@@ -1,6 +1,10 @@
 // Helpers shared by the crypto unit tests: fixture files (tests/crypto/data,
-// see its README) and throw-away certificate chains.
+// see its README) and throw-away certificate chains. must and unhex come from
+// tests/support/.
 #pragma once
+
+#include "../support/hex.hpp"
+#include "../support/must.hpp"
 
 #include <qtbox/base/bytes.hpp>
 #include <qtbox/base/sys.hpp>
@@ -21,25 +25,6 @@ inline Bytes read_data(std::string const& name)
     auto bytes = sys::read_file(std::string(QTBOX_CRYPTO_TEST_DATA) + "/" + name, 1 << 20);
     REQUIRE_MESSAGE(!bytes.is_error(), name);
     return bytes.release_value();
-}
-
-inline Bytes unhex(std::string_view text)
-{
-    auto bytes = hex_decode(text);
-    REQUIRE(!bytes.is_error());
-    return bytes.release_value();
-}
-
-template<typename T>
-T must(ErrorOr<T> result)
-{
-    REQUIRE_MESSAGE(!result.is_error(), result.error().message());
-    return result.release_value();
-}
-
-inline void must(ErrorOr<void> result)
-{
-    REQUIRE_MESSAGE(!result.is_error(), result.error().message());
 }
 
 // The crypto::CryptoError an expected error carries.

@@ -6,6 +6,7 @@
 #include <qtbox/crypto/ecdsa_signature.hpp>
 #include <qtbox/crypto/x509_write.hpp>
 
+#include "../support/temp_dir.hpp"
 #include "support.hpp"
 
 #include <fmt/format.h>
@@ -13,7 +14,6 @@
 #include <array>
 #include <cstdio>
 #include <cstdlib>
-#include <filesystem>
 #include <sys/wait.h>
 
 using namespace qtbox;
@@ -23,6 +23,7 @@ using test::HOUR;
 using test::leaf_profile;
 using test::must;
 using test::T0;
+using test::TempDir;
 
 namespace {
 
@@ -46,39 +47,22 @@ Output run(std::string const& command)
     return output;
 }
 
-struct TemporaryDirectory {
-    TemporaryDirectory()
-    {
-        std::string pattern = (std::filesystem::temp_directory_path() / "qtbox-openssl-XXXXXX").string();
-        REQUIRE(::mkdtemp(pattern.data()) != nullptr);
-        path = pattern;
-    }
-    ~TemporaryDirectory() { std::filesystem::remove_all(path); }
-    std::string file(std::string_view name, ByteView contents) const
-    {
-        std::string full = fmt::format("{}/{}", path, name);
-        REQUIRE(!sys::write_file_atomic(full, contents, 0600).is_error());
-        return full;
-    }
-    std::string path;
-};
-
 } // namespace
 
 TEST_CASE("openssl: verifies qtbox ECDSA signatures (P-256/SHA-256, P-384/SHA-384) converted to DER")
 {
-    TemporaryDirectory directory;
+    TempDir directory;
     for (auto type : { KeyType::EcP256, KeyType::EcP384 }) {
         auto key = must(crypto::PrivateKey::generate(type));
         auto signature = must(key.sign(as_bytes("signed by qtbox")));
-        auto public_pem = directory.file("public.pem", as_bytes(key.public_key().spki_pem()));
-        auto message = directory.file("message", as_bytes("signed by qtbox"));
-        auto signature_file = directory.file("signature.der", must(crypto::ecdsa_signature_to_der(signature)));
+        auto public_pem = directory.write("public.pem", as_bytes(key.public_key().spki_pem()), 0600);
+        auto message = directory.write("message", as_bytes("signed by qtbox"), 0600);
+        auto signature_file = directory.write("signature.der", must(crypto::ecdsa_signature_to_der(signature)), 0600);
         std::string digest = type == KeyType::EcP256 ? "-sha256" : "-sha384";
         auto good = run(fmt::format("openssl dgst {} -verify {} -signature {} {}", digest, public_pem, signature_file, message));
         CHECK(good.status == 0);
         CHECK(good.text == "Verified OK\n");
-        auto other = directory.file("other", as_bytes("signed by qtboX"));
+        auto other = directory.write("other", as_bytes("signed by qtboX"), 0600);
         auto bad = run(fmt::format("openssl dgst {} -verify {} -signature {} {}", digest, public_pem, signature_file, other));
         CHECK(bad.status == 1);
         CHECK(bad.text.starts_with("Verification failure"));
@@ -87,13 +71,13 @@ TEST_CASE("openssl: verifies qtbox ECDSA signatures (P-256/SHA-256, P-384/SHA-38
 
 TEST_CASE("openssl: verify -x509_strict accepts a qtbox-issued chain at a given time and rejects it after expiry")
 {
-    TemporaryDirectory directory;
+    TempDir directory;
     auto root = test::self_signed(ca_profile("CN=root,O=qtbox"));
     auto parent = test::issued_by(root, ca_profile("CN=parent,O=qtbox", 0));
     auto leaf = test::issued_by(parent, leaf_profile("CN=leaf,O=qtbox"));
-    auto root_pem = directory.file("root.pem", as_bytes(root.certificate.pem()));
-    auto parent_pem = directory.file("parent.pem", as_bytes(parent.certificate.pem()));
-    auto leaf_pem = directory.file("leaf.pem", as_bytes(leaf.certificate.pem()));
+    auto root_pem = directory.write("root.pem", as_bytes(root.certificate.pem()), 0600);
+    auto parent_pem = directory.write("parent.pem", as_bytes(parent.certificate.pem()), 0600);
+    auto leaf_pem = directory.write("leaf.pem", as_bytes(leaf.certificate.pem()), 0600);
     auto verify = [&](UnixMillis when) {
         return run(fmt::format("openssl verify -x509_strict -attime {} -CAfile {} -untrusted {} {}", when / 1000, root_pem,
             parent_pem, leaf_pem));
@@ -116,10 +100,10 @@ TEST_CASE("openssl: verify -x509_strict accepts a qtbox-issued chain at a given 
 
 TEST_CASE("openssl: reads qtbox private key PEM (SEC1 and PKCS#1) and derives the same public key")
 {
-    TemporaryDirectory directory;
+    TempDir directory;
     for (auto type : { KeyType::EcP384, KeyType::Rsa }) {
         auto key = must(crypto::PrivateKey::generate(type));
-        auto key_pem = directory.file("key.pem", must(key.to_pem()));
+        auto key_pem = directory.write("key.pem", must(key.to_pem()), 0600);
         auto output = run(fmt::format("openssl pkey -in {} -pubout", key_pem));
         CHECK(output.status == 0);
         CHECK(output.text == key.public_key().spki_pem());
@@ -128,9 +112,9 @@ TEST_CASE("openssl: reads qtbox private key PEM (SEC1 and PKCS#1) and derives th
 
 TEST_CASE("openssl: decrypts qtbox RSA-OAEP-SHA256 ciphertext")
 {
-    TemporaryDirectory directory;
+    TempDir directory;
     auto key = must(crypto::PrivateKey::parse(test::read_data("rsa-pkcs8.pem")));
-    auto ciphertext = directory.file("ciphertext", must(key.public_key().rsa_oaep_encrypt(as_bytes("sealed by qtbox"))));
+    auto ciphertext = directory.write("ciphertext", must(key.public_key().rsa_oaep_encrypt(as_bytes("sealed by qtbox"))), 0600);
     auto output = run(fmt::format("openssl pkeyutl -decrypt -inkey {}/rsa-pkcs8.pem -pkeyopt rsa_padding_mode:oaep "
                                   "-pkeyopt rsa_oaep_md:sha256 -pkeyopt rsa_mgf1_md:sha256 -in {}",
         QTBOX_CRYPTO_TEST_DATA, ciphertext));
@@ -140,12 +124,12 @@ TEST_CASE("openssl: decrypts qtbox RSA-OAEP-SHA256 ciphertext")
 
 TEST_CASE("openssl: pkeyutl -derive agrees with qtbox ECDH on fresh P-256 keys")
 {
-    TemporaryDirectory directory;
+    TempDir directory;
     auto mine = must(crypto::PrivateKey::generate(KeyType::EcP256));
     auto peer = must(crypto::PrivateKey::generate(KeyType::EcP256));
-    auto mine_pem = directory.file("mine.pem", must(mine.to_pem()));
-    auto peer_pem = directory.file("peer.pem", as_bytes(peer.public_key().spki_pem()));
-    auto secret = directory.path + "/secret";
+    auto mine_pem = directory.write("mine.pem", must(mine.to_pem()), 0600);
+    auto peer_pem = directory.write("peer.pem", as_bytes(peer.public_key().spki_pem()), 0600);
+    auto secret = directory.path() + "/secret";
     auto output = run(fmt::format("openssl pkeyutl -derive -inkey {} -peerkey {} -out {}", mine_pem, peer_pem, secret));
     CHECK(output.status == 0);
     auto derived = must(sys::read_file(secret, 1024));

@@ -2,12 +2,14 @@
 // blobs-like directory, so that unit tests never need the real kernel.
 #pragma once
 
-#include "../image/support.hpp"
+#include "../support/temp_dir.hpp"
 
 #include <qtbox/eif/modules.hpp>
 
 #include <cstring>
+#include <fcntl.h>
 #include <string>
+#include <unistd.h>
 #include <zlib.h>
 
 namespace qtbox::test {

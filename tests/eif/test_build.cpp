@@ -10,6 +10,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <sys/time.h>
+
 using namespace qtbox;
 
 namespace {

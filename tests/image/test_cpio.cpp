@@ -1,7 +1,10 @@
+#include "../support/tar_builder.hpp"
+#include "../support/temp_dir.hpp"
 #include "support.hpp"
-#include "tar_builder.hpp"
 
 #include <qtbox/image/cpio.hpp>
+
+#include <sys/time.h>
 
 using namespace qtbox;
 

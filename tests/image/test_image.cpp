@@ -1,5 +1,5 @@
-#include "support.hpp"
-#include "tar_builder.hpp"
+#include "../support/tar_builder.hpp"
+#include "../support/temp_dir.hpp"
 
 #include <qtbox/crypto/hash.hpp>
 #include <qtbox/image/image.hpp>

@@ -1,5 +1,5 @@
+#include "../support/tar_builder.hpp"
 #include "support.hpp"
-#include "tar_builder.hpp"
 
 #include <qtbox/image/tar.hpp>
 

@@ -1,4 +1,4 @@
-#include "dns_fake.hpp"
+#include "../support/dns_fake.hpp"
 
 #include <qtbox/net/dns.hpp>
 
@@ -7,7 +7,7 @@
 
 using namespace qtbox;
 using namespace qtbox::net;
-using namespace qtbox::net::test;
+using namespace qtbox::test;
 
 TEST_CASE("dns: a query is RFC 1035 bytes")
 {

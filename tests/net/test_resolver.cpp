@@ -1,4 +1,5 @@
-#include "dns_fake.hpp"
+#include "../support/dns_fake.hpp"
+#include "../support/temp_dir.hpp"
 
 #include <qtbox/base/sys.hpp>
 #include <qtbox/net/resolver.hpp>
@@ -10,7 +11,7 @@
 
 using namespace qtbox;
 using namespace qtbox::net;
-using namespace qtbox::net::test;
+using namespace qtbox::test;
 
 namespace {
 
@@ -19,24 +20,15 @@ class Files {
 public:
     explicit Files(std::string const& resolv_conf, std::string const& hosts = "")
     {
-        char directory[] = "/tmp/qtbox-resolver.XXXXXX";
-        REQUIRE(::mkdtemp(directory) != nullptr);
-        m_directory = directory;
         REQUIRE_FALSE(sys::write_file_atomic(hosts_path(), as_bytes(hosts)).is_error());
         REQUIRE_FALSE(sys::write_file_atomic(resolv_path(), as_bytes(resolv_conf)).is_error());
     }
-    ~Files()
-    {
-        ::unlink(hosts_path().c_str());
-        ::unlink(resolv_path().c_str());
-        ::rmdir(m_directory.c_str());
-    }
-    std::string hosts_path() const { return m_directory + "/hosts"; }
-    std::string resolv_path() const { return m_directory + "/resolv.conf"; }
+    std::string hosts_path() const { return m_directory / "hosts"; }
+    std::string resolv_path() const { return m_directory / "resolv.conf"; }
     ResolverSettings settings(std::uint16_t port) const { return { hosts_path(), resolv_path(), port }; }
 
 private:
-    std::string m_directory;
+    TempDir m_directory;
 };
 
 // What a callback received, copied out of the ErrorOr (GCC 12 warns

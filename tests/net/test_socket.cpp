@@ -1,3 +1,5 @@
+#include "../support/temp_dir.hpp"
+
 #include <qtbox/net/socket.hpp>
 
 #include <doctest/doctest.h>
@@ -77,9 +79,8 @@ TEST_CASE("net socket: address text for logs")
 
 TEST_CASE("net socket: a hybrid listener is 0660, refuses a live socket and replaces a stale one")
 {
-    char directory[] = "/tmp/qtbox-vsock-test.XXXXXX";
-    REQUIRE(::mkdtemp(directory) != nullptr);
-    std::string path = std::string(directory) + "/3_8000";
+    test::TempDir directory;
+    std::string path = directory / "3_8000";
     struct stat identity { };
     auto first = listen_hybrid(path, 16, &identity);
     REQUIRE_FALSE(first.is_error());
@@ -106,7 +107,6 @@ TEST_CASE("net socket: a hybrid listener is 0660, refuses a live socket and repl
     CHECK(::access(path.c_str(), F_OK) == 0);
     remove_socket_file(path, identity);
     CHECK(::access(path.c_str(), F_OK) != 0);
-    ::rmdir(directory);
 }
 
 TEST_CASE("net socket: a refused connect is reported with its errno")

@@ -1,3 +1,6 @@
+#include "../support/must.hpp"
+#include "../support/temp_dir.hpp"
+
 #include <qtbox/base/sys.hpp>
 #include <qtbox/crypto/chain.hpp>
 #include <qtbox/pki/leaf.hpp>
@@ -16,20 +19,9 @@
 
 using namespace qtbox;
 using pki::PkiError;
+using test::must;
 
 namespace {
-
-template<typename T>
-T must(ErrorOr<T> result)
-{
-    REQUIRE_MESSAGE(!result.is_error(), result.error().message());
-    return result.release_value();
-}
-
-void must(ErrorOr<void> result)
-{
-    REQUIRE_MESSAGE(!result.is_error(), result.error().message());
-}
 
 // 2026-03-01T12:00:00.250Z: the fraction checks that X.509 times are floored.
 constexpr UnixMillis T0 = 1772366400250;
@@ -37,18 +29,11 @@ constexpr UnixMillis T0_SECOND = 1772366400000;
 constexpr std::int64_t HOUR = 3600 * 1000;
 constexpr std::int64_t SECOND = 1000;
 
+// DIR/pki inside a temporary directory: pki::init creates it.
 struct Directory {
-    Directory()
-    {
-        std::string pattern = (std::filesystem::temp_directory_path() / "qtbox-pki-XXXXXX").string();
-        REQUIRE(::mkdtemp(pattern.data()) != nullptr);
-        base = pattern;
-        path = base + "/pki";
-    }
-    ~Directory() { std::filesystem::remove_all(base); }
     std::string file(std::string_view name) const { return path + "/" + std::string(name); }
-    std::string base;
-    std::string path;
+    test::TempDir base;
+    std::string path = base / "pki";
 };
 
 mode_t mode_of(std::string const& path) { return must(sys::stat(path)).st_mode & 07777; }

@@ -1,4 +1,5 @@
-// Small blocking servers and clients for the proxy's in-process tests.
+// Small blocking servers and clients for the proxy's in-process tests (only
+// tests/proxy uses them; the shared TempDir is in tests/support/).
 #pragma once
 
 #include <qtbox/base/fd.hpp>
@@ -21,25 +22,6 @@
 #include <vector>
 
 namespace qtbox::proxy::test {
-
-class TempDir {
-public:
-    TempDir()
-    {
-        char directory[] = "/tmp/qtbox-proxy.XXXXXX";
-        if (::mkdtemp(directory))
-            m_path = directory;
-    }
-    ~TempDir()
-    {
-        std::string command = "rm -rf '" + m_path + "'";
-        (void)!std::system(command.c_str());
-    }
-    std::string const& path() const { return m_path; }
-
-private:
-    std::string m_path;
-};
 
 // A port for a test to listen on (or to find closed), from below Linux's
 // ephemeral range: a bind(0) port, once closed, could be taken by any

@@ -1,4 +1,5 @@
-#include "../net/dns_fake.hpp"
+#include "../support/dns_fake.hpp"
+#include "../support/temp_dir.hpp"
 #include "net_fake.hpp"
 
 #include <qtbox/enclave/paths.hpp>
@@ -13,7 +14,7 @@
 using namespace qtbox;
 using namespace qtbox::enclave;
 using namespace qtbox::net;
-using namespace qtbox::net::test;
+using namespace qtbox::test;
 using namespace qtbox::proxy;
 using namespace qtbox::proxy::test;
 

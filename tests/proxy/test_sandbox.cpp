@@ -1,4 +1,4 @@
-#include "../base/child.hpp"
+#include "../support/child.hpp"
 
 #include <qtbox/proxy/sandbox.hpp>
 

@@ -1,5 +1,9 @@
-// Shared helpers of the qtsm unit tests: a temporary PKI and backend.
+// Shared helpers of the qtsm unit tests: a temporary PKI and backend. must,
+// require_error and TempDir come from tests/support/.
 #pragma once
+
+#include "../support/must.hpp"
+#include "../support/temp_dir.hpp"
 
 #include <qtbox/base/error.hpp>
 #include <qtbox/pki/pki.hpp>
@@ -7,46 +11,15 @@
 
 #include <doctest/doctest.h>
 
-#include <cstdlib>
-#include <filesystem>
 #include <memory>
 #include <string>
-#include <unistd.h>
 
 namespace qtbox::test {
-
-template<typename T>
-T must(ErrorOr<T> result)
-{
-    REQUIRE_MESSAGE(!result.is_error(), result.error().message());
-    return result.release_value();
-}
-
-inline void must(ErrorOr<void> result) { REQUIRE_MESSAGE(!result.is_error(), result.error().message()); }
-
-template<typename T, typename Code>
-void require_error(ErrorOr<T> const& result, Code code)
-{
-    REQUIRE(result.is_error());
-    CHECK_MESSAGE(result.error().is(code), result.error().message());
-}
 
 // 2026-03-01T12:00:00Z.
 constexpr UnixMillis T0 = 1772366400000;
 constexpr std::int64_t HOUR = 3600 * 1000;
 constexpr std::int64_t SECOND = 1000;
-
-struct TemporaryDirectory {
-    TemporaryDirectory()
-    {
-        std::string pattern = (std::filesystem::temp_directory_path() / "qtbox-qtsm-XXXXXX").string();
-        REQUIRE(::mkdtemp(pattern.data()) != nullptr);
-        path = pattern;
-    }
-    ~TemporaryDirectory() { std::filesystem::remove_all(path); }
-    std::string file(std::string_view name) const { return path + "/" + std::string(name); }
-    std::string path;
-};
 
 // A PKI made at T0 - 1 h (so that T0 and the hours after it are inside its
 // validity), in its own directory.
@@ -58,7 +31,7 @@ struct TestPki {
         must(pki::init(directory.file("pki"), false, options));
     }
     pki::Authority authority() const { return must(pki::load(directory.file("pki"))); }
-    TemporaryDirectory directory;
+    TempDir directory;
 };
 
 // The backend's clock, moved by the test.

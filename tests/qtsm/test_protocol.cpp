@@ -1,3 +1,4 @@
+#include "../support/hex.hpp"
 #include "support.hpp"
 
 #include <qtbox/cbor/encoder.hpp>
@@ -10,8 +11,6 @@ using namespace qtbox::test;
 using qtsm::QtsmError;
 
 namespace {
-
-Bytes hex(std::string_view text) { return must(hex_decode(text)); }
 
 QtsmError decode_error(ByteView encoded)
 {
@@ -105,16 +104,16 @@ TEST_CASE("qtsm: every response survives an encode/decode round trip")
 
 TEST_CASE("qtsm: malformed CBOR is InvalidArgument")
 {
-    CHECK(decode_error(hex("ff")) == QtsmError::InvalidArgument);
-    CHECK(decode_error(hex("a1")) == QtsmError::InvalidArgument);
-    CHECK(decode_error(hex("6947657452616e646f")) == QtsmError::InvalidArgument); // truncated text
-    CHECK(decode_error(hex("6947657452616e646f6d00")) == QtsmError::InvalidArgument); // trailing byte
+    CHECK(decode_error(unhex("ff")) == QtsmError::InvalidArgument);
+    CHECK(decode_error(unhex("a1")) == QtsmError::InvalidArgument);
+    CHECK(decode_error(unhex("6947657452616e646f")) == QtsmError::InvalidArgument); // truncated text
+    CHECK(decode_error(unhex("6947657452616e646f6d00")) == QtsmError::InvalidArgument); // trailing byte
     CHECK(decode_error({}) == QtsmError::InvalidArgument);
 }
 
 TEST_CASE("qtsm: requests of the wrong shape are InvalidArgument, unknown ones InvalidOperation")
 {
-    CHECK(decode_error(hex("6a4672")) == QtsmError::InvalidArgument); // truncated, not unknown
+    CHECK(decode_error(unhex("6a4672")) == QtsmError::InvalidArgument); // truncated, not unknown
     cbor::Encoder unknown;
     unknown.text_string("Frobnicate");
     CHECK(decode_error(unknown.output()) == QtsmError::InvalidOperation);
@@ -128,7 +127,7 @@ TEST_CASE("qtsm: requests of the wrong shape are InvalidArgument, unknown ones I
     two.map_header(2).text_string("LockPCR").map_header(1).text_string("index").unsigned_integer(16);
     two.text_string("GetRandom").null();
     CHECK(decode_error(two.output()) == QtsmError::InvalidArgument);
-    CHECK(decode_error(hex("01")) == QtsmError::InvalidArgument);
+    CHECK(decode_error(unhex("01")) == QtsmError::InvalidArgument);
     // DescribeQTSM has no fields: sending it as a map is a mistake.
     cbor::Encoder describe_map;
     describe_map.map_header(1).text_string("DescribeQTSM").map_header(0);
@@ -166,7 +165,7 @@ TEST_CASE("qtsm: fields are checked for presence, type and range")
     wrong_optional.map_header(1).text_string("Attestation").map_header(1).text_string("nonce").unsigned_integer(5);
     CHECK(decode_error(wrong_optional.output()) == QtsmError::InvalidArgument);
     // Indefinite lengths are never sent by a QTSM client.
-    CHECK(decode_error(hex("bf6b4465736372696265504352a165696e64657810ff")) == QtsmError::InvalidArgument);
+    CHECK(decode_error(unhex("bf6b4465736372696265504352a165696e64657810ff")) == QtsmError::InvalidArgument);
 }
 
 TEST_CASE("qtsm: size limits give InputTooLarge (user_data 513, nonce 513, public_key 1025)")
@@ -193,7 +192,7 @@ TEST_CASE("qtsm: the client's decoder refuses what is not a response")
     cbor::Encoder unknown_error;
     unknown_error.map_header(1).text_string("Error").text_string("Oops");
     CHECK(response_error(unknown_error.output()) == QtsmError::InvalidResponse);
-    CHECK(response_error(hex("ff")) == QtsmError::InvalidResponse);
+    CHECK(response_error(unhex("ff")) == QtsmError::InvalidResponse);
     cbor::Encoder missing;
     missing.map_header(1).text_string("DescribePCR").map_header(1).text_string("data").byte_string(Bytes(48, 0));
     CHECK(response_error(missing.output()) == QtsmError::InvalidResponse);

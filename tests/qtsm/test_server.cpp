@@ -60,7 +60,7 @@ struct ServerFixture {
 
     TestPki pki;
     TestClock clock;
-    TemporaryDirectory directory;
+    TempDir directory;
     std::unique_ptr<qtsm::Backend> backend;
     std::string socket_path;
     UniqueFd backend_fd;
@@ -197,7 +197,7 @@ TEST_CASE("qtsm-server: screening decodes with the QTSM's rules")
 
 TEST_CASE("qtsm-server: run() fails when the QTSM closes the channel")
 {
-    TemporaryDirectory directory;
+    TempDir directory;
     int fds[2];
     REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) == 0);
     UniqueFd upstream(fds[0]);

@@ -1,7 +1,8 @@
 // Builds tar archives in memory for tests: ustar headers with correct
 // checksums, optional pax records, GNU long names, and hooks to corrupt
 // them. Independent of src/image/tar.cpp so that the tests check the reader
-// against the format, not against itself.
+// against the format, not against itself. Used by tests/image and by
+// fuzz/make_seeds.cpp (the tar_layer seeds), so it does not use doctest.
 #pragma once
 
 #include <qtbox/base/bytes.hpp>

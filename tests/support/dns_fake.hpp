@@ -1,4 +1,7 @@
-// Builds DNS answers for the tests: a fake server's side of RFC 1035 §4.
+// A fake DNS server for the tests: answers built by hand (the server's side
+// of RFC 1035 §4) and a UDP+TCP server on 127.0.0.1 that replies with them.
+// Used by tests/net (the parser and the resolver) and tests/proxy (routes by
+// name). Does not use doctest.
 #pragma once
 
 #include <qtbox/base/bytes.hpp>
@@ -9,7 +12,7 @@
 #include <string_view>
 #include <vector>
 
-namespace qtbox::net::test {
+namespace qtbox::test {
 
 struct FakeRecord {
     std::string owner;
@@ -79,7 +82,7 @@ inline FakeRecord a_record(std::string owner, std::uint32_t ttl, std::uint8_t a,
     return { std::move(owner), 1, ttl, { a, b, c, d } };
 }
 
-} // namespace qtbox::net::test
+} // namespace qtbox::test
 
 #include <qtbox/base/fd.hpp>
 
@@ -94,7 +97,7 @@ inline FakeRecord a_record(std::string owner, std::uint32_t ttl, std::uint8_t a,
 #include <thread>
 #include <unistd.h>
 
-namespace qtbox::net::test {
+namespace qtbox::test {
 
 // A DNS server on 127.0.0.1:<port> (UDP and TCP) for the tests, answering
 // with whatever `respond` returns (nothing: no answer at all).
@@ -226,4 +229,4 @@ private:
     std::thread m_thread;
 };
 
-} // namespace qtbox::net::test
+} // namespace qtbox::test
