@@ -2,6 +2,7 @@
 #include <qtbox/qtsm/protocol.hpp>
 
 #include <qtbox/cbor/decoder.hpp>
+#include <qtbox/cbor/diagnostic.hpp>
 #include <qtbox/cbor/encoder.hpp>
 #include <qtbox/cbor/value.hpp>
 

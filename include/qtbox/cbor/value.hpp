@@ -19,9 +19,6 @@
 #pragma once
 
 #include <qtbox/base/bytes.hpp>
-// to_diagnostic (diagnostic.hpp) for the files that still reach it through
-// this header (src/qtsm/protocol.cpp); new code includes diagnostic.hpp.
-#include <qtbox/cbor/diagnostic.hpp>
 
 #include <compare>
 #include <cstdint>
