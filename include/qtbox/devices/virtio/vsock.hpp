@@ -1,0 +1,133 @@
+// The virtio-vsock device (virtio 1.2 §5.10), with Firecracker-style hybrid
+// vsock on the parent side (docs/ARCHITECTURE.md "Hybrid vsock",
+// docs/FORMATS.md §6).
+//
+// The guest sees a vsock transport with its own CID (--cid) and the parent
+// at CID 3. On the parent, nothing uses AF_VSOCK:
+//   - a guest connection to CID 3 port P is served inside the VMM when P is
+//     one of its services (9000, the heartbeat; 9001, the QTSM, later), and
+//     otherwise becomes a connection to the Unix socket <listener_dir>/3_P;
+//     nobody listening there means a reset for the guest, at once;
+//   - a parent program connects to `host_socket_path` (the enclave's
+//     vsock.sock), writes "CONNECT P\n", and once the guest's listener on P
+//     accepts, reads "OK <local port>\n" and then the guest's stream.
+//
+// Every packet from the guest is untrusted: its header, its length (at most
+// MAX_PACKET_PAYLOAD, and within the chain), its addresses (source must be
+// the guest's CID, destination CID 3), its op and its use of credit. A
+// guest that sends more than the credit it was given, or a packet that does
+// not fit its connection's state, gets that connection reset; it never
+// blocks another connection or the VMM.
+//
+// Flow control (§5.10.6.3): each side advertises buf_alloc and fwd_cnt in
+// every header; the device sends the guest at most
+// peer_buf_alloc − (tx_cnt − peer_fwd_cnt) bytes, and stops reading a host
+// socket when that credit is spent until a CREDIT_UPDATE arrives. Data from
+// the guest that a host socket cannot take at once is buffered, at most
+// BUFFER_SIZE bytes per connection, the credit the device advertises.
+//
+// Threads: the device runs on the VMM's event-loop thread (net::EventLoop);
+// activate() and reset() come from a vCPU thread and take the same lock.
+#pragma once
+
+#include <qtbox/base/bytes.hpp>
+#include <qtbox/base/error.hpp>
+#include <qtbox/base/event.hpp>
+#include <qtbox/devices/virtio/mmio.hpp>
+#include <qtbox/net/event_loop.hpp>
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+
+namespace qtbox::devices::virtio {
+
+constexpr std::uint32_t VSOCK_DEVICE_ID = 19;
+constexpr std::size_t VSOCK_QUEUE_RX = 0;
+constexpr std::size_t VSOCK_QUEUE_TX = 1;
+constexpr std::size_t VSOCK_QUEUE_EVENT = 2;
+
+// One conversation with a service served inside the VMM.
+class VsockSession {
+public:
+    virtual ~VsockSession() = default;
+    // Bytes the guest sent; returns the bytes to send back (possibly none).
+    // An error resets the connection.
+    virtual ErrorOr<Bytes> on_data(ByteView data) = 0;
+};
+
+// A service on CID 3 port P, inside the VMM. open() returns nullptr to
+// refuse a connection (the guest gets a reset), e.g. the QTSM's second one.
+class VsockService {
+public:
+    virtual ~VsockService() = default;
+    virtual std::unique_ptr<VsockSession> open() = 0;
+};
+
+// The heartbeat (docs/FORMATS.md §6): the guest sends 0xB7; the answer is
+// 0xB7 and the wall clock in nanoseconds since the epoch, u64 big-endian.
+// `on_heartbeat` runs once, for the first valid heartbeat of the boot.
+class HeartbeatService final : public VsockService {
+public:
+    static constexpr std::uint8_t MAGIC = 0xB7;
+    HeartbeatService(std::function<std::uint64_t()> wall_clock_ns, std::function<void()> on_heartbeat);
+    std::unique_ptr<VsockSession> open() override;
+
+private:
+    std::function<std::uint64_t()> m_wall_clock_ns;
+    std::function<void()> m_on_heartbeat;
+    bool m_seen { false };
+};
+
+struct VsockLimits {
+    // Connections open at once (both directions and the services); a
+    // request beyond it is reset.
+    std::size_t max_connections { 1024 };
+    // A parent connection must send its CONNECT line within this time, and
+    // the guest must answer the request within it too.
+    int handshake_timeout_ms { 10'000 };
+};
+
+struct VsockConfig {
+    std::uint64_t guest_cid { 0 };
+    std::string listener_dir;     // <run>/vsock
+    std::string host_socket_path; // the enclave's vsock.sock
+    // Ports of CID 3 served inside the VMM, never forwarded.
+    std::map<std::uint32_t, std::shared_ptr<VsockService>> services;
+    VsockLimits limits;
+    NoticeSink notice;
+};
+
+class VsockDevice final : public Device {
+public:
+    // Creates the parent-side listener at host_socket_path (mode 0660,
+    // replacing a stale socket, refusing one another process listens on) and
+    // registers it with `loop`; nothing else happens until the driver sets
+    // DRIVER_OK.
+    static ErrorOr<std::unique_ptr<VsockDevice>> create(VsockConfig config, net::EventLoop& loop);
+    ~VsockDevice() override;
+
+    // The transport the device raises interrupts through, and whose queue
+    // notification fds it waits on. Call once, before the guest runs.
+    ErrorOr<void> attach(MmioTransport& transport);
+
+    std::uint32_t device_id() const override { return VSOCK_DEVICE_ID; }
+    std::uint64_t device_features() const override { return 0; }
+    std::size_t queue_count() const override { return 3; }
+    void read_config(std::uint64_t offset, std::span<std::uint8_t> data) const override;
+    ErrorOr<void> activate(Activation activation) override;
+    void reset() override;
+
+    // Open connections, for tests and limits.
+    std::size_t connection_count() const;
+
+    struct State;
+
+private:
+    explicit VsockDevice(std::unique_ptr<State> state);
+    std::unique_ptr<State> m_state;
+};
+
+} // namespace qtbox::devices::virtio
