@@ -1,6 +1,7 @@
 #include <qtbox/devices/serial_8250.hpp>
 
 #include <algorithm>
+#include <optional>
 
 namespace qtbox::devices {
 
@@ -20,9 +21,17 @@ void Serial8250::write(std::uint64_t offset, ByteView data)
 {
     if (data.empty() || offset >= PORT_COUNT)
         return;
-    std::lock_guard lock(m_mutex);
-    write_register(offset, data[0]);
-    update_interrupt();
+    std::optional<std::uint8_t> transmitted;
+    {
+        std::lock_guard lock(m_mutex);
+        transmitted = write_register(offset, data[0]);
+        update_interrupt();
+    }
+    // Outside the lock: the output may block on a stalled console reader,
+    // and nothing else (the event loop's input_space and enqueue_input, the
+    // other vCPUs' register accesses) may wait for that.
+    if (transmitted)
+        m_output(*transmitted);
 }
 
 std::size_t Serial8250::enqueue_input(ByteView bytes)
@@ -30,14 +39,15 @@ std::size_t Serial8250::enqueue_input(ByteView bytes)
     std::lock_guard lock(m_mutex);
     std::size_t accepted = std::min(bytes.size(), FIFO_SIZE - m_receive.size());
     m_receive.insert(m_receive.end(), bytes.begin(), bytes.begin() + static_cast<long>(accepted));
+    m_receive_count.store(m_receive.size(), std::memory_order_relaxed);
     update_interrupt();
     return accepted;
 }
 
 std::size_t Serial8250::input_space() const
 {
-    std::lock_guard lock(m_mutex);
-    return FIFO_SIZE - m_receive.size();
+    // Lock-free: the event loop asks before every wait.
+    return FIFO_SIZE - m_receive_count.load(std::memory_order_relaxed);
 }
 
 std::uint8_t Serial8250::read_register(std::uint64_t offset)
@@ -51,6 +61,7 @@ std::uint8_t Serial8250::read_register(std::uint64_t offset)
             return 0;
         std::uint8_t byte = m_receive.front();
         m_receive.pop_front();
+        m_receive_count.store(m_receive.size(), std::memory_order_relaxed);
         return byte;
     }
     case IER:
@@ -84,48 +95,51 @@ std::uint8_t Serial8250::read_register(std::uint64_t offset)
     }
 }
 
-void Serial8250::write_register(std::uint64_t offset, std::uint8_t value)
+std::optional<std::uint8_t> Serial8250::write_register(std::uint64_t offset, std::uint8_t value)
 {
     bool dlab = m_lcr & LCR_DLAB;
     switch (offset) {
-    case DATA:
+    case DATA: {
         if (dlab) {
             m_dll = value;
-            return;
+            return std::nullopt;
         }
+        std::optional<std::uint8_t> transmitted;
         if (m_mcr & MCR_LOOP) {
             if (m_receive.size() < FIFO_SIZE)
                 m_receive.push_back(value);
+            m_receive_count.store(m_receive.size(), std::memory_order_relaxed);
         } else {
-            m_output(value);
+            transmitted = value;
         }
         // The byte is gone at once: the holding register is empty again.
         m_thre_pending = true;
-        return;
+        return transmitted;
+    }
     case IER:
         if (dlab) {
             m_dlm = value;
-            return;
+            return std::nullopt;
         }
         // Enabling the THRE interrupt while the holding register is empty
         // raises it at once, as on the real chip.
         if (!(m_ier & IER_THRE) && (value & IER_THRE))
             m_thre_pending = true;
         m_ier = value & 0x0F;
-        return;
+        return std::nullopt;
     case IIR:
-        return; // FCR: the FIFOs are always on and always drained
+        return std::nullopt; // FCR: the FIFOs are always on and always drained
     case LCR:
         m_lcr = value;
-        return;
+        return std::nullopt;
     case MCR:
         m_mcr = value & 0x1F;
-        return;
+        return std::nullopt;
     case SCR:
         m_scr = value;
-        return;
+        return std::nullopt;
     default:
-        return; // LSR and MSR are read-only
+        return std::nullopt; // LSR and MSR are read-only
     }
 }
 

@@ -4,7 +4,12 @@
 
 #include <doctest/doctest.h>
 
+#include <chrono>
+#include <condition_variable>
+#include <future>
+#include <mutex>
 #include <string>
+#include <thread>
 
 using namespace qtbox;
 using namespace qtbox::devices;
@@ -205,6 +210,54 @@ TEST_CASE("serial: accesses wider than a byte and offsets past the chip are harm
     CHECK(wide[0] == 0);
     uart.serial.write(9, ByteView(wide, 1));
     CHECK(uart.output.empty());
+}
+
+TEST_CASE("serial: a vCPU blocked in the output (a stalled console reader) holds up neither input nor the other registers")
+{
+    // The output blocks until released, as Console::write_byte does on a
+    // full pipe whose reader stopped (issue: the event loop asked for
+    // input_space() under the lock the blocked writer held, and SIGTERM
+    // went unread).
+    std::mutex mutex;
+    std::condition_variable released_changed;
+    bool released = false;
+    bool writing = false;
+    Serial8250 serial(
+        [&](std::uint8_t) {
+            std::unique_lock lock(mutex);
+            writing = true;
+            released_changed.notify_all();
+            released_changed.wait(lock, [&] { return released; });
+        },
+        [] { });
+    std::uint8_t byte = 'x';
+    std::thread vcpu([&] { serial.write(Serial8250::DATA, ByteView(&byte, 1)); });
+    {
+        std::unique_lock lock(mutex);
+        REQUIRE(released_changed.wait_for(lock, std::chrono::seconds(5), [&] { return writing; }));
+    }
+    // What the event loop and another vCPU do meanwhile must all return.
+    auto others = std::async(std::launch::async, [&] {
+        std::size_t space = serial.input_space();
+        std::uint8_t input = 'y';
+        std::size_t taken = serial.enqueue_input(ByteView(&input, 1));
+        std::uint8_t lsr = 0;
+        serial.read(Serial8250::LSR, { &lsr, 1 });
+        return std::tuple(space, taken, lsr);
+    });
+    bool finished = others.wait_for(std::chrono::seconds(5)) == std::future_status::ready;
+    {
+        std::lock_guard lock(mutex);
+        released = true;
+    }
+    released_changed.notify_all();
+    vcpu.join();
+    REQUIRE(finished);
+    auto [space, taken, lsr] = others.get();
+    CHECK(space == Serial8250::FIFO_SIZE);
+    CHECK(taken == 1);
+    CHECK((lsr & Serial8250::LSR_DATA_READY) != 0);
+    CHECK(serial.input_space() == Serial8250::FIFO_SIZE - 1);
 }
 
 TEST_CASE("i8042: 0xFE on the command port resets; status shows a full output buffer, data reads 0")

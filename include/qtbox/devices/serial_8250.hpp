@@ -13,10 +13,12 @@
 #include <qtbox/base/bytes.hpp>
 #include <qtbox/devices/bus.hpp>
 
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <mutex>
+#include <optional>
 
 namespace qtbox::devices {
 
@@ -59,11 +61,15 @@ public:
     // Host → guest bytes. Accepts what fits in the 64-byte receive FIFO and
     // returns how many bytes that was; the caller keeps the rest for later.
     std::size_t enqueue_input(ByteView bytes);
+    // Lock-free, so that the event loop never waits for a vCPU thread.
     std::size_t input_space() const;
 
 private:
     std::uint8_t read_register(std::uint64_t offset);
-    void write_register(std::uint64_t offset, std::uint8_t value);
+    // Returns the byte to transmit, which write() hands to the output once
+    // the lock is released: the output may block (a stalled console
+    // reader), and the device's lock must never be held across it.
+    std::optional<std::uint8_t> write_register(std::uint64_t offset, std::uint8_t value);
     std::uint8_t pending_interrupt() const;
     // Call with m_mutex held after any state change; pulses on a rise.
     void update_interrupt();
@@ -72,6 +78,7 @@ private:
     Interrupt m_interrupt;
     mutable std::mutex m_mutex;
     std::deque<std::uint8_t> m_receive;
+    std::atomic<std::size_t> m_receive_count { 0 }; // m_receive.size(), for input_space()
     std::uint8_t m_ier { 0 };
     std::uint8_t m_lcr { 0x03 }; // 8N1
     std::uint8_t m_mcr { 0x08 }; // OUT2
