@@ -402,10 +402,13 @@ def main():
     parser.add_argument("--direct", action="store_true", help="run on this host's KVM instead of a TCG parent")
     parser.add_argument("--work", help="keep the work directory here")
     parser.add_argument("--keep", action="store_true", help="do not delete the work directory")
-    parser.add_argument("--timeout", type=int, default=180, help="seconds for the whole parent run")
+    parser.add_argument("--timeout", type=int,
+                        help="seconds for the whole parent run (default: 90 plus 90 a scenario)")
     parser.add_argument("--eif", help="the image the boot-eif scenario boots")
     parser.add_argument("--show", action="store_true", help="print the whole log, also on success")
     args = parser.parse_args()
+    if args.timeout is None:
+        args.timeout = 90 + 90 * len(args.scenarios)
     available = {name[:-3] for name in os.listdir(os.path.join(HERE, "scenarios")) if name.endswith(".sh")}
     unknown = [name for name in args.scenarios if name not in available or name in ("lib", "run-one")]
     if unknown:

@@ -13,6 +13,9 @@ for module in irqbypass kvm kvm-amd; do
     insmod /lib/modules/$module.ko || echo "parent: insmod $module failed"
 done
 [ -c /dev/kvm ] || echo "parent: no /dev/kvm after loading kvm-amd"
+# A sign of life every 20 s: in a parent that stops printing, it tells a
+# stuck scenario (these lines go on) from a stuck parent (they stop too).
+( while sleep 20; do echo "parent: alive at $(cut -d' ' -f1 /proc/uptime)s"; done ) &
 export DATA=/data SCENARIOS=/scenarios
 for scenario in $(cat /scenarios/list); do
     sh /scenarios/run-one.sh "$scenario"

@@ -4,7 +4,7 @@
 out="$TMPDIR_SCENARIO/input.out"
 err="$TMPDIR_SCENARIO/input.err"
 mkfifo "$TMPDIR_SCENARIO/stdin"
-timeout 120 vmm --kernel "$DATA/bzImage" --initrd "$DATA/bootstrap.cpio" --initrd "$DATA/input.cpio" \
+vmm --kernel "$DATA/bzImage" --initrd "$DATA/bootstrap.cpio" --initrd "$DATA/input.cpio" \
     --cmdline "$(cat "$DATA/cmdline")" --cpus 2 --mem 256 --console - <"$TMPDIR_SCENARIO/stdin" >"$out" 2>"$err" &
 pid=$!
 exec 3>"$TMPDIR_SCENARIO/stdin"
@@ -19,8 +19,7 @@ until grep -q "type a line" "$out"; do
     sleep 0.1
 done
 echo "hello from the parent" >&3
-wait "$pid"
-rc=$?
+watch_vmm "$pid"
 exec 3>&-
 echo "-- vmm -> $rc"; echo "-- stdout:"; cat "$out"; echo "-- stderr:"; cat "$err"
 [ "$rc" -eq 0 ] || fail "vmm exited $rc"

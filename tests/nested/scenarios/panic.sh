@@ -5,19 +5,20 @@
 out="$TMPDIR_SCENARIO/panic.out"
 err="$TMPDIR_SCENARIO/panic.err"
 start=$(now)
-timeout 120 vmm --kernel "$DATA/bzImage" --initrd "$DATA/exit3.cpio" \
+echo "-- vmm started at ${start}s"
+vmm --kernel "$DATA/bzImage" --initrd "$DATA/exit3.cpio" \
     --cmdline "$(cat "$DATA/cmdline") init=/nonexistent rdinit=/nonexistent" --cpus 1 --mem 256 --console - \
     >"$out" 2>"$err" </dev/null &
 pid=$!
 panicked=""
-while kill -0 "$pid" 2>/dev/null; do
-    if [ -z "$panicked" ] && grep -q "Kernel panic - not syncing" "$out"; then
+while kill -0 "$pid" 2>/dev/null && [ -z "$panicked" ]; do
+    if grep -q "Kernel panic - not syncing" "$out"; then
         panicked=$(now)
+        echo "-- panic banner on the console at ${panicked}s"
     fi
     sleep 0.1
 done
-wait "$pid"
-rc=$?
+watch_vmm "$pid"
 ended=$(now)
 echo "-- vmm -> $rc"; echo "-- stdout:"; cat "$out"; echo "-- stderr:"; cat "$err"
 [ "$rc" -eq 3 ] || fail "vmm exited $rc, expected 3"
