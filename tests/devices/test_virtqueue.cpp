@@ -61,16 +61,17 @@ TEST_CASE("virtqueue: activate checks the size, the alignment and that the areas
     QueueLayout good { 16, 0x1000, 0x1100, 0x1200 };
     CHECK(must(Queue::activate(memory, good, false)).is_ready());
 
-    auto refused = [&](QueueLayout layout) { test::require_error(Queue::activate(memory, layout, false), QueueError::BadRing); };
+    auto refused
+        = [&](QueueLayout layout) { test::require_error(Queue::activate(memory, layout, false), QueueError::BadRing); };
     refused({ 0, 0x1000, 0x1100, 0x1200 });
-    refused({ 12, 0x1000, 0x1100, 0x1200 });          // not a power of two
+    refused({ 12, 0x1000, 0x1100, 0x1200 }); // not a power of two
     refused({ MAX_QUEUE_SIZE * 2, 0x1000, 0x3000, 0x4000 }); // above QueueNumMax
-    refused({ 16, 0x1008, 0x1100, 0x1200 });          // descriptor table not 16-byte aligned
-    refused({ 16, 0x1000, 0x1101, 0x1200 });          // available ring not 2-byte aligned
-    refused({ 16, 0x1000, 0x1100, 0x1202 });          // used ring not 4-byte aligned
-    refused({ 16, 0x10000, 0x1100, 0x1200 });         // descriptor table past the end of RAM
-    refused({ 16, 0x1000, 0xFFE0, 0x1200 });          // available ring (with used_event) straddles the end
-    refused({ 16, 0x1000, 0x1100, 0xFF80 });          // used ring (with avail_event) straddles the end
+    refused({ 16, 0x1008, 0x1100, 0x1200 }); // descriptor table not 16-byte aligned
+    refused({ 16, 0x1000, 0x1101, 0x1200 }); // available ring not 2-byte aligned
+    refused({ 16, 0x1000, 0x1100, 0x1202 }); // used ring not 4-byte aligned
+    refused({ 16, 0x10000, 0x1100, 0x1200 }); // descriptor table past the end of RAM
+    refused({ 16, 0x1000, 0xFFE0, 0x1200 }); // available ring (with used_event) straddles the end
+    refused({ 16, 0x1000, 0x1100, 0xFF80 }); // used ring (with avail_event) straddles the end
     refused({ 16, 0x1000, 0x1100, 0xFFFF'FFFF'FFFF'FF00 });
     // Areas that end at the end of RAM (the used ring as close as its
     // alignment allows) are fine: 16 · 16, 6 + 2 · 16 and 6 + 8 · 16 bytes.
@@ -224,11 +225,11 @@ TEST_CASE("virtqueue: buffers outside guest RAM are OutsideMemory")
         CHECK(bad.head == 5);
         queue.consume_bad_chain(bad);
     };
-    check_refused(1 << 20, 1);                   // just past the end
-    check_refused((1 << 20) - 16, 17);           // straddles the end of RAM
-    check_refused(0xFFFF'FFFF'FFFF'FFF0, 0x20);  // wraps the 64-bit address space
-    check_refused(0x4000'0000, 0);               // even empty, far outside
-    check_refused(0, 0xFFFF'FFFF);               // larger than RAM
+    check_refused(1 << 20, 1); // just past the end
+    check_refused((1 << 20) - 16, 17); // straddles the end of RAM
+    check_refused(0xFFFF'FFFF'FFFF'FFF0, 0x20); // wraps the 64-bit address space
+    check_refused(0x4000'0000, 0); // even empty, far outside
+    check_refused(0, 0xFFFF'FFFF); // larger than RAM
 
     // The last byte of RAM is fine.
     driver.write_descriptor(5, { (1 << 20) - 1, 1, 0, 0 });
@@ -241,7 +242,8 @@ TEST_CASE("virtqueue: a descriptor across the gap between two RAM regions is Out
 {
     // Host memory is contiguous across the two regions; guest memory is not.
     auto memory = must(kvm::GuestMemory::create({ { 0, 0x10000 }, { 0x100000, 0x10000 } }));
-    VirtqueueDriver driver(memory, { .size = 8, .ring_address = 0x1000, .buffer_address = 0x100000, .slot_size = 1024 });
+    VirtqueueDriver driver(
+        memory, { .size = 8, .ring_address = 0x1000, .buffer_address = 0x100000, .slot_size = 1024 });
     auto queue = activate(memory, driver);
     driver.write_descriptor(0, { 0xFF00, 0x200, 0, 0 });
     driver.make_available(0);
@@ -273,7 +275,8 @@ TEST_CASE("virtqueue: a guest-made cycle ends as ChainTooLong, at once")
     SUBCASE("every descriptor in one big loop")
     {
         for (std::uint16_t index = 0; index < MAX_QUEUE_SIZE; ++index)
-            driver.write_descriptor(index, { 0x20000, 4, VIRTQ_DESC_F_NEXT, static_cast<std::uint16_t>((index + 1) % MAX_QUEUE_SIZE) });
+            driver.write_descriptor(
+                index, { 0x20000, 4, VIRTQ_DESC_F_NEXT, static_cast<std::uint16_t>((index + 1) % MAX_QUEUE_SIZE) });
         driver.make_available(0);
     }
     driver.publish();
@@ -331,11 +334,14 @@ TEST_CASE("virtqueue: a chain over 2^32 - 1 bytes is TooLarge")
     // allowed): 2^32 bytes in total, one more than a chain may describe.
     constexpr std::uint32_t PART = 16 << 20;
     auto memory = test::make_guest_memory(32 << 20);
-    VirtqueueDriver driver(memory, { .size = MAX_QUEUE_SIZE, .ring_address = PART + 0x1000, .buffer_address = PART + 0x10000, .slot_size = 16 });
+    VirtqueueDriver driver(memory,
+        { .size = MAX_QUEUE_SIZE, .ring_address = PART + 0x1000, .buffer_address = PART + 0x10000, .slot_size = 16 });
     auto queue = activate(memory, driver);
     for (std::uint16_t index = 0; index < MAX_QUEUE_SIZE; ++index) {
         bool last = index == MAX_QUEUE_SIZE - 1;
-        driver.write_descriptor(index, { 0, PART, static_cast<std::uint16_t>(last ? 0 : VIRTQ_DESC_F_NEXT), static_cast<std::uint16_t>(index + 1) });
+        driver.write_descriptor(index,
+            { 0, PART, static_cast<std::uint16_t>(last ? 0 : VIRTQ_DESC_F_NEXT),
+                static_cast<std::uint16_t>(index + 1) });
     }
     driver.make_available(0);
     driver.publish();

@@ -59,7 +59,8 @@
 
 namespace qtbox::test {
 
-static_assert(std::endian::native == std::endian::little, "the simulator writes virtio's little-endian fields as host integers");
+static_assert(
+    std::endian::native == std::endian::little, "the simulator writes virtio's little-endian fields as host integers");
 
 namespace virtio_driver_detail {
 
@@ -89,10 +90,10 @@ inline kvm::GuestMemory make_guest_memory(std::uint64_t size = 1 << 20, std::uin
 class VirtqueueDriver {
 public:
     struct Options {
-        std::uint16_t size { 16 };                // a power of two, at most MAX_QUEUE_SIZE
-        std::uint64_t ring_address { 0x1000 };    // 16-byte aligned
+        std::uint16_t size { 16 }; // a power of two, at most MAX_QUEUE_SIZE
+        std::uint64_t ring_address { 0x1000 }; // 16-byte aligned
         std::uint64_t buffer_address { 0x10000 }; // where descriptor 0's buffer slot starts
-        std::uint32_t slot_size { 4096 };         // bytes of buffer per descriptor
+        std::uint32_t slot_size { 4096 }; // bytes of buffer per descriptor
     };
 
     struct Descriptor {
@@ -117,7 +118,8 @@ public:
     };
 
     VirtqueueDriver(kvm::GuestMemory const& memory, Options options)
-        : m_memory(memory), m_options(options)
+        : m_memory(memory)
+        , m_options(options)
     {
         using virtio_driver_detail::check;
         check(options.size >= 1 && options.size <= devices::virtio::MAX_QUEUE_SIZE && std::has_single_bit(options.size),
@@ -127,10 +129,13 @@ public:
         m_layout.descriptor_table = options.ring_address;
         m_layout.available_ring = options.ring_address + 16ull * options.size;
         m_layout.used_ring = (m_layout.available_ring + 6 + 2ull * options.size + 3) & ~3ull;
-        m_descriptors = slice(m_layout.descriptor_table, 16ull * options.size, "the descriptor table is outside guest memory");
-        m_available = slice(m_layout.available_ring, 6 + 2ull * options.size, "the available ring is outside guest memory");
+        m_descriptors
+            = slice(m_layout.descriptor_table, 16ull * options.size, "the descriptor table is outside guest memory");
+        m_available
+            = slice(m_layout.available_ring, 6 + 2ull * options.size, "the available ring is outside guest memory");
         m_used = slice(m_layout.used_ring, 6 + 8ull * options.size, "the used ring is outside guest memory");
-        slice(options.buffer_address, std::uint64_t(options.slot_size) * options.size, "the buffer slots are outside guest memory");
+        slice(options.buffer_address, std::uint64_t(options.slot_size) * options.size,
+            "the buffer slots are outside guest memory");
         std::memset(m_descriptors.data(), 0, m_descriptors.size());
         std::memset(m_available.data(), 0, m_available.size());
         std::memset(m_used.data(), 0, m_used.size());
@@ -169,7 +174,8 @@ public:
         for (std::size_t i = 0; i < count; ++i) {
             std::uint16_t index = indices[i];
             bool is_writable = i >= readable.size();
-            std::uint32_t length = is_writable ? writable[i - readable.size()] : static_cast<std::uint32_t>(readable[i].size());
+            std::uint32_t length
+                = is_writable ? writable[i - readable.size()] : static_cast<std::uint32_t>(readable[i].size());
             virtio_driver_detail::check(length <= m_options.slot_size, "a buffer is larger than its slot");
             auto buffer = slice(slot_address(index), length, "a buffer slot is outside guest memory");
             if (is_writable)
@@ -306,8 +312,8 @@ private:
         return bytes.value();
     }
 
-    static std::uint16_t load16(std::span<std::uint8_t> area, std::size_t offset,
-        std::memory_order order = std::memory_order_relaxed)
+    static std::uint16_t load16(
+        std::span<std::uint8_t> area, std::size_t offset, std::memory_order order = std::memory_order_relaxed)
     {
         auto& field = *static_cast<std::uint16_t*>(static_cast<void*>(area.data() + offset));
         return std::atomic_ref<std::uint16_t>(field).load(order);
@@ -325,7 +331,7 @@ private:
     std::span<std::uint8_t> m_descriptors;
     std::span<std::uint8_t> m_available;
     std::span<std::uint8_t> m_used;
-    std::vector<std::uint16_t> m_free;                // free descriptor indices, the next at the back
+    std::vector<std::uint16_t> m_free; // free descriptor indices, the next at the back
     std::vector<std::vector<std::uint16_t>> m_chains; // by head: the chain's descriptors, in order
     std::uint16_t m_shadow_available { 0 };
     std::uint16_t m_last_used { 0 };
@@ -333,14 +339,18 @@ private:
 
 class MmioDriver {
 public:
-    explicit MmioDriver(devices::BusDevice& device) : m_device(device) { }
+    explicit MmioDriver(devices::BusDevice& device)
+        : m_device(device)
+    {
+    }
 
     // One 32-bit register access, little-endian (§4.2.2).
     std::uint32_t read(std::uint64_t offset)
     {
         std::uint8_t bytes[4] = {};
         m_device.read(offset, bytes);
-        return std::uint32_t(bytes[0]) | std::uint32_t(bytes[1]) << 8 | std::uint32_t(bytes[2]) << 16 | std::uint32_t(bytes[3]) << 24;
+        return std::uint32_t(bytes[0]) | std::uint32_t(bytes[1]) << 8 | std::uint32_t(bytes[2]) << 16
+            | std::uint32_t(bytes[3]) << 24;
     }
     void write(std::uint64_t offset, std::uint32_t value)
     {
@@ -417,7 +427,8 @@ public:
     // The whole §3.1.1 sequence: negotiate_offered(wanted), each queue, then
     // DRIVER_OK. Returns whether the device ends up live (DRIVER_OK set,
     // DEVICE_NEEDS_RESET clear).
-    bool initialize(std::uint64_t wanted, std::vector<std::pair<std::uint32_t, devices::virtio::QueueLayout>> const& queues)
+    bool initialize(
+        std::uint64_t wanted, std::vector<std::pair<std::uint32_t, devices::virtio::QueueLayout>> const& queues)
     {
         using namespace devices::virtio;
         if (!negotiate_offered(wanted))

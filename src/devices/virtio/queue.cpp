@@ -64,7 +64,8 @@ T load(std::span<std::uint8_t> area, std::size_t offset, std::memory_order order
 }
 
 template<typename T>
-void store(std::span<std::uint8_t> area, std::size_t offset, T value, std::memory_order order = std::memory_order_relaxed)
+void store(
+    std::span<std::uint8_t> area, std::size_t offset, T value, std::memory_order order = std::memory_order_relaxed)
 {
     VERIFY(offset + sizeof(T) <= area.size());
     auto& field = *static_cast<T*>(static_cast<void*>(area.data() + offset));
@@ -91,19 +92,23 @@ ErrorOr<Queue> Queue::activate(kvm::GuestMemory const& memory, QueueLayout const
     std::uint64_t size = layout.size;
     // §2.7: "Queue Size value is always a power of 2"; QueueNumMax bounds it.
     if (size == 0 || size > MAX_QUEUE_SIZE || !std::has_single_bit(size))
-        return Error::from_code(QueueError::BadRing, fmt::format("virtqueue: size {} is not a power of two in 1..{}", size, MAX_QUEUE_SIZE));
-    if (layout.descriptor_table % DESCRIPTOR_TABLE_ALIGNMENT != 0 || layout.available_ring % AVAILABLE_RING_ALIGNMENT != 0
-        || layout.used_ring % USED_RING_ALIGNMENT != 0)
         return Error::from_code(QueueError::BadRing,
-            fmt::format("virtqueue: misaligned areas (descriptors {:#x}, driver {:#x}, device {:#x}; §2.7 asks 16, 2 and 4)",
+            fmt::format("virtqueue: size {} is not a power of two in 1..{}", size, MAX_QUEUE_SIZE));
+    if (layout.descriptor_table % DESCRIPTOR_TABLE_ALIGNMENT != 0
+        || layout.available_ring % AVAILABLE_RING_ALIGNMENT != 0 || layout.used_ring % USED_RING_ALIGNMENT != 0)
+        return Error::from_code(QueueError::BadRing,
+            fmt::format(
+                "virtqueue: misaligned areas (descriptors {:#x}, driver {:#x}, device {:#x}; §2.7 asks 16, 2 and 4)",
                 layout.descriptor_table, layout.available_ring, layout.used_ring));
 
     auto descriptors = memory.slice(layout.descriptor_table, DESCRIPTOR_SIZE * size);
-    auto available = memory.slice(layout.available_ring, RING_HEADER_SIZE + AVAILABLE_ENTRY_SIZE * size + EVENT_WORD_SIZE);
+    auto available
+        = memory.slice(layout.available_ring, RING_HEADER_SIZE + AVAILABLE_ENTRY_SIZE * size + EVENT_WORD_SIZE);
     auto used = memory.slice(layout.used_ring, RING_HEADER_SIZE + USED_ENTRY_SIZE * size + EVENT_WORD_SIZE);
     if (descriptors.is_error() || available.is_error() || used.is_error())
         return Error::from_code(QueueError::BadRing,
-            fmt::format("virtqueue: the areas of a queue of {} (descriptors {:#x}, driver {:#x}, device {:#x}) are not inside guest RAM",
+            fmt::format("virtqueue: the areas of a queue of {} (descriptors {:#x}, driver {:#x}, device {:#x}) are not "
+                        "inside guest RAM",
                 size, layout.descriptor_table, layout.available_ring, layout.used_ring));
 
     Queue queue;
@@ -145,7 +150,8 @@ std::variant<std::monostate, Chain, BadChain> Queue::pop()
     auto const head = load<std::uint16_t>(m_available, RING_ENTRIES + AVAILABLE_ENTRY_SIZE * slot);
     if (head >= size) {
         m_broken = true;
-        return bad(QueueError::BadHead, std::nullopt, fmt::format("head {} is not below the queue size {}", head, size));
+        return bad(
+            QueueError::BadHead, std::nullopt, fmt::format("head {} is not below the queue size {}", head, size));
     }
     // Taken off the ring whatever the chain turns out to be: a bad chain
     // goes back to the driver through consume_bad_chain.
@@ -159,7 +165,8 @@ std::variant<std::monostate, Chain, BadChain> Queue::pop()
     // a cycle the guest made.
     for (std::uint32_t count = 1;; ++count) {
         if (count > size)
-            return bad(QueueError::ChainTooLong, head, fmt::format("the chain at {} is longer than the queue size {}", head, size));
+            return bad(QueueError::ChainTooLong, head,
+                fmt::format("the chain at {} is longer than the queue size {}", head, size));
         std::size_t const base = DESCRIPTOR_SIZE * index;
         auto const address = load<std::uint64_t>(m_descriptors, base + DESCRIPTOR_ADDRESS);
         auto const length = load<std::uint32_t>(m_descriptors, base + DESCRIPTOR_LENGTH);
@@ -168,18 +175,21 @@ std::variant<std::monostate, Chain, BadChain> Queue::pop()
 
         // §2.7.5.3: VIRTIO_F_INDIRECT_DESC is never offered.
         if (flags & VIRTQ_DESC_F_INDIRECT)
-            return bad(QueueError::Indirect, head, fmt::format("descriptor {} is indirect, which was not negotiated", index));
+            return bad(
+                QueueError::Indirect, head, fmt::format("descriptor {} is indirect, which was not negotiated", index));
         bool const writable = (flags & VIRTQ_DESC_F_WRITE) != 0;
         // §2.7.4.2: device-writable descriptors come after device-readable ones.
         if (!writable && !chain.writable.empty())
-            return bad(QueueError::BadOrder, head, fmt::format("descriptor {} is device-readable after a device-writable one", index));
+            return bad(QueueError::BadOrder, head,
+                fmt::format("descriptor {} is device-readable after a device-writable one", index));
         auto buffer = m_memory->slice(address, length);
         if (buffer.is_error())
             return bad(QueueError::OutsideMemory, head,
                 fmt::format("descriptor {} ({:#x}+{:#x}) is not inside guest RAM", index, address, length));
         total += length;
         if (total > MAX_CHAIN_BYTES)
-            return bad(QueueError::TooLarge, head, fmt::format("the chain at {} describes more than {} bytes", head, MAX_CHAIN_BYTES));
+            return bad(QueueError::TooLarge, head,
+                fmt::format("the chain at {} describes more than {} bytes", head, MAX_CHAIN_BYTES));
         if (writable) {
             chain.writable.push_back(buffer.value());
             chain.writable_length += length;
@@ -191,7 +201,8 @@ std::variant<std::monostate, Chain, BadChain> Queue::pop()
         if (!(flags & VIRTQ_DESC_F_NEXT))
             return chain;
         if (next >= size)
-            return bad(QueueError::BadHead, head, fmt::format("descriptor {} links to {}, not below the queue size {}", index, next, size));
+            return bad(QueueError::BadHead, head,
+                fmt::format("descriptor {} links to {}, not below the queue size {}", index, next, size));
         index = next;
     }
 }
