@@ -1,11 +1,13 @@
-// Writes the seed corpora of the eif_reader, tar_layer, qtsm_request and
-// proxy_config targets (fuzz/corpus/<target>/) with the project's own
-// writers: EifWriter and make_signature_section, the tests' TarBuilder,
-// encode_request/encode_response and make_frame. Run from the fuzz build:
+// Writes the seed corpora of the eif_reader, tar_layer, qtsm_request,
+// proxy_config and vsock_packets targets (fuzz/corpus/<target>/) with the
+// project's own writers: EifWriter and make_signature_section, the tests'
+// TarBuilder, encode_request/encode_response and make_frame, and the
+// vsock_packets script builder (vsock_script.hpp). Run from the fuzz build:
 //     build-fuzz/fuzz/fuzz_make_seeds fuzz/corpus
 // Seeds are small valid inputs (no kernel, a few KiB at most): the fuzzer
 // mutates from there. Re-run it when a format changes.
 #include "../tests/support/tar_builder.hpp"
+#include "vsock_script.hpp"
 
 #include <qtbox/base/sys.hpp>
 #include <qtbox/eif/signature.hpp>
@@ -230,6 +232,89 @@ connect_timeout = 5
                  "limits = { max_connections = 1, idle_timeout = 604800 }\n"));
 }
 
+// Scripts for the vsock device: each a conversation a guest (and a parent
+// program) has, which the fuzzer bends.
+void vsock_seeds(std::string const& directory)
+{
+    using namespace fuzz::vsock_script;
+    constexpr std::uint8_t REQUEST = 1, RESPONSE = 2, RST = 3, SHUTDOWN = 4, RW = 5, CREDIT_UPDATE = 6, CREDIT_REQUEST = 7;
+    constexpr std::uint8_t HEARTBEAT = 0, ECHO = 1, NOBODY = 2;
+    std::vector<std::uint16_t> const split { 44, 4096 };
+
+    Builder heartbeat;
+    heartbeat.offer_rx(2, split)
+        .transmit(REQUEST, 0, HEARTBEAT)
+        .transmit(RW, 0, HEARTBEAT, 1)
+        .offer_rx(2, { 4140 })
+        .transmit(SHUTDOWN, 0, HEARTBEAT, 0, 3)
+        .offer_rx(1, split);
+    write(directory + "/heartbeat", heartbeat.bytes());
+
+    Builder echo;
+    echo.offer_rx(4, split)
+        .transmit(REQUEST, 1, ECHO)
+        .transmit(RW, 1, ECHO, 3000, 0, { 10, 40, 1000 })
+        .offer_rx(4, { 20, 24, 3000 })
+        .transmit(CREDIT_REQUEST, 1, ECHO)
+        .transmit(CREDIT_UPDATE, 1, ECHO, 0, 0, {}, 4096, 3000)
+        .transmit(SHUTDOWN, 1, ECHO, 0, 2)
+        .transmit(RW, 1, ECHO, 5)
+        .offer_rx(4, split);
+    write(directory + "/echo", echo.bytes());
+
+    Builder refused;
+    refused.offer_rx(4, split)
+        .transmit(REQUEST, 2, NOBODY)
+        .transmit(RW, 2, NOBODY, 8)
+        .transmit(CREDIT_UPDATE, 3, ECHO)
+        .transmit(RST, 3, ECHO)
+        .transmit(9, 2, HEARTBEAT);
+    write(directory + "/refused", refused.bytes());
+
+    Builder parent;
+    parent.parent_connect(NOBODY)
+        .offer_rx(1, { 44 })
+        .transmit(RESPONSE, GUEST_LISTENS_ON + NOBODY, NEWEST_PARENT_PORT)
+        .parent_write(0, 100)
+        .offer_rx(4, split)
+        .transmit(RW, GUEST_LISTENS_ON + NOBODY, NEWEST_PARENT_PORT, 50)
+        .parent_connect(HEARTBEAT)
+        .offer_rx(1, split)
+        .transmit(RST, GUEST_LISTENS_ON + HEARTBEAT, NEWEST_PARENT_PORT)
+        .parent_write(0, 0)
+        .transmit(SHUTDOWN, GUEST_LISTENS_ON + NOBODY, NEWEST_PARENT_PORT, 0, 3)
+        .offer_rx(2, split);
+    write(directory + "/parent", parent.bytes());
+
+    Builder flood;
+    flood.offer_rx(1, split).transmit(REQUEST, 1, ECHO);
+    for (int i = 0; i < 5; ++i)
+        flood.transmit(RW, 1, ECHO, 65535, 0, { 44, 30000 }, 256 * 1024, 0);
+    flood.offer_rx(4, split);
+    write(directory + "/flood", flood.bytes());
+
+    Builder bent;
+    bent.offer_rx(4, split)
+        .transmit_bent(REQUEST, 6, 3, 1, 0, 0)
+        .transmit_bent(REQUEST, GUEST_CID, 2, 1, 0, 0)
+        .transmit_bent(REQUEST, GUEST_CID, 3, 2, 0, 0)
+        .transmit_bent(RW, GUEST_CID, 3, 1, 100, 10)
+        .transmit_bent(RW, GUEST_CID, 3, 1, 70000, 70)
+        .offer_rx(4, split);
+    write(directory + "/bent", bent.bytes());
+
+    Builder raw;
+    raw.offer_rx(2, split)
+        .raw_descriptor(1, 3, 0x3FFFF0, 0x100, 0, 0, true)
+        .raw_descriptor(0, 5, 0x10000, 0x1000, 3, 5, true)
+        .raw_index(1, 100)
+        .reinitialize(true)
+        .offer_rx(2, split)
+        .transmit(REQUEST, 0, HEARTBEAT)
+        .notify(3);
+    write(directory + "/raw", raw.bytes());
+}
+
 } // namespace
 
 int main(int argc, char** argv)
@@ -239,11 +324,12 @@ int main(int argc, char** argv)
         return 2;
     }
     std::string root = argv[1];
-    for (auto name : { "eif_reader", "tar_layer", "qtsm_request", "proxy_config" })
+    for (auto name : { "eif_reader", "tar_layer", "qtsm_request", "proxy_config", "vsock_packets" })
         must(sys::mkdir_p(root + "/" + name, 0755), name);
     eif_seeds(root + "/eif_reader");
     tar_seeds(root + "/tar_layer");
     qtsm_seeds(root + "/qtsm_request");
     proxy_config_seeds(root + "/proxy_config");
+    vsock_seeds(root + "/vsock_packets");
     return 0;
 }

@@ -6,6 +6,7 @@
 #include <qtbox/kvm/vcpu.hpp>
 
 #include <cstdint>
+#include <optional>
 
 namespace qtbox::kvm {
 
@@ -26,6 +27,15 @@ public:
         void* host_address);
     // Raising `event_fd` pulses `gsi` on the in-kernel irqchip.
     ErrorOr<void> add_irqfd(int event_fd, std::uint32_t gsi);
+    // KVM_CAP_IOEVENTFD: whether add_ioeventfd can work on this host.
+    bool supports_ioeventfd() const;
+    // A guest write of `length` bytes (1, 2, 4 or 8) to the MMIO `address`
+    // signals `event_fd` inside the kernel instead of exiting to the VMM;
+    // with `datamatch`, only a write of that value does (a virtio-mmio
+    // QueueNotify with the queue index, docs/PLATFORMS.md §V3). api.rst
+    // KVM_IOEVENTFD.
+    ErrorOr<void> add_ioeventfd(int event_fd, std::uint64_t address, std::uint32_t length,
+        std::optional<std::uint64_t> datamatch);
     ErrorOr<Vcpu> create_vcpu(std::uint32_t id, std::size_t run_mmap_size);
 
 private:

@@ -14,6 +14,22 @@
 // reach the transport (no ioeventfd support) signals the same eventfd. The
 // device's event-loop thread waits on these fds (notify_fd).
 //
+// Registers are 32-bit (§4.2.2.2: the driver uses 32-bit aligned accesses
+// only): any other access to the register area reads 0 and a write is
+// ignored. The device configuration space (from CONFIG) goes to the Device
+// with the width the driver used.
+//
+// Status bits only accumulate (§2.1.1: the driver never clears one) until
+// the driver writes 0, which resets the device, every register and every
+// queue (ConfigGeneration excepted: it keeps counting, so a driver never
+// mistakes a new configuration for one it read before the reset).
+// FEATURES_OK stays clear unless the driver accepted VERSION_1 and only
+// bits the device offered (§2.2.2, §6.2); DriverFeatures is fixed from then
+// on. Queue registers take writes only while the selected queue is not
+// ready (§4.2.2.2) and read back what was written; the queues are handed to
+// the device once, at DRIVER_OK, and later QueueReady writes change only
+// what the register reads back.
+//
 // Interrupts: the device calls raise(UsedBuffer) from its thread; the
 // transport sets InterruptStatus and signals the irqfd, which KVM turns into
 // an edge on the device's GSI (the DSDT declares it edge-triggered). A
@@ -25,6 +41,7 @@
 #pragma once
 
 #include <qtbox/base/error.hpp>
+#include <qtbox/base/event.hpp>
 #include <qtbox/base/fd.hpp>
 #include <qtbox/devices/bus.hpp>
 #include <qtbox/devices/virtio/queue.hpp>
@@ -63,6 +80,13 @@ constexpr std::uint64_t QUEUE_DRIVER_LOW = 0x090;
 constexpr std::uint64_t QUEUE_DRIVER_HIGH = 0x094;
 constexpr std::uint64_t QUEUE_DEVICE_LOW = 0x0A0;
 constexpr std::uint64_t QUEUE_DEVICE_HIGH = 0x0A4;
+// Shared memory regions (§4.2.2): this transport has none, so SHMLen reads
+// as -1 ("no such region") for every SHMSel.
+constexpr std::uint64_t SHM_SEL = 0x0AC;
+constexpr std::uint64_t SHM_LEN_LOW = 0x0B0;
+constexpr std::uint64_t SHM_LEN_HIGH = 0x0B4;
+constexpr std::uint64_t SHM_BASE_LOW = 0x0B8;
+constexpr std::uint64_t SHM_BASE_HIGH = 0x0BC;
 constexpr std::uint64_t CONFIG_GENERATION = 0x0FC;
 constexpr std::uint64_t CONFIG = 0x100;
 constexpr std::uint64_t WINDOW_SIZE = 0x1000;
@@ -125,9 +149,12 @@ public:
 
 class MmioTransport final : public BusDevice {
 public:
-    // `irq_fd`: the irqfd of the device's GSI (not owned). Creates one
-    // notification eventfd per queue.
-    static ErrorOr<std::unique_ptr<MmioTransport>> create(Device& device, kvm::GuestMemory const& memory, int irq_fd);
+    // `irq_fd`: the irqfd of the device's GSI (not owned; -1 for none).
+    // Creates one notification eventfd per queue. `notice` hears why an
+    // activation failed (a warning, from the vCPU thread that wrote Status,
+    // under the transport's lock: it must not call back into the transport).
+    static ErrorOr<std::unique_ptr<MmioTransport>> create(Device& device, kvm::GuestMemory const& memory, int irq_fd,
+        NoticeSink notice = {});
 
     void read(std::uint64_t offset, std::span<std::uint8_t> data) override;
     void write(std::uint64_t offset, ByteView data) override;
@@ -144,9 +171,12 @@ public:
     // Marks the device broken (DEVICE_NEEDS_RESET) and tells the driver
     // with a configuration-change interrupt (§2.1.2). Lock-free as raise().
     void needs_reset();
+    // The device changed its configuration space: bumps ConfigGeneration
+    // (§4.2.2) and raises ConfigChange. Lock-free as raise().
+    void config_changed();
 
 private:
-    MmioTransport(Device& device, kvm::GuestMemory const& memory, int irq_fd, std::vector<UniqueFd> notify);
+    MmioTransport(Device& device, kvm::GuestMemory const& memory, int irq_fd, std::vector<UniqueFd> notify, NoticeSink notice);
 
     struct QueueRegisters {
         QueueLayout layout;
@@ -156,12 +186,15 @@ private:
     std::uint32_t read_register(std::uint64_t offset);
     void write_register(std::uint64_t offset, std::uint32_t value);
     void write_status(std::uint32_t value);
+    bool features_acceptable() const;
+    void activate_locked();
     void reset_locked();
 
     Device& m_device;
     kvm::GuestMemory const& m_memory;
     int m_irq_fd;
     std::vector<UniqueFd> m_notify;
+    NoticeSink m_notice;
 
     mutable std::mutex m_mutex;
     std::uint32_t m_status { 0 };
@@ -170,8 +203,8 @@ private:
     std::uint64_t m_driver_features { 0 };
     std::uint32_t m_queue_select { 0 };
     std::vector<QueueRegisters> m_queue_registers;
-    std::uint32_t m_config_generation { 0 };
     // Written from the device's thread without m_mutex (see raise()).
+    std::atomic<std::uint32_t> m_config_generation { 0 };
     std::atomic<std::uint32_t> m_interrupt_status { 0 };
     std::atomic<bool> m_needs_reset { false };
 };

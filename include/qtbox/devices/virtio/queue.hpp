@@ -8,6 +8,10 @@
 // transport never offers VIRTIO_F_INDIRECT_DESC). An available index that
 // runs more than queue-size entries ahead of what the device has taken
 // breaks the queue: the device stops using it until the driver resets it.
+// So does an available index more than queue-size entries ahead of what the
+// device has put on the used ring: a driver cannot have more chains
+// outstanding than it has descriptors (§2.7.13), so a guest can never make
+// the device hold more than `size` chains at once.
 //
 // Notification suppression (§2.7.7, §2.7.10): with VIRTIO_F_EVENT_IDX the
 // device reads used_event (after the available ring) to decide whether to
@@ -36,6 +40,11 @@ namespace qtbox::devices::virtio {
 // of 2"; the driver may pick a smaller one).
 constexpr std::uint16_t MAX_QUEUE_SIZE = 256;
 
+// The most bytes one chain may describe, readable and writable together
+// (§2.7.5.2: "Drivers MUST NOT add a descriptor chain longer than 2^32
+// bytes in total"), so that every length fits the used ring's le32.
+constexpr std::uint64_t MAX_CHAIN_BYTES = 0xFFFF'FFFF;
+
 // Descriptor flags (§2.7.5).
 constexpr std::uint16_t VIRTQ_DESC_F_NEXT = 1;
 constexpr std::uint16_t VIRTQ_DESC_F_WRITE = 2;
@@ -53,7 +62,7 @@ enum class QueueError {
     ChainTooLong,  // more than `size` descriptors (a cycle, or an absurd chain)
     BadOrder,      // a device-readable descriptor after a device-writable one
     Indirect,      // VIRTQ_DESC_F_INDIRECT, never negotiated
-    TooLarge,      // a chain's total length overflows 32 bits
+    TooLarge,      // a chain's total length is over MAX_CHAIN_BYTES
 };
 
 // Where the driver put the three parts of a queue (the QueueDesc*,
@@ -74,10 +83,10 @@ struct Chain {
     std::uint32_t writable_length { 0 };
 };
 
-// A chain that failed its checks. `head` is known (and is given back to
-// the driver as used with length 0 by consume_bad_chain) unless the error is
-// IndexOverrun or BadHead on the head itself, in which case the queue is
-// broken.
+// A chain that failed its checks, with its QueueError code (Error::is). `head`
+// is known (and is given back to the driver as used with length 0 by
+// consume_bad_chain) unless the error is NotReady, or IndexOverrun or
+// BadHead on the head itself, in which case the queue is broken (is_broken()).
 struct BadChain {
     Error error;
     std::optional<std::uint16_t> head;
@@ -98,12 +107,19 @@ public:
     bool is_broken() const { return m_broken; }
     std::uint16_t size() const { return m_layout.size; }
 
-    // The next available chain, checked; nullopt when the driver has made
-    // none available. A BadChain error has been taken off the ring.
+    // The next available chain, checked; monostate when the driver has made
+    // none available, and always once the queue is broken. A BadChain with a
+    // head has been taken off the ring: hand it to consume_bad_chain. The
+    // spans point into guest memory, which the guest may change at any
+    // time: copy what you parse (a header) before you check it.
     std::variant<std::monostate, Chain, BadChain> pop();
-    // Puts `head` on the used ring with the number of bytes the device wrote
-    // into the chain's writable buffers.
+    // Puts `head` (a chain pop() returned and nobody pushed yet) on the used
+    // ring with the number of bytes the device wrote into the chain's
+    // writable buffers, and publishes the used index.
     void push_used(std::uint16_t head, std::uint32_t written);
+    // Gives a bad chain's head back to the driver as used with length 0
+    // (nothing when the head is unknown).
+    void consume_bad_chain(BadChain const& bad);
     // After one or more push_used: whether the driver wants an interrupt
     // now (§2.7.7.2 with event_index, else the NO_INTERRUPT flag).
     bool needs_interrupt();

@@ -26,8 +26,36 @@
 // the guest that a host socket cannot take at once is buffered, at most
 // BUFFER_SIZE bytes per connection, the credit the device advertises.
 //
+// Shutdown (§5.10.6.5): the guest's SHUTDOWN(SEND) becomes shutdown(SHUT_WR)
+// on the host socket once the buffered bytes are flushed; SHUTDOWN(RECEIVE)
+// stops reading it; both (the guest's close(), which waits for the peer's
+// RST) are answered with RST at once, and the host socket gets the last
+// buffered bytes (within close_timeout_ms) and then its end of stream. A
+// host end of stream becomes SHUTDOWN(SEND) for the guest, a host error an
+// RST; a guest RST closes the host socket at once. Any packet of no
+// connection but an RST is answered with RST.
+//
 // Threads: the device runs on the VMM's event-loop thread (net::EventLoop);
-// activate() and reset() come from a vCPU thread and take the same lock.
+// activate() and reset() come from a vCPU thread and take the same lock;
+// their only system calls there are eventfd writes (and futex): connections
+// are dropped at once but their sockets close on the event-loop thread.
+// The NoticeSink is called with that lock held: it must not call back into
+// the device. The loop must outlive the device, and the device is destroyed
+// between two calls to EventLoop::wait() (net/event_loop.hpp), after its
+// transport stopped running vCPUs. Notices are few: the first of each kind
+// (guest protocol violations, refused connections, host errors) up to a
+// fixed number per device, and a broken queue.
+//
+// System calls on the event-loop thread (for the VMM's seccomp allow-list):
+// accept4 (the parent socket), read (CONNECT lines, eventfds, the timerfd),
+// readv (host → guest), sendmsg with MSG_NOSIGNAL (guest → host, the OK
+// line), write (eventfds, the transport's irqfd), socket(AF_UNIX,
+// SOCK_STREAM) and connect (<listener_dir>/3_P), shutdown, close, epoll_ctl,
+// timerfd_settime, clock_gettime (normally the vDSO), futex, and malloc's
+// mmap/munmap/brk (a connection's buffer is BUFFER_SIZE); when the device is
+// destroyed, lstat and unlink as well. create() and attach() (on the VMM's
+// main thread) use socket, connect, lstat, unlink, umask, bind, chmod,
+// listen, fcntl, timerfd_create, eventfd2 and epoll_ctl.
 #pragma once
 
 #include <qtbox/base/bytes.hpp>
@@ -88,12 +116,17 @@ struct VsockLimits {
     // A parent connection must send its CONNECT line within this time, and
     // the guest must answer the request within it too.
     int handshake_timeout_ms { 10'000 };
+    // After the guest closed a connection, what it sent before has this long
+    // to reach the host socket before the socket is closed anyway.
+    int close_timeout_ms { 10'000 };
 };
 
 struct VsockConfig {
     std::uint64_t guest_cid { 0 };
-    std::string listener_dir;     // <run>/vsock
-    std::string host_socket_path; // the enclave's vsock.sock
+    // <run>/vsock; empty: every port that is not a service is refused.
+    std::string listener_dir;
+    // The enclave's vsock.sock; empty: no parent-side listener.
+    std::string host_socket_path;
     // Ports of CID 3 served inside the VMM, never forwarded.
     std::map<std::uint32_t, std::shared_ptr<VsockService>> services;
     VsockLimits limits;
@@ -110,7 +143,8 @@ public:
     ~VsockDevice() override;
 
     // The transport the device raises interrupts through, and whose queue
-    // notification fds it waits on. Call once, before the guest runs.
+    // notification fds it waits on (through dups of them, registered with
+    // the loop). Call once, before the guest runs.
     ErrorOr<void> attach(MmioTransport& transport);
 
     std::uint32_t device_id() const override { return VSOCK_DEVICE_ID; }

@@ -7,6 +7,7 @@
 
 #include <array>
 #include <cstdint>
+#include <span>
 #include <string_view>
 
 namespace qtbox::devices::virtio::vsock {
@@ -54,6 +55,9 @@ std::array<std::uint8_t, HEADER_SIZE> encode_header(Header const& header);
 // Exactly HEADER_SIZE bytes; no field is judged here.
 Header decode_header(std::span<std::uint8_t const, HEADER_SIZE> bytes);
 
+// REQUEST through CREDIT_REQUEST: the ops a stream connection uses.
+bool is_known_op(std::uint16_t op);
+// "REQUEST", "RW"...; "unknown" for a value outside the enum.
 std::string_view op_name(std::uint16_t op);
 
 } // namespace qtbox::devices::virtio::vsock
