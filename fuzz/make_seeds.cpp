@@ -1,15 +1,18 @@
 // Writes the seed corpora of the eif_reader, tar_layer, qtsm_request,
-// proxy_config and vsock_packets targets (fuzz/corpus/<target>/) with the
-// project's own writers: EifWriter and make_signature_section, the tests'
-// TarBuilder, encode_request/encode_response and make_frame, and the
-// vsock_packets script builder (vsock_script.hpp). Run from the fuzz build:
+// proxy_config, virtqueue and vsock_packets targets (fuzz/corpus/<target>/)
+// with the project's own writers: EifWriter and make_signature_section, the
+// tests' TarBuilder, encode_request/encode_response and make_frame, the
+// virtqueue input format of virtqueue_input.hpp and the vsock_packets script
+// builder (vsock_script.hpp). Run from the fuzz build:
 //     build-fuzz/fuzz/fuzz_make_seeds fuzz/corpus
 // Seeds are small valid inputs (no kernel, a few KiB at most): the fuzzer
 // mutates from there. Re-run it when a format changes.
 #include "../tests/support/tar_builder.hpp"
+#include "virtqueue_input.hpp"
 #include "vsock_script.hpp"
 
 #include <qtbox/base/sys.hpp>
+#include <qtbox/devices/virtio/queue.hpp>
 #include <qtbox/eif/signature.hpp>
 #include <qtbox/eif/writer.hpp>
 #include <qtbox/pki/pki.hpp>
@@ -313,6 +316,199 @@ void vsock_seeds(std::string const& directory)
         .transmit(REQUEST, 0, HEARTBEAT)
         .notify(3);
     write(directory + "/raw", raw.bytes());
+// One input of the virtqueue target (virtqueue_input.hpp), little-endian.
+class VirtqueueSeed {
+public:
+    explicit VirtqueueSeed(std::uint8_t config) { u8(config); }
+
+    void u8(std::uint8_t value) { m_bytes.push_back(value); }
+    void u16(std::uint16_t value)
+    {
+        u8(static_cast<std::uint8_t>(value));
+        u8(static_cast<std::uint8_t>(value >> 8));
+    }
+    void u32(std::uint32_t value)
+    {
+        u16(static_cast<std::uint16_t>(value));
+        u16(static_cast<std::uint16_t>(value >> 16));
+    }
+    void u64(std::uint64_t value)
+    {
+        u32(static_cast<std::uint32_t>(value));
+        u32(static_cast<std::uint32_t>(value >> 32));
+    }
+
+    struct Descriptor {
+        std::uint64_t address;
+        std::uint32_t length;
+        std::uint16_t flags;
+        std::uint16_t next;
+    };
+    // The image: `size` descriptors (the rest zero), then the available
+    // ring's flags, idx and entries.
+    void image(std::uint16_t size, std::vector<Descriptor> const& descriptors, std::uint16_t available_index,
+        std::vector<std::uint16_t> const& ring)
+    {
+        u16(static_cast<std::uint16_t>(16 * size + 4 + 2 * ring.size()));
+        for (std::uint16_t index = 0; index < size; ++index) {
+            Descriptor descriptor = index < descriptors.size() ? descriptors[index] : Descriptor { 0, 0, 0, 0 };
+            u64(descriptor.address);
+            u32(descriptor.length);
+            u16(descriptor.flags);
+            u16(descriptor.next);
+        }
+        u16(0);
+        u16(available_index);
+        for (auto head : ring)
+            u16(head);
+    }
+    void op(fuzz::virtqueue::Op op) { u8(op); }
+
+    Bytes const& bytes() const { return m_bytes; }
+
+private:
+    Bytes m_bytes;
+};
+
+void virtqueue_seeds(std::string const& directory)
+{
+    using namespace fuzz::virtqueue;
+    using namespace devices::virtio;
+    constexpr std::uint8_t SIZE_2 = 1;
+    constexpr std::uint8_t SIZE_8 = 3;
+    constexpr std::uint8_t SIZE_16 = 4;
+    constexpr std::uint8_t SIZE_256 = 8;
+
+    {
+        VirtqueueSeed seed(SIZE_16);
+        seed.image(16, { { 0x8000, 16, 0, 0 } }, 1, { 0 });
+        for (auto op : { Pop, PushUsed })
+            seed.op(op);
+        seed.u32(0);
+        for (auto op : { NeedsInterrupt, Enable, Pop })
+            seed.op(op);
+        write(directory + "/single_chain", seed.bytes());
+    }
+    {
+        VirtqueueSeed seed(SIZE_16 | CONFIG_EVENT_INDEX);
+        seed.image(16, { { 0x8000, 32, VIRTQ_DESC_F_NEXT, 1 }, { 0x9000, 64, VIRTQ_DESC_F_WRITE, 0 } }, 1, { 0 });
+        seed.op(Pop);
+        seed.op(PushUsed);
+        seed.u32(64);
+        seed.op(NeedsInterrupt);
+        seed.op(Publish);
+        seed.u16(0);
+        seed.op(Pop);
+        seed.op(PushUsed);
+        seed.u32(1);
+        seed.op(SetUsedEvent);
+        seed.u16(5);
+        for (auto op : { NeedsInterrupt, Enable, Disable, Enable })
+            seed.op(op);
+        write(directory + "/readable_writable_event_idx", seed.bytes());
+    }
+    {
+        VirtqueueSeed seed(SIZE_16);
+        seed.image(16, { { 0x8000, 4, VIRTQ_DESC_F_NEXT, 1 }, { 0x8000, 4, VIRTQ_DESC_F_NEXT, 0 } }, 1, { 0 });
+        seed.op(Pop);
+        seed.op(Pop);
+        write(directory + "/loop", seed.bytes());
+    }
+    {
+        VirtqueueSeed seed(SIZE_16);
+        seed.image(16, { { 0xFFFF'FFFF'FFFF'FFF0, 0x20, 0, 0 }, { 0xFFF0, 0x20, 0, 0 } }, 2, { 0, 1 });
+        for (auto op : { Pop, Pop, PushUsed, PushUsed })
+            seed.op(op);
+        write(directory + "/outside_ram", seed.bytes());
+    }
+    {
+        VirtqueueSeed seed(SIZE_16);
+        seed.image(16, {}, 0xFFFF, {});
+        for (auto op : { Pop, Pop, Enable })
+            seed.op(op);
+        write(directory + "/huge_avail_idx", seed.bytes());
+    }
+    {
+        VirtqueueSeed seed(SIZE_16);
+        seed.image(16,
+            { { 0x8000, 16, VIRTQ_DESC_F_INDIRECT, 0 }, { 0x9000, 16, VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT, 2 },
+                { 0xA000, 16, 0, 0 }, { 0xB000, 16, VIRTQ_DESC_F_NEXT, 99 } },
+            3, { 0, 1, 3 });
+        for (auto op : { Pop, Pop, Pop, PushUsed, Enable })
+            seed.op(op);
+        write(directory + "/indirect_order_next", seed.bytes());
+    }
+    {
+        // 256 descriptors of 16 MiB in the large region: 2^32 bytes.
+        VirtqueueSeed seed(SIZE_256 | CONFIG_REMAP);
+        std::vector<VirtqueueSeed::Descriptor> chain;
+        for (std::uint16_t index = 0; index < 256; ++index)
+            chain.push_back({ 2ull << 62, 16 << 20, static_cast<std::uint16_t>(index < 255 ? VIRTQ_DESC_F_NEXT : 0),
+                static_cast<std::uint16_t>(index + 1) });
+        seed.image(256, chain, 1, { 0 });
+        seed.op(Pop);
+        write(directory + "/too_large", seed.bytes());
+    }
+    {
+        VirtqueueSeed seed(SIZE_8 | CONFIG_CUSTOM_LAYOUT | CONFIG_REMAP);
+        seed.u64(1ull << 62);
+        seed.u64((1ull << 62) | 0x100);
+        seed.u64((1ull << 62) | 0x200);
+        seed.image(8, { { 0x800, 8, 0, 0 } }, 1, { 0 });
+        seed.op(Pop);
+        seed.op(PushUsed);
+        seed.u32(0);
+        seed.op(Publish);
+        seed.u16(0);
+        for (auto op : { Pop, Reset, Pop, NeedsInterrupt })
+            seed.op(op);
+        write(directory + "/custom_layout", seed.bytes());
+    }
+    {
+        VirtqueueSeed seed(SIZE_2);
+        seed.image(2, { { 0x8000, 8, VIRTQ_DESC_F_WRITE, 0 } }, 0, {});
+        for (int round = 0; round < 300; ++round) {
+            seed.op(Publish);
+            seed.u16(0);
+            seed.op(Pop);
+            seed.op(PushUsed);
+            seed.u32(8);
+            seed.op(NeedsInterrupt);
+            if (round == 150) {
+                seed.op(SetAvailFlags);
+                seed.u16(VIRTQ_AVAIL_F_NO_INTERRUPT);
+            }
+        }
+        write(directory + "/many_rounds", seed.bytes());
+    }
+    {
+        VirtqueueSeed seed(SIZE_8 | CONFIG_EVENT_INDEX);
+        seed.image(8, {}, 0, {});
+        seed.op(WriteDescriptor);
+        seed.u8(3);
+        seed.u64(0x4000);
+        seed.u32(128);
+        seed.u16(VIRTQ_DESC_F_WRITE);
+        seed.u16(0);
+        seed.op(Enable);
+        seed.op(Publish);
+        seed.u16(3);
+        seed.op(Enable);
+        seed.op(Pop);
+        seed.op(Poke);
+        seed.u16(0x1002); // avail idx of the default layout
+        seed.u16(9);
+        seed.op(Pop);
+        write(directory + "/write_descriptor", seed.bytes());
+    }
+    {
+        // A size that is not a power of two: activate() refuses it.
+        VirtqueueSeed seed(CONFIG_RAW_SIZE);
+        seed.u16(12);
+        seed.image(12, { { 0x8000, 16, 0, 0 } }, 1, { 0 });
+        seed.op(Pop);
+        write(directory + "/raw_size", seed.bytes());
+    }
 }
 
 } // namespace
@@ -324,12 +520,13 @@ int main(int argc, char** argv)
         return 2;
     }
     std::string root = argv[1];
-    for (auto name : { "eif_reader", "tar_layer", "qtsm_request", "proxy_config", "vsock_packets" })
+    for (auto name : { "eif_reader", "tar_layer", "qtsm_request", "proxy_config", "virtqueue", "vsock_packets" })
         must(sys::mkdir_p(root + "/" + name, 0755), name);
     eif_seeds(root + "/eif_reader");
     tar_seeds(root + "/tar_layer");
     qtsm_seeds(root + "/qtsm_request");
     proxy_config_seeds(root + "/proxy_config");
+    virtqueue_seeds(root + "/virtqueue");
     vsock_seeds(root + "/vsock_packets");
     return 0;
 }
