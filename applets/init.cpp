@@ -15,20 +15,6 @@ QT_APPLET(init, "init", "Enclave PID 1: modules, rootfs, the app, reboot");
 
 namespace {
 
-qtbox::log::Level level_of(qtbox::Severity severity)
-{
-    switch (severity) {
-    case qtbox::Severity::Debug:
-        return qtbox::log::Level::Debug;
-    case qtbox::Severity::Info:
-        return qtbox::log::Level::Info;
-    case qtbox::Severity::Warning:
-        return qtbox::log::Level::Warning;
-    case qtbox::Severity::Error:
-        return qtbox::log::Level::Error;
-    }
-    return qtbox::log::Level::Error;
-}
 
 } // namespace
 
@@ -50,7 +36,7 @@ int init_main(int argc, char** argv)
     }
     log::set_program("init");
     init::Events events;
-    events.notice = [](Notice const& notice) { log::write(level_of(notice.severity), notice.text); };
+    events.notice = log::write_notice;
     events.app_exited = [](init::AppExit const& exit) {
         log::info("the app ({}) {}; rebooting", exit.program, init::describe_wait_status(exit.wait_status));
     };

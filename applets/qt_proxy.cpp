@@ -31,20 +31,6 @@ namespace {
 
 using namespace qtbox;
 
-log::Level level_of(Severity severity)
-{
-    switch (severity) {
-    case Severity::Debug:
-        return log::Level::Debug;
-    case Severity::Info:
-        return log::Level::Info;
-    case Severity::Warning:
-        return log::Level::Warning;
-    case Severity::Error:
-        break;
-    }
-    return log::Level::Error;
-}
 
 // A log field value: quoted, with quotes, backslashes and bytes outside
 // printable ASCII replaced, so that a peer's text can never forge a field
@@ -192,7 +178,7 @@ QT_APPLET(qt_proxy, "qt-proxy", "forward enclave vsock connections to TCP hosts 
     options.family = ipv4 ? net::Family::Ipv4 : ipv6 ? net::Family::Ipv6 : net::Family::Any;
     options.workers = workers;
     options.on_connection_closed = log_connection;
-    options.notice = [](Notice const& notice) { log::write(level_of(notice.severity), notice.text); };
+    options.notice = log::write_notice;
     // Test and container overrides for the resolver's files (qt-proxy(1)).
     if (char const* hosts = std::getenv("QTBOX_HOSTS"); hosts && *hosts)
         options.resolver.hosts_path = hosts;

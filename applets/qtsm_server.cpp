@@ -96,20 +96,6 @@ ErrorOr<UniqueFd> stop_signals()
     return sys::signalfd(signals);
 }
 
-log::Level level_of(Severity severity)
-{
-    switch (severity) {
-    case Severity::Debug:
-        return log::Level::Debug;
-    case Severity::Info:
-        return log::Level::Info;
-    case Severity::Warning:
-        return log::Level::Warning;
-    case Severity::Error:
-        break;
-    }
-    return log::Level::Error;
-}
 
 // One line per client event (qtsm-server(8)); forwarded requests only with
 // --verbose (debug level).
@@ -180,7 +166,7 @@ int qtsm_server_main(int argc, char** argv)
     options.max_clients = max_clients;
     options.stop_fd = stop.value().get();
     options.on_event = log_event;
-    options.notice = [](Notice const& notice) { log::write(level_of(notice.severity), notice.text); };
+    options.notice = log::write_notice;
     auto server = qtsm::Server::create(listener.release_value(), upstream.release_value(), options);
     if (server.is_error())
         return report(server.error(), EXIT_FAILURE_RUNTIME);

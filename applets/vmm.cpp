@@ -8,6 +8,7 @@
 #include "support/log.hpp"
 #include <qtbox/base/sys.hpp>
 #include <qtbox/boot/layout.hpp>
+#include <qtbox/enclave/paths.hpp>
 #include <qtbox/kvm/system.hpp>
 #include <qtbox/vmm/launch.hpp>
 #include <qtbox/vmm/machine.hpp>
@@ -86,6 +87,10 @@ int vmm_main(int argc, char** argv)
     app.add_option("--console", options.console,
         "Guest console: a file (appended), '-' for stdout (with stdin as input), or 'none'; default '-' in raw mode and debug mode, else 'none'")->type_name("PATH|-|none");
     app.add_flag("--debug-mode", options.debug_mode, "Debug enclave: allow its console to be seen");
+    app.add_option("--cid", options.cid, "The enclave's vsock CID (4 or more; unique on this parent)")->type_name("CID")->capture_default_str();
+    app.add_option("--vsock-socket", options.vsock_socket,
+        "Where parent programs reach the enclave's vsock ports ('CONNECT <port>'); default $QTBOX_RUN_DIR/enclaves/cid-<CID>/vsock.sock")->type_name("PATH");
+    app.add_option("--ready-fd", options.ready_fd, "Write the line 'ready' to this fd when the enclave's heartbeat arrives")->type_name("N");
     if (auto status = parse_command_line(app, argc, argv))
         return *status;
     if (options.eif.empty() && options.kernel.empty()) {
@@ -96,6 +101,21 @@ int vmm_main(int argc, char** argv)
         log::error("raw mode needs --kernel, at least one --initrd, and --cmdline");
         return EXIT_USAGE;
     }
+
+    std::string run = enclave::run_dir();
+    options.listener_dir = enclave::listener_dir(run);
+    if (options.vsock_socket.empty())
+        options.vsock_socket = enclave::enclave_socket_path_for_cid(run, options.cid);
+    if (auto slash = options.vsock_socket.rfind('/'); slash != std::string::npos && slash > 0) {
+        // The directory of the socket: private to the VMM's user and group
+        // (the socket itself is 0660).
+        if (auto made = sys::mkdir_p(options.vsock_socket.substr(0, slash), 0750); made.is_error()) {
+            log::error("--vsock-socket: {}{}", made.error().message(),
+                made.error().is_errno(EACCES) ? " (hint: set QTBOX_RUN_DIR to a directory you may write, or run as root)" : "");
+            return EXIT_START_FAILED;
+        }
+    }
+    options.notice = log::write_notice;
 
     // Everything about the inputs is checked before KVM is opened, so a bad
     // image fails the same way on a machine without KVM.

@@ -45,4 +45,18 @@ void write(Level level, std::string_view message)
     }
 }
 
+void write_notice(Notice const& notice)
+{
+    switch (notice.severity) {
+    case Severity::Debug:
+        return write(Level::Debug, notice.text);
+    case Severity::Info:
+        return write(Level::Info, notice.text);
+    case Severity::Warning:
+        return write(Level::Warning, notice.text);
+    case Severity::Error:
+        return write(Level::Error, notice.text);
+    }
+}
+
 } // namespace qtbox::log

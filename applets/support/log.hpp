@@ -4,6 +4,8 @@
 // callbacks (base/event.hpp) that the applet turns into lines here.
 #pragma once
 
+#include <qtbox/base/event.hpp>
+
 #include <fmt/format.h>
 
 #include <string_view>
@@ -18,6 +20,8 @@ void set_min_level(Level level);
 // When on, every line starts with an RFC 3339 timestamp (daemons).
 void set_timestamps(bool enabled);
 void write(Level level, std::string_view message);
+// A library engine's notice (base/event.hpp), at its severity.
+void write_notice(Notice const& notice);
 
 template<typename... Args>
 void debug(fmt::format_string<Args...> format, Args&&... args) { write(Level::Debug, fmt::format(format, std::forward<Args>(args)...)); }

@@ -2,17 +2,24 @@
 #include <qtbox/base/sys.hpp>
 #include <qtbox/eif/app_config.hpp>
 #include <qtbox/init/init.hpp>
+#include <qtbox/net/socket.hpp>
+#include <qtbox/vsock/address.hpp>
+#include <qtbox/vsock/heartbeat.hpp>
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <array>
 #include <cerrno>
+#include <chrono>
 #include <csignal>
 #include <cstring>
 #include <dirent.h>
 #include <fcntl.h>
 #include <linux/module.h>
-#include <optional>
 #include <net/if.h>
+#include <optional>
+#include <poll.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/reboot.h>
@@ -21,6 +28,7 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <termios.h>
+#include <ctime>
 #include <unistd.h>
 
 namespace qtbox::init {
@@ -229,6 +237,103 @@ ErrorOr<void> bring_up_loopback()
     return {};
 }
 
+namespace {
+
+std::int64_t milliseconds_left(std::chrono::steady_clock::time_point deadline)
+{
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count();
+    return std::max<std::int64_t>(left, 0);
+}
+
+// Waits for `events` on `fd` until the deadline; false on timeout.
+ErrorOr<bool> wait_for(int fd, short events, std::chrono::steady_clock::time_point deadline)
+{
+    for (;;) {
+        pollfd polled { fd, events, 0 };
+        int ready = ::poll(&polled, 1, static_cast<int>(milliseconds_left(deadline)));
+        if (ready > 0)
+            return true;
+        if (ready == 0)
+            return false;
+        if (errno != EINTR)
+            return Error::from_errno("poll");
+    }
+}
+
+// Errors of a connect that mean the vsock transport is not there yet.
+bool transport_not_ready(Error const& error)
+{
+    return error.is_errno(ENODEV) || error.is_errno(ENETUNREACH) || error.is_errno(EHOSTUNREACH)
+        || error.is_errno(EADDRNOTAVAIL) || error.is_errno(EAFNOSUPPORT);
+}
+
+} // namespace
+
+ErrorOr<std::uint64_t> exchange_heartbeat(int timeout_ms)
+{
+    using Clock = std::chrono::steady_clock;
+    auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
+    auto address = net::SocketAddress::vsock(vsock::PARENT_CID, vsock::HEARTBEAT_PORT);
+    UniqueFd socket;
+    for (;;) {
+        auto pending = net::start_connect(address);
+        Error failure = Error::from_string("timed out");
+        if (!pending.is_error()) {
+            bool connected = !pending.value().in_progress;
+            if (!connected) {
+                if (!TRY(wait_for(pending.value().fd.get(), POLLOUT, deadline)))
+                    return Error::from_string(fmt::format("connect: no answer within {} ms", timeout_ms));
+                auto finished = net::finish_connect(pending.value().fd.get());
+                connected = !finished.is_error();
+                if (!connected)
+                    failure = finished.release_error();
+            }
+            if (connected) {
+                socket = std::move(pending.value().fd);
+                break;
+            }
+        } else {
+            failure = pending.release_error();
+        }
+        if (!transport_not_ready(failure) || milliseconds_left(deadline) == 0)
+            return std::move(failure).context("connect");
+        ::poll(nullptr, 0, 50);
+    }
+
+    std::uint8_t magic = vsock::HEARTBEAT_MAGIC;
+    if (!TRY(wait_for(socket.get(), POLLOUT, deadline)))
+        return Error::from_string(fmt::format("send: not possible within {} ms", timeout_ms));
+    if (::send(socket.get(), &magic, 1, MSG_NOSIGNAL) != 1)
+        return Error::from_errno("send");
+
+    std::array<std::uint8_t, vsock::HEARTBEAT_REPLY_SIZE> reply {};
+    std::size_t received = 0;
+    while (received < reply.size()) {
+        if (!TRY(wait_for(socket.get(), POLLIN, deadline)))
+            return Error::from_string(fmt::format("no reply within {} ms", timeout_ms));
+        ssize_t n = ::recv(socket.get(), reply.data() + received, reply.size() - received, 0);
+        if (n < 0) {
+            if (errno == EINTR || errno == EAGAIN)
+                continue;
+            return Error::from_errno("recv");
+        }
+        if (n == 0)
+            return Error::from_string(fmt::format("the parent closed the connection after {} of {} bytes", received, reply.size()));
+        received += static_cast<std::size_t>(n);
+    }
+    return vsock::parse_heartbeat_reply(ByteView(reply));
+}
+
+ErrorOr<void> set_wall_clock(std::uint64_t nanoseconds)
+{
+    timespec now {};
+    now.tv_sec = static_cast<time_t>(nanoseconds / 1'000'000'000u);
+    now.tv_nsec = static_cast<long>(nanoseconds % 1'000'000'000u);
+    if (::clock_settime(CLOCK_REALTIME, &now) < 0)
+        return Error::from_errno("clock_settime");
+    return {};
+}
+
 ErrorOr<eif::AppConfig> read_app_config()
 {
     auto cmd = TRY(read_optional(eif::CMD_PATH));
@@ -353,8 +458,14 @@ void run(Events const& events)
     if (auto up = bring_up_loopback(); up.is_error())
         fail(events, up.error());
 
-    // The vsock issue adds here: the heartbeat to CID 3 port 9000 (with the
-    // parent's clock) and qtsm-server, neither of which the app waits for.
+    // The heartbeat tells the VMM (and `qt enclave start`) that the enclave
+    // is up, and brings the parent's clock: an enclave has no RTC it may
+    // trust, and TLS and attestation freshness need the right time.
+    auto clock = exchange_heartbeat(HEARTBEAT_TIMEOUT_MS);
+    if (clock.is_error())
+        fail(events, clock.release_error().context("heartbeat to the parent (CID 3 port 9000)"));
+    if (auto set = set_wall_clock(clock.value()); set.is_error())
+        fail(events, set.error());
 
     auto config = read_app_config();
     if (config.is_error())

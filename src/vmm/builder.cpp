@@ -7,6 +7,9 @@
 #include <qtbox/boot/layout.hpp>
 #include <qtbox/devices/i8042.hpp>
 #include <qtbox/devices/serial_8250.hpp>
+#include <qtbox/devices/virtio/mmio.hpp>
+#include <qtbox/devices/virtio/vsock.hpp>
+#include <qtbox/vsock/address.hpp>
 #include <qtbox/vmm/loader.hpp>
 #include <qtbox/vmm/machine.hpp>
 
@@ -16,6 +19,8 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <ctime>
+#include <string_view>
 #include <unistd.h>
 
 namespace qtbox::vmm {
@@ -74,9 +79,9 @@ PollSource serial_input(devices::Serial8250& serial, int input_fd)
     auto open = std::make_shared<bool>(true);
     PollSource source;
     source.fd = input_fd;
-    source.events = POLLIN;
+    source.events = EPOLLIN;
     source.wanted = [&serial, open] { return *open && serial.input_space() > 0; };
-    source.ready = [&serial, input_fd, open](short) {
+    source.ready = [&serial, input_fd, open](std::uint32_t) {
         std::uint8_t buffer[devices::Serial8250::FIFO_SIZE];
         std::size_t space = serial.input_space();
         ssize_t n = ::read(input_fd, buffer, std::min(space, sizeof(buffer)));
@@ -117,12 +122,76 @@ ErrorOr<void> add_i8042(Machine::State& s)
     return {};
 }
 
+// The parent's wall clock for the heartbeat's answer, which sets the
+// enclave's clock.
+std::uint64_t wall_clock_ns()
+{
+    timespec now {};
+    ::clock_gettime(CLOCK_REALTIME, &now);
+    return static_cast<std::uint64_t>(now.tv_sec) * 1'000'000'000u + static_cast<std::uint64_t>(now.tv_nsec);
+}
+
+// "ready\n" on the ready fd, once (docs/FORMATS.md §11, --ready-fd).
+void announce_ready(int fd)
+{
+    if (fd < 0)
+        return;
+    static constexpr std::string_view READY = "ready\n";
+    // One short write to a pipe or socket the starter reads; if the
+    // starter has gone away the line is simply lost.
+    [[maybe_unused]] auto written = ::write(fd, READY.data(), READY.size());
+}
+
+// The virtio-vsock device behind a virtio-mmio transport in the first
+// virtio slot: its window on the MMIO bus, its GSI through an irqfd, one
+// ioeventfd per queue on QueueNotify, and the services served inside the
+// VMM (the heartbeat, docs/FORMATS.md §6). Returns the DSDT entry.
+ErrorOr<boot::VirtioMmioDevice> add_vsock(Machine::State& s, kvm::System const& system, MachineConfig::Vsock const& config)
+{
+    using namespace devices::virtio;
+    VsockConfig device_config;
+    device_config.guest_cid = config.guest_cid;
+    device_config.listener_dir = config.listener_dir;
+    device_config.host_socket_path = config.host_socket_path;
+    device_config.notice = s.notice;
+    int ready_fd = config.ready_fd;
+    device_config.services[vsock::HEARTBEAT_PORT] = std::make_shared<HeartbeatService>(
+        wall_clock_ns, [ready_fd] { announce_ready(ready_fd); });
+    s.vsock = TRY(VsockDevice::create(std::move(device_config), s.loop));
+
+    auto irq = TRY(sys::eventfd());
+    int irq_fd = irq.get();
+    s.device_fds.push_back(std::move(irq));
+    TRY(s.vm.add_irqfd(irq_fd, boot::VIRTIO_FIRST_GSI));
+    s.vsock_transport = TRY(MmioTransport::create(*s.vsock, s.memory, irq_fd));
+    TRY(s.vsock->attach(*s.vsock_transport));
+    TRY(s.mmio.insert(boot::VIRTIO_MMIO_BASE, boot::VIRTIO_MMIO_SIZE, *s.vsock_transport));
+    // A notification then never leaves the kernel (the transport signals
+    // the same eventfd itself where KVM has no ioeventfd).
+    if (system.check_extension(KVM_CAP_IOEVENTFD) > 0) {
+        for (std::size_t queue = 0; queue < s.vsock_transport->queue_count(); ++queue)
+            TRY(s.vm.add_ioeventfd(s.vsock_transport->notify_fd(queue), boot::VIRTIO_MMIO_BASE + mmio::QUEUE_NOTIFY, 4, queue));
+    }
+    // A QueueNotify that reaches the transport (no ioeventfd) is written
+    // to the queue's eventfd by the vCPU thread; the device writes its own
+    // eventfds (seccomp allow-lists, vmm/seccomp.hpp).
+    for (std::size_t queue = 0; queue < s.vsock_transport->queue_count(); ++queue) {
+        s.write_fds.push_back(s.vsock_transport->notify_fd(queue));
+        s.read_fds.push_back(s.vsock_transport->notify_fd(queue));
+    }
+    for (int fd : s.vsock->event_fds())
+        s.write_fds.push_back(fd);
+    return boot::VirtioMmioDevice { boot::VIRTIO_MMIO_BASE, static_cast<std::uint32_t>(boot::VIRTIO_MMIO_SIZE), boot::VIRTIO_FIRST_GSI };
+}
+
 // The kernel, command line and tables in guest memory, the initrds filled
 // in place; returns the entry point.
-ErrorOr<std::uint64_t> load_guest(Machine::State& s, boot::BzImage const& image, MachineConfig const& config)
+ErrorOr<std::uint64_t> load_guest(Machine::State& s, boot::BzImage const& image, MachineConfig const& config,
+    std::vector<boot::VirtioMmioDevice> const& virtio_devices)
 {
     boot::AcpiConfig acpi;
     acpi.vcpu_count = config.cpus;
+    acpi.virtio_devices = virtio_devices;
     LoadedGuest guest = TRY(load_linux(s.memory, image, config.initrd_sizes, config.cmdline, acpi));
     std::vector<std::span<std::uint8_t>> slots;
     for (auto const& slot : guest.initrds)
@@ -171,23 +240,32 @@ ErrorOr<std::unique_ptr<Machine>> Machine::create(kvm::System const& system, Mac
     auto memory = TRY(kvm::GuestMemory::create(boot::ram_regions(config.memory_bytes)));
     auto vm = TRY(system.create_vm());
 
-    auto state = std::make_unique<State>(std::move(vm), std::move(memory), config.console_fd);
+    auto loop = TRY(net::EventLoop::create());
+    auto state = std::make_unique<State>(std::move(vm), std::move(memory), config.console_fd, std::move(loop));
     State& s = *state;
     s.seccomp = config.seccomp;
+    s.notice = config.notice;
     s.stop_event = TRY(sys::eventfd());
     TRY(set_up_vm(s));
     TRY(add_serial(s, config.input_fd));
     TRY(add_i8042(s));
+    std::vector<boot::VirtioMmioDevice> virtio_devices;
+    if (config.vsock) {
+        virtio_devices.push_back(TRY(add_vsock(s, system, *config.vsock)));
+        if (config.vsock->ready_fd >= 0)
+            s.write_fds.push_back(config.vsock->ready_fd);
+    }
 
     // The only fds the threads may write once their filters are on.
-    s.write_fds = { config.console_fd, s.stop_event.get() };
+    s.write_fds.push_back(config.console_fd);
+    s.write_fds.push_back(s.stop_event.get());
     for (auto const& fd : s.device_fds)
         s.write_fds.push_back(fd.get());
     // Where the applet's lines go (program.hpp; stderr under the dispatcher).
     if (report_fd() >= 0)
         s.write_fds.push_back(report_fd());
 
-    std::uint64_t entry = TRY(load_guest(s, image, config));
+    std::uint64_t entry = TRY(load_guest(s, image, config, virtio_devices));
     TRY(create_vcpus(s, system, config.cpus, entry));
     return std::unique_ptr<Machine>(new Machine(std::move(state)));
 }

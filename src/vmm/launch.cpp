@@ -5,6 +5,7 @@
 #include <qtbox/boot/layout.hpp>
 #include <qtbox/boot/zero_page.hpp>
 #include <qtbox/vmm/launch.hpp>
+#include <qtbox/vsock/address.hpp>
 
 #include <fmt/format.h>
 
@@ -225,6 +226,18 @@ ErrorOr<std::unique_ptr<Launch>> prepare_launch(LaunchOptions const& options)
         return Error::from_code(LaunchError::Usage, fmt::format("--cpus {}: between 1 and {}", options.cpus, MAX_VCPUS));
     if (options.memory_mib > boot::MAX_MEMORY >> 20)
         return Error::from_code(LaunchError::Usage, fmt::format("--mem {} MiB: at most {} MiB", options.memory_mib, boot::MAX_MEMORY >> 20));
+    // docs/FORMATS.md §6: 0-2 are reserved, 3 is the parent; the last
+    // value is VMADDR_CID_ANY.
+    if (options.cid < vsock::FIRST_ENCLAVE_CID || options.cid > vsock::LAST_ENCLAVE_CID)
+        return Error::from_code(LaunchError::Usage,
+            fmt::format("--cid {}: an enclave's CID is between {} and {}", options.cid, vsock::FIRST_ENCLAVE_CID, vsock::LAST_ENCLAVE_CID));
+    if (options.vsock_socket.empty() || options.listener_dir.empty())
+        return Error::from_code(LaunchError::Usage, "the vsock socket and listener directory are not set");
+    if (options.ready_fd >= 0) {
+        int flags = ::fcntl(options.ready_fd, F_GETFL);
+        if (flags < 0 || (flags & O_ACCMODE) == O_RDONLY)
+            return Error::from_code(LaunchError::Usage, fmt::format("--ready-fd {}: not an open file descriptor this process may write", options.ready_fd));
+    }
     bool production = !options.eif.empty() && !options.debug_mode;
     std::string console = options.console.empty() ? (production ? "none" : "-") : options.console;
     // docs/FORMATS.md §11: a production enclave's console is never exposed.
@@ -241,6 +254,9 @@ ErrorOr<std::unique_ptr<Launch>> prepare_launch(LaunchOptions const& options)
     launch->machine.input_fd = console == "-" ? STDIN_FILENO : -1;
     launch->machine.cpus = options.cpus;
     launch->machine.memory_bytes = options.memory_mib << 20;
+    launch->machine.vsock = MachineConfig::Vsock {
+        options.cid, options.listener_dir, options.vsock_socket, options.ready_fd };
+    launch->machine.notice = options.notice;
     return launch;
 }
 

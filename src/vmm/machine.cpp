@@ -4,6 +4,7 @@
 #include <qtbox/base/sys.hpp>
 #include <qtbox/vmm/machine.hpp>
 #include <qtbox/vmm/seccomp.hpp>
+#include <qtbox/net/event_loop.hpp>
 
 #include "machine_state.hpp"
 
@@ -12,6 +13,10 @@
 #include <cerrno>
 #include <csignal>
 #include <cstring>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <poll.h>
 #include <pthread.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
@@ -89,39 +94,73 @@ ErrorOr<UniqueFd> termination_signals()
     return sys::signalfd(termination);
 }
 
-// Until the VM stops: termination signals, the devices' PollSources, the
-// console's partial lines and the panic deadline.
-void event_loop(Machine::State& s, int signal_fd)
+// An fd of the event loop with a callback (net::EventHandler).
+class Watch final : public net::EventHandler {
+public:
+    explicit Watch(std::function<void(std::uint32_t)> on_ready) : m_on_ready(std::move(on_ready)) { }
+    void on_event(std::uint32_t events) override { m_on_ready(events); }
+
+private:
+    std::function<void(std::uint32_t)> m_on_ready;
+};
+
+// Until the VM stops: termination signals, the devices' fds (the vsock
+// device's, registered by the device itself, and the PollSources), the
+// console's partial lines and the panic deadline. Nothing here waits for a
+// vCPU thread or for the console's reader.
+ErrorOr<void> event_loop(Machine::State& s, int signal_fd)
 {
-    std::size_t const fixed = 2; // the signalfd, the stop event
-    std::vector<pollfd> fds(fixed + s.poll_sources.size());
+    Watch signals([&](std::uint32_t) {
+        signalfd_siginfo info {};
+        if (::read(signal_fd, &info, sizeof(info)) == sizeof(info)) {
+            int number = static_cast<int>(info.ssi_signo);
+            char const* name = sigabbrev_np(number);
+            s.request_stop({ Stop::Signal, number, fmt::format("stopped by SIG{}", name ? name : "?") });
+        }
+    });
+    // The stop event only wakes the loop; `stopping` says why.
+    Watch stop([&](std::uint32_t) { sys::clear_event(s.stop_event.get()); });
+    TRY(s.loop.add(signal_fd, EPOLLIN, &signals));
+    TRY(s.loop.add(s.stop_event.get(), EPOLLIN, &stop));
+
+    std::vector<std::unique_ptr<Watch>> sources;
+    std::vector<bool> watched(s.poll_sources.size(), true);
+    // Regular files (an input redirected from a file, /dev/null) cannot be
+    // in an epoll set (EPERM); they are always ready, as poll() reports
+    // them, and are read every round while wanted.
+    std::vector<bool> always_ready(s.poll_sources.size(), false);
+    for (std::size_t i = 0; i < s.poll_sources.size(); ++i) {
+        auto& source = s.poll_sources[i];
+        sources.push_back(std::make_unique<Watch>([&source](std::uint32_t events) { source.ready(events); }));
+        if (auto added = s.loop.add(source.fd, source.events, sources.back().get()); added.is_error()) {
+            if (!added.error().is_errno(EPERM))
+                return added.release_error();
+            always_ready[i] = true;
+        }
+    }
+
     std::optional<std::chrono::steady_clock::time_point> panic_deadline;
     while (!s.stopping.load()) {
-        fds[0] = { signal_fd, POLLIN, 0 };
-        fds[1] = { s.stop_event.get(), POLLIN, 0 };
+        bool busy = false;
         for (std::size_t i = 0; i < s.poll_sources.size(); ++i) {
             auto const& source = s.poll_sources[i];
             bool wanted = !source.wanted || source.wanted();
-            fds[fixed + i] = { wanted ? source.fd : -1, source.events, 0 };
-        }
-        int ready = ::poll(fds.data(), fds.size(), TICK_MS);
-        if (ready < 0 && errno != EINTR) {
-            s.request_stop({ Stop::Failure, 0, fmt::format("poll: {}", std::strerror(errno)) });
-            break;
-        }
-        if (fds[0].revents & POLLIN) {
-            signalfd_siginfo info {};
-            if (::read(signal_fd, &info, sizeof(info)) == sizeof(info)) {
-                int number = static_cast<int>(info.ssi_signo);
-                char const* name = sigabbrev_np(number);
-                s.request_stop({ Stop::Signal, number, fmt::format("stopped by SIG{}", name ? name : "?") });
+            if (always_ready[i]) {
+                if (wanted) {
+                    source.ready(source.events);
+                    busy = true;
+                }
+                continue;
+            }
+            if (wanted != watched[i]) {
+                TRY(s.loop.modify(source.fd, wanted ? source.events : 0, sources[i].get()));
+                watched[i] = wanted;
             }
         }
-        for (std::size_t i = 0; i < s.poll_sources.size(); ++i) {
-            auto const& polled = fds[fixed + i];
-            auto const& source = s.poll_sources[i];
-            if (polled.fd >= 0 && (polled.revents & (source.events | POLLHUP | POLLERR)))
-                source.ready(polled.revents);
+        auto waited = s.loop.wait(busy ? 0 : TICK_MS);
+        if (waited.is_error()) {
+            s.request_stop({ Stop::Failure, 0, waited.error().message() });
+            break;
         }
         s.console.try_flush();
         if (!panic_deadline && s.console.panic_line())
@@ -129,6 +168,13 @@ void event_loop(Machine::State& s, int signal_fd)
         if (panic_deadline && std::chrono::steady_clock::now() >= *panic_deadline)
             s.request_stop({ Stop::GuestPanic, 0, {} });
     }
+    s.loop.remove(signal_fd);
+    s.loop.remove(s.stop_event.get());
+    for (std::size_t i = 0; i < s.poll_sources.size(); ++i) {
+        if (!always_ready[i])
+            s.loop.remove(s.poll_sources[i].fd);
+    }
+    return {};
 }
 
 // Gets every vCPU thread out and joined. A vCPU thread may be blocked
@@ -191,7 +237,7 @@ void Machine::State::vcpu_main(kvm::Vcpu& vcpu)
     t_kick_target = &vcpu;
     std::atomic_signal_fence(std::memory_order_seq_cst);
     if (seccomp) {
-        if (auto installed = install_vcpu_filter(write_fds); installed.is_error()) {
+        if (auto installed = install_vcpu_filter(write_fds, read_fds); installed.is_error()) {
             request_stop({ Stop::Failure, 0, installed.error().message() });
             return;
         }
@@ -270,8 +316,13 @@ ErrorOr<Outcome> Machine::run()
             s.request_stop({ Stop::Failure, 0, installed.error().message() });
     }
 
-    event_loop(s, signals.get());
+    if (auto looped = event_loop(s, signals.get()); looped.is_error())
+        s.request_stop({ Stop::Failure, 0, looped.error().message() });
     stop_vcpus(s);
+    // The guest is gone: its connections with it (the parent's peers see
+    // them end), and the parent-side socket file.
+    s.vsock_transport.reset();
+    s.vsock.reset();
     s.console.flush(FINAL_FLUSH_MS);
 
     Outcome outcome;

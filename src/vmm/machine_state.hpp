@@ -5,20 +5,24 @@
 //                 vCPUs set up for the 64-bit entry
 //   machine.cpp   Machine::run: the vCPU threads and their exits, the event
 //                 loop (signals, console, panic deadline, the devices'
-//                 PollSources), stopping and joining
+//                 fds), stopping and joining
 //
 // The run loop never names a device. A device is added in the builder
 // alone: it goes on a bus and into `devices`, the fds behind its
 // interrupts into `device_fds`, and every fd it needs serviced on the
-// event-loop thread (host input, queue notifications, sockets) becomes a
-// PollSource.
+// event-loop thread is registered with `loop` (queue notifications and
+// sockets, by the virtio devices themselves) or becomes a PollSource (an
+// fd whose interest depends on device state, such as COM1's input).
 #pragma once
 
 #include <qtbox/base/fd.hpp>
 #include <qtbox/devices/bus.hpp>
+#include <qtbox/devices/virtio/mmio.hpp>
+#include <qtbox/devices/virtio/vsock.hpp>
 #include <qtbox/kvm/memory.hpp>
 #include <qtbox/kvm/vcpu.hpp>
 #include <qtbox/kvm/vm.hpp>
+#include <qtbox/net/event_loop.hpp>
 #include <qtbox/vmm/console.hpp>
 #include <qtbox/vmm/machine.hpp>
 
@@ -28,27 +32,27 @@
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <poll.h>
 #include <thread>
 #include <vector>
 
 namespace qtbox::vmm {
 
-// An fd the event loop polls on a device's behalf; both callbacks run on
-// the event-loop thread.
+// An fd the event loop watches on a device's behalf while the device wants
+// it; both callbacks run on the event-loop thread.
 struct PollSource {
     int fd { -1 };
-    short events { POLLIN };
-    // Asked before every poll; false leaves the fd out of that round (a
-    // receive FIFO with no room, an input that has ended). Empty: always.
+    std::uint32_t events { EPOLLIN };
+    // Asked before every wait; false takes the fd out of the loop's
+    // interest (a receive FIFO with no room, an input that has ended).
+    // Empty: always.
     std::function<bool()> wanted;
-    // The fd polled with `events`, POLLHUP or POLLERR; gets the revents.
-    std::function<void(short revents)> ready;
+    // The fd is ready (`events`, EPOLLHUP or EPOLLERR); gets the events.
+    std::function<void(std::uint32_t events)> ready;
 };
 
 struct Machine::State {
-    State(kvm::Vm vm_, kvm::GuestMemory memory_, int console_fd)
-        : vm(std::move(vm_)), memory(std::move(memory_)), console(console_fd) { }
+    State(kvm::Vm vm_, kvm::GuestMemory memory_, int console_fd, net::EventLoop loop_)
+        : vm(std::move(vm_)), memory(std::move(memory_)), console(console_fd), loop(std::move(loop_)) { }
 
     // Any thread: records the first outcome and wakes the event loop.
     void request_stop(Outcome outcome);
@@ -68,9 +72,17 @@ struct Machine::State {
     std::vector<std::unique_ptr<devices::BusDevice>> devices;
     std::vector<UniqueFd> device_fds; // eventfds behind the devices' interrupts
     std::vector<PollSource> poll_sources;
+    // The event-loop thread's epoll set; the vsock device registers its
+    // queue notifications and sockets here. Declared before the device,
+    // which must go first.
+    net::EventLoop loop;
+    std::unique_ptr<devices::virtio::VsockDevice> vsock;
+    std::unique_ptr<devices::virtio::MmioTransport> vsock_transport; // refers to *vsock
+    NoticeSink notice;
     UniqueFd stop_event;
     bool seccomp { true };
     std::vector<int> write_fds; // console, event fds, stderr
+    std::vector<int> read_fds;  // what a vCPU thread reads: virtio notification eventfds
 
     // The run.
     std::atomic<bool> stopping { false };

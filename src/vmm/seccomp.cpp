@@ -3,6 +3,7 @@
 
 #include <initializer_list>
 #include <linux/kvm.h>
+#include <sys/socket.h>
 
 namespace qtbox::vmm {
 
@@ -36,9 +37,13 @@ ErrorOr<seccomp::Filter> common(std::span<int const> write_fds)
 
 } // namespace
 
-ErrorOr<void> install_vcpu_filter(std::span<int const> write_fds)
+ErrorOr<void> install_vcpu_filter(std::span<int const> write_fds, std::span<int const> read_fds)
 {
     auto filter = TRY(common(write_fds));
+    for (int fd : read_fds) {
+        if (fd >= 0)
+            TRY(filter.allow_if(SCMP_SYS(read), SCMP_A0(SCMP_CMP_EQ, static_cast<scmp_datum_t>(fd), 0)));
+    }
     // KVM_RUN, and KVM_GET_REGS for the RIP in crash reports (read-only).
     for (unsigned long request : { static_cast<unsigned long>(KVM_RUN), static_cast<unsigned long>(KVM_GET_REGS) })
         TRY(filter.allow_if(SCMP_SYS(ioctl), SCMP_A1(SCMP_CMP_EQ, static_cast<scmp_datum_t>(request), 0)));
@@ -50,7 +55,15 @@ ErrorOr<void> install_event_loop_filter(std::span<int const> write_fds)
     auto filter = TRY(common(write_fds));
     TRY(allow_all(filter,
         { SCMP_SYS(poll), SCMP_SYS(ppoll), SCMP_SYS(read), SCMP_SYS(close), SCMP_SYS(tgkill),
-            SCMP_SYS(newfstatat), SCMP_SYS(fstat), SCMP_SYS(clock_nanosleep) }));
+            SCMP_SYS(newfstatat), SCMP_SYS(fstat), SCMP_SYS(clock_nanosleep),
+            SCMP_SYS(epoll_wait), SCMP_SYS(epoll_pwait), SCMP_SYS(epoll_ctl),
+            // The vsock device (devices/virtio/vsock.hpp): host sockets,
+            // its deadline timer, and its parent-side socket file, removed
+            // when the device goes.
+            SCMP_SYS(accept4), SCMP_SYS(connect), SCMP_SYS(readv), SCMP_SYS(sendmsg), SCMP_SYS(shutdown),
+            SCMP_SYS(timerfd_settime), SCMP_SYS(lstat), SCMP_SYS(unlink), SCMP_SYS(unlinkat) }));
+    // Unix stream sockets only: the VMM never opens a network socket.
+    TRY(filter.allow_if(SCMP_SYS(socket), SCMP_A0(SCMP_CMP_EQ, AF_UNIX, 0)));
     return filter.load();
 }
 

@@ -19,6 +19,9 @@ mkdir -p "$BIN"
 "$QTBOX" --install -s "$BIN"
 PATH="$BIN:$PATH"
 export PATH
+# Sockets and state of enclaves and proxies started by the test stay in it.
+QTBOX_RUN_DIR="$WORK/run"
+export QTBOX_RUN_DIR
 
 fail() {
     echo "FAIL: $*" >&2

@@ -56,7 +56,24 @@ PARENT_MODULES = [
     "kernel/arch/x86/kvm/kvm.ko",
     "kernel/arch/x86/kvm/kvm-amd.ko",
 ]
-BUSYBOX_APPLETS = ["sh", "cat", "echo", "nproc", "grep", "sleep", "ls", "head", "uname"]
+BUSYBOX_APPLETS = ["sh", "cat", "echo", "nproc", "grep", "sleep", "ls", "head", "uname", "wget", "sha256sum", "date"]
+# The scenarios that talk over vsock, and the test peer they use
+# (tests/nested/tools/vsock_tool.c, built statically here).
+VSOCK_SCENARIOS = {"vsock", "vsock-proxy"}
+VSOCK_TOOL = os.path.join(HERE, "tools", "vsock_tool.c")
+# Both ends of the vsock-proxy scenario read this qt-proxy configuration.
+PROXY_CONFIG = """\
+[[outbound]]
+vsock_port = 8000
+host = "127.0.0.1"
+port = 18080
+enclave_port = 8000
+
+[[inbound]]
+listen = "127.0.0.1:16000"
+enclave_cid = 4
+vsock_port = 6000
+"""
 
 
 class Skip(Exception):
@@ -174,6 +191,10 @@ class Harness:
             if not os.path.exists(os.path.join(self.modules, module)):
                 raise Skip(f"{module} is missing from {self.modules}")
         self.eif_build = has_applet(self.qtbox, "eif-build")
+        if VSOCK_SCENARIOS & set(self.args.scenarios):
+            self.cc = shutil.which("gcc")
+            if not self.cc:
+                raise Skip("gcc is missing (the vsock scenarios build their static test peer)")
 
     # ---- guest images ----
     def default_cmdline(self):
@@ -213,8 +234,16 @@ class Harness:
         write(path, archive.bytes())
         return path
 
+    def vsock_tool(self):
+        """The static test peer, built once into the data directory."""
+        path = os.path.join(self.data, "vsock-tool")
+        if not os.path.exists(path):
+            subprocess.run([self.cc, "-static", "-O2", "-o", path, VSOCK_TOOL, "-lpthread"], check=True)
+        return path
+
     def rootfs_dir(self, name, extra=None):
-        """A tiny app root: busybox and a few applet links."""
+        """A tiny app root: busybox and a few applet links. `extra` maps a
+        path to bytes, or to (bytes, mode)."""
         root = os.path.join(self.work, name)
         shutil.rmtree(root, ignore_errors=True)
         os.makedirs(os.path.join(root, "bin"))
@@ -224,7 +253,11 @@ class Harness:
         for directory in ("dev", "proc", "sys", "tmp", "run"):
             os.makedirs(os.path.join(root, directory))
         for relative, data in (extra or {}).items():
-            write(os.path.join(root, relative), data)
+            data, mode = data if isinstance(data, tuple) else (data, 0o644)
+            target = os.path.join(root, relative)
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            write(target, data)
+            os.chmod(target, mode)
         return root
 
     def app_ramdisk(self, name, script, env=None):
@@ -248,9 +281,13 @@ class Harness:
         write(path, archive.bytes())
         return path
 
-    def build_eif(self, name, script, cmdline, padding=0):
-        extra = {"pad.bin": b"\x5a" * padding} if padding else None
+    def build_eif(self, name, script, cmdline, padding=0, extra=None, links=None):
+        extra = dict(extra or {})
+        if padding:
+            extra["pad.bin"] = b"\x5a" * padding
         root = self.rootfs_dir(name + ".root", extra)
+        for link, target in (links or {}).items():
+            os.symlink(target, os.path.join(root, link))
         output = os.path.join(self.data, name)
         command = [self.qtbox, "eif-build", "--rootfs", root, "--output", output,
                    "--kernel", os.path.join(self.blobs, "bzImage"), "--modules", self.modules,
@@ -299,6 +336,31 @@ class Harness:
             write(os.path.join(self.data, "hello-corrupt.eif"), bytes(data))
             # An image over 32 MiB, so that 128 MiB is below 4 x its size.
             self.build_eif("big.eif", "echo big", self.default_cmdline(), padding=40 << 20)
+        if self.eif_build and VSOCK_SCENARIOS & set(scenarios):
+            tool = (read(self.vsock_tool()), 0o755)
+            if "vsock" in scenarios:
+                # Serves echo on 5000 for the parent's loads; checks, towards
+                # the parent, a reset from an unserved port, the clock, and
+                # enclave -> parent streams; then waits to be stopped.
+                self.build_eif("vsock.eif",
+                               "vsock-tool serve vsock:ANY:5000 & "
+                               "vsock-tool expect-reset vsock:3:5999; "
+                               "vsock-tool clock vsock:3:5002; "
+                               "vsock-tool load vsock:3:5001 10 1048576; "
+                               "echo 'enclave: ready'; sleep 3600",
+                               verbose, extra={"bin/vsock-tool": tool})
+            if "vsock-proxy" in scenarios:
+                qtbox = (read(self.qtbox), 0o755)
+                self.build_eif("proxy.eif",
+                               "qt-proxy --enclave --config /etc/qt-proxy.toml & "
+                               "vsock-tool serve vsock:ANY:6000 & "
+                               "tries=0; until wget -q -O /tmp/file http://127.0.0.1:8000/file; do "
+                               "tries=$((tries + 1)); [ $tries -lt 30 ] || break; sleep 1; done; "
+                               "echo \"enclave: fetched $(sha256sum /tmp/file)\"; echo 'enclave: ready'; sleep 3600",
+                               verbose, extra={"bin/vsock-tool": tool, "bin/qtbox": qtbox,
+                                               "etc/qt-proxy.toml": PROXY_CONFIG.encode()},
+                               links={"bin/qt-proxy": "qtbox"})
+                write(os.path.join(self.data, "qt-proxy.toml"), PROXY_CONFIG.encode())
         write(os.path.join(self.data, "have-eif"), b"yes\n" if self.eif_build else b"no\n")
         if self.args.eif:
             shutil.copy(self.args.eif, os.path.join(self.data, "user.eif"))
@@ -311,6 +373,9 @@ class Harness:
         archive.add_file("bin/busybox", read(self.busybox), 0o755)
         archive.add_file("bin/qtbox", read(self.qtbox), 0o755)
         archive.add_symlink("bin/vmm", "qtbox")
+        archive.add_symlink("bin/qt-proxy", "qtbox")
+        if os.path.exists(os.path.join(self.data, "vsock-tool")):
+            archive.add_file("bin/vsock-tool", read(os.path.join(self.data, "vsock-tool")), 0o755)
         archive.add_char_device("dev/console", 5, 1)
         for module in PARENT_MODULES:
             archive.add_file("lib/modules/" + os.path.basename(module), read(os.path.join(self.modules, module)))
@@ -344,12 +409,16 @@ class Harness:
     def run_direct(self, scenarios):
         bin_dir = os.path.join(self.work, "bin")
         os.makedirs(bin_dir, exist_ok=True)
-        for name in ("vmm", "qtbox"):
+        for name in ("vmm", "qtbox", "qt-proxy"):
             link = os.path.join(bin_dir, name)
             if not os.path.lexists(link):
                 os.symlink(os.path.abspath(self.qtbox), link)
+        tool = os.path.join(self.data, "vsock-tool")
+        if os.path.exists(tool) and not os.path.lexists(os.path.join(bin_dir, "vsock-tool")):
+            os.symlink(tool, os.path.join(bin_dir, "vsock-tool"))
+        # This host's own /run/qtbox stays untouched.
         env = dict(os.environ, DATA=self.data, PATH=bin_dir + ":" + os.environ.get("PATH", ""),
-                   SCENARIOS=os.path.join(HERE, "scenarios"))
+                   SCENARIOS=os.path.join(HERE, "scenarios"), QTBOX_RUN_DIR=os.path.join(self.work, "run"))
         started = time.monotonic()
         chunks = []
         for scenario in scenarios:

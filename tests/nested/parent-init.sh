@@ -9,6 +9,8 @@ mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 mount -t tmpfs tmpfs /tmp
+# Loopback, for the scenarios' servers (qt-proxy's targets, httpd).
+ifconfig lo 127.0.0.1 up
 for module in irqbypass kvm kvm-amd; do
     insmod /lib/modules/$module.ko || echo "parent: insmod $module failed"
 done

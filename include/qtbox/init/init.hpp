@@ -41,6 +41,9 @@ namespace qtbox::init {
 // and the module list are read up to eif::MAX_FILE_SIZE.
 constexpr std::size_t MAX_MODULE_SIZE = 64 << 20;      // one module, decompressed
 constexpr char const* NEW_ROOT = "/rootfs";
+// The heartbeat's whole budget: the VMM answers as soon as the packet
+// arrives; this covers a slow emulated boot.
+constexpr int HEARTBEAT_TIMEOUT_MS = 30'000;
 
 // eif::MODULE_LIST_PATH: absolute paths, one a line, blank lines skipped.
 // Refusals carry eif::AppConfigError, as for /cmd and /env.
@@ -77,6 +80,13 @@ ErrorOr<void> mount_early_filesystems();
 void attach_console();
 ErrorOr<void> load_module(std::string const& path);
 ErrorOr<void> bring_up_loopback();
+// The heartbeat (docs/FORMATS.md §6): connects to CID 3 port 9000 over
+// AF_VSOCK, sends 0xB7 and returns the parent's wall clock from the reply.
+// Waits at most `timeout_ms` in all; while the vsock transport is still
+// coming up (no device yet) the connect is retried.
+ErrorOr<std::uint64_t> exchange_heartbeat(int timeout_ms);
+// CLOCK_REALTIME from nanoseconds since the epoch.
+ErrorOr<void> set_wall_clock(std::uint64_t nanoseconds);
 ErrorOr<eif::AppConfig> read_app_config();
 ErrorOr<void> switch_to_rootfs();
 // Forks the app and supervises it until it exits; returns its wait status.

@@ -14,6 +14,7 @@
 
 #include <qtbox/base/bytes.hpp>
 #include <qtbox/base/error.hpp>
+#include <qtbox/base/event.hpp>
 #include <qtbox/base/fd.hpp>
 #include <qtbox/eif/reader.hpp>
 #include <qtbox/vmm/machine.hpp>
@@ -41,6 +42,14 @@ struct LaunchOptions {
     std::uint64_t memory_mib { 1024 };
     std::string console; // empty: the mode's default
     bool debug_mode { false };
+    // vsock (docs/FORMATS.md §6, §11). The applet fills the paths: their
+    // defaults come from the state-directory layout, which the VMM does not
+    // know (docs/ARCHITECTURE.md "Module dependencies").
+    std::uint32_t cid { 4 };
+    std::string vsock_socket; // the enclave's vsock.sock
+    std::string listener_dir; // <run>/vsock
+    int ready_fd { -1 };      // "ready\n" when the heartbeat arrives
+    NoticeSink notice;        // what the devices report while the VM runs
 };
 
 // docs/FORMATS.md §3: at least 128 MiB and at least 4 times the image (the EIF file,

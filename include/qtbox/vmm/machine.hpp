@@ -18,11 +18,13 @@
 
 #include <qtbox/base/bytes.hpp>
 #include <qtbox/base/error.hpp>
+#include <qtbox/base/event.hpp>
 #include <qtbox/kvm/system.hpp>
 
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -41,6 +43,21 @@ struct MachineConfig {
     int console_fd { -1 }; // guest console output; -1 discards it
     int input_fd { -1 };   // host bytes for the guest's COM1; -1 for none
     bool seccomp { true }; // per-thread seccomp filters once running
+
+    // The enclave's virtio-vsock device (docs/FORMATS.md §6, §11): a
+    // virtio-mmio device at VIRTIO_MMIO_BASE on GSI VIRTIO_FIRST_GSI,
+    // described in the DSDT. Absent for guests that need none (the tiny
+    // test guests of tests/applets/vmm).
+    struct Vsock {
+        std::uint64_t guest_cid { 4 };
+        std::string listener_dir;     // <run>/vsock: guest → CID 3 port P goes to 3_P there
+        std::string host_socket_path; // parent → guest: CONNECT P on this socket
+        int ready_fd { -1 };          // gets "ready\n" when the first heartbeat arrives
+    };
+    std::optional<Vsock> vsock;
+    // What the devices report while the VM runs (a guest's protocol
+    // violation, say); the applet prints it.
+    NoticeSink notice;
 };
 
 enum class Stop { GuestReset, GuestPanic, TripleFault, Signal, Failure };

@@ -4,8 +4,10 @@
 // smallest list: KVM_RUN (and KVM_GET_REGS, to name the RIP of a crash)
 // and nothing else from the KVM API, writes only to
 // the fds they need, memory management without PROT_EXEC, futexes, and
-// thread exit. The event-loop thread additionally polls, reads its input
-// fds, kicks vCPU threads and closes fds while tearing down.
+// thread exit. The event-loop thread additionally waits on its epoll set,
+// reads its input fds, kicks vCPU threads, serves the vsock device's Unix
+// sockets (created with socket(AF_UNIX) only: no network, no AF_VSOCK), and
+// closes fds while tearing down.
 //
 // A call outside the list raises SIGSYS; the handler writes one line naming
 // the system call to stderr and exits with EXIT_SECCOMP, so a violation is
@@ -20,8 +22,12 @@ namespace qtbox::vmm {
 
 constexpr int EXIT_SECCOMP = 159; // 128 + SIGSYS
 
-// `write_fds`: the only fds the thread may write (console, event fds, stderr).
-ErrorOr<void> install_vcpu_filter(std::span<int const> write_fds);
+// `write_fds`: the only fds the thread may write (console, event fds,
+// stderr). `read_fds`: the only fds a vCPU thread may read: the virtio
+// notification eventfds, which the transport drains on a device reset.
+ErrorOr<void> install_vcpu_filter(std::span<int const> write_fds, std::span<int const> read_fds);
+// The event loop also serves the vsock device: host sockets (Unix only),
+// its epoll set and timers (devices/virtio/vsock.hpp lists the calls).
 ErrorOr<void> install_event_loop_filter(std::span<int const> write_fds);
 
 } // namespace qtbox::vmm

@@ -28,6 +28,7 @@
 #include <qtbox/devices/virtio/vsock_packet.hpp>
 #include <qtbox/net/socket.hpp>
 #include <qtbox/vsock/address.hpp>
+#include <qtbox/vsock/heartbeat.hpp>
 
 #include <fmt/format.h>
 
@@ -242,10 +243,8 @@ public:
                 fmt::format("heartbeat: expected the single byte {:#04x}", HeartbeatService::MAGIC));
         m_answered = true;
         // docs/FORMATS.md §6: 0xB7, then the wall clock in ns, u64 big-endian.
-        std::uint64_t now = m_wall_clock_ns ? m_wall_clock_ns() : 0;
-        Bytes reply { HeartbeatService::MAGIC };
-        for (int shift = 56; shift >= 0; shift -= 8)
-            reply.push_back(static_cast<std::uint8_t>(now >> shift));
+        auto encoded = qtbox::vsock::encode_heartbeat_reply(m_wall_clock_ns ? m_wall_clock_ns() : 0);
+        Bytes reply(encoded.begin(), encoded.end());
         if (!m_seen) {
             m_seen = true;
             if (m_on_heartbeat)
@@ -579,6 +578,16 @@ void VsockDevice::reset()
     auto& state = *m_state;
     std::lock_guard lock(state.mutex);
     state.drop_all();
+}
+
+std::vector<int> VsockDevice::event_fds() const
+{
+    std::vector<int> fds;
+    for (auto const* fd : { &m_state->rx_notify, &m_state->tx_notify, &m_state->reaper }) {
+        if (fd->is_valid())
+            fds.push_back(fd->get());
+    }
+    return fds;
 }
 
 std::size_t VsockDevice::connection_count() const

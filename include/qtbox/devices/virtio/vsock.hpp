@@ -63,12 +63,14 @@
 #include <qtbox/base/event.hpp>
 #include <qtbox/devices/virtio/mmio.hpp>
 #include <qtbox/net/event_loop.hpp>
+#include <qtbox/vsock/heartbeat.hpp>
 
 #include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace qtbox::devices::virtio {
 
@@ -99,7 +101,7 @@ public:
 // `on_heartbeat` runs once, for the first valid heartbeat of the boot.
 class HeartbeatService final : public VsockService {
 public:
-    static constexpr std::uint8_t MAGIC = 0xB7;
+    static constexpr std::uint8_t MAGIC = qtbox::vsock::HEARTBEAT_MAGIC;
     HeartbeatService(std::function<std::uint64_t()> wall_clock_ns, std::function<void()> on_heartbeat);
     std::unique_ptr<VsockSession> open() override;
 
@@ -156,6 +158,11 @@ public:
 
     // Open connections, for tests and limits.
     std::size_t connection_count() const;
+    // The eventfds the device itself writes (its copies of the queue
+    // notifications, its reaper), on the event-loop thread and from vCPU
+    // threads in activate()/reset(): the VMM's seccomp write allow-list
+    // names them. Valid once attach() succeeded.
+    std::vector<int> event_fds() const;
 
     struct State;
 
