@@ -415,6 +415,10 @@ struct VsockDevice::State {
     Queue rx;
     Queue tx;
     std::optional<Chain> held_rx; // an RX buffer taken but not used yet
+    // The driver had no RX buffer left the last time the device looked:
+    // host sockets with unread data leave the loop's interest until its
+    // next RX notification (else level-triggered EPOLLIN would spin).
+    bool rx_starved { false };
 
     std::list<std::unique_ptr<Connection>> connections;
     std::map<Key, Connection*> by_key;
@@ -795,7 +799,12 @@ void VsockDevice::State::refresh(Connection& connection)
     case Phase::Connecting:
         break;
     case Phase::Open:
-        if (!connection.host_readable && connection.protocol.may_send_data() && connection.protocol.credit() > 0)
+        // Data the host sent stays in the interest set while the guest can
+        // take it: a readable socket is read in the same round (settle ->
+        // process_rx), so interest changes only when the guest's credit or
+        // its RX buffers run out, not on every message.
+        if (connection.protocol.may_send_data() && connection.protocol.credit() > 0
+            && !(connection.host_readable && rx_starved))
             wanted |= EPOLLIN;
         if (!connection.pending.empty())
             wanted |= EPOLLOUT;
@@ -1099,6 +1108,7 @@ void VsockDevice::State::on_tx_notify()
 void VsockDevice::State::on_rx_notify()
 {
     sys::clear_event(rx_notify.get());
+    rx_starved = false;
     settle();
 }
 
@@ -1323,6 +1333,7 @@ void VsockDevice::State::process_rx()
                 // while it was being asked for (virtio 1.2 §2.7.10).
                 if (rx.enable_notifications())
                     continue;
+                rx_starved = true;
                 break;
             }
             if (auto* bad = std::get_if<BadChain>(&popped)) {
