@@ -21,6 +21,11 @@
 #include <fmt/format.h>
 
 #include <charconv>
+#include <fcntl.h>
+#include <limits>
+#include <optional>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <csignal>
 #include <poll.h>
 #include <type_traits>
@@ -44,6 +49,28 @@ ErrorOr<std::uint32_t> parse_u32(std::string_view text, std::string_view what)
     return value;
 }
 
+// "fd:N": a stream socket already connected to the QTSM, inherited from
+// the parent process (init connects the channel itself, seeds the kernel's
+// RNG from it, and hands it over).
+ErrorOr<std::optional<UniqueFd>> inherited_device(std::string const& device)
+{
+    std::string_view text = device;
+    if (!text.starts_with("fd:"))
+        return std::optional<UniqueFd> {};
+    auto number = TRY(parse_u32(text.substr(3), "descriptor"));
+    if (number < 3 || number > static_cast<std::uint32_t>(std::numeric_limits<int>::max()))
+        return Error::from_string(fmt::format("--device {}: not an inherited descriptor (3 or more)", device));
+    int fd = static_cast<int>(number);
+    auto status = sys::fstat(fd);
+    if (status.is_error())
+        return Error::from_string(fmt::format("--device {}: {}", device, status.error().message()));
+    if (!S_ISSOCK(status.value().st_mode))
+        return Error::from_string(fmt::format("--device {}: not a socket", device));
+    if (::fcntl(fd, F_SETFD, FD_CLOEXEC) < 0)
+        return Error::from_errno(fmt::format("--device {}", device));
+    return std::optional<UniqueFd>(UniqueFd(fd));
+}
+
 // "vsock:CID:PORT" or "unix:PATH".
 ErrorOr<net::SocketAddress> parse_device(std::string const& device)
 {
@@ -63,7 +90,7 @@ ErrorOr<net::SocketAddress> parse_device(std::string const& device)
         auto port = TRY(parse_u32(rest.substr(colon + 1), "port"));
         return net::SocketAddress::vsock(cid, port);
     }
-    return Error::from_string(fmt::format("--device \"{}\": expected vsock:CID:PORT or unix:PATH", device));
+    return Error::from_string(fmt::format("--device \"{}\": expected vsock:CID:PORT, unix:PATH or fd:N", device));
 }
 
 ErrorOr<UniqueFd> connect_upstream(net::SocketAddress const& address)
@@ -132,28 +159,48 @@ int qtsm_server_main(int argc, char** argv)
     std::string socket_path(qtsm::DEFAULT_SOCKET_PATH);
     std::size_t max_clients = 256;
     bool verbose = false;
-    app.add_option("--device", device, "the QTSM channel: vsock:CID:PORT or unix:PATH")->capture_default_str();
+    int ready_fd = -1;
+    app.add_option("--device", device, "the QTSM channel: vsock:CID:PORT, unix:PATH, or fd:N (an inherited connected socket)")->capture_default_str();
     app.add_option("--socket", socket_path, "the socket to serve (mode 0660)")->capture_default_str();
     app.add_option("--max-clients", max_clients, "clients served at once; more are refused")
         ->check(CLI::Range(1, 4096))
         ->capture_default_str();
     app.add_flag("--verbose", verbose, "log every request, not only connections and refusals");
+    app.add_option("--ready-fd", ready_fd, "write the line 'ready' to this fd, then close it, once the socket is served")
+        ->type_name("N")->check(CLI::Range(3, std::numeric_limits<int>::max()));
     if (auto exit = parse_command_line(app, argc, argv))
         return *exit;
     if (verbose)
         log::set_min_level(log::Level::Debug);
     std::signal(SIGPIPE, SIG_IGN);
 
-    auto address = parse_device(device);
-    if (address.is_error())
-        return report(address.error(), EXIT_USAGE);
-    auto upstream = connect_upstream(address.value());
-    if (upstream.is_error())
-        return report(Error::from_string(fmt::format("cannot reach the QTSM: {}{}", upstream.error().message(),
-                                             address.value().family() == AF_VSOCK
-                                                 ? " (hint: is this an enclave with the vsock modules loaded?)"
-                                                 : "")),
-            EXIT_FAILURE_RUNTIME);
+    UniqueFd ready;
+    if (ready_fd >= 0) {
+        if (::fcntl(ready_fd, F_SETFD, FD_CLOEXEC) < 0)
+            return report(Error::from_errno(fmt::format("--ready-fd {}", ready_fd)), EXIT_USAGE);
+        ready = UniqueFd(ready_fd);
+    }
+    auto inherited = inherited_device(device);
+    if (inherited.is_error())
+        return report(inherited.error(), EXIT_USAGE);
+    std::string upstream_name = device;
+    UniqueFd upstream;
+    if (inherited.value()) {
+        upstream = std::move(*inherited.value());
+    } else {
+        auto address = parse_device(device);
+        if (address.is_error())
+            return report(address.error(), EXIT_USAGE);
+        auto connected = connect_upstream(address.value());
+        if (connected.is_error())
+            return report(Error::from_string(fmt::format("cannot reach the QTSM: {}{}", connected.error().message(),
+                                                 address.value().family() == AF_VSOCK
+                                                     ? " (hint: is this an enclave with the vsock modules loaded?)"
+                                                     : "")),
+                EXIT_FAILURE_RUNTIME);
+        upstream = connected.release_value();
+        upstream_name = address.value().to_string();
+    }
     auto stop = stop_signals();
     if (stop.is_error())
         return report(stop.error(), EXIT_FAILURE_RUNTIME);
@@ -167,7 +214,7 @@ int qtsm_server_main(int argc, char** argv)
     options.stop_fd = stop.value().get();
     options.on_event = log_event;
     options.notice = log::write_notice;
-    auto server = qtsm::Server::create(listener.release_value(), upstream.release_value(), options);
+    auto server = qtsm::Server::create(listener.release_value(), std::move(upstream), options);
     if (server.is_error())
         return report(server.error(), EXIT_FAILURE_RUNTIME);
     auto sandboxed = qtsm::enter_server_sandbox();
@@ -175,7 +222,13 @@ int qtsm_server_main(int argc, char** argv)
         return report(sandboxed.release_error().context("seccomp"), EXIT_FAILURE_RUNTIME);
     // From here on the lines are a daemon's log: timestamp them.
     log::set_timestamps(true);
-    log::info("serving {} for the QTSM at {}", socket_path, address.value().to_string());
+    log::info("serving {} for the QTSM at {}", socket_path, upstream_name);
+    if (ready) {
+        // The starter (init) waits for this line before it starts the app.
+        static constexpr std::string_view READY = "ready\n";
+        [[maybe_unused]] auto written = ::write(ready.get(), READY.data(), READY.size());
+        ready.reset();
+    }
     auto result = server.value().run();
     if (result.is_error())
         return report(result.error(), EXIT_FAILURE_RUNTIME);

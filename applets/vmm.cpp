@@ -12,6 +12,10 @@
 #include <qtbox/kvm/system.hpp>
 #include <qtbox/vmm/launch.hpp>
 #include <qtbox/vmm/machine.hpp>
+#include <qtbox/vmm/qtsm.hpp>
+#include <qtbox/pki/pki.hpp>
+
+#include <map>
 
 #include <csignal>
 #include <fcntl.h>
@@ -91,6 +95,16 @@ int vmm_main(int argc, char** argv)
     app.add_option("--vsock-socket", options.vsock_socket,
         "Where parent programs reach the enclave's vsock ports ('CONNECT <port>'); default $QTBOX_RUN_DIR/enclaves/cid-<CID>/vsock.sock")->type_name("PATH");
     app.add_option("--ready-fd", options.ready_fd, "Write the line 'ready' to this fd when the enclave's heartbeat arrives")->type_name("N");
+    std::string instance_id, agency;
+    cose::SignatureOrder signature_order = cose::SignatureOrder::Rfc9052;
+    app.add_option("--instance-id", instance_id,
+        "The parent instance id PCR4 measures and the module id starts with; default /etc/machine-id as a UUID")->type_name("ID");
+    auto* agency_option = app.add_option("--agency", agency, "The agency (role) string PCR3 measures; default: PCR3 stays zeros")->type_name("S");
+    app.add_option("--signature-order", signature_order, "Byte order of the document signature's halves")
+        ->transform(CLI::CheckedTransformer(std::map<std::string, cose::SignatureOrder> {
+            { "rfc9052", cose::SignatureOrder::Rfc9052 }, { "qingtian", cose::SignatureOrder::QingTian } }))
+        ->type_name("rfc9052|qingtian")
+        ->default_str("rfc9052");
     if (auto status = parse_command_line(app, argc, argv))
         return *status;
     if (options.eif.empty() && options.kernel.empty()) {
@@ -123,6 +137,22 @@ int vmm_main(int argc, char** argv)
     if (prepared.is_error())
         return report(prepared.error(), prepared.error().is(vmm::LaunchError::Usage) ? EXIT_USAGE : EXIT_START_FAILED);
     auto& launch = *prepared.value();
+
+    // The QTSM's registers, instance id and leaf key, before KVM too.
+    vmm::QtsmOptions qtsm_options;
+    qtsm_options.production = !options.eif.empty() && !options.debug_mode;
+    if (launch.eif)
+        qtsm_options.measurements = launch.verification.measurements;
+    qtsm_options.instance_id = instance_id;
+    if (agency_option->count() > 0)
+        qtsm_options.agency = agency;
+    qtsm_options.pki_directory = pki::pki_directory();
+    qtsm_options.signature_order = signature_order;
+    qtsm_options.notice = log::write_notice;
+    auto qtsm = vmm::create_qtsm(qtsm_options);
+    if (qtsm.is_error())
+        return report(qtsm.error(), EXIT_START_FAILED);
+    launch.machine.vsock->qtsm = qtsm.value().service;
     for (auto const& note : launch.notes)
         log::info("{}", note);
 
@@ -135,6 +165,10 @@ int vmm_main(int argc, char** argv)
     auto machine = vmm::Machine::create(system.value(), launch.machine);
     if (machine.is_error())
         return report(machine.error(), EXIT_START_FAILED);
+    // Said once the enclave is sure to start, so that a failure to start
+    // stays one line.
+    for (auto const& note : qtsm.value().notes)
+        log::info("{}", note);
     launch.release_inputs();
     auto outcome = machine.value()->run();
     if (outcome.is_error())

@@ -14,7 +14,37 @@ namespace {
 
 constexpr std::size_t VERIFY_CHUNK = 1 << 20;
 
+Error changed_while_read()
+{
+    return Error::from_code(EifError::Truncated, "the EIF file changed while it was being read");
+}
+
 } // namespace
+
+ErrorOr<std::uint64_t> FileSource::size() const
+{
+    auto st = TRY(sys::fstat(m_fd.get()));
+    if (!S_ISREG(st.st_mode))
+        return Error::from_code(EifError::Malformed, "not a regular file");
+    return static_cast<std::uint64_t>(st.st_size);
+}
+
+ErrorOr<void> FileSource::read_at(std::uint64_t offset, std::span<std::uint8_t> out) const
+{
+    return sys::pread_exact(m_fd.get(), out.data(), out.size(), offset);
+}
+
+ErrorOr<std::string> cmdline_text(ByteView bytes)
+{
+    if (bytes.size() > MAX_CMDLINE_SIZE)
+        return Error::from_code(EifError::LimitExceeded,
+            fmt::format("the cmdline section is {} bytes (limit {})", bytes.size(), MAX_CMDLINE_SIZE));
+    for (auto byte : bytes) {
+        if (byte < 0x20 || byte > 0x7e)
+            return Error::from_code(EifError::Malformed, "the cmdline section holds a non-printable byte");
+    }
+    return std::string(as_chars(bytes));
+}
 
 ErrorOr<EifReader> EifReader::open(std::string const& path)
 {
@@ -24,21 +54,24 @@ ErrorOr<EifReader> EifReader::open(std::string const& path)
 
 ErrorOr<EifReader> EifReader::from_fd(UniqueFd fd, std::string name)
 {
-    EifReader reader(std::move(fd), std::move(name));
+    return from_source(std::make_unique<FileSource>(std::move(fd)), std::move(name));
+}
+
+ErrorOr<EifReader> EifReader::from_source(std::unique_ptr<ByteSource> source, std::string name)
+{
+    VERIFY(source);
+    EifReader reader(std::move(source), std::move(name));
     TRY(reader.parse());
     return reader;
 }
 
 ErrorOr<void> EifReader::parse()
 {
-    auto st = TRY(sys::fstat(m_fd.get()));
-    if (!S_ISREG(st.st_mode))
-        return Error::from_code(EifError::Malformed, "not a regular file");
-    m_file_size = static_cast<std::uint64_t>(st.st_size);
+    m_file_size = TRY(m_source->size());
     if (m_file_size < HEADER_SIZE)
         return Error::from_code(EifError::Truncated, fmt::format("truncated EIF: {} bytes, shorter than the {}-byte header", m_file_size, HEADER_SIZE));
     std::array<std::uint8_t, HEADER_SIZE> bytes {};
-    TRY(sys::pread_exact(m_fd.get(), bytes.data(), bytes.size(), 0));
+    TRY(m_source->read_at(0, bytes));
     m_header = TRY(decode_header(bytes));
     if (m_header.version != VERSION)
         return Error::from_code(EifError::UnsupportedVersion, fmt::format("EIF version {} is not supported (qtbox reads version {})", m_header.version, VERSION));
@@ -57,7 +90,7 @@ ErrorOr<void> EifReader::parse()
         if (m_file_size - offset < SECTION_HEADER_SIZE)
             return Error::from_code(EifError::Truncated, fmt::format("truncated EIF: section {} header at offset {} is cut short", index, offset));
         std::array<std::uint8_t, SECTION_HEADER_SIZE> raw {};
-        TRY(sys::pread_exact(m_fd.get(), raw.data(), raw.size(), offset));
+        TRY(m_source->read_at(offset, raw));
         auto section_header = decode_section_header(raw);
         int rank = section_order_rank(section_header.type);
         if (rank < 0)
@@ -133,7 +166,7 @@ ErrorOr<void> EifReader::read(Section const& section, std::uint64_t offset, std:
 {
     if (offset > section.size || out.size() > section.size - offset)
         return Error::from_code(EifError::Malformed, fmt::format("read past the end of section {}", section.index));
-    auto result = sys::pread_exact(m_fd.get(), out.data(), out.size(), section.data_offset + offset);
+    auto result = m_source->read_at(section.data_offset + offset, out);
     if (result.is_error() && result.error().is(sys::SysError::UnexpectedEnd))
         return Error::from_code(EifError::Truncated, "the EIF file shrank while it was being read");
     return result;
@@ -151,11 +184,7 @@ ErrorOr<Bytes> EifReader::read_section(Section const& section, std::uint64_t lim
 ErrorOr<std::string> EifReader::read_cmdline() const
 {
     auto bytes = TRY(read_section(cmdline(), MAX_CMDLINE_SIZE));
-    for (auto byte : bytes) {
-        if (byte < 0x20 || byte > 0x7e)
-            return Error::from_code(EifError::Malformed, "the cmdline section holds a non-printable byte");
-    }
-    return std::string(as_chars(bytes));
+    return cmdline_text(bytes);
 }
 
 ErrorOr<Verification> EifReader::verify(Visitor const& visitor, bool parallel_hashing) const
@@ -163,25 +192,32 @@ ErrorOr<Verification> EifReader::verify(Visitor const& visitor, bool parallel_ha
     Verification result;
     result.stored_crc = m_header.crc32;
     std::array<std::uint8_t, HEADER_SIZE> header_bytes {};
-    TRY(sys::pread_exact(m_fd.get(), header_bytes.data(), header_bytes.size(), 0));
+    if (m_source->read_at(0, header_bytes).is_error())
+        return changed_while_read();
     // The header must still be the one open() checked.
     if (encode_header(m_header) != header_bytes)
-        return Error::from_code(EifError::Truncated, "the EIF file changed while it was being read");
+        return changed_while_read();
     std::uint32_t crc = crc32_update(0, ByteView(header_bytes.data(), CRC_OFFSET));
 
     SectionHasher hasher(parallel_hashing);
-    Bytes signature_bytes;
     Bytes buffer(VERIFY_CHUNK);
     for (auto const& section : m_sections) {
         std::array<std::uint8_t, SECTION_HEADER_SIZE> raw {};
-        auto header_read = sys::pread_exact(m_fd.get(), raw.data(), raw.size(), section.header_offset);
-        if (header_read.is_error())
-            return Error::from_code(EifError::Truncated, "the EIF file changed while it was being read");
+        if (m_source->read_at(section.header_offset, raw).is_error())
+            return changed_while_read();
         auto reread = decode_section_header(raw);
         if (reread.type != section.type || reread.size != section.size)
-            return Error::from_code(EifError::Truncated, "the EIF file changed while it was being read");
+            return changed_while_read();
         crc = crc32_update(crc, raw);
         hasher.begin_section(section.type);
+        if (section.type == SectionType::Signature) {
+            // parse() checked the same limit; the copy is made only under it.
+            if (section.size > MAX_SIGNATURE_SIZE)
+                return Error::from_code(EifError::LimitExceeded,
+                    fmt::format("section {} (signature) is {} bytes (limit {})",
+                        section.index, section.size, MAX_SIGNATURE_SIZE));
+            result.signature.reserve(static_cast<std::size_t>(section.size));
+        }
         std::uint64_t done = 0;
         while (done < section.size) {
             std::size_t take = static_cast<std::size_t>(std::min<std::uint64_t>(buffer.size(), section.size - done));
@@ -189,7 +225,7 @@ ErrorOr<Verification> EifReader::verify(Visitor const& visitor, bool parallel_ha
             TRY(read(section, done, chunk));
             hasher.update(chunk);
             if (section.type == SectionType::Signature)
-                signature_bytes.insert(signature_bytes.end(), chunk.begin(), chunk.end());
+                result.signature.insert(result.signature.end(), chunk.begin(), chunk.end());
             if (visitor)
                 TRY(visitor(section, done, chunk));
             done += take;
@@ -200,7 +236,7 @@ ErrorOr<Verification> EifReader::verify(Visitor const& visitor, bool parallel_ha
     result.crc_ok = crc == m_header.crc32;
     result.measurements = hasher.finish();
     if (signature()) {
-        auto der = signing_certificate_der(signature_bytes);
+        auto der = signing_certificate_der(result.signature);
         if (der.is_error())
             return der.release_error();
         result.measurements.pcr8 = measure(der.value());

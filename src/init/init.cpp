@@ -3,6 +3,8 @@
 #include <qtbox/eif/app_config.hpp>
 #include <qtbox/init/init.hpp>
 #include <qtbox/net/socket.hpp>
+#include <qtbox/qtsm/client.hpp>
+#include <qtbox/qtsm/framing.hpp>
 #include <qtbox/vsock/address.hpp>
 #include <qtbox/vsock/heartbeat.hpp>
 
@@ -17,11 +19,13 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <linux/module.h>
+#include <linux/random.h>
 #include <net/if.h>
 #include <optional>
 #include <poll.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
+#include <sys/random.h>
 #include <sys/reboot.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -267,14 +271,9 @@ bool transport_not_ready(Error const& error)
         || error.is_errno(EADDRNOTAVAIL) || error.is_errno(EAFNOSUPPORT);
 }
 
-} // namespace
-
-ErrorOr<std::uint64_t> exchange_heartbeat(int timeout_ms)
+ErrorOr<UniqueFd> connect_parent(std::uint32_t port, std::chrono::steady_clock::time_point deadline)
 {
-    using Clock = std::chrono::steady_clock;
-    auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
-    auto address = net::SocketAddress::vsock(vsock::PARENT_CID, vsock::HEARTBEAT_PORT);
-    UniqueFd socket;
+    auto address = net::SocketAddress::vsock(vsock::PARENT_CID, port);
     for (;;) {
         auto pending = net::start_connect(address);
         Error failure = Error::from_string("timed out");
@@ -282,23 +281,33 @@ ErrorOr<std::uint64_t> exchange_heartbeat(int timeout_ms)
             bool connected = !pending.value().in_progress;
             if (!connected) {
                 if (!TRY(wait_for(pending.value().fd.get(), POLLOUT, deadline)))
-                    return Error::from_string(fmt::format("connect: no answer within {} ms", timeout_ms));
+                    return Error::from_string("connect: no answer in time");
                 auto finished = net::finish_connect(pending.value().fd.get());
                 connected = !finished.is_error();
                 if (!connected)
                     failure = finished.release_error();
             }
-            if (connected) {
-                socket = std::move(pending.value().fd);
-                break;
-            }
+            if (connected)
+                return std::move(pending.value().fd);
         } else {
             failure = pending.release_error();
         }
+        // The vsock transport may still be probing right after the modules
+        // were loaded; anything else (a reset: nobody serves the port) is
+        // final.
         if (!transport_not_ready(failure) || milliseconds_left(deadline) == 0)
             return std::move(failure).context("connect");
         ::poll(nullptr, 0, 50);
     }
+}
+
+} // namespace
+
+ErrorOr<std::uint64_t> exchange_heartbeat(int timeout_ms)
+{
+    using Clock = std::chrono::steady_clock;
+    auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
+    auto socket = TRY(connect_parent(vsock::HEARTBEAT_PORT, deadline));
 
     std::uint8_t magic = vsock::HEARTBEAT_MAGIC;
     if (!TRY(wait_for(socket.get(), POLLOUT, deadline)))
@@ -332,6 +341,102 @@ ErrorOr<void> set_wall_clock(std::uint64_t nanoseconds)
     if (::clock_settime(CLOCK_REALTIME, &now) < 0)
         return Error::from_errno("clock_settime");
     return {};
+}
+
+ErrorOr<UniqueFd> open_qtsm_channel(int timeout_ms)
+{
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    auto socket = TRY(connect_parent(vsock::QTSM_PORT, deadline));
+    // Blocking from here, with timeouts: qtsm::Client's calls, then
+    // qtsm-server, which makes it non-blocking itself.
+    int flags = ::fcntl(socket.get(), F_GETFL);
+    if (flags < 0 || ::fcntl(socket.get(), F_SETFL, flags & ~O_NONBLOCK) < 0)
+        return Error::from_errno("fcntl");
+    TRY(qtsm::set_socket_timeouts(socket.get(), timeout_ms));
+    return socket;
+}
+
+ErrorOr<UniqueFd> seed_kernel_random(UniqueFd channel)
+{
+    qtsm::Client client(std::move(channel));
+    auto random = TRY(client.random(RANDOM_SEED_SIZE));
+    // struct rand_pool_info: entropy_count (bits), buf_size (bytes), buf.
+    alignas(rand_pool_info) std::array<std::uint8_t, sizeof(rand_pool_info) + RANDOM_SEED_SIZE> pool {};
+    rand_pool_info header {};
+    header.entropy_count = static_cast<int>(RANDOM_SEED_SIZE * 8);
+    header.buf_size = static_cast<int>(RANDOM_SEED_SIZE);
+    std::memcpy(pool.data(), &header, sizeof(header));
+    std::copy(random.begin(), random.end(), pool.begin() + sizeof(rand_pool_info));
+    int fd = ::open("/dev/random", O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return Error::from_errno("open /dev/random");
+    int result = ::ioctl(fd, RNDADDENTROPY, pool.data());
+    int error = errno;
+    ::close(fd);
+    explicit_bzero(pool.data(), pool.size());
+    explicit_bzero(random.data(), random.size());
+    if (result < 0)
+        return Error::from_errno("RNDADDENTROPY", error);
+    // The kernel's pool must be ready now: getrandom() without waiting.
+    std::uint8_t probe = 0;
+    if (::getrandom(&probe, 1, GRND_NONBLOCK) != 1)
+        return Error::from_errno("the kernel's random pool is still not initialised after seeding (getrandom)");
+    return std::move(client).release_fd();
+}
+
+ErrorOr<pid_t> start_qtsm_server(int program_fd, UniqueFd channel, int timeout_ms)
+{
+    int ready[2];
+    if (::pipe2(ready, O_CLOEXEC) < 0)
+        return Error::from_errno("pipe2");
+    UniqueFd ready_read(ready[0]);
+    UniqueFd ready_write(ready[1]);
+    pid_t pid = ::fork();
+    if (pid < 0)
+        return Error::from_errno("fork");
+    if (pid == 0) {
+        // The channel and the ready pipe are the only descriptors it
+        // inherits besides the console (everything else is O_CLOEXEC).
+        int channel_fd = ::fcntl(channel.get(), F_DUPFD, QTSM_SERVER_CHANNEL_FD);
+        int ready_fd = ::fcntl(ready_write.get(), F_DUPFD, QTSM_SERVER_CHANNEL_FD + 1);
+        if (channel_fd < 0 || ready_fd < 0)
+            ::_exit(126);
+        auto device = fmt::format("fd:{}", channel_fd);
+        auto ready_arg = fmt::format("{}", ready_fd);
+        char const* argv[] = { "qtsm-server", "--device", device.c_str(), "--socket", QTSM_SOCKET_PATH,
+            "--ready-fd", ready_arg.c_str(), nullptr };
+        char const* envp[] = { nullptr };
+        ::setsid();
+        ::fexecve(program_fd, const_cast<char* const*>(argv), const_cast<char* const*>(envp));
+        ::_exit(127);
+    }
+    channel.reset();
+    ready_write.reset();
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    std::array<char, 16> line {};
+    std::size_t have = 0;
+    while (have < line.size()) {
+        auto readable = wait_for(ready_read.get(), POLLIN, deadline);
+        if (readable.is_error() || !readable.value()) {
+            ::kill(pid, SIGKILL);
+            ::waitpid(pid, nullptr, 0);
+            return Error::from_string(fmt::format("qtsm-server did not start within {} ms", timeout_ms));
+        }
+        ssize_t n = ::read(ready_read.get(), line.data() + have, line.size() - have);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        have += static_cast<std::size_t>(n);
+        if (std::string_view(line.data(), have).find('\n') != std::string_view::npos)
+            break;
+    }
+    if (std::string_view(line.data(), have) != "ready\n") {
+        int status = 0;
+        ::waitpid(pid, &status, 0);
+        return Error::from_string(fmt::format("qtsm-server {}", describe_wait_status(status)));
+    }
+    return pid;
 }
 
 ErrorOr<eif::AppConfig> read_app_config()
@@ -382,7 +487,7 @@ ErrorOr<void> switch_to_rootfs()
     return {};
 }
 
-ErrorOr<int> run_app(eif::AppConfig const& config, NoticeSink const& notice)
+ErrorOr<int> run_app(eif::AppConfig const& config, NoticeSink const& notice, pid_t qtsm_server)
 {
     sigset_t watched;
     sigemptyset(&watched);
@@ -427,6 +532,10 @@ ErrorOr<int> run_app(eif::AppConfig const& config, NoticeSink const& notice)
             while ((reaped = ::waitpid(-1, &status, WNOHANG)) > 0) {
                 if (reaped == app)
                     app_status = status;
+                if (reaped == qtsm_server && qtsm_server > 0)
+                    report(notice, Severity::Warning,
+                        fmt::format("qtsm-server {}; the app has no QTSM until the enclave restarts",
+                            describe_wait_status(status)));
             }
             if (app_status)
                 return *app_status;
@@ -467,13 +576,31 @@ void run(Events const& events)
     if (auto set = set_wall_clock(clock.value()); set.is_error())
         fail(events, set.error());
 
+    // The enclave's one QTSM channel (docs/FORMATS.md §5, §6): first it
+    // seeds the kernel's random pool, then qtsm-server gets it.
+    auto channel = open_qtsm_channel(QTSM_TIMEOUT_MS);
+    if (channel.is_error())
+        fail(events, channel.release_error().context("the QTSM (CID 3 port 9001)"));
+    auto seeded = seed_kernel_random(channel.release_value());
+    if (seeded.is_error())
+        fail(events, seeded.release_error().context("seeding the kernel's random pool from the QTSM"));
+    // qtsm-server is this same program; the file goes with the bootstrap
+    // root, so hold it open.
+    int program = ::open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+    if (program < 0)
+        fail(events, Error::from_errno("open /proc/self/exe"));
+
     auto config = read_app_config();
     if (config.is_error())
         fail(events, config.error());
     if (auto switched = switch_to_rootfs(); switched.is_error())
         fail(events, switched.error());
+    auto server = start_qtsm_server(program, seeded.release_value(), QTSM_TIMEOUT_MS);
+    ::close(program);
+    if (server.is_error())
+        fail(events, server.release_error());
 
-    auto status = run_app(config.value(), events.notice);
+    auto status = run_app(config.value(), events.notice, server.value());
     if (status.is_error())
         fail(events, status.error());
     if (events.app_exited)

@@ -91,21 +91,9 @@ std::string pki_directory()
     return value;
 }
 
-ErrorOr<Authority> init(std::string const& directory, bool force, InitOptions const& options)
+ErrorOr<Generated> generate(InitOptions const& options)
 {
     TRY(check_name(options.parent_name, MAX_PARENT_NAME_SIZE, "parent name"));
-    std::string const root_certificate_path = path_in(directory, ROOT_CERTIFICATE_FILE);
-    std::string const root_key_path = path_in(directory, ROOT_KEY_FILE);
-    std::string const parent_certificate_path = path_in(directory, PARENT_CERTIFICATE_FILE);
-    std::string const parent_key_path = path_in(directory, PARENT_KEY_FILE);
-    if (!force) {
-        for (auto const* path : { &root_certificate_path, &root_key_path, &parent_certificate_path, &parent_key_path }) {
-            if (TRY(exists(*path)))
-                return pki_error(PkiError::AlreadyExists, fmt::format("{} already exists (use --force to replace it)", *path));
-        }
-    }
-    TRY(sys::mkdir_p(directory, 0755));
-
     UnixMillis now = options.now.value_or(now_millis());
     auto root_key = TRY(crypto::PrivateKey::generate(crypto::KeyType::EcP384));
     crypto::CertificateProfile root_profile;
@@ -122,14 +110,33 @@ ErrorOr<Authority> init(std::string const& directory, bool force, InitOptions co
     // Only leaves below the parent CA (docs/FORMATS.md §4 "Chain").
     parent_profile.path_length = 0;
     auto parent = TRY(crypto::issue_certificate(parent_profile, parent_key.public_key(), root, root_key));
+    return Generated { Authority { std::move(root), std::move(parent), std::move(parent_key) }, std::move(root_key) };
+}
+
+ErrorOr<Authority> init(std::string const& directory, bool force, InitOptions const& options)
+{
+    TRY(check_name(options.parent_name, MAX_PARENT_NAME_SIZE, "parent name"));
+    std::string const root_certificate_path = path_in(directory, ROOT_CERTIFICATE_FILE);
+    std::string const root_key_path = path_in(directory, ROOT_KEY_FILE);
+    std::string const parent_certificate_path = path_in(directory, PARENT_CERTIFICATE_FILE);
+    std::string const parent_key_path = path_in(directory, PARENT_KEY_FILE);
+    if (!force) {
+        for (auto const* path : { &root_certificate_path, &root_key_path, &parent_certificate_path, &parent_key_path }) {
+            if (TRY(exists(*path)))
+                return pki_error(PkiError::AlreadyExists, fmt::format("{} already exists (use --force to replace it)", *path));
+        }
+    }
+    TRY(sys::mkdir_p(directory, 0755));
+    auto generated = TRY(generate(options));
+    Authority& authority = generated.authority;
 
     // Keys first: a crash between the writes leaves certificates that do
     // not match, which load() reports, never a certificate without its key.
-    TRY(write_key(root_key_path, root_key));
-    TRY(write_key(parent_key_path, parent_key));
-    TRY(sys::write_file_atomic(root_certificate_path, as_bytes(root.pem()), 0644));
-    TRY(sys::write_file_atomic(parent_certificate_path, as_bytes(parent.pem()), 0644));
-    return Authority { std::move(root), std::move(parent), std::move(parent_key) };
+    TRY(write_key(root_key_path, generated.root_key));
+    TRY(write_key(parent_key_path, authority.parent_key));
+    TRY(sys::write_file_atomic(root_certificate_path, as_bytes(authority.root.pem()), 0644));
+    TRY(sys::write_file_atomic(parent_certificate_path, as_bytes(authority.parent.pem()), 0644));
+    return std::move(authority);
 }
 
 ErrorOr<Authority> load(std::string const& directory)

@@ -145,7 +145,7 @@ void announce_ready(int fd)
 // The virtio-vsock device behind a virtio-mmio transport in the first
 // virtio slot: its window on the MMIO bus, its GSI through an irqfd, one
 // ioeventfd per queue on QueueNotify, and the services served inside the
-// VMM (the heartbeat, docs/FORMATS.md §6). Returns the DSDT entry.
+// VMM (the heartbeat and the QTSM, docs/FORMATS.md §6). Returns the DSDT entry.
 ErrorOr<boot::VirtioMmioDevice> add_vsock(Machine::State& s, kvm::System const& system, MachineConfig::Vsock const& config)
 {
     using namespace devices::virtio;
@@ -157,6 +157,8 @@ ErrorOr<boot::VirtioMmioDevice> add_vsock(Machine::State& s, kvm::System const& 
     int ready_fd = config.ready_fd;
     device_config.services[vsock::HEARTBEAT_PORT] = std::make_shared<HeartbeatService>(
         wall_clock_ns, [ready_fd] { announce_ready(ready_fd); });
+    if (config.qtsm)
+        device_config.services[vsock::QTSM_PORT] = config.qtsm;
     s.vsock = TRY(VsockDevice::create(std::move(device_config), s.loop));
 
     auto irq = TRY(sys::eventfd());

@@ -107,9 +107,15 @@ ErrorOr<void> prepare_raw(LaunchOptions const& options, Launch& launch)
     return {};
 }
 
+// Every register the launch depends on; docs/FORMATS.md §2.
+bool same_measurements(eif::Measurements const& a, eif::Measurements const& b)
+{
+    return a.pcr0 == b.pcr0 && a.pcr1 == b.pcr1 && a.pcr2 == b.pcr2 && a.pcr8 == b.pcr8;
+}
+
 ErrorOr<void> prepare_eif(LaunchOptions const& options, Launch& launch)
 {
-    auto opened = eif::EifReader::open(options.eif);
+    auto opened = options.open_eif ? options.open_eif(options.eif) : eif::EifReader::open(options.eif);
     if (opened.is_error())
         return bad_eif(options.eif, opened.error());
     launch.eif.emplace(opened.release_value());
@@ -119,14 +125,26 @@ ErrorOr<void> prepare_eif(LaunchOptions const& options, Launch& launch)
     if (reader.header().flags & eif::FLAG_ARCH_AARCH64)
         return Error::from_code(LaunchError::BadImage, fmt::format("EIF {}: built for aarch64; this VMM runs x86_64 guests", options.eif));
 
-    // First pass: CRC, PCRs, and the kernel section kept for parsing.
+    // First pass: CRC and PCRs. The kernel, the cmdline and the signature
+    // section are kept as they were measured; none of them is read again.
     eif::Section const& kernel_section = reader.kernel();
+    eif::Section const& cmdline_section = reader.cmdline();
     if (kernel_section.size > boot::MAX_KERNEL_SIZE)
         return Error::from_code(LaunchError::BadImage, fmt::format("EIF {}: kernel section larger than {} MiB", options.eif, boot::MAX_KERNEL_SIZE >> 20));
+    if (cmdline_section.size > eif::MAX_CMDLINE_SIZE)
+        return Error::from_code(LaunchError::BadImage,
+            fmt::format("EIF {}: cmdline section larger than {} bytes", options.eif, eif::MAX_CMDLINE_SIZE));
+    if (auto const* signature = reader.signature(); signature && signature->size > eif::MAX_SIGNATURE_SIZE)
+        return Error::from_code(LaunchError::BadImage,
+            fmt::format("EIF {}: signature section larger than {} bytes", options.eif, eif::MAX_SIGNATURE_SIZE));
     launch.kernel.resize(static_cast<std::size_t>(kernel_section.size));
-    auto verified = reader.verify([&launch, &kernel_section](eif::Section const& section, std::uint64_t offset, ByteView chunk) -> ErrorOr<void> {
+    Bytes cmdline_bytes(static_cast<std::size_t>(cmdline_section.size));
+    auto verified = reader.verify([&](eif::Section const& section, std::uint64_t offset, ByteView chunk) -> ErrorOr<void> {
+        // verify() keeps every chunk inside its section, whose size sized these copies.
         if (section.index == kernel_section.index)
             std::copy(chunk.begin(), chunk.end(), launch.kernel.begin() + static_cast<long>(offset));
+        else if (section.index == cmdline_section.index)
+            std::copy(chunk.begin(), chunk.end(), cmdline_bytes.begin() + static_cast<long>(offset));
         return {};
     });
     if (verified.is_error())
@@ -137,12 +155,9 @@ ErrorOr<void> prepare_eif(LaunchOptions const& options, Launch& launch)
             fmt::format("EIF {}: CRC mismatch (header says {:08x}, contents give {:08x}): the file is corrupt",
                 options.eif, launch.verification.stored_crc, launch.verification.computed_crc));
 
-    if (auto const* signature = reader.signature()) {
-        auto section = reader.read_section(*signature, eif::MAX_SIGNATURE_SIZE);
-        if (section.is_error())
-            return bad_eif(options.eif, section.error());
+    if (reader.signature()) {
         UnixMillis now = now_millis();
-        auto check = eif::check_signature(section.value(), launch.verification.measurements.pcr0, now);
+        auto check = eif::check_signature(launch.verification.signature, launch.verification.measurements.pcr0, now);
         if (check.is_error())
             return bad_eif(options.eif, check.error());
         auto valid = eif::require_valid(check.value(), now);
@@ -162,7 +177,7 @@ ErrorOr<void> prepare_eif(LaunchOptions const& options, Launch& launch)
     if (pcrs.pcr8)
         launch.notes.push_back(fmt::format("PCR8 {}", hex_encode(*pcrs.pcr8)));
 
-    auto cmdline = reader.read_cmdline();
+    auto cmdline = eif::cmdline_text(cmdline_bytes);
     if (cmdline.is_error())
         return bad_eif(options.eif, cmdline.error());
     auto image = boot::parse_bzimage(launch.kernel);
@@ -189,12 +204,18 @@ ErrorOr<void> prepare_eif(LaunchOptions const& options, Launch& launch)
             }
             return {};
         });
-        if (second.is_error())
+        if (second.is_error()) {
+            // The first pass read the same file as a valid EIF: a format
+            // error now means that it changed.
+            if (second.error().code_as<eif::EifError>() || second.error().is(LaunchError::ImageChanged))
+                return Error::from_code(LaunchError::ImageChanged,
+                    fmt::format("EIF {}: {}", path, second.error().message()));
             return bad_eif(path, second.error());
+        }
         auto const& first = launch.verification;
         auto const& again = second.value();
-        if (!again.crc_ok || again.computed_crc != first.computed_crc || again.measurements.pcr0 != first.measurements.pcr0
-            || again.measurements.pcr1 != first.measurements.pcr1 || again.measurements.pcr2 != first.measurements.pcr2)
+        if (!again.crc_ok || again.computed_crc != first.computed_crc
+            || !same_measurements(again.measurements, first.measurements))
             return Error::from_code(LaunchError::ImageChanged, fmt::format("EIF {}: the file changed while it was being loaded", path));
         return {};
     };
@@ -255,7 +276,7 @@ ErrorOr<std::unique_ptr<Launch>> prepare_launch(LaunchOptions const& options)
     launch->machine.cpus = options.cpus;
     launch->machine.memory_bytes = options.memory_mib << 20;
     launch->machine.vsock = MachineConfig::Vsock {
-        options.cid, options.listener_dir, options.vsock_socket, options.ready_fd };
+        options.cid, options.listener_dir, options.vsock_socket, options.ready_fd, nullptr };
     launch->machine.notice = options.notice;
     return launch;
 }

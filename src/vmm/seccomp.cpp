@@ -61,7 +61,10 @@ ErrorOr<void> install_event_loop_filter(std::span<int const> write_fds)
             // its deadline timer, and its parent-side socket file, removed
             // when the device goes.
             SCMP_SYS(accept4), SCMP_SYS(connect), SCMP_SYS(readv), SCMP_SYS(sendmsg), SCMP_SYS(shutdown),
-            SCMP_SYS(timerfd_settime), SCMP_SYS(lstat), SCMP_SYS(unlink), SCMP_SYS(unlinkat) }));
+            SCMP_SYS(timerfd_settime), SCMP_SYS(lstat), SCMP_SYS(unlink), SCMP_SYS(unlinkat),
+            // The QTSM (vmm/qtsm.hpp): GetRandom, and the randomness of
+            // signing and of the hourly leaf key.
+            SCMP_SYS(getrandom) }));
     // Unix stream sockets only: the VMM never opens a network socket.
     TRY(filter.allow_if(SCMP_SYS(socket), SCMP_A0(SCMP_CMP_EQ, AF_UNIX, 0)));
     return filter.load();

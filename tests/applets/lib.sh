@@ -22,6 +22,9 @@ export PATH
 # Sockets and state of enclaves and proxies started by the test stay in it.
 QTBOX_RUN_DIR="$WORK/run"
 export QTBOX_RUN_DIR
+# So is the local attestation PKI (none until a test runs `qt pki init`).
+QTBOX_PKI_DIR="$WORK/pki"
+export QTBOX_PKI_DIR
 
 fail() {
     echo "FAIL: $*" >&2

@@ -315,3 +315,135 @@ TEST_CASE("eif reader: every single-byte corruption is refused or fails the CRC,
     CHECK(refused > 0);
     CHECK(crc_failures > 0);
 }
+
+namespace {
+
+// The bytes of an EIF in memory. Counts how often each byte is read and,
+// when `variants` is set, serves read n of [offset, offset + size) from a
+// variant of its own: a file whose bytes differ on every read.
+struct MemoryImage {
+    Bytes bytes;
+    std::vector<int> reads;
+    std::uint64_t offset { 0 };
+    std::uint64_t size { 0 };
+    bool variants { false };
+    int range_reads { 0 };
+};
+
+class MemorySource final : public eif::ByteSource {
+public:
+    explicit MemorySource(std::shared_ptr<MemoryImage> image) : m_image(std::move(image)) { }
+
+    ErrorOr<std::uint64_t> size() const override { return m_image->bytes.size(); }
+
+    ErrorOr<void> read_at(std::uint64_t offset, std::span<std::uint8_t> out) const override
+    {
+        auto& image = *m_image;
+        if (offset > image.bytes.size() || out.size() > image.bytes.size() - offset)
+            return Error::from_code(sys::SysError::UnexpectedEnd, "read past the end of the image");
+        std::copy_n(image.bytes.begin() + static_cast<long>(offset), out.size(), out.begin());
+        for (std::size_t i = 0; i < out.size(); ++i)
+            ++image.reads[offset + i];
+        bool touches = offset < image.offset + image.size && image.offset < offset + out.size();
+        if (touches && image.variants) {
+            ++image.range_reads;
+            // The range's last byte becomes the read's number, a digit.
+            std::uint64_t last = image.offset + image.size - 1;
+            if (last >= offset && last < offset + out.size())
+                out[last - offset] = static_cast<std::uint8_t>('0' + image.range_reads % 10);
+        }
+        return {};
+    }
+
+private:
+    std::shared_ptr<MemoryImage> m_image;
+};
+
+std::shared_ptr<MemoryImage> memory_image(std::string const& path)
+{
+    auto image = std::make_shared<MemoryImage>();
+    auto text = contents(path);
+    image->bytes = Bytes(text.begin(), text.end());
+    image->reads.assign(image->bytes.size(), 0);
+    return image;
+}
+
+} // namespace
+
+TEST_CASE("eif reader: verify reads every byte of the file exactly once")
+{
+    test::TempDir dir;
+    auto written = write_eif(dir);
+    auto image = memory_image(written.path);
+    auto reader = eif::EifReader::from_source(std::make_unique<MemorySource>(image), "memory.eif");
+    REQUIRE_MESSAGE(!reader.is_error(), reader.error().message());
+    std::fill(image->reads.begin(), image->reads.end(), 0);
+    auto verification = reader.value().verify();
+    REQUIRE(!verification.is_error());
+    CHECK(verification.value().crc_ok);
+    CHECK(verification.value().measurements.pcr0 == written.measurements.pcr0);
+    CHECK(verification.value().signature.empty());
+    CHECK(std::all_of(image->reads.begin(), image->reads.end(), [](int count) { return count == 1; }));
+}
+
+TEST_CASE("eif reader: the visitor gets the very bytes that were measured, even when every read differs")
+{
+    test::TempDir dir;
+    auto written = write_eif(dir);
+    auto image = memory_image(written.path);
+    auto opened = eif::EifReader::from_source(std::make_unique<MemorySource>(image), "memory.eif");
+    REQUIRE(!opened.is_error());
+    auto const& reader = opened.value();
+    image->offset = reader.cmdline().data_offset;
+    image->size = reader.cmdline().size;
+    image->variants = true;
+
+    std::string cmdline;
+    auto verification = reader.verify([&](eif::Section const& section, std::uint64_t, ByteView chunk) -> ErrorOr<void> {
+        if (section.type == eif::SectionType::Cmdline)
+            cmdline.append(as_chars(chunk));
+        return {};
+    });
+    REQUIRE(!verification.is_error());
+    CHECK(image->range_reads == 1);
+    CHECK(cmdline == "console=ttyS1");
+    CHECK(!verification.value().crc_ok);
+    std::string ramdisk1 = "app-" + std::string(3 << 20, 'a');
+    auto measured = "KERNEL-BYTES" + cmdline + "bootstrap" + ramdisk1;
+    CHECK(verification.value().measurements.pcr0 == eif::measure(as_bytes(measured)));
+    // A read outside verify() gets yet other bytes.
+    CHECK(reader.read_cmdline().value() == "console=ttyS2");
+}
+
+TEST_CASE("eif reader: a source that ends early or is not a regular file is refused")
+{
+    test::TempDir dir;
+    auto written = write_eif(dir);
+    auto image = memory_image(written.path);
+    auto opened = eif::EifReader::from_source(std::make_unique<MemorySource>(image), "memory.eif");
+    REQUIRE(!opened.is_error());
+    image->bytes.resize(image->bytes.size() - 1);
+    auto verification = opened.value().verify();
+    REQUIRE(verification.is_error());
+    CHECK(verification.error().is(eif::EifError::Truncated));
+
+    int fds[2];
+    REQUIRE(::pipe2(fds, O_CLOEXEC) == 0);
+    ::close(fds[1]);
+    auto piped = eif::EifReader::from_fd(UniqueFd(fds[0]), "pipe");
+    REQUIRE(piped.is_error());
+    CHECK(piped.error().is(eif::EifError::Malformed));
+    CHECK(piped.error().message() == "not a regular file");
+}
+
+TEST_CASE("eif reader: cmdline_text takes printable ASCII up to the limit")
+{
+    CHECK(eif::cmdline_text(as_bytes("console=ttyS0 quiet")).value() == "console=ttyS0 quiet");
+    CHECK(eif::cmdline_text({}).value().empty());
+    CHECK(eif::cmdline_text(as_bytes(std::string(eif::MAX_CMDLINE_SIZE, 'c'))).value().size() == eif::MAX_CMDLINE_SIZE);
+    auto too_long = std::string(eif::MAX_CMDLINE_SIZE + 1, 'c');
+    CHECK(eif::cmdline_text(as_bytes(too_long)).error().is(eif::EifError::LimitExceeded));
+    CHECK(eif::cmdline_text(as_bytes(std::string("quiet\n", 6))).error().is(eif::EifError::Malformed));
+    CHECK(eif::cmdline_text(as_bytes(std::string("a\0b", 3))).error().is(eif::EifError::Malformed));
+    CHECK(eif::cmdline_text(as_bytes("caf\xc3\xa9")).error().is(eif::EifError::Malformed));
+}

@@ -59,7 +59,7 @@ PARENT_MODULES = [
 BUSYBOX_APPLETS = ["sh", "cat", "echo", "nproc", "grep", "sleep", "ls", "head", "uname", "wget", "sha256sum", "date"]
 # The scenarios that talk over vsock, and the test peer they use
 # (tests/nested/tools/vsock_tool.c, built statically here).
-VSOCK_SCENARIOS = {"vsock", "vsock-proxy"}
+VSOCK_SCENARIOS = {"vsock", "vsock-proxy", "qtsm"}
 VSOCK_TOOL = os.path.join(HERE, "tools", "vsock_tool.c")
 # Both ends of the vsock-proxy scenario read this qt-proxy configuration.
 PROXY_CONFIG = """\
@@ -74,6 +74,33 @@ listen = "127.0.0.1:16000"
 enclave_cid = 4
 vsock_port = 6000
 """
+
+# The qtsm scenario's app (issue 12 acceptance 1, 2, 3 and 5), the same in
+# a production and a debug boot: it checks that the kernel's random pool is
+# ready, exercises the user PCRs (PCR16 through `qtsm` in production, through
+# the C program capi and libqtsm in debug mode, where PCR0 reads zeros),
+# checks that a second QTSM channel is refused while the first still works,
+# and sends a document for QTSM_NONCE and its report to the parent's
+# listeners on ports 7000 and 7001.
+QTSM_NONCE = "5ca1ab1e0ddba11c0ffee0000000000000000000000000000000000000000001"
+# The simulated parent's /etc/machine-id (vmm's default instance id), and
+# what the app extends PCR16 with.
+QTSM_MACHINE_ID = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
+QTSM_EXTEND = b"app-v1"
+QTSM_APP = (
+    "{ vsock-tool rng-ready; "
+    "if qtsm describe-pcr 0 | grep -q '\"data\": \"0\\{96\\}\"'; then echo 'mode: debug'; "
+    "capi /tmp/capi.cose > /tmp/capi.out 2>&1; echo \"capi-status: $?\"; sed 's/^/capi: /' /tmp/capi.out; "
+    "else echo 'mode: production'; "
+    f"echo \"extend: $(qtsm extend-pcr 16 --data {QTSM_EXTEND.hex()})\"; "
+    "qtsm lock-pcr 16; echo \"lock: $?\"; "
+    "qtsm extend-pcr 16 --data 00; echo \"second-extend: $?\"; fi; "
+    "vsock-tool expect-reset vsock:3:9001; "
+    "echo \"describe-after: $(qtsm describe-pcr 16)\"; "
+    f"qtsm attest --nonce {QTSM_NONCE} > /tmp/doc.cose; echo \"attest: $?\"; "
+    "vsock-tool send vsock:3:7000 < /tmp/doc.cose; "
+    "} > /tmp/report 2>&1; vsock-tool send vsock:3:7001 < /tmp/report"
+)
 
 
 class Skip(Exception):
@@ -195,6 +222,12 @@ class Harness:
             self.cc = shutil.which("gcc")
             if not self.cc:
                 raise Skip("gcc is missing (the vsock scenarios build their static test peer)")
+        if "qtsm" in self.args.scenarios:
+            self.libqtsm = os.environ.get("LIBQTSM", "")
+            if not self.libqtsm or not os.path.exists(self.libqtsm):
+                raise Skip("LIBQTSM does not point at libqtsm.a (the qtsm scenario builds a C program with it)")
+            if not shutil.which("openssl"):
+                raise Skip("openssl is missing (the qtsm scenario makes the EIF's signing certificate with it)")
 
     # ---- guest images ----
     def default_cmdline(self):
@@ -281,7 +314,9 @@ class Harness:
         write(path, archive.bytes())
         return path
 
-    def build_eif(self, name, script, cmdline, padding=0, extra=None, links=None):
+    def build_eif(self, name, script, cmdline, padding=0, extra=None, links=None, sign=None):
+        """Writes the EIF to data/NAME and eif-build's measurements (JSON) to
+        data/NAME.json. `sign` is (private key, certificate), PEM files."""
         extra = dict(extra or {})
         if padding:
             extra["pad.bin"] = b"\x5a" * padding
@@ -292,11 +327,47 @@ class Harness:
         command = [self.qtbox, "eif-build", "--rootfs", root, "--output", output,
                    "--kernel", os.path.join(self.blobs, "bzImage"), "--modules", self.modules,
                    "--cmdline", cmdline, "--cmd", json.dumps(["/bin/sh", "-c", script]), "--env", "PATH=/bin"]
+        if sign:
+            command += ["--private-key", sign[0], "--signing-certificate", sign[1]]
         result = subprocess.run(command, capture_output=True, text=True,
                                 env=dict(os.environ, QTBOX_BLOBS=self.blobs, SOURCE_DATE_EPOCH="0"))
         if result.returncode != 0:
             raise RuntimeError(f"eif-build failed: {result.stderr.strip()}")
+        write(output + ".json", result.stdout.encode())
         return output
+
+    def signing_pair(self):
+        """An EC P-384 key and a self-signed certificate for eif-build --private-key."""
+        key = os.path.join(self.work, "signing.key")
+        certificate = os.path.join(self.work, "signing.pem")
+        subprocess.run(["openssl", "ecparam", "-name", "secp384r1", "-genkey", "-noout", "-out", key],
+                       check=True, capture_output=True)
+        subprocess.run(["openssl", "req", "-new", "-x509", "-key", key, "-subj", "/CN=qtbox nested signer",
+                        "-days", "2", "-out", certificate], check=True, capture_output=True)
+        return key, certificate
+
+    def qtsm_expected(self):
+        """The registers the qtsm scenario expects, computed with coreutils'
+        sha384sum (the parent's busybox has none): measure(x) =
+        SHA384(0^48 || SHA384(x)) of the instance id, extend(0, d) =
+        SHA384(0^48 || d) of the app's data."""
+        def sha384sum(data):
+            output = subprocess.run(["sha384sum"], input=data, capture_output=True, check=True).stdout
+            return output.split()[0].decode()
+        m = QTSM_MACHINE_ID
+        instance = f"{m[0:8]}-{m[8:12]}-{m[12:16]}-{m[16:20]}-{m[20:32]}"
+        pcr4 = sha384sum(bytes(48) + bytes.fromhex(sha384sum(instance.encode())))
+        pcr16 = sha384sum(bytes(48) + QTSM_EXTEND)
+        return f"MACHINE_ID {m}\nINSTANCE {instance}\nPCR4 {pcr4}\nPCR16 {pcr16}\n"
+
+    def capi(self):
+        """tests/applets/qtsm/capi.c, static, against lib/qtsm and libqtsm.a."""
+        root = os.environ.get("QTBOX_SOURCE_ROOT", os.path.join(HERE, "..", ".."))
+        path = os.path.join(self.work, "capi")
+        subprocess.run([self.cc, "-static", "-std=c11", "-O2", "-o", path,
+                        os.path.join(root, "tests", "applets", "qtsm", "capi.c"), "-I", os.path.join(root, "lib", "qtsm"),
+                        self.libqtsm, "-lmbedx509", "-lmbedcrypto"], check=True)
+        return path
 
     def prepare(self, scenarios):
         shutil.copy(os.path.join(self.blobs, "bzImage"), os.path.join(self.data, "bzImage"))
@@ -361,6 +432,12 @@ class Harness:
                                                "etc/qt-proxy.toml": PROXY_CONFIG.encode()},
                                links={"bin/qt-proxy": "qtbox"})
                 write(os.path.join(self.data, "qt-proxy.toml"), PROXY_CONFIG.encode())
+            if "qtsm" in scenarios:
+                write(os.path.join(self.data, "qtsm-expected"), self.qtsm_expected().encode())
+                qtbox = (read(self.qtbox), 0o755)
+                self.build_eif("qtsm.eif", QTSM_APP, verbose,
+                               extra={"bin/vsock-tool": tool, "bin/qtbox": qtbox, "bin/capi": (read(self.capi()), 0o755)},
+                               links={"bin/qtsm": "qtbox"}, sign=self.signing_pair())
         write(os.path.join(self.data, "have-eif"), b"yes\n" if self.eif_build else b"no\n")
         if self.args.eif:
             shutil.copy(self.args.eif, os.path.join(self.data, "user.eif"))

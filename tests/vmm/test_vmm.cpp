@@ -1,3 +1,5 @@
+#include "support.hpp"
+
 #include <qtbox/boot/acpi.hpp>
 #include <qtbox/boot/layout.hpp>
 #include <qtbox/kvm/memory.hpp>
@@ -66,31 +68,6 @@ std::uint64_t le(std::span<std::uint8_t const> bytes, std::size_t offset, int wi
     for (int i = width - 1; i >= 0; --i)
         value = (value << 8) | bytes[offset + static_cast<std::size_t>(i)];
     return value;
-}
-
-// A minimal bzImage (boot protocol 2.15, 64-bit entry) around `payload`.
-Bytes tiny_bzimage(std::size_t payload)
-{
-    Bytes image(2 * 512 + payload, 0);
-    auto put = [&](std::size_t offset, std::uint64_t value, int width) {
-        for (int i = 0; i < width; ++i)
-            image[offset + static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(value >> (8 * i));
-    };
-    image[0x1F1] = 1;
-    image[0x201] = 0x6A;
-    put(0x202, 0x53726448, 4);
-    put(0x206, 0x020F, 2);
-    image[0x211] = 1;
-    put(0x22C, 0x7FFFFFFF, 4);
-    put(0x230, 0x200000, 4);
-    image[0x234] = 1;
-    put(0x236, 3, 2);
-    put(0x238, 2047, 4);
-    put(0x258, 0x1000000, 8);
-    put(0x260, 0x400000, 4);
-    for (std::size_t i = 0; i < payload; ++i)
-        image[1024 + i] = static_cast<std::uint8_t>(i * 7);
-    return image;
 }
 
 } // namespace
@@ -219,7 +196,7 @@ TEST_CASE("launch: the docs/FORMATS.md §3 memory rule in whole MiB")
 TEST_CASE("loader: kernel, command line, tables, page tables, GDT and zero page land where the layout says")
 {
     using namespace boot;
-    Bytes image = tiny_bzimage(8192);
+    Bytes image = test::tiny_bzimage(8192);
     auto parsed = parse_bzimage(image);
     REQUIRE(!parsed.is_error());
     auto memory = kvm::GuestMemory::create(ram_regions(128 * MIB));
@@ -261,7 +238,7 @@ TEST_CASE("loader: kernel, command line, tables, page tables, GDT and zero page 
 TEST_CASE("loader: no room for the initrd and a too-long command line are errors")
 {
     using namespace boot;
-    Bytes image = tiny_bzimage(4096);
+    Bytes image = test::tiny_bzimage(4096);
     auto parsed = parse_bzimage(image);
     REQUIRE(!parsed.is_error());
     auto memory = kvm::GuestMemory::create(ram_regions(128 * MIB));

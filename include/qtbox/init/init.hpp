@@ -28,6 +28,7 @@
 #include <qtbox/base/bytes.hpp>
 #include <qtbox/base/error.hpp>
 #include <qtbox/base/event.hpp>
+#include <qtbox/base/fd.hpp>
 #include <qtbox/eif/app_config.hpp>
 
 #include <functional>
@@ -44,6 +45,14 @@ constexpr char const* NEW_ROOT = "/rootfs";
 // The heartbeat's whole budget: the VMM answers as soon as the packet
 // arrives; this covers a slow emulated boot.
 constexpr int HEARTBEAT_TIMEOUT_MS = 30'000;
+// Connecting to the QTSM, each of its answers, and qtsm-server's start.
+constexpr int QTSM_TIMEOUT_MS = 30'000;
+// GetRandom bytes credited to the kernel's pool (the crng needs 256 bits).
+constexpr std::size_t RANDOM_SEED_SIZE = 64;
+// docs/FORMATS.md §5: inside the app's root, on the tmpfs init mounts at /run.
+constexpr char const* QTSM_SOCKET_PATH = "/run/qtsm.sock";
+// Where qtsm-server finds its channel (and, next, its ready pipe).
+constexpr int QTSM_SERVER_CHANNEL_FD = 3;
 
 // eif::MODULE_LIST_PATH: absolute paths, one a line, blank lines skipped.
 // Refusals carry eif::AppConfigError, as for /cmd and /env.
@@ -89,9 +98,20 @@ ErrorOr<std::uint64_t> exchange_heartbeat(int timeout_ms);
 ErrorOr<void> set_wall_clock(std::uint64_t nanoseconds);
 ErrorOr<eif::AppConfig> read_app_config();
 ErrorOr<void> switch_to_rootfs();
+// The QTSM channel, AF_VSOCK to CID 3 port 9001, blocking with timeouts.
+ErrorOr<UniqueFd> open_qtsm_channel(int timeout_ms);
+// RANDOM_SEED_SIZE bytes of QTSM GetRandom into the kernel's pool
+// (RNDADDENTROPY, credited in full), then a check that getrandom() no
+// longer waits; returns the channel for qtsm-server.
+ErrorOr<UniqueFd> seed_kernel_random(UniqueFd channel);
+// Runs qtsm-server (the program open at `program_fd`, this binary) on the
+// channel, serving QTSM_SOCKET_PATH in the current root, and waits for its
+// "ready" line; returns its pid.
+ErrorOr<pid_t> start_qtsm_server(int program_fd, UniqueFd channel, int timeout_ms);
 // Forks the app and supervises it until it exits; returns its wait status.
-// `notice` hears, from the child, why the app could not be started.
-ErrorOr<int> run_app(eif::AppConfig const& config, NoticeSink const& notice);
+// `notice` hears, from the child, why the app could not be started, and
+// that qtsm-server (pid `qtsm_server`) ended, if it does.
+ErrorOr<int> run_app(eif::AppConfig const& config, NoticeSink const& notice, pid_t qtsm_server = -1);
 
 // The whole of PID 1; never returns.
 [[noreturn]] void run(Events const& events);

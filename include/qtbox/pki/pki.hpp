@@ -78,6 +78,14 @@ struct InitOptions {
     std::optional<UnixMillis> now;
 };
 
+// A new root and parent CA in memory, nothing written (init() writes them;
+// a debug enclave without a local PKI gets a throwaway one, vmm/qtsm.hpp).
+struct Generated {
+    Authority authority;
+    crypto::PrivateKey root_key;
+};
+ErrorOr<Generated> generate(InitOptions const& options = {});
+
 // Creates `directory` (mode 0755) if needed, makes the root and the parent
 // CA, writes the four files (keys 0600, certificates 0644) and returns the
 // authority. Without `force` it refuses, before writing anything, when any of

@@ -51,6 +51,9 @@ public:
     ErrorOr<Bytes> random(std::size_t count);
 
     int fd() const { return m_fd.get(); }
+    // The connection, for a caller that hands it on (init gives its QTSM
+    // channel to qtsm-server after GetRandom).
+    UniqueFd release_fd() && { return std::move(m_fd); }
 
 private:
     UniqueFd m_fd;

@@ -3,13 +3,18 @@
 // kernel's boot header, the command line, the docs/FORMATS.md §3 memory rule, the
 // console destination, and for an EIF its CRC, signature and PCRs.
 //
-// An EIF is read twice. The first pass (before any guest memory exists)
-// checks the structure, the CRC-32, the signature against PCR0, computes
-// PCR0/1/2/8 and keeps the kernel section. The second pass, during
+// An EIF is read twice, and every byte the VMM boots comes from the pass
+// that measured it. The first pass (before any guest memory exists)
+// checks the structure and the CRC-32, computes PCR0/1/2/8, and keeps the
+// kernel, the cmdline and the signature section exactly as it measured them
+// (eif::EifReader::verify's visitor and result): the signature is checked
+// against that PCR0, and the cmdline and kernel given to the machine are
+// those copies, never a second read of the file. The second pass, during
 // Machine::create, streams the ramdisks straight into their place in guest
-// memory and computes everything again; if the file changed in between
-// (a different CRC or PCR), the launch fails. What was measured is what
-// boots.
+// memory and computes everything again; if the CRC or any of PCR0/1/2/8
+// differs from the first pass (the file changed in between), or the file no
+// longer reads as the same EIF, the launch fails with
+// LaunchError::ImageChanged. What was measured is what boots.
 #pragma once
 
 #include <qtbox/base/bytes.hpp>
@@ -19,6 +24,7 @@
 #include <qtbox/eif/reader.hpp>
 #include <qtbox/vmm/machine.hpp>
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -30,11 +36,14 @@ enum class LaunchError {
     Usage = 1,      // options that contradict each other or docs/FORMATS.md §11
     BadImage,       // kernel, initrd or EIF unusable
     MemoryTooSmall, // below the docs/FORMATS.md §3 rule
-    ImageChanged,   // the EIF differed between the two passes
+    ImageChanged,   // the EIF differed between the two passes (CRC, PCR0/1/2/8, layout)
 };
 
 struct LaunchOptions {
     std::string eif;
+    // Opens `eif`; empty means eif::EifReader::open. Tests hand in a reader
+    // over a ByteSource of their own.
+    std::function<ErrorOr<eif::EifReader>(std::string const& path)> open_eif;
     std::string kernel;
     std::vector<std::string> initrds;
     std::string cmdline;

@@ -19,6 +19,7 @@
 #include <qtbox/base/bytes.hpp>
 #include <qtbox/base/error.hpp>
 #include <qtbox/base/event.hpp>
+#include <qtbox/devices/virtio/vsock.hpp>
 #include <qtbox/kvm/system.hpp>
 
 #include <chrono>
@@ -53,6 +54,9 @@ struct MachineConfig {
         std::string listener_dir;     // <run>/vsock: guest → CID 3 port P goes to 3_P there
         std::string host_socket_path; // parent → guest: CONNECT P on this socket
         int ready_fd { -1 };          // gets "ready\n" when the first heartbeat arrives
+        // The QTSM on port 9001 (vmm/qtsm.hpp); absent: the port is
+        // refused like any other that nobody serves.
+        std::shared_ptr<devices::virtio::VsockService> qtsm;
     };
     std::optional<Vsock> vsock;
     // What the devices report while the VM runs (a guest's protocol

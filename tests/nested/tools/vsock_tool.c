@@ -34,10 +34,18 @@
  *                                  bytes in 64 KiB writes
  *   stream - INDEX BYTES           write connection INDEX's stream to stdout
  *                                  (so that `sha256sum` can check a digest)
+ *   send ENDPOINT                  connect, send standard input, half-close,
+ *                                  wait for the peer to close
+ *   receive ENDPOINT FILE          serve one connection: write its bytes to
+ *                                  FILE (mode 0600), then close it
+ *   rng-ready                      exit 0 when the kernel's random pool is
+ *                                  initialised (getrandom without waiting)
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/random.h>
 #include <inttypes.h>
 #include <linux/vm_sockets.h>
 #include <netinet/in.h>
@@ -691,6 +699,78 @@ static int command_ping(Endpoint const* e, int rounds)
     return 0;
 }
 
+static int command_send(Endpoint const* e)
+{
+    int fd = connect_endpoint(e);
+    if (fd < 0)
+        die("connect");
+    static uint8_t buffer[CHUNK];
+    uint64_t total = 0;
+    for (;;) {
+        ssize_t n = read(STDIN_FILENO, buffer, sizeof(buffer));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            die("read stdin");
+        if (n == 0)
+            break;
+        if (write_all(fd, buffer, (size_t)n) < 0)
+            die("send");
+        total += (uint64_t)n;
+    }
+    if (shutdown(fd, SHUT_WR) < 0)
+        die("shutdown");
+    /* The receiver closes once it has everything. */
+    while (recv(fd, buffer, sizeof(buffer), 0) > 0) {
+    }
+    close(fd);
+    fprintf(stderr, "send: %" PRIu64 " bytes\n", total);
+    return 0;
+}
+
+static int command_receive(Endpoint const* e, char const* path)
+{
+    int listener = listen_endpoint(e);
+    printf("serving\n");
+    fflush(stdout);
+    int fd = accept4(listener, NULL, NULL, SOCK_CLOEXEC);
+    if (fd < 0)
+        die("accept");
+    int out = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (out < 0)
+        die("open");
+    static uint8_t buffer[CHUNK];
+    uint64_t total = 0;
+    for (;;) {
+        ssize_t n = recv(fd, buffer, sizeof(buffer), 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            die("recv");
+        if (n == 0)
+            break;
+        if (write(out, buffer, (size_t)n) != n)
+            die("write");
+        total += (uint64_t)n;
+    }
+    if (close(out) < 0)
+        die("close");
+    close(fd);
+    printf("receive: %" PRIu64 " bytes\n", total);
+    return 0;
+}
+
+static int command_rng_ready(void)
+{
+    uint8_t byte;
+    if (getrandom(&byte, 1, GRND_NONBLOCK) == 1) {
+        printf("rng-ready: yes\n");
+        return 0;
+    }
+    printf("rng-ready: no (%s)\n", strerror(errno));
+    return 1;
+}
+
 static int command_stream(int index, uint64_t bytes)
 {
     uint8_t* buffer = malloc(CHUNK);
@@ -711,6 +791,8 @@ int main(int argc, char** argv)
     if (argc == 5 && strcmp(argv[1], "stream") == 0)
         return command_stream(atoi(argv[3]), strtoull(argv[4], NULL, 10));
     setvbuf(stdout, NULL, _IOLBF, 0);
+    if (argc == 2 && strcmp(argv[1], "rng-ready") == 0)
+        return command_rng_ready();
     if (argc < 3)
         usage();
     char const* command = argv[1];
@@ -733,6 +815,10 @@ int main(int argc, char** argv)
         return command_source(&e, strtoull(argv[3], NULL, 10));
     if (strcmp(command, "pull") == 0 && argc == 4)
         return command_pull(&e, strtoull(argv[3], NULL, 10));
+    if (strcmp(command, "send") == 0 && argc == 3)
+        return command_send(&e);
+    if (strcmp(command, "receive") == 0 && argc == 4)
+        return command_receive(&e, argv[3]);
     if (strcmp(command, "ping") == 0 && argc == 4)
         return command_ping(&e, atoi(argv[3]));
     usage();

@@ -1,0 +1,204 @@
+#include <qtbox/vmm/qtsm.hpp>
+
+#include <qtbox/base/sys.hpp>
+#include <qtbox/crypto/random.hpp>
+#include <qtbox/pki/pki.hpp>
+#include <qtbox/qtsm/framing.hpp>
+
+#include <fmt/format.h>
+
+#include <algorithm>
+
+namespace qtbox::vmm {
+
+namespace {
+
+using devices::virtio::VsockSession;
+
+// /etc/machine-id is 33 bytes; anything much larger is not one.
+constexpr std::size_t MAX_MACHINE_ID_FILE = 256;
+
+bool is_lower_hex(char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+}
+
+// The enclave's end of the channel: frames in, one answer frame per
+// request, in order.
+class QtsmSession final : public VsockSession {
+public:
+    explicit QtsmSession(std::shared_ptr<qtsm::Backend> backend)
+        : m_backend(std::move(backend))
+    {
+    }
+
+    ErrorOr<Bytes> on_data(ByteView data) override
+    {
+        Bytes answers;
+        while (!data.empty()) {
+            auto space = m_reader.space();
+            std::size_t count = std::min(space.size(), data.size());
+            std::copy_n(data.begin(), count, space.begin());
+            data = data.subspan(count);
+            auto complete = m_reader.commit(count);
+            if (complete.is_error())
+                return complete.release_error().context("QTSM channel");
+            if (!complete.value())
+                continue;
+            auto request = m_reader.take();
+            auto frame = qtsm::make_frame(m_backend->handle(request));
+            answers.insert(answers.end(), frame.begin(), frame.end());
+        }
+        return answers;
+    }
+
+private:
+    std::shared_ptr<qtsm::Backend> m_backend;
+    qtsm::FrameReader m_reader { qtsm::MAX_REQUEST_SIZE };
+};
+
+// A version 4 UUID (RFC 9562 §5.4), for a debug enclave on a host
+// without a machine id.
+ErrorOr<std::string> random_uuid()
+{
+    auto bytes = TRY(crypto::random_bytes(16));
+    bytes[6] = static_cast<std::uint8_t>((bytes[6] & 0x0f) | 0x40);
+    bytes[8] = static_cast<std::uint8_t>((bytes[8] & 0x3f) | 0x80);
+    return instance_id_from_machine_id(hex_encode(bytes));
+}
+
+ErrorOr<std::string> resolve_instance_id(QtsmOptions const& options, std::vector<std::string>& notes)
+{
+    if (!options.instance_id.empty())
+        return options.instance_id;
+    auto contents = sys::read_file(options.machine_id_path, MAX_MACHINE_ID_FILE);
+    auto id = contents.is_error() ? ErrorOr<std::string>(contents.release_error())
+                                  : instance_id_from_machine_id(as_chars(contents.value()));
+    if (!id.is_error())
+        return id.release_value();
+    if (options.production)
+        return Error::from_code(QtsmSetupError::InstanceId,
+            fmt::format("no instance id: {}: {} (hint: pass --instance-id UUID)", options.machine_id_path,
+                id.error().message()));
+    auto random = TRY(random_uuid());
+    notes.push_back(fmt::format("instance id {} made up ({}: {})", random, options.machine_id_path,
+        id.error().message()));
+    return random;
+}
+
+// The local PKI; in debug and raw mode a throwaway one when there is none.
+ErrorOr<pki::Authority> authority_for(QtsmOptions const& options, std::vector<std::string>& notes)
+{
+    auto loaded = pki::load(options.pki_directory);
+    if (!loaded.is_error()) {
+        notes.push_back(fmt::format("leaves issued by {} ({})", loaded.value().parent.subject(), options.pki_directory));
+        return loaded.release_value();
+    }
+    if (!loaded.error().is(pki::PkiError::Missing))
+        return loaded.release_error().context(fmt::format("the local PKI in {}", options.pki_directory));
+    if (options.production)
+        return Error::from_code(QtsmSetupError::NoPki,
+            fmt::format("a production enclave needs the local attestation PKI: {} (hint: run `qt pki init`, "
+                        "or set QTBOX_PKI_DIR)",
+                loaded.error().message()));
+    pki::InitOptions throwaway;
+    throwaway.parent_name = "throwaway-debug";
+    auto generated = TRY(pki::generate(throwaway));
+    notes.push_back(fmt::format("documents chain to a throwaway root made for this run (no local PKI in {})",
+        options.pki_directory));
+    return std::move(generated.authority);
+}
+
+} // namespace
+
+ErrorOr<std::string> instance_id_from_machine_id(std::string_view contents)
+{
+    if (contents.ends_with('\n'))
+        contents.remove_suffix(1);
+    constexpr std::size_t DIGITS = 32;
+    if (contents.size() != DIGITS || !std::all_of(contents.begin(), contents.end(), is_lower_hex))
+        return Error::from_code(QtsmSetupError::InstanceId, "expected 32 lowercase hex digits");
+    return fmt::format("{}-{}-{}-{}-{}", contents.substr(0, 8), contents.substr(8, 4), contents.substr(12, 4),
+        contents.substr(16, 4), contents.substr(20));
+}
+
+qtsm::SystemPcrs platform_pcrs(QtsmOptions const& options, std::string const& instance_id)
+{
+    qtsm::SystemPcrs pcrs {};
+    // docs/FORMATS.md §2: a debug enclave's registers 0-15 are all zeros;
+    // so are a raw-mode guest's, which has no measured image.
+    if (!options.production || !options.measurements)
+        return pcrs;
+    auto const& measured = *options.measurements;
+    pcrs[0] = measured.pcr0;
+    pcrs[1] = measured.pcr1;
+    pcrs[2] = measured.pcr2;
+    if (options.agency)
+        pcrs[3] = qtsm::measure(as_bytes(*options.agency));
+    pcrs[4] = qtsm::measure(as_bytes(instance_id));
+    if (measured.pcr8)
+        pcrs[8] = *measured.pcr8;
+    return pcrs;
+}
+
+QtsmService::QtsmService(std::shared_ptr<qtsm::Backend> backend, NoticeSink notice, std::string first_connection_note)
+    : m_backend(std::move(backend))
+    , m_notice(std::move(notice))
+    , m_first_connection_note(std::move(first_connection_note))
+{
+}
+
+std::unique_ptr<VsockSession> QtsmService::open()
+{
+    // docs/FORMATS.md §5: one channel per boot, the first.
+    if (m_opened) {
+        if (m_notice)
+            m_notice({ Severity::Warning, "QTSM: a second connection to port 9001 was refused (one per boot)" });
+        return nullptr;
+    }
+    m_opened = true;
+    if (m_notice && !m_first_connection_note.empty())
+        m_notice({ Severity::Info, m_first_connection_note });
+    return std::make_unique<QtsmSession>(m_backend);
+}
+
+ErrorOr<QtsmSetup> create_qtsm(QtsmOptions const& options)
+{
+    if (options.agency && (options.agency->empty() || options.agency->size() > MAX_AGENCY_SIZE))
+        return Error::from_code(QtsmSetupError::Agency,
+            fmt::format("--agency: 1 to {} bytes", MAX_AGENCY_SIZE));
+    std::vector<std::string> notes;
+    auto instance_id = TRY(resolve_instance_id(options, notes));
+    qtsm::BackendConfig config;
+    auto module_id = qtsm::make_module_id(instance_id);
+    if (module_id.is_error())
+        return Error::from_code(QtsmSetupError::InstanceId, module_id.error().message());
+    config.module_id = module_id.release_value();
+    config.system_pcrs = platform_pcrs(options, instance_id);
+    config.signature_order = options.signature_order;
+    auto authority = TRY(authority_for(options, notes));
+    auto backend = TRY(qtsm::Backend::create(config, std::move(authority)));
+    notes.push_back(fmt::format("module id {}", backend->module_id()));
+
+    // A production enclave's registers and key are said at start, like its
+    // PCR0-2; a debug or raw-mode guest's when it first uses the QTSM (a
+    // guest without vsock never does).
+    QtsmSetup setup;
+    std::string first_connection_note;
+    if (options.production) {
+        if (options.agency)
+            setup.notes.push_back(fmt::format("PCR3 {}", hex_encode(config.system_pcrs[3])));
+        setup.notes.push_back(fmt::format("PCR4 {}", hex_encode(config.system_pcrs[4])));
+        for (auto const& note : notes)
+            setup.notes.push_back("QTSM: " + note);
+    } else {
+        first_connection_note = "QTSM: the enclave connected; debug mode: PCR0-15 are zeros";
+        for (auto const& note : notes)
+            first_connection_note += "; " + note;
+    }
+    setup.service = std::make_shared<QtsmService>(
+        std::shared_ptr<qtsm::Backend>(std::move(backend)), options.notice, std::move(first_connection_note));
+    return setup;
+}
+
+} // namespace qtbox::vmm
