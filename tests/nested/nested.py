@@ -15,9 +15,12 @@ With --direct the same scenario scripts run on this host instead (for
 machines with real VT-x/AMD-V: /dev/kvm plus vmx/svm in /proc/cpuinfo).
 
 Usage: nested.py [--direct] [--work DIR] [--keep] [--timeout S] [--show]
-                 [--eif FILE] SCENARIO...
-The boot-eif scenario boots the image given with --eif (scripts/demo uses
-it); --show prints the whole log (the enclave's console) even on success.
+                 [--eif FILE] [--nonce HEX] SCENARIO...
+The boot-eif scenario boots the image given with --eif in debug mode, and
+attest-eif boots it as a production enclave and checks the attestation
+document its app sends to vsock port 7000 against --nonce and the image's
+PCR0 and PCR8 (scripts/demo uses both); --show prints the whole log (the
+enclave's console) even on success.
 Environment: QTBOX (the static qtbox binary), QTBOX_BLOBS (the blobs
 directory of scripts/fetch-guest-kernel), QTBOX_SOURCE_ROOT.
 Exit status: 0 all passed, 1 a scenario failed, 77 skipped (with a reason).
@@ -59,7 +62,7 @@ PARENT_MODULES = [
 BUSYBOX_APPLETS = ["sh", "cat", "echo", "nproc", "grep", "sleep", "ls", "head", "uname", "wget", "sha256sum", "date"]
 # The scenarios that talk over vsock, and the test peer they use
 # (tests/nested/tools/vsock_tool.c, built statically here).
-VSOCK_SCENARIOS = {"vsock", "vsock-proxy", "qtsm"}
+VSOCK_SCENARIOS = {"vsock", "vsock-proxy", "qtsm", "attest-eif"}
 VSOCK_TOOL = os.path.join(HERE, "tools", "vsock_tool.c")
 # Both ends of the vsock-proxy scenario read this qt-proxy configuration.
 PROXY_CONFIG = """\
@@ -441,6 +444,8 @@ class Harness:
         write(os.path.join(self.data, "have-eif"), b"yes\n" if self.eif_build else b"no\n")
         if self.args.eif:
             shutil.copy(self.args.eif, os.path.join(self.data, "user.eif"))
+        if self.args.nonce:
+            write(os.path.join(self.data, "user.nonce"), self.args.nonce.encode() + b"\n")
 
     # ---- running ----
     def parent_initramfs(self, scenarios):
@@ -550,7 +555,8 @@ def main():
     parser.add_argument("--keep", action="store_true", help="do not delete the work directory")
     parser.add_argument("--timeout", type=int,
                         help="seconds for the whole parent run (default: 90 plus 90 a scenario)")
-    parser.add_argument("--eif", help="the image the boot-eif scenario boots")
+    parser.add_argument("--eif", help="the image the boot-eif and attest-eif scenarios boot")
+    parser.add_argument("--nonce", help="attest-eif: the nonce (hex) the image's document must carry")
     parser.add_argument("--show", action="store_true", help="print the whole log, also on success")
     args = parser.parse_args()
     if args.timeout is None:
