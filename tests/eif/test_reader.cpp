@@ -1,4 +1,5 @@
 #include "support.hpp"
+#include "../support/memory_eif.hpp"
 
 #include <qtbox/eif/reader.hpp>
 #include <qtbox/eif/writer.hpp>
@@ -318,54 +319,10 @@ TEST_CASE("eif reader: every single-byte corruption is refused or fails the CRC,
 
 namespace {
 
-// The bytes of an EIF in memory. Counts how often each byte is read and,
-// when `variants` is set, serves read n of [offset, offset + size) from a
-// variant of its own: a file whose bytes differ on every read.
-struct MemoryImage {
-    Bytes bytes;
-    std::vector<int> reads;
-    std::uint64_t offset { 0 };
-    std::uint64_t size { 0 };
-    bool variants { false };
-    int range_reads { 0 };
-};
-
-class MemorySource final : public eif::ByteSource {
-public:
-    explicit MemorySource(std::shared_ptr<MemoryImage> image) : m_image(std::move(image)) { }
-
-    ErrorOr<std::uint64_t> size() const override { return m_image->bytes.size(); }
-
-    ErrorOr<void> read_at(std::uint64_t offset, std::span<std::uint8_t> out) const override
-    {
-        auto& image = *m_image;
-        if (offset > image.bytes.size() || out.size() > image.bytes.size() - offset)
-            return Error::from_code(sys::SysError::UnexpectedEnd, "read past the end of the image");
-        std::copy_n(image.bytes.begin() + static_cast<long>(offset), out.size(), out.begin());
-        for (std::size_t i = 0; i < out.size(); ++i)
-            ++image.reads[offset + i];
-        bool touches = offset < image.offset + image.size && image.offset < offset + out.size();
-        if (touches && image.variants) {
-            ++image.range_reads;
-            // The range's last byte becomes the read's number, a digit.
-            std::uint64_t last = image.offset + image.size - 1;
-            if (last >= offset && last < offset + out.size())
-                out[last - offset] = static_cast<std::uint8_t>('0' + image.range_reads % 10);
-        }
-        return {};
-    }
-
-private:
-    std::shared_ptr<MemoryImage> m_image;
-};
-
-std::shared_ptr<MemoryImage> memory_image(std::string const& path)
+std::shared_ptr<test::MemoryFile> memory_image(std::string const& path)
 {
-    auto image = std::make_shared<MemoryImage>();
     auto text = contents(path);
-    image->bytes = Bytes(text.begin(), text.end());
-    image->reads.assign(image->bytes.size(), 0);
-    return image;
+    return test::memory_file(Bytes(text.begin(), text.end()));
 }
 
 } // namespace
@@ -375,7 +332,7 @@ TEST_CASE("eif reader: verify reads every byte of the file exactly once")
     test::TempDir dir;
     auto written = write_eif(dir);
     auto image = memory_image(written.path);
-    auto reader = eif::EifReader::from_source(std::make_unique<MemorySource>(image), "memory.eif");
+    auto reader = eif::EifReader::from_source(std::make_unique<test::MemorySource>(image), "memory.eif");
     REQUIRE_MESSAGE(!reader.is_error(), reader.error().message());
     std::fill(image->reads.begin(), image->reads.end(), 0);
     auto verification = reader.value().verify();
@@ -391,12 +348,16 @@ TEST_CASE("eif reader: the visitor gets the very bytes that were measured, even 
     test::TempDir dir;
     auto written = write_eif(dir);
     auto image = memory_image(written.path);
-    auto opened = eif::EifReader::from_source(std::make_unique<MemorySource>(image), "memory.eif");
+    auto opened = eif::EifReader::from_source(std::make_unique<test::MemorySource>(image), "memory.eif");
     REQUIRE(!opened.is_error());
     auto const& reader = opened.value();
-    image->offset = reader.cmdline().data_offset;
-    image->size = reader.cmdline().size;
-    image->variants = true;
+    image->watch_offset = reader.cmdline().data_offset;
+    image->watch_size = reader.cmdline().size;
+    // Every read of the cmdline differs: its last byte is the read's number.
+    image->on_range_read = [&](int read, std::uint64_t within, std::span<std::uint8_t> part) {
+        if (within + part.size() == image->watch_size)
+            part.back() = static_cast<std::uint8_t>('0' + read % 10);
+    };
 
     std::string cmdline;
     auto verification = reader.verify([&](eif::Section const& section, std::uint64_t, ByteView chunk) -> ErrorOr<void> {
@@ -420,7 +381,7 @@ TEST_CASE("eif reader: a source that ends early or is not a regular file is refu
     test::TempDir dir;
     auto written = write_eif(dir);
     auto image = memory_image(written.path);
-    auto opened = eif::EifReader::from_source(std::make_unique<MemorySource>(image), "memory.eif");
+    auto opened = eif::EifReader::from_source(std::make_unique<test::MemorySource>(image), "memory.eif");
     REQUIRE(!opened.is_error());
     image->bytes.resize(image->bytes.size() - 1);
     auto verification = opened.value().verify();

@@ -1,5 +1,6 @@
 #include "support.hpp"
 
+#include "../support/memory_eif.hpp"
 #include "../support/temp_dir.hpp"
 
 #include <qtbox/base/sys.hpp>
@@ -113,42 +114,6 @@ Bytes data_of(Bytes const& bytes, eif::Section const& section)
     return Bytes(begin, begin + static_cast<long>(section.size));
 }
 
-// An EIF in memory that counts the reads touching one byte range and,
-// from the `change_on`-th of them, serves `replacement` there instead: a
-// file on FUSE or NFS, or one a writer races, whose bytes differ between reads.
-struct ChangingImage {
-    Bytes bytes;
-    std::uint64_t offset { 0 };
-    Bytes replacement; // as many bytes as the range
-    int change_on { 0 };
-    int range_reads { 0 };
-};
-
-class ChangingSource final : public eif::ByteSource {
-public:
-    explicit ChangingSource(std::shared_ptr<ChangingImage> image) : m_image(std::move(image)) { }
-
-    ErrorOr<std::uint64_t> size() const override { return m_image->bytes.size(); }
-
-    ErrorOr<void> read_at(std::uint64_t offset, std::span<std::uint8_t> out) const override
-    {
-        auto& image = *m_image;
-        if (offset > image.bytes.size() || out.size() > image.bytes.size() - offset)
-            return Error::from_code(sys::SysError::UnexpectedEnd, "read past the end of the image");
-        std::copy_n(image.bytes.begin() + static_cast<long>(offset), out.size(), out.begin());
-        std::uint64_t begin = std::max(offset, image.offset);
-        std::uint64_t end = std::min(offset + out.size(), image.offset + image.replacement.size());
-        if (begin < end && ++image.range_reads >= image.change_on) {
-            for (std::uint64_t at = begin; at < end; ++at)
-                out[at - offset] = image.replacement[at - image.offset];
-        }
-        return {};
-    }
-
-private:
-    std::shared_ptr<ChangingImage> m_image;
-};
-
 LaunchOptions options_for(std::string const& path)
 {
     LaunchOptions options;
@@ -159,11 +124,11 @@ LaunchOptions options_for(std::string const& path)
     return options;
 }
 
-LaunchOptions options_for(std::shared_ptr<ChangingImage> const& image)
+LaunchOptions options_for(std::shared_ptr<test::MemoryFile> const& image)
 {
     auto options = options_for("changing.eif");
     options.open_eif = [image](std::string const& path) {
-        return eif::EifReader::from_source(std::make_unique<ChangingSource>(image), path);
+        return eif::EifReader::from_source(std::make_unique<test::MemorySource>(image), path);
     };
     return options;
 }
@@ -299,11 +264,8 @@ TEST_CASE("launch: a cmdline whose bytes change on their second read is read onc
     auto image = make_eif(dir, false);
     auto cmdline = section_of(image.path, eif::SectionType::Cmdline);
     REQUIRE(cmdline.size == CMDLINE.size());
-    auto changing = std::make_shared<ChangingImage>();
-    changing->bytes = image.bytes;
-    changing->offset = cmdline.data_offset;
-    changing->replacement = to_bytes(TAMPERED_CMDLINE);
-    changing->change_on = 2;
+    auto changing = test::memory_file(image.bytes, cmdline.data_offset, cmdline.size);
+    changing->on_range_read = test::replace_from_read(2, to_bytes(TAMPERED_CMDLINE));
 
     auto launch = prepare(options_for(changing));
     // The first pass read the cmdline once, measured it, and kept that copy.
@@ -326,11 +288,8 @@ TEST_CASE("launch: a signature section whose bytes change on their second read i
     auto signature = section_of(image.path, eif::SectionType::Signature);
     auto changed = image.bytes;
     change_certificate(changed, signature);
-    auto changing = std::make_shared<ChangingImage>();
-    changing->bytes = image.bytes;
-    changing->offset = signature.data_offset;
-    changing->replacement = data_of(changed, signature);
-    changing->change_on = 2;
+    auto changing = test::memory_file(image.bytes, signature.data_offset, signature.size);
+    changing->on_range_read = test::replace_from_read(2, data_of(changed, signature));
 
     auto launch = prepare(options_for(changing));
     CHECK(changing->range_reads == 1);
