@@ -1,5 +1,6 @@
 // The QTSM inside the VMM (vmm/qtsm.hpp): the platform registers, the
 // instance id, the PKI rules and the one-channel vsock service, without KVM.
+#include "../support/child.hpp"
 #include "../support/must.hpp"
 #include "../support/temp_dir.hpp"
 
@@ -8,6 +9,9 @@
 #include <qtbox/qtsm/framing.hpp>
 #include <qtbox/qtsm/protocol.hpp>
 #include <qtbox/vmm/qtsm.hpp>
+#include <qtbox/vmm/seccomp.hpp>
+
+#include <unistd.h>
 
 #include <doctest/doctest.h>
 
@@ -244,4 +248,40 @@ TEST_CASE("vmm qtsm: a zero or over-long length prefix resets the channel")
     auto other = must(vmm::create_qtsm(fixture.options)).service->open();
     REQUIRE(other);
     CHECK(other->on_data(Bytes { 0, 0, 0x10, 0x01 }).is_error()); // 4097 > MAX_REQUEST_SIZE
+}
+
+TEST_CASE("vmm qtsm: the QTSM's work, the hourly leaf included, runs under the event loop's seccomp filter")
+{
+    // vmm answers the QTSM on its event-loop thread, under that thread's
+    // allow-list (vmm/seccomp.hpp): a system call the signing or the leaf
+    // rotation needs and the list lacks would kill the VMM an hour in.
+    Fixture fixture;
+    fixture.make_pki();
+    auto now = std::make_shared<UnixMillis>(now_millis());
+    qtsm::BackendConfig config;
+    config.module_id = must(qtsm::make_module_id(INSTANCE_ID));
+    config.clock = [now] { return *now; };
+    std::shared_ptr<qtsm::Backend> backend = must(qtsm::Backend::create(config, must(pki::load(fixture.options.pki_directory))));
+    vmm::QtsmService service(backend, {});
+    auto session = service.open();
+    REQUIRE(session);
+
+    auto outcome = run_in_child([&]() -> int {
+        int const write_fds[] = { STDERR_FILENO };
+        if (vmm::install_event_loop_filter(write_fds).is_error())
+            return 2;
+        for (int hour = 0; hour < 3; ++hour) {
+            auto document = ask(*session, qtsm::AttestationRequest { std::nullopt, Bytes(32, 1), std::nullopt });
+            if (!std::holds_alternative<qtsm::AttestationResponse>(document))
+                return 3;
+            auto random = ask(*session, qtsm::GetRandomRequest {});
+            if (!std::holds_alternative<qtsm::GetRandomResponse>(random))
+                return 4;
+            if (!std::holds_alternative<qtsm::ExtendPcrResponse>(ask(*session, qtsm::ExtendPcrRequest { 17, Bytes { 1 } })))
+                return 5;
+            *now += pki::LEAF_ROTATION_MS + 1000; // the next document needs a new leaf
+        }
+        return 0;
+    });
+    CHECK_MESSAGE(outcome.exit_status == 0, outcome.stderr_text);
 }
