@@ -3,8 +3,12 @@
 //   - The applet is chosen by the base name of argv[0] (a link named
 //     `attest-verify` runs attest-verify); `qtbox APPLET ARGS...` works too.
 //   - `qtbox --list` prints the applet names; `qtbox --install [-s] DIR`
-//     makes hard links (or symbolic links with -s) for every applet.
+//     makes hard links (or symbolic links with -s) for every applet, and,
+//     when DIR is <prefix>/bin, installs the bash completion in
+//     <prefix>/share/bash-completion/completions; `qtbox --completion`
+//     prints that script (applets/support/completion.hpp).
 //   - An unknown name prints "<name>: applet not found" and exits 127.
+#include "support/completion.hpp"
 #include "support/log.hpp"
 
 #include <qtbox/base/program.hpp>
@@ -19,6 +23,7 @@
 #include <cstring>
 #include <string>
 #include <string_view>
+#include <vector>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -58,7 +63,7 @@ void print_usage(FILE* out)
         "qtbox {}: QingTian-compatible enclave toolchain, multi-call binary\n"
         "\n"
         "Usage: qtbox APPLET [ARGS...]   or   APPLET [ARGS...] through a link named APPLET\n"
-        "       qtbox --list | --install [-s] DIR | --help | --version\n"
+        "       qtbox --list | --install [-s] DIR | --completion | --help | --version\n"
         "\n"
         "Applets:\n",
         QTBOX_VERSION);
@@ -108,6 +113,26 @@ int install_links(std::string const& directory, bool symbolic)
     return failures == 0 ? 0 : 1;
 }
 
+std::vector<std::string_view> applet_names()
+{
+    std::vector<std::string_view> names;
+    for (auto const& applet : APPLETS)
+        names.push_back(applet.name);
+    return names;
+}
+
+// The completion beside the links, where DIR is <prefix>/bin (completion.hpp).
+int install_completion(std::string const& directory)
+{
+    auto names = applet_names();
+    auto installed = qtbox::completion::install_bash(directory, names);
+    for (auto const& path : installed.refused)
+        qtbox::log::error("--install: {} exists and is not qtbox's completion; left alone", path);
+    if (!installed.error.empty())
+        qtbox::log::error("--install: bash completion in {}: {}", installed.directory, installed.error);
+    return installed.error.empty() && installed.refused.empty() ? 0 : 1;
+}
+
 int run_applet(AppletEntry const& applet, int argc, char** argv)
 {
     qtbox::log::set_program(applet.name);
@@ -141,7 +166,17 @@ int qtbox_main(int argc, char** argv)
             qtbox::log::error("usage: qtbox --install [-s] DIR");
             return 2;
         }
-        return install_links(argv[argc - 1], symbolic);
+        int links = install_links(argv[argc - 1], symbolic);
+        int completion = install_completion(argv[argc - 1]);
+        return links == 0 && completion == 0 ? 0 : 1;
+    }
+    if (first == "--completion") {
+        if (argc != 2) {
+            qtbox::log::error("usage: qtbox --completion");
+            return 2;
+        }
+        fmt::print("{}", qtbox::completion::bash_script(applet_names()));
+        return 0;
     }
     if (first.starts_with("-")) {
         qtbox::log::error("unknown option '{}'; run 'qtbox --help'", first);

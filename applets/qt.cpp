@@ -1,18 +1,13 @@
 // qt: the parent-side CLI, with QingTian's command names and error format.
-// This file holds the dispatcher (CLI11 parsing, QingTian error codes and
-// their messages) and the `qt pki` group (the local attestation PKI).
-//
-// Extending: every group is a function that adds its subcommand to `qt` and
-// returns a CommandGroup; the dispatcher runs the one the user chose and
-// prints its Error as "Error NN: <QingTian message>: <detail>" with exit
-// status NN, where NN is the Error's QtError code, a QingTian code 01-43. `qt enclave`
-// and `qt env` are added the same way (a function in src/enclave, listed in
-// GROUPS below).
+// This file holds the dispatcher (CLI11 parsing, QingTian's error format)
+// and the `qt pki` group (the local attestation PKI); the other groups are
+// in applets/qt/ (command.hpp says how they plug in).
 //
 // See: docs/FORMATS.md §7 (qt, error format), §4 and §1 (PKI layout, QTBOX_PKI_DIR),
 // docs/PLATFORMS.md §Q1 (error table); man qt(1).
 #include "support/applet.hpp"
 #include "support/log.hpp"
+#include "qt/command.hpp"
 #include <qtbox/base/time.hpp>
 #include <qtbox/pki/pki.hpp>
 
@@ -31,52 +26,18 @@ QT_APPLET(qt, "qt", "enclave lifecycle and the local attestation PKI (QingTian C
 
 namespace {
 
-// docs/PLATFORMS.md §Q1, the codes qt itself uses.
-// An Error in this domain carries the code qt exits with.
-enum class QtError : int {
-    MissingArgument = 1,
-    InvalidArgument = 2,
-    FileOperation = 3,
-};
-
-// QingTian's messages, index = code (docs/PLATFORMS.md §Q1, ECS-DOC 1420).
-constexpr std::array<std::string_view, 44> QT_MESSAGES { "",
-    "Missing necessary argument.", "Invalid argument provided.", "File operation failure.",
-    "Ioctl get sandbox capacity failure.", "Ioctl define sandbox failure.",
-    "Invalid parameters provided in configuration file.", "Missing necessary parameters in configuration file.",
-    "Mmap memory failure.", "Ioctl add memory failure.", "Load image failure because provided memory is too small.",
-    "Ioctl add cpu failure.", "Lock acquire failure.", "Socket initialization failure.", "Socket binding failure.",
-    "Socket listen failure.", "Socket accept failure.", "Write heartbeat to the enclave failure.",
-    "Read heartbeat from the enclave failure.", "Ioctl start an enclave failure.", "Wait heartbeat timeout.",
-    "Get json print object failure.", "Write enclave's configuration file failure.", "Socket connection failure",
-    "Write cmd to the enclave server failure.", "Read message from the enclave server failure.",
-    "Create cjson object failure.", "Create cjson array failure.", "The required enclave is not running.",
-    "Invalid enclave pid.", "Add number into cjson object failure.", "Add string into cjson object failure.",
-    "The required enclave is not running in the debug mode.", "Enclave console read failure.",
-    "Write img header failure.", "Write cmdline failure.", "Write kernel failure.", "Write initrd failure.",
-    "Write certificate failure.", "Get pcr failure.", "Add signature failure.",
-    "The required enclave is in maintenance state.", "The required enclave is in maintenance state.",
-    "The cid has already been used." };
+using enclave::QtError;
+using qt::CommandGroup;
 
 // docs/FORMATS.md §7: "Error NN: <QingTian message>: <detail and hint>", exit NN.
 int qt_error(QtError error, std::string_view detail)
 {
     int code = static_cast<int>(error);
-    if (code < 1 || code >= static_cast<int>(QT_MESSAGES.size()))
+    if (code < 1 || code > static_cast<int>(QtError::CidInUse))
         code = static_cast<int>(QtError::InvalidArgument);
-    auto message = QT_MESSAGES[static_cast<std::size_t>(code)];
-    if (message.ends_with('.'))
-        message.remove_suffix(1);
-    fmt::print(stderr, "Error {:02}: {}: {}\n", code, message, detail);
+    fmt::print(stderr, "Error {:02}: {}: {}\n", code, enclave::qt_error_message(static_cast<QtError>(code)), detail);
     return code;
 }
-
-struct CommandGroup {
-    CLI::App* command { nullptr };
-    // Runs when `command` (or one of its subcommands) was chosen. An Error
-    // in the QtError domain carries the QingTian code to exit with.
-    std::function<ErrorOr<void>()> run;
-};
 
 // ---- qt pki ----
 
@@ -166,7 +127,7 @@ int qt_main(int argc, char** argv)
     app.name("qt");
     app.require_subcommand(1);
     PkiOptions pki_options;
-    std::array groups { pki_commands(app, pki_options) };
+    std::array groups { pki_commands(app, pki_options), qt::enclave_commands(app), qt::env_commands(app) };
 
     try {
         app.parse(argc, argv);

@@ -42,6 +42,22 @@ std::string kvm_hint(Error const& error)
     return {};
 }
 
+// --hugepages: how many pages of that size are free, and where they come from.
+std::string hugepage_hint(Error const& error, std::uint32_t size_mib)
+{
+    if (!error.is(kvm::KvmError::HugepagesUnavailable))
+        return {};
+    auto directory = fmt::format("/sys/kernel/mm/hugepages/hugepages-{}kB", size_mib * 1024);
+    auto free = sys::read_file(directory + "/free_hugepages", 64);
+    if (free.is_error())
+        return fmt::format(" (hint: this kernel has no {} MiB hugepages; use --hugepages 2)", size_mib);
+    std::string count(as_chars(free.value()));
+    count.erase(count.find_last_not_of(" \n") + 1);
+    return fmt::format(" (hint: {} free {} MiB hugepages here; reserve them with 'qt env apply' (hugepage_size:{} in qt-enclave-env.conf) "
+                       "or in {}/nr_hugepages)",
+        count, size_mib, size_mib, directory);
+}
+
 int exit_status(vmm::Outcome const& outcome)
 {
     switch (outcome.stop) {
@@ -90,6 +106,13 @@ int vmm_main(int argc, char** argv)
     app.add_option("--mem", options.memory_mib, "Guest memory in MiB (at least 128 and 4 times the image size)")->type_name("MiB")->capture_default_str();
     app.add_option("--console", options.console,
         "Guest console: a file (appended), '-' for stdout (with stdin as input), or 'none'; default '-' in raw mode and debug mode, else 'none'")->type_name("PATH|-|none");
+    app.add_option("--console-socket", options.console_socket,
+        "Serve the console, read-only, to one reader at a time on this Unix socket: the last 1 MiB, then live (debug and raw mode only)")->type_name("PATH");
+    app.add_option("--hugepages", options.hugepage_size_mib,
+        "Back guest memory with hugepages of this many MiB, reserved beforehand (qt env apply); --mem must be a multiple")
+        ->type_name("2|1024");
+    app.add_option("--cpu-list", options.cpu_list, "Pin the vCPU threads to these host CPUs, round robin (e.g. 2,3)")
+        ->type_name("CPU,...")->delimiter(',')->allow_extra_args(false);
     app.add_flag("--debug-mode", options.debug_mode, "Debug enclave: allow its console to be seen");
     app.add_option("--cid", options.cid, "The enclave's vsock CID (4 or more; unique on this parent)")->type_name("CID")->capture_default_str();
     app.add_option("--vsock-socket", options.vsock_socket,
@@ -163,8 +186,10 @@ int vmm_main(int argc, char** argv)
         return EXIT_START_FAILED;
     }
     auto machine = vmm::Machine::create(system.value(), launch.machine);
-    if (machine.is_error())
-        return report(machine.error(), EXIT_START_FAILED);
+    if (machine.is_error()) {
+        log::error("{}{}", machine.error().message(), hugepage_hint(machine.error(), options.hugepage_size_mib));
+        return EXIT_START_FAILED;
+    }
     // Said once the enclave is sure to start, so that a failure to start
     // stays one line.
     for (auto const& note : qtsm.value().notes)

@@ -10,6 +10,7 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 namespace qtbox::sys {
@@ -180,6 +181,19 @@ ErrorOr<void> fsync(int fd)
     if (::fsync(fd) < 0 && errno != EINVAL && errno != EROFS)
         return Error::from_errno("fsync");
     return {};
+}
+
+std::string describe_wait_status(int status)
+{
+    if (WIFEXITED(status))
+        return fmt::format("exited with status {}", WEXITSTATUS(status));
+    if (WIFSIGNALED(status)) {
+        int number = WTERMSIG(status);
+        char const* name = sigabbrev_np(number);
+        return fmt::format("was killed by signal {} (SIG{}){}", number, name ? name : "?",
+            WCOREDUMP(status) ? ", core dumped" : "");
+    }
+    return fmt::format("ended with wait status {:#x}", status);
 }
 
 ErrorOr<void> getrandom(void* buffer, std::size_t size)

@@ -16,6 +16,8 @@ namespace qtbox::eif {
 namespace {
 
 constexpr char const* DEFAULT_BLOBS = "/usr/share/qtbox/blobs";
+// A command line is at most MAX_CMDLINE_SIZE; room for blanks around it.
+constexpr std::size_t MAX_BLOBS_CMDLINE_FILE = 4096;
 constexpr std::size_t MAX_COMMAND_WORDS = 4096;
 constexpr std::size_t MAX_RUN_CONFIG_BYTES = 1 << 20;
 // /cmd and /env together hold at most this many bytes, so each of them is
@@ -175,6 +177,23 @@ std::string default_blobs_directory()
 {
     char const* value = std::getenv("QTBOX_BLOBS");
     return (value && *value) ? std::string(value) : std::string(DEFAULT_BLOBS);
+}
+
+ErrorOr<std::string> default_cmdline(std::string const& blobs_directory)
+{
+    auto path = blobs_directory + "/cmdline";
+    auto bytes = sys::read_file(path, MAX_BLOBS_CMDLINE_FILE);
+    if (bytes.is_error()) {
+        if (bytes.error().is_errno(ENOENT))
+            return std::string(DEFAULT_CMDLINE);
+        return Error::from_code(EifError::MissingInput, fmt::format("the blobs' command line: {}", bytes.error().message()));
+    }
+    std::string_view text = as_chars(bytes.value());
+    auto start = text.find_first_not_of(" \t\r\n");
+    if (start == std::string_view::npos)
+        return std::string();
+    auto end = text.find_last_not_of(" \t\r\n");
+    return std::string(text.substr(start, end - start + 1));
 }
 
 ErrorOr<std::vector<std::string>> parse_command_words(std::string_view text)

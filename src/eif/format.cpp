@@ -156,4 +156,11 @@ std::uint32_t crc32_join(std::uint32_t crc_a, std::uint32_t crc_b, std::uint64_t
     return static_cast<std::uint32_t>(::crc32_combine64(crc_a, crc_b, static_cast<z_off64_t>(length_b)));
 }
 
+std::uint64_t minimum_memory_mib(std::uint64_t image_bytes)
+{
+    constexpr std::uint64_t MIB = 1 << 20;
+    std::uint64_t four_times = (image_bytes / MIB) * 4 + ((image_bytes % MIB) * 4 + MIB - 1) / MIB;
+    return std::max<std::uint64_t>(MIN_ENCLAVE_MEMORY_MIB, four_times);
+}
+
 } // namespace qtbox::eif

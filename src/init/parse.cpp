@@ -1,12 +1,8 @@
-// The pure half of init (see init.hpp): the module list, module file names,
-// wait statuses. /cmd, /env and /workdir are eif's format (app_config.cpp).
+// The pure half of init (see init.hpp): the module list and module file
+// names. /cmd, /env and /workdir are eif's format (app_config.cpp).
 #include <qtbox/init/init.hpp>
 
 #include <fmt/format.h>
-
-#include <csignal>
-#include <cstring>
-#include <sys/wait.h>
 
 namespace qtbox::init {
 
@@ -30,19 +26,6 @@ Compression module_compression(std::string_view path)
     if (path.ends_with(".ko.zst"))
         return Compression::Zstd;
     return Compression::None;
-}
-
-std::string describe_wait_status(int status)
-{
-    if (WIFEXITED(status))
-        return fmt::format("exited with status {}", WEXITSTATUS(status));
-    if (WIFSIGNALED(status)) {
-        int number = WTERMSIG(status);
-        char const* name = sigabbrev_np(number);
-        return fmt::format("was killed by signal {} (SIG{}){}", number, name ? name : "?",
-            WCOREDUMP(status) ? ", core dumped" : "");
-    }
-    return fmt::format("ended with wait status {:#x}", status);
 }
 
 } // namespace qtbox::init

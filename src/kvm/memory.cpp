@@ -4,7 +4,9 @@
 
 #include <fmt/format.h>
 
+#include <cerrno>
 #include <cstring>
+#include <linux/mman.h>
 #include <sys/mman.h>
 #include <unistd.h>
 #include <utility>
@@ -17,26 +19,49 @@ constexpr std::uint64_t PAGE_SIZE = 4096;
 
 } // namespace
 
-ErrorOr<GuestMemory> GuestMemory::create(std::vector<MemoryRegion> regions)
+ErrorOr<GuestMemory> GuestMemory::create(std::vector<MemoryRegion> regions, std::uint32_t hugepage_size_mib)
 {
     if (regions.empty())
         return Error::from_string("guest memory: no regions");
+    if (hugepage_size_mib != 0 && hugepage_size_mib != 2 && hugepage_size_mib != 1024)
+        return Error::from_string(fmt::format("guest memory: {} MiB hugepages: the sizes are 2 and 1024 MiB", hugepage_size_mib));
+    std::uint64_t page = hugepage_size_mib ? std::uint64_t(hugepage_size_mib) << 20 : PAGE_SIZE;
     std::uint64_t total = 0;
     std::uint64_t previous_end = 0;
     for (auto const& region : regions) {
         if (region.size == 0 || region.size % PAGE_SIZE != 0 || region.guest_address % PAGE_SIZE != 0)
             return Error::from_string(fmt::format("guest memory: region {:#x}+{:#x} is not page aligned", region.guest_address, region.size));
+        if (region.size % page != 0)
+            return Error::from_string(fmt::format("guest memory: region {:#x}+{:#x} is not a multiple of the {} MiB hugepage size",
+                region.guest_address, region.size, hugepage_size_mib));
         if (region.guest_address < previous_end || region.guest_address + region.size < region.guest_address)
             return Error::from_string("guest memory: regions overlap or are not sorted");
         previous_end = region.guest_address + region.size;
         total += region.size;
     }
-    // MAP_NORESERVE: the guest touches its RAM lazily; overcommit policy
-    // decides, as for any large anonymous mapping.
-    void* base = ::mmap(nullptr, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (base == MAP_FAILED)
-        return Error::from_errno(fmt::format("mmap {} MiB of guest memory", total >> 20));
-    GuestMemory memory(static_cast<std::uint8_t*>(base), total, std::move(regions));
+    void* base = MAP_FAILED;
+    if (hugepage_size_mib == 0) {
+        // MAP_NORESERVE: the guest touches its RAM lazily; overcommit policy
+        // decides, as for any large anonymous mapping.
+        base = ::mmap(nullptr, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (base == MAP_FAILED)
+            return Error::from_errno(fmt::format("mmap {} MiB of guest memory", total >> 20));
+    } else {
+        // Without MAP_NORESERVE the kernel reserves every hugepage now, so a
+        // short pool fails here (ENOMEM) and never as a SIGBUS later;
+        // MAP_POPULATE faults them all in before the guest runs. EINVAL:
+        // the kernel has no pages of this size.
+        int size_flag = hugepage_size_mib == 2 ? MAP_HUGE_2MB : MAP_HUGE_1GB;
+        base = ::mmap(nullptr, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | size_flag | MAP_POPULATE, -1, 0);
+        if (base == MAP_FAILED) {
+            int code = errno;
+            auto error = Error::from_errno(fmt::format("mmap {} MiB of guest memory in {} MiB hugepages", total >> 20, hugepage_size_mib), code);
+            if (code == ENOMEM || code == EINVAL)
+                return Error::from_code(KvmError::HugepagesUnavailable, error.message());
+            return error;
+        }
+    }
+    GuestMemory memory(static_cast<std::uint8_t*>(base), total, std::move(regions), hugepage_size_mib);
     // Guest memory holds the enclave's secrets: never in a core dump.
     if (::madvise(base, total, MADV_DONTDUMP) < 0)
         return Error::from_errno("madvise MADV_DONTDUMP on guest memory");
@@ -51,7 +76,7 @@ GuestMemory::~GuestMemory()
 
 GuestMemory::GuestMemory(GuestMemory&& other) noexcept
     : m_base(std::exchange(other.m_base, nullptr)), m_size(std::exchange(other.m_size, 0)),
-      m_regions(std::move(other.m_regions))
+      m_regions(std::move(other.m_regions)), m_hugepage_size_mib(other.m_hugepage_size_mib)
 {
 }
 

@@ -10,6 +10,7 @@
 #include <qtbox/devices/virtio/mmio.hpp>
 #include <qtbox/devices/virtio/vsock.hpp>
 #include <qtbox/vsock/address.hpp>
+#include <qtbox/vmm/console_server.hpp>
 #include <qtbox/vmm/loader.hpp>
 #include <qtbox/vmm/machine.hpp>
 
@@ -20,6 +21,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <ctime>
+#include <sched.h>
 #include <string_view>
 #include <unistd.h>
 
@@ -54,6 +56,36 @@ ErrorOr<void> check_host(kvm::System const& system, std::uint32_t cpus)
         max_vcpus = system.check_extension(KVM_CAP_NR_VCPUS);
     if (max_vcpus > 0 && cpus > static_cast<std::uint32_t>(max_vcpus))
         return Error::from_string(fmt::format("{} vCPUs requested; this KVM allows {}", cpus, max_vcpus));
+    return {};
+}
+
+// Every CPU the vCPU threads are to be pinned to must be one this process
+// may run on (online, and in its cpuset and affinity mask), or
+// sched_setaffinity in the vCPU thread would fail after the VM is built.
+ErrorOr<void> check_affinity(std::vector<unsigned> const& cpus)
+{
+    if (cpus.empty())
+        return {};
+    cpu_set_t allowed;
+    CPU_ZERO(&allowed);
+    if (::sched_getaffinity(0, sizeof(allowed), &allowed) < 0)
+        return Error::from_errno("sched_getaffinity");
+    for (unsigned cpu : cpus) {
+        if (cpu >= CPU_SETSIZE || !CPU_ISSET(cpu, &allowed)) {
+            // The allowed CPUs as ranges, "0-3,8".
+            std::string mine;
+            for (unsigned i = 0; i < CPU_SETSIZE; ++i) {
+                if (!CPU_ISSET(i, &allowed))
+                    continue;
+                unsigned last = i;
+                while (last + 1 < CPU_SETSIZE && CPU_ISSET(last + 1, &allowed))
+                    ++last;
+                mine += fmt::format("{}{}", mine.empty() ? "" : ",", last == i ? fmt::format("{}", i) : fmt::format("{}-{}", i, last));
+                i = last;
+            }
+            return Error::from_string(fmt::format("--cpu-list: CPU {} is not one this process may run on (it may use {})", cpu, mine));
+        }
+    }
     return {};
 }
 
@@ -239,17 +271,24 @@ ErrorOr<std::unique_ptr<Machine>> Machine::create(kvm::System const& system, Mac
 {
     TRY(check_host(system, config.cpus));
     boot::BzImage image = TRY(boot::parse_bzimage(config.kernel));
-    auto memory = TRY(kvm::GuestMemory::create(boot::ram_regions(config.memory_bytes)));
+    TRY(check_affinity(config.cpu_affinity));
+    auto memory = TRY(kvm::GuestMemory::create(boot::ram_regions(config.memory_bytes), config.hugepage_size_mib));
     auto vm = TRY(system.create_vm());
 
     auto loop = TRY(net::EventLoop::create());
     auto state = std::make_unique<State>(std::move(vm), std::move(memory), config.console_fd, std::move(loop));
     State& s = *state;
     s.seccomp = config.seccomp;
+    s.cpu_affinity = config.cpu_affinity;
     s.notice = config.notice;
     s.stop_event = TRY(sys::eventfd());
     TRY(set_up_vm(s));
     TRY(add_serial(s, config.input_fd));
+    if (!config.console_socket.empty()) {
+        s.console_server = TRY(ConsoleServer::create(config.console_socket, s.console.ring(), s.loop));
+        // The ring wakes the server from the vCPU threads.
+        s.write_fds.push_back(s.console_server->wake_fd());
+    }
     TRY(add_i8042(s));
     std::vector<boot::VirtioMmioDevice> virtio_devices;
     if (config.vsock) {

@@ -1,5 +1,8 @@
+#include <qtbox/base/sys.hpp>
+#include <qtbox/base/verify.hpp>
 #include <qtbox/vmm/console.hpp>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <climits>
@@ -8,8 +11,81 @@
 
 namespace qtbox::vmm {
 
+ConsoleRing::ConsoleRing(std::size_t capacity)
+    : m_capacity(capacity)
+    , m_bytes(new std::uint8_t[capacity])
+{
+    VERIFY(capacity > 0);
+}
+
+void ConsoleRing::append(ByteView bytes)
+{
+    // Only the newest `capacity` bytes can survive this append; the others
+    // still count in the positions.
+    std::size_t skipped = bytes.size() > m_capacity ? bytes.size() - m_capacity : 0;
+    bool any = !bytes.empty();
+    bytes = bytes.subspan(skipped);
+    int wake = -1;
+    {
+        std::lock_guard lock(m_mutex);
+        m_end += skipped;
+        std::size_t at = static_cast<std::size_t>(m_end % m_capacity);
+        std::size_t first = std::min(bytes.size(), m_capacity - at);
+        std::copy_n(bytes.begin(), first, m_bytes.get() + at);
+        std::copy(bytes.begin() + static_cast<long>(first), bytes.end(), m_bytes.get());
+        m_end += bytes.size();
+        if (m_wake_armed && any) {
+            m_wake_armed = false;
+            wake = m_wake_fd;
+        }
+    }
+    // Outside the lock: the reader's side takes it to copy out.
+    if (wake >= 0)
+        sys::signal_event(wake);
+}
+
+std::uint64_t ConsoleRing::end() const
+{
+    std::lock_guard lock(m_mutex);
+    return m_end;
+}
+
+std::uint64_t ConsoleRing::begin() const
+{
+    std::lock_guard lock(m_mutex);
+    return m_end > m_capacity ? m_end - m_capacity : 0;
+}
+
+ConsoleRing::Chunk ConsoleRing::read(std::uint64_t from, std::size_t max, Bytes& out)
+{
+    std::lock_guard lock(m_mutex);
+    std::uint64_t oldest = m_end > m_capacity ? m_end - m_capacity : 0;
+    Chunk chunk;
+    if (from < oldest) {
+        chunk.dropped = oldest - from;
+        from = oldest;
+    }
+    std::size_t count = from < m_end ? static_cast<std::size_t>(std::min<std::uint64_t>(m_end - from, max)) : 0;
+    std::size_t at = static_cast<std::size_t>(from % m_capacity);
+    std::size_t first = std::min(count, m_capacity - at);
+    out.insert(out.end(), m_bytes.get() + at, m_bytes.get() + at + first);
+    out.insert(out.end(), m_bytes.get(), m_bytes.get() + (count - first));
+    chunk.next = from + count;
+    if (chunk.next >= m_end)
+        m_wake_armed = true;
+    return chunk;
+}
+
+void ConsoleRing::set_wake_fd(int fd)
+{
+    std::lock_guard lock(m_mutex);
+    m_wake_fd = fd;
+    m_wake_armed = false;
+}
+
 void Console::write_byte(std::uint8_t byte)
 {
+    m_ring.append(byte);
     std::lock_guard lock(m_mutex);
     m_line.push_back(static_cast<char>(byte));
     if (byte == '\n' || m_line.size() >= LINE_LIMIT)

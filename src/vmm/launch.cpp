@@ -224,13 +224,6 @@ ErrorOr<void> prepare_eif(LaunchOptions const& options, Launch& launch)
 
 } // namespace
 
-std::uint64_t minimum_memory_mib(std::uint64_t image_bytes)
-{
-    constexpr std::uint64_t MIB = 1 << 20;
-    std::uint64_t four_times = (image_bytes / MIB) * 4 + ((image_bytes % MIB) * 4 + MIB - 1) / MIB;
-    return std::max<std::uint64_t>(boot::MIN_MEMORY / MIB, four_times);
-}
-
 void Launch::release_inputs()
 {
     Bytes().swap(kernel);
@@ -247,6 +240,11 @@ ErrorOr<std::unique_ptr<Launch>> prepare_launch(LaunchOptions const& options)
         return Error::from_code(LaunchError::Usage, fmt::format("--cpus {}: between 1 and {}", options.cpus, MAX_VCPUS));
     if (options.memory_mib > boot::MAX_MEMORY >> 20)
         return Error::from_code(LaunchError::Usage, fmt::format("--mem {} MiB: at most {} MiB", options.memory_mib, boot::MAX_MEMORY >> 20));
+    if (options.hugepage_size_mib != 0 && options.hugepage_size_mib != 2 && options.hugepage_size_mib != 1024)
+        return Error::from_code(LaunchError::Usage, fmt::format("--hugepages {}: 2 or 1024 (MiB)", options.hugepage_size_mib));
+    if (options.hugepage_size_mib != 0 && options.memory_mib % options.hugepage_size_mib != 0)
+        return Error::from_code(LaunchError::Usage,
+            fmt::format("--mem {} MiB is not a multiple of the {} MiB hugepages", options.memory_mib, options.hugepage_size_mib));
     // docs/FORMATS.md §6: 0-2 are reserved, 3 is the parent; the last
     // value is VMADDR_CID_ANY.
     if (options.cid < vsock::FIRST_ENCLAVE_CID || options.cid > vsock::LAST_ENCLAVE_CID)
@@ -265,6 +263,9 @@ ErrorOr<std::unique_ptr<Launch>> prepare_launch(LaunchOptions const& options)
     if (production && console != "none")
         return Error::from_code(LaunchError::Usage,
             "--console: a production enclave's console is never exposed; add --debug-mode to see it");
+    if (production && !options.console_socket.empty())
+        return Error::from_code(LaunchError::Usage,
+            "--console-socket: a production enclave's console is never exposed; add --debug-mode to see it");
     if (!options.eif.empty())
         TRY(prepare_eif(options, *launch));
     else
@@ -273,8 +274,11 @@ ErrorOr<std::unique_ptr<Launch>> prepare_launch(LaunchOptions const& options)
     launch->console = TRY(open_console(console));
     launch->machine.console_fd = launch->console.get();
     launch->machine.input_fd = console == "-" ? STDIN_FILENO : -1;
+    launch->machine.console_socket = options.console_socket;
     launch->machine.cpus = options.cpus;
     launch->machine.memory_bytes = options.memory_mib << 20;
+    launch->machine.hugepage_size_mib = options.hugepage_size_mib;
+    launch->machine.cpu_affinity = options.cpu_list;
     launch->machine.vsock = MachineConfig::Vsock {
         options.cid, options.listener_dir, options.vsock_socket, options.ready_fd, nullptr };
     launch->machine.notice = options.notice;

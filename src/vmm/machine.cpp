@@ -18,6 +18,7 @@
 #include <optional>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
@@ -163,6 +164,8 @@ ErrorOr<void> event_loop(Machine::State& s, int signal_fd)
             break;
         }
         s.console.try_flush();
+        if (s.console_server)
+            s.console_server->settle();
         if (!panic_deadline && s.console.panic_line())
             panic_deadline = std::chrono::steady_clock::now() + PANIC_GRACE;
         if (panic_deadline && std::chrono::steady_clock::now() >= *panic_deadline)
@@ -236,6 +239,19 @@ void Machine::State::vcpu_main(kvm::Vcpu& vcpu)
     } exited_guard { exited };
     t_kick_target = &vcpu;
     std::atomic_signal_fence(std::memory_order_seq_cst);
+    // Pinned (`vmm --cpu-list`, the `qt env` pool's CPUs) before the filter,
+    // which has no sched_setaffinity in its list.
+    if (!cpu_affinity.empty()) {
+        unsigned cpu = cpu_affinity[vcpu.id() % cpu_affinity.size()];
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        CPU_SET(cpu, &set);
+        if (::sched_setaffinity(0, sizeof(set), &set) < 0) {
+            int code = errno;
+            request_stop({ Stop::Failure, 0, Error::from_errno(fmt::format("pin vCPU {} to CPU {}: sched_setaffinity", vcpu.id(), cpu), code).message() });
+            return;
+        }
+    }
     if (seccomp) {
         if (auto installed = install_vcpu_filter(write_fds, read_fds); installed.is_error()) {
             request_stop({ Stop::Failure, 0, installed.error().message() });
@@ -324,6 +340,9 @@ ErrorOr<Outcome> Machine::run()
     s.vsock_transport.reset();
     s.vsock.reset();
     s.console.flush(FINAL_FLUSH_MS);
+    // The console is complete: its reader gets the rest, then end of file.
+    if (s.console_server)
+        s.console_server->finish(FINAL_FLUSH_MS);
 
     Outcome outcome;
     {

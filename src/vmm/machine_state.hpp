@@ -24,6 +24,7 @@
 #include <qtbox/kvm/vm.hpp>
 #include <qtbox/net/event_loop.hpp>
 #include <qtbox/vmm/console.hpp>
+#include <qtbox/vmm/console_server.hpp>
 #include <qtbox/vmm/machine.hpp>
 
 #include <atomic>
@@ -78,9 +79,12 @@ struct Machine::State {
     net::EventLoop loop;
     std::unique_ptr<devices::virtio::VsockDevice> vsock;
     std::unique_ptr<devices::virtio::MmioTransport> vsock_transport; // refers to *vsock
+    // --console-socket: serves the console's ring on `loop` (declared after both).
+    std::unique_ptr<ConsoleServer> console_server;
     NoticeSink notice;
     UniqueFd stop_event;
     bool seccomp { true };
+    std::vector<unsigned> cpu_affinity; // MachineConfig::cpu_affinity
     std::vector<int> write_fds; // console, event fds, stderr
     std::vector<int> read_fds;  // what a vCPU thread reads: virtio notification eventfds
 

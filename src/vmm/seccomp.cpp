@@ -59,7 +59,9 @@ ErrorOr<void> install_event_loop_filter(std::span<int const> write_fds)
             SCMP_SYS(epoll_wait), SCMP_SYS(epoll_pwait), SCMP_SYS(epoll_ctl),
             // The vsock device (devices/virtio/vsock.hpp): host sockets,
             // its deadline timer, and its parent-side socket file, removed
-            // when the device goes.
+            // when the device goes. The console socket
+            // (vmm/console_server.hpp) needs no more: accept4, sendmsg,
+            // read, epoll_ctl, poll, close, lstat and unlink.
             SCMP_SYS(accept4), SCMP_SYS(connect), SCMP_SYS(readv), SCMP_SYS(sendmsg), SCMP_SYS(shutdown),
             SCMP_SYS(timerfd_settime), SCMP_SYS(lstat), SCMP_SYS(unlink), SCMP_SYS(unlinkat),
             // The QTSM (vmm/qtsm.hpp): GetRandom, and the randomness of

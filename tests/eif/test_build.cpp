@@ -380,3 +380,23 @@ TEST_CASE("build: describe refuses a corrupted signature and a bad CRC")
     REQUIRE(forged_error.is_error());
     CHECK(forged_error.error().is(eif::EifError::BadSignature));
 }
+
+TEST_CASE("build: the default command line is docs/FORMATS.md §3's unless the blobs have one")
+{
+    test::TempDir dir;
+    auto absent = eif::default_cmdline(dir / "no-blobs");
+    REQUIRE(!absent.is_error());
+    CHECK(absent.value() == "console=ttyS0 reboot=k panic=1 pci=off i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd "
+                            "random.trust_cpu=on cryptomgr.notests quiet");
+    CHECK(absent.value() == eif::DEFAULT_CMDLINE);
+
+    dir.write("blobs/cmdline", "  console=ttyS0 quiet\n");
+    auto given = eif::default_cmdline(dir / "blobs");
+    REQUIRE(!given.is_error());
+    CHECK(given.value() == "console=ttyS0 quiet");
+
+    dir.write("big/cmdline", std::string(5000, 'a'));
+    auto big = eif::default_cmdline(dir / "big");
+    REQUIRE(big.is_error());
+    CHECK(big.error().is(eif::EifError::MissingInput));
+}

@@ -317,9 +317,10 @@ class Harness:
         write(path, archive.bytes())
         return path
 
-    def build_eif(self, name, script, cmdline, padding=0, extra=None, links=None, sign=None):
+    def build_eif(self, name, script, cmdline, padding=0, extra=None, links=None, sign=None, make_img=False):
         """Writes the EIF to data/NAME and eif-build's measurements (JSON) to
-        data/NAME.json. `sign` is (private key, certificate), PEM files."""
+        data/NAME.json. `sign` is (private key, certificate), PEM files. With
+        `make_img`, `qt enclave make-img` builds it (the same engine)."""
         extra = dict(extra or {})
         if padding:
             extra["pad.bin"] = b"\x5a" * padding
@@ -327,7 +328,8 @@ class Harness:
         for link, target in (links or {}).items():
             os.symlink(target, os.path.join(root, link))
         output = os.path.join(self.data, name)
-        command = [self.qtbox, "eif-build", "--rootfs", root, "--output", output,
+        builder = ["qt", "enclave", "make-img", "--eif"] if make_img else ["eif-build", "--output"]
+        command = [self.qtbox, *builder[:-1], "--rootfs", root, builder[-1], output,
                    "--kernel", os.path.join(self.blobs, "bzImage"), "--modules", self.modules,
                    "--cmdline", cmdline, "--cmd", json.dumps(["/bin/sh", "-c", script]), "--env", "PATH=/bin"]
         if sign:
@@ -441,6 +443,10 @@ class Harness:
                 self.build_eif("qtsm.eif", QTSM_APP, verbose,
                                extra={"bin/vsock-tool": tool, "bin/qtbox": qtbox, "bin/capi": (read(self.capi()), 0o755)},
                                links={"bin/qtsm": "qtbox"}, sign=self.signing_pair())
+        if self.eif_build and "lifecycle" in scenarios:
+            self.build_eif("ticker.eif", 'i=0; while :; do echo "app: tick $i"; i=$((i + 1)); sleep 1; done', verbose,
+                           make_img=True)
+            self.build_eif("brief.eif", 'echo "app: brief"; exit 3', self.default_cmdline(), make_img=True)
         write(os.path.join(self.data, "have-eif"), b"yes\n" if self.eif_build else b"no\n")
         if self.args.eif:
             shutil.copy(self.args.eif, os.path.join(self.data, "user.eif"))
@@ -544,6 +550,10 @@ def simulator_fault(log, timed_out):
     for signature in SIMULATOR_FAULTS:
         if signature in log:
             return signature
+    # parent-init.sh always ends with this line; a parent that stopped
+    # before it (QEMU ended under it) says nothing about the scenarios.
+    if "parent: done" not in log:
+        return "the parent stopped before its last scenario ended"
     return None
 
 

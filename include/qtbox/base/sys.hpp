@@ -49,6 +49,9 @@ ErrorOr<void> unlink(std::string const& path);
 ErrorOr<void> rename(std::string const& from, std::string const& to);
 ErrorOr<void> fsync(int fd);
 ErrorOr<void> getrandom(void* buffer, std::size_t size);
+// A waitpid(2) status in words: "exited with status 3", "was killed by
+// signal 9 (SIGKILL)", "... , core dumped".
+std::string describe_wait_status(int status);
 
 // O_NONBLOCK on an fd made elsewhere (accepted sockets, pipes).
 ErrorOr<void> set_nonblocking(int fd);

@@ -25,12 +25,24 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace qtbox::eif {
 
 // Default blobs directory: $QTBOX_BLOBS, else /usr/share/qtbox/blobs (docs/FORMATS.md §1).
 std::string default_blobs_directory();
+
+// docs/FORMATS.md §3: the kernel command line of an image built without --cmdline.
+constexpr std::string_view DEFAULT_CMDLINE = "console=ttyS0 reboot=k panic=1 pci=off i8042.noaux i8042.nomux i8042.nopnp "
+                                             "i8042.dumbkbd random.trust_cpu=on cryptomgr.notests quiet";
+// The command line to build with when none is given: the text of
+// <blobs_directory>/cmdline (blanks and the final newline trimmed) when
+// that file exists, else DEFAULT_CMDLINE, so that --kernel and --modules
+// alone build an image without any blobs directory. A cmdline file that
+// exists but cannot be read, or is over 4 KiB, is EifError::MissingInput;
+// build_eif checks the text as it checks any command line.
+ErrorOr<std::string> default_cmdline(std::string const& blobs_directory);
 
 // The command and environment the enclave's init runs.
 struct RunConfig {

@@ -65,6 +65,11 @@ int section_order_rank(SectionType type);
 // UINT64_MAX for ramdisks, which are bounded by the file size only.
 std::uint64_t section_size_limit(SectionType type);
 
+// docs/FORMATS.md §3: an enclave's memory is at least 128 MiB and at least
+// 4 times its image (`image_bytes`), in whole MiB, rounded up.
+constexpr std::uint64_t MIN_ENCLAVE_MEMORY_MIB = 128;
+std::uint64_t minimum_memory_mib(std::uint64_t image_bytes);
+
 // Causes that callers branch on (the VMM maps them to its own errors).
 enum class EifError {
     Malformed = 1,     // structure, order, offsets, unknown section type

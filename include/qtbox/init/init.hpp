@@ -29,6 +29,7 @@
 #include <qtbox/base/error.hpp>
 #include <qtbox/base/event.hpp>
 #include <qtbox/base/fd.hpp>
+#include <qtbox/base/sys.hpp>
 #include <qtbox/eif/app_config.hpp>
 
 #include <functional>
@@ -65,7 +66,7 @@ Compression module_compression(std::string_view path);
 ErrorOr<Bytes> decompress_module(ByteView compressed, Compression compression, std::size_t limit = MAX_MODULE_SIZE);
 
 // "exited with status 3", "was killed by signal 9 (SIGKILL)".
-std::string describe_wait_status(int status);
+using sys::describe_wait_status;
 
 // How the app ended: its argv[0] and wait status.
 struct AppExit {

@@ -2,6 +2,13 @@
 // "The trust picture"), excluded from core dumps, carved into the guest
 // physical regions the layout asks for. Every access by guest physical
 // address is bounds checked: addresses come from guest-controlled data.
+//
+// Backing: ordinary pages, touched lazily; or hugetlb pages of 2 MiB or
+// 1 GiB (the `qt env` pool, `vmm --hugepages`), reserved when mapped and all
+// faulted in before the guest runs. Hugetlb pages are never swapped
+// (Documentation/admin-guide/mm/hugetlbpage.rst), so such guest memory
+// stays resident, locked in all but name; mlock() would add nothing on a
+// hugetlb mapping but still count against RLIMIT_MEMLOCK.
 #pragma once
 
 #include <qtbox/base/bytes.hpp>
@@ -22,10 +29,12 @@ struct MemoryRegion {
 
 class GuestMemory {
 public:
-    // Maps the sum of the regions' sizes once (MAP_PRIVATE|MAP_ANONYMOUS|
-    // MAP_NORESERVE) and marks it MADV_DONTDUMP. Regions must be page
-    // aligned, non-empty, sorted and non-overlapping.
-    static ErrorOr<GuestMemory> create(std::vector<MemoryRegion> regions);
+    // Maps the sum of the regions' sizes once and marks it MADV_DONTDUMP.
+    // Regions must be page aligned, non-empty, sorted and non-overlapping.
+    // hugepage_size_mib 0: MAP_PRIVATE|MAP_ANONYMOUS|MAP_NORESERVE.
+    // 2 or 1024: MAP_HUGETLB of that size with MAP_POPULATE, every region a
+    // multiple of it; too few free hugepages is KvmError::HugepagesUnavailable.
+    static ErrorOr<GuestMemory> create(std::vector<MemoryRegion> regions, std::uint32_t hugepage_size_mib = 0);
     ~GuestMemory();
     GuestMemory(GuestMemory&& other) noexcept;
     GuestMemory& operator=(GuestMemory&&) = delete;
@@ -34,6 +43,8 @@ public:
     std::vector<MemoryRegion> const& regions() const { return m_regions; }
     std::uint64_t total_size() const { return m_size; }
     std::uint8_t* host_base() const { return m_base; }
+    // 0 for ordinary pages.
+    std::uint32_t hugepage_size_mib() const { return m_hugepage_size_mib; }
 
     // KVM_SET_USER_MEMORY_REGION, one slot per region.
     ErrorOr<void> register_with(Vm& vm) const;
@@ -44,12 +55,13 @@ public:
     ErrorOr<void> write(std::uint64_t guest_address, ByteView bytes) const;
 
 private:
-    GuestMemory(std::uint8_t* base, std::uint64_t size, std::vector<MemoryRegion> regions)
-        : m_base(base), m_size(size), m_regions(std::move(regions)) { }
+    GuestMemory(std::uint8_t* base, std::uint64_t size, std::vector<MemoryRegion> regions, std::uint32_t hugepage_size_mib)
+        : m_base(base), m_size(size), m_regions(std::move(regions)), m_hugepage_size_mib(hugepage_size_mib) { }
 
     std::uint8_t* m_base { nullptr };
     std::uint64_t m_size { 0 };
     std::vector<MemoryRegion> m_regions;
+    std::uint32_t m_hugepage_size_mib { 0 };
 };
 
 } // namespace qtbox::kvm

@@ -24,6 +24,7 @@ enum class KvmError {
     ApiVersion,         // KVM_GET_API_VERSION is not 12
     MissingCapability,  // a KVM_CAP_* the VMM needs is absent
     OutsideGuestMemory, // a guest-physical range not inside guest RAM
+    HugepagesUnavailable, // too few free hugepages of the size asked for, or none of that size
 };
 
 constexpr char const* DEFAULT_DEVICE = "/dev/kvm";

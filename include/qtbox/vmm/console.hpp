@@ -8,10 +8,20 @@
 //
 // The guest controls these bytes: an app printing the banner is reported as
 // a panic. That only affects how its own end is reported.
+//
+// Whatever the sink, every byte also goes to a ring holding the last
+// CONSOLE_RING_SIZE bytes, which `vmm --console-socket` replays to a reader
+// before following the live output (docs/FORMATS.md §11; the server is
+// vmm/console_server.hpp). The ring has a lock of its own that nobody holds
+// across I/O: a vCPU thread appending never waits for a reader, a sink or
+// the event loop's sends.
 #pragma once
+
+#include <qtbox/base/bytes.hpp>
 
 #include <atomic>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -19,9 +29,55 @@
 
 namespace qtbox::vmm {
 
+// docs/FORMATS.md §11: how much console output `--console-socket` replays.
+constexpr std::size_t CONSOLE_RING_SIZE = std::size_t(1) << 20;
+
+// The last `capacity` bytes of a byte stream, addressed by their position
+// in the whole stream (bytes since boot), so that a reader keeping its
+// position learns how much it missed once the ring has moved past it.
+// append() and read() may run on different threads; each holds the lock
+// only for its copy.
+class ConsoleRing {
+public:
+    explicit ConsoleRing(std::size_t capacity = CONSOLE_RING_SIZE);
+
+    void append(ByteView bytes);
+    void append(std::uint8_t byte) { append(ByteView(&byte, 1)); }
+
+    // The position after the newest byte: every byte ever appended.
+    std::uint64_t end() const;
+    // The oldest position still held.
+    std::uint64_t begin() const;
+    std::size_t capacity() const { return m_capacity; }
+
+    struct Chunk {
+        std::uint64_t dropped { 0 }; // bytes from `from` on that the ring no longer holds
+        std::uint64_t next { 0 };    // the position after the bytes copied
+    };
+    // Appends to `out` up to `max` bytes from position `from`, or from the
+    // oldest byte held when the ring has moved past `from` (`dropped` says
+    // by how much). A `from` beyond end() reads nothing. When the copy
+    // reaches end(), the wake fd is armed: the next append signals it.
+    Chunk read(std::uint64_t from, std::size_t max, Bytes& out);
+
+    // An eventfd to signal (sys::signal_event) on the first append after a
+    // read that caught up with end(); -1 for none. Set before any append
+    // runs on another thread.
+    void set_wake_fd(int fd);
+
+private:
+    std::size_t const m_capacity;
+    std::unique_ptr<std::uint8_t[]> m_bytes; // written lazily: untouched pages cost nothing
+    mutable std::mutex m_mutex;
+    std::uint64_t m_end { 0 };
+    int m_wake_fd { -1 };
+    bool m_wake_armed { false };
+};
+
 class Console {
 public:
-    // `fd` < 0 discards the output (it is still scanned). The fd is not owned.
+    // `fd` < 0 discards the output (it is still scanned and kept in the
+    // ring). The fd is not owned.
     explicit Console(int fd) : m_fd(fd) { }
 
     // Longest line kept before it is written out in pieces.
@@ -45,6 +101,9 @@ public:
     // The first panic line seen, without its line ending.
     std::optional<std::string> panic_line() const;
 
+    // The last CONSOLE_RING_SIZE bytes of output, for --console-socket.
+    ConsoleRing& ring() { return m_ring; }
+
 private:
     void write_out_locked();
     void write_ready_locked(int timeout_ms);
@@ -64,6 +123,9 @@ private:
     mutable std::mutex m_panic_mutex;
     std::optional<std::string> m_panic;
     std::atomic<bool> m_abandoned { false };
+    // Fed before m_mutex is taken, so that a vCPU thread waiting on a
+    // stalled sink has already put its byte here.
+    ConsoleRing m_ring;
 };
 
 } // namespace qtbox::vmm

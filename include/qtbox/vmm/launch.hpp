@@ -49,7 +49,15 @@ struct LaunchOptions {
     std::string cmdline;
     std::uint32_t cpus { 2 };
     std::uint64_t memory_mib { 1024 };
+    // The `qt env` pool (docs/FORMATS.md §11): guest memory in hugepages of
+    // this many MiB, 2 or 1024, with memory_mib a multiple of it (0: ordinary
+    // pages); the host CPUs the vCPU threads are pinned to, round robin
+    // (empty: not pinned).
+    std::uint32_t hugepage_size_mib { 0 };
+    std::vector<unsigned> cpu_list;
     std::string console; // empty: the mode's default
+    // --console-socket (vmm/console_server.hpp): debug or raw mode only.
+    std::string console_socket;
     bool debug_mode { false };
     // vsock (docs/FORMATS.md §6, §11). The applet fills the paths: their
     // defaults come from the state-directory layout, which the VMM does not
@@ -61,9 +69,9 @@ struct LaunchOptions {
     NoticeSink notice;        // what the devices report while the VM runs
 };
 
-// docs/FORMATS.md §3: at least 128 MiB and at least 4 times the image (the EIF file,
-// or kernel + initrds + cmdline in raw mode), in whole MiB.
-std::uint64_t minimum_memory_mib(std::uint64_t image_bytes);
+// docs/FORMATS.md §3's memory rule, applied to the EIF file or, in raw mode,
+// to kernel + initrds + cmdline.
+using eif::minimum_memory_mib;
 
 struct Launch {
     Bytes kernel;

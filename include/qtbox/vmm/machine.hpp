@@ -43,7 +43,16 @@ struct MachineConfig {
     std::uint64_t memory_bytes { 0 };
     int console_fd { -1 }; // guest console output; -1 discards it
     int input_fd { -1 };   // host bytes for the guest's COM1; -1 for none
+    // Where to serve the console's ring to one reader (vmm/console_server.hpp,
+    // docs/FORMATS.md §11); empty for nowhere.
+    std::string console_socket;
     bool seccomp { true }; // per-thread seccomp filters once running
+    // Guest memory in hugetlb pages of this many MiB, 2 or 1024 (the `qt env`
+    // pool; kvm/memory.hpp); 0 for ordinary pages.
+    std::uint32_t hugepage_size_mib { 0 };
+    // Host CPUs for the vCPU threads: vCPU i runs only on
+    // cpu_affinity[i % size], set before its seccomp filter; empty: not pinned.
+    std::vector<unsigned> cpu_affinity;
 
     // The enclave's virtio-vsock device (docs/FORMATS.md §6, §11): a
     // virtio-mmio device at VIRTIO_MMIO_BASE on GSI VIRTIO_FIRST_GSI,

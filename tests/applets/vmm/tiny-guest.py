@@ -19,6 +19,11 @@ Programs (RSI points at the zero page on entry, as the protocol says):
   echo     waits for one byte on COM1 (polling LSR), echoes it, resets
   unknown  reads CMOS port 0x71 and MMIO at 0xD0000000 (nothing there),
            prints each byte + '0', resets
+  interact prints "console ready", then for each byte B read from COM1
+           (polling LSR) prints "got B"; before that line, B = 'f' prints
+           a burst of BURSTS blocks of 64 lines of 64 bytes (96 KiB; each
+           byte is an exit, even with rep outsb, and a software-nested KVM
+           takes some 15 us per exit); B = 'q' resets after its line
 """
 import struct
 import sys
@@ -40,6 +45,32 @@ def print_message():
     return OUT_COM1 + mov_edi(LOAD_ADDRESS + MESSAGE_OFFSET) + PRINT_RDI
 
 
+BLOCK_OFFSET = 0x1000                           # interact's burst block
+BURST_BLOCK = b"".join(f"burst line {i:02d} ".ljust(63, ".").encode() + b"\n" for i in range(64))
+BURSTS = 24
+
+
+def interact():
+    """The `interact` program, its jumps computed from the parts' sizes."""
+    ready = LOAD_ADDRESS + MESSAGE_OFFSET
+    got = ready + len(b"console ready\n") + 1
+    block = LOAD_ADDRESS + BLOCK_OFFSET
+    mov_esi = lambda value: b"\xBE" + struct.pack("<I", value)
+    mov_ecx = lambda value: b"\xB9" + struct.pack("<I", value)
+    mov_ebp = lambda value: b"\xBD" + struct.pack("<I", value)
+    start = OUT_COM1 + mov_edi(ready) + PRINT_RDI
+    wait = (bytes.fromhex("66BAFD03" "EC" "A801" "74FB")              # poll LSR.DR
+            + OUT_COM1 + bytes.fromhex("EC" "88C3"))                   # in al, dx; mov bl, al
+    burst_loop = mov_esi(block) + mov_ecx(len(BURST_BLOCK)) + bytes.fromhex("F36E" "FFCD")  # rep outsb; dec ebp
+    burst_loop += b"\x75" + struct.pack("<b", -(len(burst_loop) + 2))  # jnz burst_loop
+    burst = mov_ebp(BURSTS) + burst_loop
+    wait += bytes.fromhex("80FB66") + b"\x75" + struct.pack("<b", len(burst))  # cmp bl, 'f'; jne over the burst
+    line = mov_edi(got) + PRINT_RDI + bytes.fromhex("88D8" "EE") + NEWLINE + bytes.fromhex("80FB71")  # cmp bl, 'q'
+    body = wait + burst + line
+    body += b"\x75" + struct.pack("<b", -(len(body) + 2))            # jne wait
+    return start + body + RESET + HALT
+
+
 PROGRAMS = {
     "hello": (OUT_COM1
               + bytes.fromhex("8BBE28020000") + PRINT_RDI + NEWLINE   # mov edi, [rsi+0x228]
@@ -59,15 +90,17 @@ PROGRAMS = {
     "unknown": (bytes.fromhex("E471" "0430") + OUT_COM1 + bytes.fromhex("EE")        # in al, 0x71
                 + mov_edi(0xD0000000) + bytes.fromhex("8B07" "0430" "EE")            # mov eax, [rdi]
                 + NEWLINE + RESET + HALT, b""),
+    "interact": (interact(), b"console ready\n\0got ", BURST_BLOCK),
 }
 
 
-def bzimage(code, message):
+def bzimage(code, message, block=b""):
     setup_sects = 1
     setup = bytearray(512 * (setup_sects + 1))
-    payload = bytearray(0x1000)
+    payload = bytearray(max(0x1000, BLOCK_OFFSET + len(block)))
     payload[0x200:0x200 + len(code)] = code
     payload[MESSAGE_OFFSET:MESSAGE_OFFSET + len(message) + 1] = message + b"\0"
+    payload[BLOCK_OFFSET:BLOCK_OFFSET + len(block)] = block
     setup[0x1F1] = setup_sects
     struct.pack_into("<H", setup, 0x1FE, 0xAA55)
     setup[0x200:0x202] = b"\xEB\x6A"                # header ends at 0x26C
@@ -88,9 +121,9 @@ def bzimage(code, message):
 def main():
     if len(sys.argv) != 3 or sys.argv[1] not in PROGRAMS:
         sys.exit(f"usage: tiny-guest.py {{{'|'.join(PROGRAMS)}}} OUTPUT")
-    code, message = PROGRAMS[sys.argv[1]]
+    code, message, *block = PROGRAMS[sys.argv[1]]
     with open(sys.argv[2], "wb") as out:
-        out.write(bzimage(code, message))
+        out.write(bzimage(code, message, *block))
 
 
 if __name__ == "__main__":
