@@ -1,3 +1,4 @@
+#include "../support/pipe.hpp"
 #include "../support/must.hpp"
 #include "../support/temp_dir.hpp"
 
@@ -56,32 +57,7 @@ void until_closed(int fd)
     while (::read(fd, buffer, sizeof(buffer)) > 0) { }
 }
 
-struct Pipe {
-    Pipe() { REQUIRE(::pipe2(fds, O_CLOEXEC) == 0); }
-    ~Pipe()
-    {
-        for (int fd : fds) {
-            if (fd >= 0)
-                ::close(fd);
-        }
-    }
-    void close_write()
-    {
-        ::close(fds[1]);
-        fds[1] = -1;
-    }
-    std::string drain()
-    {
-        REQUIRE(::fcntl(fds[0], F_SETFL, O_NONBLOCK) == 0);
-        std::string text;
-        char buffer[4096];
-        ssize_t n;
-        while ((n = ::read(fds[0], buffer, sizeof(buffer))) > 0)
-            text.append(buffer, static_cast<std::size_t>(n));
-        return text;
-    }
-    int fds[2] { -1, -1 };
-};
+using test::Pipe;
 
 } // namespace
 

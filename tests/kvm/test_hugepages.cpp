@@ -1,6 +1,8 @@
 // Guest memory in hugetlb pages (`vmm --hugepages`). This machine may have
 // no free hugepages: then the refusal is what is checked; with some (as
 // after `qt env apply`), the mapping itself.
+#include "support.hpp"
+
 #include <qtbox/kvm/memory.hpp>
 #include <qtbox/kvm/system.hpp>
 
@@ -15,6 +17,8 @@ using namespace qtbox::kvm;
 
 namespace {
 
+using qtbox::test::vm_flags;
+
 constexpr std::uint64_t MIB = 1 << 20;
 
 // free_hugepages of that size; 0 when the kernel has none of it.
@@ -25,22 +29,6 @@ std::uint64_t free_hugepages(std::uint32_t size_mib)
     return (file >> count) ? count : 0;
 }
 
-// The VmFlags of the mapping that starts at `address`.
-std::string vm_flags(void const* address)
-{
-    std::ifstream smaps("/proc/self/smaps");
-    char start[32];
-    std::snprintf(start, sizeof(start), "%lx-", reinterpret_cast<unsigned long>(address));
-    std::string line;
-    bool inside = false;
-    while (std::getline(smaps, line)) {
-        if (line.rfind(start, 0) == 0)
-            inside = true;
-        else if (inside && line.rfind("VmFlags:", 0) == 0)
-            return line;
-    }
-    return {};
-}
 
 } // namespace
 

@@ -1,3 +1,5 @@
+#include "support.hpp"
+
 #include <qtbox/kvm/memory.hpp>
 #include <qtbox/kvm/system.hpp>
 
@@ -14,6 +16,8 @@ using namespace qtbox::kvm;
 
 namespace {
 
+using qtbox::test::vm_flags;
+
 constexpr std::uint64_t MIB = 1 << 20;
 
 GuestMemory make(std::vector<MemoryRegion> regions)
@@ -23,22 +27,6 @@ GuestMemory make(std::vector<MemoryRegion> regions)
     return memory.release_value();
 }
 
-// The VmFlags line of the mapping that starts at `address` in /proc/self/smaps.
-std::string vm_flags(void const* address)
-{
-    std::ifstream smaps("/proc/self/smaps");
-    char start[32];
-    std::snprintf(start, sizeof(start), "%lx-", reinterpret_cast<unsigned long>(address));
-    std::string line;
-    bool inside = false;
-    while (std::getline(smaps, line)) {
-        if (line.rfind(start, 0) == 0)
-            inside = true;
-        else if (inside && line.rfind("VmFlags:", 0) == 0)
-            return line;
-    }
-    return {};
-}
 
 } // namespace
 

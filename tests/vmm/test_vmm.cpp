@@ -1,3 +1,4 @@
+#include "../support/pipe.hpp"
 #include "support.hpp"
 
 #include <qtbox/boot/acpi.hpp>
@@ -24,28 +25,7 @@ using namespace qtbox::vmm;
 
 namespace {
 
-struct Pipe {
-    Pipe()
-    {
-        REQUIRE(::pipe2(fds, O_NONBLOCK | O_CLOEXEC) == 0);
-    }
-    ~Pipe()
-    {
-        ::close(fds[0]);
-        if (fds[1] >= 0)
-            ::close(fds[1]);
-    }
-    std::string drain()
-    {
-        std::string text;
-        char buffer[4096];
-        ssize_t n;
-        while ((n = ::read(fds[0], buffer, sizeof(buffer))) > 0)
-            text.append(buffer, static_cast<std::size_t>(n));
-        return text;
-    }
-    int fds[2] { -1, -1 };
-};
+using test::Pipe;
 
 // A pipe whose write end is blocking and already full: a reader that stalls.
 void full_blocking_pipe(int fds[2])
@@ -74,7 +54,7 @@ std::uint64_t le(std::span<std::uint8_t const> bytes, std::size_t offset, int wi
 
 TEST_CASE("console: whole lines reach the sink; a flush writes a partial line once")
 {
-    Pipe pipe;
+    Pipe pipe(O_NONBLOCK);
     Console console(pipe.fds[1]);
     feed(console, "first line\nsecond");
     CHECK(pipe.drain() == "first line\n");
@@ -88,7 +68,7 @@ TEST_CASE("console: whole lines reach the sink; a flush writes a partial line on
 
 TEST_CASE("console: the panic banner is found even when a flush splits its line")
 {
-    Pipe pipe;
+    Pipe pipe(O_NONBLOCK);
     Console console(pipe.fds[1]);
     CHECK(!console.panic_line());
     feed(console, "[    3.28] Kernel pa");
@@ -103,7 +83,7 @@ TEST_CASE("console: the panic banner is found even when a flush splits its line"
 
 TEST_CASE("console: lines longer than the limit are written in pieces")
 {
-    Pipe pipe;
+    Pipe pipe(O_NONBLOCK);
     Console console(pipe.fds[1]);
     feed(console, std::string(Console::LINE_LIMIT + 10, 'x'));
     CHECK(pipe.drain().size() == Console::LINE_LIMIT);
