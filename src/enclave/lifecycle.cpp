@@ -406,9 +406,9 @@ Error abandon(StartOptions const& options, EnclaveRecord const& record, MonitorP
     }
     if (timed_out)
         return Error::from_code(QtError::HeartbeatTimeout,
-            with_log(fmt::format("{}; the enclave was stopped (hint: a debug enclave's console shows its boot: "
-                                 "--debug-mode, qt enclave console)",
-                         reason),
+            with_log(fmt::format("{}; the enclave was stopped (hint: {}/vmm.log, and a debug enclave's console "
+                                 "with --debug-mode --attach-console, show how far it got)",
+                         reason, enclave_dir(options.run, record.id)),
                 line));
     return Error::from_code(QtError::StartEnclave, with_log(reason + " before the enclave's heartbeat", line));
 }
