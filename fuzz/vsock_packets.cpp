@@ -88,11 +88,15 @@ private:
 
 class EchoSession final : public VsockSession {
 public:
-    ErrorOr<Bytes> on_data(ByteView data) override
+    ErrorOr<std::size_t> consume(ByteView data, Bytes& answers) override
     {
         if (!data.empty() && data[0] == 0xFF)
             return Error::from_string("echo: refused");
-        return Bytes(data.begin(), data.end());
+        // Up to 4 KiB per call, echoed: the device's flow control decides
+        // how much it hands over.
+        auto taken = std::min<std::size_t>(data.size(), 4096);
+        answers.insert(answers.end(), data.begin(), data.begin() + static_cast<std::ptrdiff_t>(taken));
+        return taken;
     }
 };
 

@@ -23,6 +23,9 @@ bool is_lower_hex(char c)
     return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
 }
 
+// One answer must fit what the vsock device lets a session add at a time.
+static_assert(qtsm::MAX_RESPONSE_SIZE + qtsm::FRAME_HEADER_SIZE <= devices::virtio::MAX_SERVICE_ANSWER);
+
 // The enclave's end of the channel: frames in, one answer frame per
 // request, in order.
 class QtsmSession final : public VsockSession {
@@ -32,24 +35,26 @@ public:
     {
     }
 
-    ErrorOr<Bytes> on_data(ByteView data) override
+    ErrorOr<std::size_t> consume(ByteView data, Bytes& answers) override
     {
-        Bytes answers;
-        while (!data.empty()) {
+        std::size_t used = 0;
+        while (used < data.size()) {
             auto space = m_reader.space();
-            std::size_t count = std::min(space.size(), data.size());
-            std::copy_n(data.begin(), count, space.begin());
-            data = data.subspan(count);
+            std::size_t count = std::min(space.size(), data.size() - used);
+            std::copy_n(data.begin() + static_cast<std::ptrdiff_t>(used), count, space.begin());
+            used += count;
             auto complete = m_reader.commit(count);
             if (complete.is_error())
                 return complete.release_error().context("QTSM channel");
             if (!complete.value())
                 continue;
-            auto request = m_reader.take();
-            auto frame = qtsm::make_frame(m_backend->handle(request));
+            // One answer per call: the device holds the rest back while the
+            // guest has not taken the answers (vsock.hpp, flow control).
+            auto frame = qtsm::make_frame(m_backend->handle(m_reader.take()));
             answers.insert(answers.end(), frame.begin(), frame.end());
+            break;
         }
-        return answers;
+        return used;
     }
 
 private:

@@ -57,6 +57,27 @@ enum class RxLayout {
     HeaderOnly, // 44: no room for data
 };
 
+// A service whose answers dwarf its requests, as the QTSM's documents do:
+// each byte is answered with ANSWER_SIZE copies of itself.
+constexpr std::uint32_t BIG_ANSWER_PORT = 7777;
+constexpr std::size_t ANSWER_SIZE = 60 * 1024;
+
+class BigAnswerSession final : public VsockSession {
+public:
+    ErrorOr<std::size_t> consume(ByteView data, Bytes& answers) override
+    {
+        if (data.empty())
+            return 0;
+        answers.insert(answers.end(), ANSWER_SIZE, data[0]);
+        return 1;
+    }
+};
+
+class BigAnswerService final : public VsockService {
+public:
+    std::unique_ptr<VsockSession> open() override { return std::make_unique<BigAnswerSession>(); }
+};
+
 struct Options {
     std::size_t max_connections { 1024 };
     int handshake_timeout_ms { 10'000 };
@@ -82,6 +103,7 @@ public:
         config.host_socket_path = options.listener ? socket_path() : "";
         config.services[address::HEARTBEAT_PORT]
             = std::make_shared<HeartbeatService>([] { return CLOCK_NS; }, [this] { ++heartbeats; });
+        config.services[BIG_ANSWER_PORT] = std::make_shared<BigAnswerService>();
         config.limits.max_connections = options.max_connections;
         config.limits.handshake_timeout_ms = options.handshake_timeout_ms;
         config.limits.close_timeout_ms = options.close_timeout_ms;
@@ -874,6 +896,32 @@ TEST_CASE("vsock device: a wrong heartbeat byte, or more than one, is reset")
     CHECK(harness.expect_one().op() == Op::Rst);
     CHECK(harness.heartbeats == 1);
     CHECK(harness.device->connection_count() == 0);
+}
+
+TEST_CASE("vsock device: a service's answers wait for the guest, and its requests wait in the credit; no reset")
+{
+    // 40 requests whose answers (2.4 MB) are far more than the device keeps
+    // for one service connection, sent before the guest reads any answer,
+    // as qtsm-server does with many clients: the device holds the requests
+    // and hands them on as the guest takes the answers.
+    Harness harness;
+    harness.send(Op::Request, 1024, BIG_ANSWER_PORT);
+    REQUIRE(harness.expect_one().op() == Op::Response);
+    Bytes requests(40);
+    for (std::size_t i = 0; i < requests.size(); ++i)
+        requests[i] = static_cast<std::uint8_t>(i);
+    harness.send_data(1024, BIG_ANSWER_PORT, requests);
+    harness.pump();
+    CHECK(harness.device->connection_count() == 1);
+    auto answers = harness.receive_stream(1024, requests.size() * ANSWER_SIZE);
+    REQUIRE(answers.size() == requests.size() * ANSWER_SIZE);
+    for (std::size_t i = 0; i < requests.size(); ++i) {
+        auto answer = std::string_view(answers).substr(i * ANSWER_SIZE, ANSWER_SIZE);
+        INFO("answer " << i);
+        CHECK(answer.find_first_not_of(static_cast<char>(i)) == std::string_view::npos);
+    }
+    CHECK(harness.device->connection_count() == 1);
+    CHECK(harness.notices.empty());
 }
 
 TEST_CASE("vsock device: connections beyond max_connections are refused, from both sides")

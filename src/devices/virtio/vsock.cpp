@@ -234,23 +234,25 @@ public:
     {
     }
 
-    ErrorOr<Bytes> on_data(ByteView data) override
+    ErrorOr<std::size_t> consume(ByteView data, Bytes& answers) override
     {
+        if (data.empty())
+            return 0;
         if (m_answered)
             return Error::from_string("heartbeat: more bytes after the heartbeat");
-        if (data.size() != 1 || data[0] != HeartbeatService::MAGIC)
+        if (data[0] != HeartbeatService::MAGIC)
             return Error::from_string(
                 fmt::format("heartbeat: expected the single byte {:#04x}", HeartbeatService::MAGIC));
         m_answered = true;
         // docs/FORMATS.md §6: 0xB7, then the wall clock in ns, u64 big-endian.
         auto encoded = qtbox::vsock::encode_heartbeat_reply(m_wall_clock_ns ? m_wall_clock_ns() : 0);
-        Bytes reply(encoded.begin(), encoded.end());
+        answers.insert(answers.end(), encoded.begin(), encoded.end());
         if (!m_seen) {
             m_seen = true;
             if (m_on_heartbeat)
                 m_on_heartbeat();
         }
-        return reply;
+        return 1;
     }
 
 private:
@@ -261,6 +263,18 @@ private:
 };
 
 } // namespace
+
+ErrorOr<Bytes> VsockSession::on_data(ByteView data)
+{
+    Bytes answers;
+    while (!data.empty()) {
+        auto used = TRY(consume(data, answers));
+        if (used == 0 || used > data.size())
+            return Error::from_string("a service took no bytes, or more than it was given");
+        data = data.subspan(used);
+    }
+    return answers;
+}
 
 HeartbeatService::HeartbeatService(std::function<std::uint64_t()> wall_clock_ns, std::function<void()> on_heartbeat)
     : m_wall_clock_ns(std::move(wall_clock_ns))
@@ -362,6 +376,9 @@ struct VsockDevice::State {
     // ---- connections ----
     void open_guest_connection(Header const& request);
     void deliver(Connection& connection, Chain const& chain, std::uint32_t length);
+    // Hands a service's session what it may take of the connection's held
+    // bytes (VsockSession's flow control); false when it reset the connection.
+    bool feed_session(Connection& connection);
     void established(Connection& connection);
     void guest_shutdown(Connection& connection);
     void finish(Connection& connection);
@@ -885,28 +902,42 @@ void VsockDevice::State::open_guest_connection(Header const& request)
     refresh(connection);
 }
 
+bool VsockDevice::State::feed_session(Connection& connection)
+{
+    while (!connection.pending.empty() && connection.service_output.size() + MAX_SERVICE_ANSWER <= MAX_SERVICE_OUTPUT) {
+        iovec segments[2];
+        connection.pending.segments(segments);
+        ByteView data(static_cast<std::uint8_t const*>(segments[0].iov_base), segments[0].iov_len);
+        auto before = connection.service_output.size();
+        auto used = connection.session->consume(data, connection.service_output);
+        std::string problem;
+        if (used.is_error())
+            problem = used.error().message();
+        else if (used.value() == 0 || used.value() > data.size())
+            problem = "it took no bytes, or more than it was given";
+        else if (connection.service_output.size() - before > MAX_SERVICE_ANSWER)
+            problem = fmt::format("one answer of {} bytes (at most {})", connection.service_output.size() - before,
+                MAX_SERVICE_ANSWER);
+        if (!problem.empty()) {
+            report(violations, Severity::Warning,
+                fmt::format("vsock: service on port {} reset a connection: {}", connection.service_port, problem));
+            reset_connection(connection);
+            return false;
+        }
+        connection.pending.consume(used.value());
+        connection.protocol.forwarded(static_cast<std::uint32_t>(used.value()));
+    }
+    return true;
+}
+
 void VsockDevice::State::deliver(Connection& connection, Chain const& chain, std::uint32_t length)
 {
     if (connection.session) {
-        Bytes data(length);
-        gather(chain.readable, HEADER_SIZE, data.data(), length);
-        connection.protocol.forwarded(length);
-        auto answer = connection.session->on_data(data);
-        if (answer.is_error()) {
-            report(violations, Severity::Warning,
-                fmt::format("vsock: service on port {} reset a connection: {}", connection.service_port,
-                    answer.error().message()));
-            reset_connection(connection);
-            return;
-        }
-        auto const& bytes = answer.value();
-        if (bytes.size() > MAX_SERVICE_OUTPUT - connection.service_output.size()) {
-            violation("the guest does not read a service's answers", header_for(connection.key));
-            reset_connection(connection);
-            return;
-        }
-        connection.service_output.insert(connection.service_output.end(), bytes.begin(), bytes.end());
-        refresh(connection);
+        // Held in the connection's buffer (within the credit the device
+        // gave) until the service takes it (VsockSession's flow control).
+        connection.pending.append(chain.readable, HEADER_SIZE, length);
+        if (feed_session(connection))
+            refresh(connection);
         return;
     }
 
@@ -1427,7 +1458,11 @@ std::uint32_t VsockDevice::State::produce(Connection& connection, Chain const& c
             connection.service_output.erase(connection.service_output.begin(),
                 connection.service_output.begin() + static_cast<std::ptrdiff_t>(length));
             header.op = static_cast<std::uint16_t>(Op::Rw);
-            return send(length);
+            auto written = send(length);
+            // Room for more answers: the requests held back go on (a service
+            // that fails resets the connection after this packet).
+            feed_session(connection);
+            return written;
         }
         if (connection.fd && connection.host_readable) {
             auto segments = iovecs(chain.writable, HEADER_SIZE, room);

@@ -79,13 +79,27 @@ constexpr std::size_t VSOCK_QUEUE_RX = 0;
 constexpr std::size_t VSOCK_QUEUE_TX = 1;
 constexpr std::size_t VSOCK_QUEUE_EVENT = 2;
 
+// What one VsockSession::consume() call may append to its answers.
+constexpr std::size_t MAX_SERVICE_ANSWER = 64 * 1024;
+
 // One conversation with a service served inside the VMM.
+//
+// Flow control: the device holds what the guest sent in the connection's
+// buffer (its credit) and hands it to consume() only while the answers not
+// yet taken by the guest leave room for one more answer. A guest that stops
+// reading its answers so runs out of credit and stops sending; neither side
+// grows without bound, and the connection is never reset for it.
 class VsockSession {
 public:
     virtual ~VsockSession() = default;
-    // Bytes the guest sent; returns the bytes to send back (possibly none).
-    // An error resets the connection.
-    virtual ErrorOr<Bytes> on_data(ByteView data) = 0;
+    // Takes a prefix of `data` (at least one byte when `data` is not empty),
+    // stopping after the first request it answers, and appends that answer
+    // (at most MAX_SERVICE_ANSWER bytes) to `answers`. Returns how many bytes
+    // it took. An error resets the connection.
+    virtual ErrorOr<std::size_t> consume(ByteView data, Bytes& answers) = 0;
+
+    // All of `data`, all the answers (tests, and callers without flow control).
+    ErrorOr<Bytes> on_data(ByteView data);
 };
 
 // A service on CID 3 port P, inside the VMM. open() returns nullptr to
