@@ -27,8 +27,9 @@ Exit status: 0 all passed, 1 a scenario failed, 77 skipped (with a reason).
 With QTBOX_TESTS_REQUIRED=1 in the environment (scripts/test sets it) a
 skip is a failure: on CI a missing install step must not pass unnoticed.
 A scenario that fails in a parent whose log shows a fault of the simulator
-itself (SIMULATOR_FAULTS below) runs once more in a fresh parent; both logs
-are printed. Never with --direct.
+itself (SIMULATOR_FAULTS below, a parent that stopped early, or one that
+stopped printing even its 20 s sign of life: PARENT_SILENCE_S) runs once
+more in a fresh parent; both logs are printed. Never with --direct.
 QEMU is a test dependency only, never a runtime one.
 """
 import argparse
@@ -60,6 +61,12 @@ PARENT_MODULES = [
     "kernel/arch/x86/kvm/kvm-amd.ko",
 ]
 BUSYBOX_APPLETS = ["sh", "cat", "echo", "nproc", "grep", "sleep", "ls", "head", "uname", "wget", "sha256sum", "date"]
+# parent-init.sh prints "parent: alive" every 20 s whatever its scenario
+# does. A parent log that does not grow for this long means the simulated
+# parent itself stopped (seen: the whole parent freezing while it starts a
+# nested guest, its ticker too); it is stopped at once and, as a simulator
+# fault, retried in a fresh parent, instead of waiting for the timeout.
+PARENT_SILENCE_S = 75
 # The scenarios that talk over vsock, and the test peer they use
 # (tests/nested/tools/vsock_tool.c, built statically here).
 VSOCK_SCENARIOS = {"vsock", "vsock-proxy", "qtsm", "attest-eif"}
@@ -485,13 +492,30 @@ class Harness:
                    "-no-reboot", "-kernel", os.path.join(self.blobs, "bzImage"), "-initrd", initramfs,
                    "-append", "console=ttyS0 panic=-1 quiet"]
         started = time.monotonic()
-        try:
-            subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=self.args.timeout)
-            timed_out = False
-        except subprocess.TimeoutExpired:
-            timed_out = True
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        timed_out = False
+        self.stalled = False
+        last_size, last_change = -1, started
+        while True:
+            try:
+                process.wait(timeout=1)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            now = time.monotonic()
+            size = os.path.getsize(log) if os.path.exists(log) else 0
+            if size != last_size:
+                last_size, last_change = size, now
+            self.stalled = now - last_change >= PARENT_SILENCE_S
+            if self.stalled or now - started >= self.args.timeout:
+                process.kill()
+                process.wait()
+                timed_out = True
+                break
         elapsed = time.monotonic() - started
         text = read(log).decode(errors="replace") if os.path.exists(log) else ""
+        if self.stalled:
+            text += f"\nnested: the parent printed nothing for {PARENT_SILENCE_S} s, not even its 20 s sign of life: stopped\n"
         return text, timed_out, elapsed
 
     def run_direct(self, scenarios):
@@ -545,6 +569,8 @@ SIMULATOR_FAULTS = (
 
 
 def simulator_fault(log, timed_out):
+    if timed_out and "not even its 20 s sign of life" in log:
+        return "the parent itself stopped (no output, not even its sign of life)"
     if timed_out:
         return "the parent run timed out"
     for signature in SIMULATOR_FAULTS:
