@@ -2,25 +2,41 @@
  * statically, against lib/qtsm/qtsm_lib.h and libqtsm.a; not part of qtbox).
  *
  * Usage:
- *   qtsm-load run MODE CLIENTS SECONDS
+ *   qtsm-load run MODE CLIENTS SECONDS [attest|random]
  *       CLIENTS clients, each with its own qtsm_lib_init() connection,
  *       call qtsm_get_attestation with a fresh 16-byte nonce back to back
  *       for SECONDS; MODE is `procs` (a forked process per client) or
  *       `threads` (a thread per client, in this one process). Every call
  *       must return NO_ERROR with a document that carries its nonce.
- *       Prints one line:
- *         mode=M clients=N documents=D seconds=T rate=R errors=E
- *         mean_ms=.. p50_ms=.. p99_ms=.. doc_bytes=B guest_busy=F cpus=C
+ *       With `random`, the calls are qtsm_get_random of 256 bytes (one
+ *       GetRandom, which costs the QTSM no signature): the same path's
+ *       round trip without the signing. Prints one line:
+ *         op=O mode=M clients=N documents=D seconds=T rate=R errors=E
+ *         first_error=S mean_ms=.. p50_ms=.. p99_ms=.. gap_p50_ms=..
+ *         burst=.. doc_bytes=B guest_busy=F cpus=C
  *       rate is D / T, T from the common start to the last client's end;
- *       the latencies are per call; guest_busy is the share of this
- *       machine's CPUs (/proc/stat) that was not idle during the run.
+ *       the latencies are per call; gap_p50_ms is the median time between
+ *       two answers arriving (at any client): well under the mean gap
+ *       (T / D) when answers come in bursts; burst is the mean number of
+ *       answers per burst, a burst ending at a gap of a quarter of the mean
+ *       gap or more (about 1 when answers come one at a time); guest_busy
+ *       is the share of this machine's CPUs (/proc/stat) that was not idle
+ *       during the run.
  *   qtsm-load sample NONCE_HEX
  *       one document for that nonce, raw, on stdout.
+ *   qtsm-load settle
+ *       waits (at most 30 s) until this machine's CPUs have been idle for
+ *       half a second (under 5 % busy), so that the work a run leaves
+ *       behind does not fall into the parent's next measurement; prints
+ *         settle_s=T busiest=COMM:SECONDS,...
+ *       with the three processes or kernel threads that used the most CPU
+ *       meanwhile.
  *   qtsm-load serve vsock:PORT|unix:PATH
  *       serves commands, one per connection: a line `run MODE CLIENTS
- *       SECONDS` or `sample NONCE_HEX`, answered as above, then the
- *       connection is closed; `stop` ends the server. Inside the enclave the
- *       parent drives the benchmark this way, between its own measurements.
+ *       SECONDS [OP]`, `sample NONCE_HEX` or `settle`, answered as above,
+ *       then the connection is closed; `stop` ends the server. Inside the
+ *       enclave the parent drives the benchmark this way, between its own
+ *       measurements.
  *   qtsm-load ask hybrid:VSOCK_SOCKET:PORT|unix:PATH LINE
  *       on the parent: connects (hybrid vsock: `CONNECT PORT`, `OK ...`),
  *       retrying for up to 120 s while the enclave is not listening yet,
@@ -29,11 +45,13 @@
  * The QTSM socket is libqtsm's: /run/qtsm.sock or $QTSM_SOCKET.
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/vm_sockets.h>
 #include <math.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,6 +72,7 @@
 /* Latency histogram: bucket k holds calls of about 1.02^k microseconds. */
 #define BUCKETS 1200
 #define BUCKET_BASE 1.02
+#define MAX_ARRIVALS 65536
 
 typedef struct {
     long documents;
@@ -71,7 +90,10 @@ typedef struct {
     uint8_t run_id[8];
     int ready_pipe[2];
     int go_pipe[2];
+    int random;
     Worker workers[MAX_CLIENTS];
+    long arrivals_used;
+    double arrivals[MAX_ARRIVALS];
 } Shared;
 
 static Shared* shared;
@@ -142,9 +164,18 @@ static void* worker_main(void* argument)
         memcpy(nonce + 9, &sequence, 4);
         nonce[13] = nonce[14] = nonce[15] = 0xa5;
         uint32_t length = sizeof(document);
-        int status = qtsm_get_attestation(fd, NULL, 0, nonce, NONCE_SIZE, NULL, 0, document, &length);
+        int status;
+        if (shared->random) {
+            length = 256;
+            status = qtsm_get_random(fd, document, length);
+        } else {
+            status = qtsm_get_attestation(fd, NULL, 0, nonce, NONCE_SIZE, NULL, 0, document, &length);
+        }
         double after = now();
-        if (status != NO_ERROR || length == 0 || !memmem(document, length, nonce, NONCE_SIZE)) {
+        long slot = __atomic_fetch_add(&shared->arrivals_used, 1, __ATOMIC_RELAXED);
+        if (slot < MAX_ARRIVALS)
+            shared->arrivals[slot] = after;
+        if (status != NO_ERROR || length == 0 || (!shared->random && !memmem(document, length, nonce, NONCE_SIZE))) {
             if (w->errors++ == 0)
                 w->first_error = status != NO_ERROR ? status : 1000;
             if (status == INTERNAL_ERROR)
@@ -195,11 +226,20 @@ static double percentile(unsigned const* histogram, long count, double fraction)
 
 /* Runs the load; writes the result line into `out`. Returns 0 when every
  * call succeeded. */
-static int run_load(char const* mode, int clients, double seconds, char* out, size_t out_size)
+static int compare_doubles(void const* a, void const* b)
+{
+    double x = *(double const*)a, y = *(double const*)b;
+    return x < y ? -1 : x > y;
+}
+
+static int run_load(char const* mode, int clients, double seconds, char const* op, char* out, size_t out_size)
 {
     int processes = strcmp(mode, "procs") == 0;
-    if ((!processes && strcmp(mode, "threads") != 0) || clients < 1 || clients > MAX_CLIENTS || seconds <= 0) {
-        snprintf(out, out_size, "error: bad run arguments (MODE procs|threads, 1..%d clients, SECONDS > 0)\n", MAX_CLIENTS);
+    int random = strcmp(op, "random") == 0;
+    if ((!processes && strcmp(mode, "threads") != 0) || (!random && strcmp(op, "attest") != 0) || clients < 1
+        || clients > MAX_CLIENTS || seconds <= 0) {
+        snprintf(out, out_size,
+            "error: bad run arguments (MODE procs|threads, 1..%d clients, SECONDS > 0, attest|random)\n", MAX_CLIENTS);
         return 1;
     }
     if (!shared) {
@@ -208,6 +248,7 @@ static int run_load(char const* mode, int clients, double seconds, char* out, si
             die("mmap");
     }
     memset(shared, 0, sizeof(*shared));
+    shared->random = random;
     if (getrandom(shared->run_id, sizeof(shared->run_id), 0) != sizeof(shared->run_id))
         die("getrandom");
     if (pipe2(shared->ready_pipe, O_CLOEXEC) < 0 || pipe2(shared->go_pipe, O_CLOEXEC) < 0)
@@ -278,14 +319,29 @@ static int run_load(char const* mode, int clients, double seconds, char* out, si
             histogram[k] += w->histogram[k];
     }
     double elapsed = end - shared->start;
+    long arrivals = shared->arrivals_used < MAX_ARRIVALS ? shared->arrivals_used : MAX_ARRIVALS;
+    double gap_median = 0, burst = 0;
+    if (arrivals > 1) {
+        qsort(shared->arrivals, (size_t)arrivals, sizeof(double), compare_doubles);
+        double mean_gap = (shared->arrivals[arrivals - 1] - shared->arrivals[0]) / (double)(arrivals - 1);
+        long bursts = 1;
+        for (long i = 0; i + 1 < arrivals; ++i) {
+            shared->arrivals[i] = shared->arrivals[i + 1] - shared->arrivals[i];
+            bursts += shared->arrivals[i] >= mean_gap / 4;
+        }
+        burst = (double)arrivals / (double)bursts;
+        qsort(shared->arrivals, (size_t)(arrivals - 1), sizeof(double), compare_doubles);
+        gap_median = shared->arrivals[(arrivals - 1) / 2] * 1000;
+    }
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     double total = total_after - total_before;
     snprintf(out, out_size,
-        "mode=%s clients=%d documents=%ld seconds=%.3f rate=%.2f errors=%ld first_error=%d mean_ms=%.2f p50_ms=%.2f "
-        "p99_ms=%.2f doc_bytes=%ld guest_busy=%.2f cpus=%ld\n",
-        mode, clients, documents, elapsed, elapsed > 0 ? (double)documents / elapsed : 0.0, errors, first_error,
+        "op=%s mode=%s clients=%d documents=%ld seconds=%.3f rate=%.2f errors=%ld first_error=%d mean_ms=%.2f "
+        "p50_ms=%.2f p99_ms=%.2f gap_p50_ms=%.3f burst=%.2f doc_bytes=%ld guest_busy=%.2f cpus=%ld\n",
+        op, mode, clients, documents, elapsed, elapsed > 0 ? (double)documents / elapsed : 0.0, errors, first_error,
         documents ? latency_sum / (double)documents * 1000 : 0.0, percentile(histogram, documents, 0.5),
-        percentile(histogram, documents, 0.99), bytes, total > 0 ? (busy_after - busy_before) / total : 0.0, cpus);
+        percentile(histogram, documents, 0.99), gap_median, burst, bytes,
+        total > 0 ? (busy_after - busy_before) / total : 0.0, cpus);
     return errors != 0 || documents == 0;
 }
 
@@ -327,6 +383,103 @@ static int sample(char const* nonce_hex, int fd)
     return write_all(fd, document, size) < 0;
 }
 
+/* ---- settling ---- */
+
+#define MAX_TASKS 4096
+
+typedef struct {
+    int pid;
+    char comm[32];
+    double seconds;
+} Task;
+
+/* Every process's and kernel thread's CPU time so far. */
+static int read_tasks(Task* tasks)
+{
+    int count = 0;
+    DIR* proc = opendir("/proc");
+    if (!proc)
+        return 0;
+    struct dirent* entry;
+    double tick = (double)sysconf(_SC_CLK_TCK);
+    while ((entry = readdir(proc)) != NULL && count < MAX_TASKS) {
+        int pid = atoi(entry->d_name);
+        if (pid <= 0)
+            continue;
+        char path[64], text[1024];
+        snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+        FILE* f = fopen(path, "r");
+        if (!f)
+            continue;
+        size_t n = fread(text, 1, sizeof(text) - 1, f);
+        fclose(f);
+        text[n] = 0;
+        char* open = strchr(text, '(');
+        char* close = strrchr(text, ')');
+        if (!open || !close)
+            continue;
+        unsigned long long user = 0, system = 0;
+        /* After the comm: state, then fields 4-13, utime (14), stime (15). */
+        if (sscanf(close + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &user, &system) != 2)
+            continue;
+        Task* t = &tasks[count++];
+        t->pid = pid;
+        size_t length = (size_t)(close - open - 1);
+        if (length >= sizeof(t->comm))
+            length = sizeof(t->comm) - 1;
+        memcpy(t->comm, open + 1, length);
+        t->comm[length] = 0;
+        t->seconds = (double)(user + system) / tick;
+    }
+    closedir(proc);
+    return count;
+}
+
+static void settle(char* out, size_t out_size)
+{
+    static Task before[MAX_TASKS], after[MAX_TASKS];
+    int before_count = read_tasks(before);
+    double start = now();
+    double busy0, total0, busy1, total1;
+    cpu_times(&busy0, &total0);
+    for (;;) {
+        usleep(500 * 1000);
+        cpu_times(&busy1, &total1);
+        int idle = total1 > total0 && (busy1 - busy0) / (total1 - total0) < 0.05;
+        busy0 = busy1;
+        total0 = total1;
+        if (idle || now() - start > 30)
+            break;
+    }
+    double elapsed = now() - start;
+    int after_count = read_tasks(after);
+    /* The three that used the most CPU meanwhile (a task that ended is not seen). */
+    for (int i = 0; i < after_count; ++i) {
+        double used = after[i].seconds;
+        for (int j = 0; j < before_count; ++j) {
+            if (before[j].pid == after[i].pid) {
+                used -= before[j].seconds;
+                break;
+            }
+        }
+        after[i].seconds = used;
+    }
+    int length = snprintf(out, out_size, "settle_s=%.2f busiest=", elapsed);
+    for (int rank = 0; rank < 3; ++rank) {
+        int best = -1;
+        for (int i = 0; i < after_count; ++i) {
+            if (after[i].seconds > 0 && (best < 0 || after[i].seconds > after[best].seconds))
+                best = i;
+        }
+        if (best < 0)
+            break;
+        length += snprintf(out + length, out_size - (size_t)length, "%s%s:%.2f", rank ? "," : "", after[best].comm,
+            after[best].seconds);
+        after[best].seconds = 0;
+    }
+    snprintf(out + length, out_size - (size_t)length, "\n");
+}
+
 /* ---- the command channel ---- */
 
 static int unix_socket(char const* path, struct sockaddr_un* address)
@@ -341,6 +494,8 @@ static int unix_socket(char const* path, struct sockaddr_un* address)
 
 static int serve(char const* endpoint)
 {
+    /* A parent that gave up on an answer must not end the enclave's app. */
+    signal(SIGPIPE, SIG_IGN);
     int listener;
     if (strncmp(endpoint, "vsock:", 6) == 0) {
         struct sockaddr_vm address = { .svm_family = AF_VSOCK, .svm_cid = VMADDR_CID_ANY,
@@ -379,14 +534,17 @@ static int serve(char const* endpoint)
             ++used;
         }
         line[used] = 0;
-        char mode[16], out[512];
+        char mode[16], op[16] = "attest", out[512];
         int clients;
         double seconds;
         if (strcmp(line, "stop") == 0) {
             close(connection);
             return 0;
-        } else if (sscanf(line, "run %15s %d %lf", mode, &clients, &seconds) == 3) {
-            run_load(mode, clients, seconds, out, sizeof(out));
+        } else if (sscanf(line, "run %15s %d %lf %15s", mode, &clients, &seconds, op) >= 3) {
+            run_load(mode, clients, seconds, op, out, sizeof(out));
+            (void)write_all(connection, out, strlen(out));
+        } else if (strcmp(line, "settle") == 0) {
+            settle(out, sizeof(out));
             (void)write_all(connection, out, strlen(out));
         } else if (strncmp(line, "sample ", 7) == 0) {
             if (sample(line + 7, connection) != 0)
@@ -484,11 +642,17 @@ static int ask(char const* endpoint, char const* command)
 
 int main(int argc, char** argv)
 {
-    if (argc == 5 && strcmp(argv[1], "run") == 0) {
+    if ((argc == 5 || argc == 6) && strcmp(argv[1], "run") == 0) {
         char out[512];
-        int status = run_load(argv[2], atoi(argv[3]), atof(argv[4]), out, sizeof(out));
+        int status = run_load(argv[2], atoi(argv[3]), atof(argv[4]), argc == 6 ? argv[5] : "attest", out, sizeof(out));
         fputs(out, stdout);
         return status;
+    }
+    if (argc == 2 && strcmp(argv[1], "settle") == 0) {
+        char out[512];
+        settle(out, sizeof(out));
+        fputs(out, stdout);
+        return 0;
     }
     if (argc == 3 && strcmp(argv[1], "sample") == 0)
         return sample(argv[2], 1);
