@@ -1,3 +1,4 @@
+#include "../support/sanitizers.hpp"
 #include "../support/child.hpp"
 #include "../support/must.hpp"
 #include "../support/temp_dir.hpp"
@@ -377,7 +378,7 @@ TEST_CASE("console server and client: follow_console replays, follows, is refuse
     CHECK(gone.error().is(enclave::ConsoleError::NoConsole));
 }
 
-TEST_CASE("console server: it serves under the event loop's seccomp filter")
+TEST_CASE("console server: it serves under the event loop's seccomp filter" * doctest::skip(test::SANITIZED))
 {
     // The VMM serves the socket on its event-loop thread, under that
     // thread's allow-list (vmm/seccomp.hpp), and finishes there too.

@@ -2,6 +2,7 @@
 // instance id, the PKI rules and the one-channel vsock service, without KVM.
 #include "../support/child.hpp"
 #include "../support/must.hpp"
+#include "../support/sanitizers.hpp"
 #include "../support/temp_dir.hpp"
 
 #include <qtbox/attest/verify.hpp>
@@ -249,15 +250,6 @@ TEST_CASE("vmm qtsm: a zero or over-long length prefix resets the channel")
     REQUIRE(other);
     CHECK(other->on_data(Bytes { 0, 0, 0x10, 0x01 }).is_error()); // 4097 > MAX_REQUEST_SIZE
 }
-
-// The sanitizers' runtime makes system calls of its own inside the filtered
-// child (pipe2 to probe memory, sigaltstack in _exit) that no production
-// filter allows; the filter is checked in the release builds.
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-constexpr bool SANITIZED = true;
-#else
-constexpr bool SANITIZED = false;
-#endif
 
 TEST_CASE("vmm qtsm: the QTSM's work, the hourly leaf included, runs under the event loop's seccomp filter"
     * doctest::skip(SANITIZED))

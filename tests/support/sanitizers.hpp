@@ -1,0 +1,16 @@
+// Whether this test binary is built with a sanitizer. Their runtime makes
+// system calls of its own (pipe2 to probe memory, sigaltstack in _exit)
+// that no production seccomp filter allows, so the tests that run real
+// code under a real filter skip themselves there: the filters are checked
+// in the release builds.
+#pragma once
+
+namespace qtbox::test {
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+constexpr bool SANITIZED = true;
+#else
+constexpr bool SANITIZED = false;
+#endif
+
+} // namespace qtbox::test
