@@ -73,6 +73,8 @@ constexpr std::size_t MAX_NOTICES_PER_KIND = 16;
 // Local ports of parent-initiated connections: high, away from the ports
 // guests listen on, and unique among live connections.
 constexpr std::uint32_t FIRST_LOCAL_PORT = 1u << 30;
+// Service answers made in one settle() before the loop's other work goes on.
+constexpr std::size_t MAX_ANSWERS_PER_SETTLE = 16;
 // What one service session may have waiting for the guest.
 constexpr std::size_t MAX_SERVICE_OUTPUT = BUFFER_SIZE;
 // virtio 1.2 §5.10.4: the configuration space is `le64 guest_cid`.
@@ -379,6 +381,8 @@ struct VsockDevice::State {
     // Hands a service's session what it may take of the connection's held
     // bytes (VsockSession's flow control); false when it reset the connection.
     bool feed_session(Connection& connection);
+    // feed_session made an answer during this TX pass.
+    bool service_answered { false };
     void established(Connection& connection);
     void guest_shutdown(Connection& connection);
     void finish(Connection& connection);
@@ -904,7 +908,12 @@ void VsockDevice::State::open_guest_connection(Header const& request)
 
 bool VsockDevice::State::feed_session(Connection& connection)
 {
-    while (!connection.pending.empty() && connection.service_output.size() + MAX_SERVICE_ANSWER <= MAX_SERVICE_OUTPUT) {
+    // One answer per call: the answer goes out (process_tx yields to
+    // process_rx) before the next request is taken, so the guest works on
+    // it while the service makes the next one.
+    bool answered = false;
+    while (!answered && !connection.pending.empty()
+        && connection.service_output.size() + MAX_SERVICE_ANSWER <= MAX_SERVICE_OUTPUT) {
         iovec segments[2];
         connection.pending.segments(segments);
         ByteView data(static_cast<std::uint8_t const*>(segments[0].iov_base), segments[0].iov_len);
@@ -926,7 +935,9 @@ bool VsockDevice::State::feed_session(Connection& connection)
         }
         connection.pending.consume(used.value());
         connection.protocol.forwarded(static_cast<std::uint32_t>(used.value()));
+        answered = connection.service_output.size() > before;
     }
+    service_answered = service_answered || answered;
     return true;
 }
 
@@ -1217,6 +1228,25 @@ void VsockDevice::State::on_connection_event(Connection& connection, std::uint32
 void VsockDevice::State::settle()
 {
     process_rx();
+    // Requests a service holds back get their answers one at a time, each
+    // sent (and the guest interrupted) before the next is made, so the
+    // guest works on one while the service makes the next.
+    for (std::size_t round = 0;; ++round) {
+        // feed_session may reset (and so unlist) the connection it feeds.
+        for (auto next = connections.begin(); next != connections.end();) {
+            Connection& connection = **next++;
+            if (connection.session && !connection.pending.empty() && feed_session(connection))
+                refresh(connection);
+        }
+        if (!std::exchange(service_answered, false))
+            break;
+        process_rx();
+        if (round + 1 == MAX_ANSWERS_PER_SETTLE) {
+            // Let the loop's other work in; go on next round.
+            sys::signal_event(rx_notify.get());
+            break;
+        }
+    }
     if (tx_paused && resets.size() < MAX_PENDING_RESETS && active) {
         tx_paused = false;
         sys::signal_event(tx_notify.get());
@@ -1266,6 +1296,13 @@ void VsockDevice::State::process_tx()
         // TX buffers are device-readable only: nothing written.
         tx.push_used(chain.head, 0);
         used = true;
+        // A service answered: let its answer out (settle, process_rx)
+        // before the next request; the rest of the queue comes next round.
+        if (service_answered) {
+            service_answered = false;
+            sys::signal_event(tx_notify.get());
+            break;
+        }
     }
     if (used && tx.needs_interrupt())
         transport->raise(Interrupt::UsedBuffer);
@@ -1458,11 +1495,7 @@ std::uint32_t VsockDevice::State::produce(Connection& connection, Chain const& c
             connection.service_output.erase(connection.service_output.begin(),
                 connection.service_output.begin() + static_cast<std::ptrdiff_t>(length));
             header.op = static_cast<std::uint16_t>(Op::Rw);
-            auto written = send(length);
-            // Room for more answers: the requests held back go on (a service
-            // that fails resets the connection after this packet).
-            feed_session(connection);
-            return written;
+            return send(length);
         }
         if (connection.fd && connection.host_readable) {
             auto segments = iovecs(chain.writable, HEADER_SIZE, room);
