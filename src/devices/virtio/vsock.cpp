@@ -373,6 +373,9 @@ struct VsockDevice::State {
     std::uint32_t fill_rx(Chain const& chain);
     std::uint32_t produce(Connection& connection, Chain const& chain);
     void broken(std::string_view which, Error const& error);
+    // A chain the driver got wrong: reported and given back unused; false
+    // when the queue itself is broken (then `broken` was called).
+    bool skip_bad_chain(Queue& queue, BadChain const& bad, std::string_view which);
     void settle();
 
     // ---- connections ----
@@ -675,6 +678,17 @@ Connection& VsockDevice::State::add_connection()
     auto& connection = *connections.back();
     connection.self = std::prev(connections.end());
     return connection;
+}
+
+bool VsockDevice::State::skip_bad_chain(Queue& queue, BadChain const& bad, std::string_view which)
+{
+    if (!bad.head || queue.is_broken()) {
+        broken(which, bad.error);
+        return false;
+    }
+    report(violations, Severity::Warning, fmt::format("vsock: a bad {} chain: {}", which, bad.error.message()));
+    queue.consume_bad_chain(bad);
+    return true;
 }
 
 void VsockDevice::State::insert_key(Connection& connection, Key key)
@@ -1282,12 +1296,8 @@ void VsockDevice::State::process_tx()
             break;
         }
         if (auto* bad = std::get_if<BadChain>(&popped)) {
-            if (!bad->head || tx.is_broken()) {
-                broken("TX", bad->error);
+            if (!skip_bad_chain(tx, *bad, "TX"))
                 return;
-            }
-            report(violations, Severity::Warning, fmt::format("vsock: a bad TX chain: {}", bad->error.message()));
-            tx.consume_bad_chain(*bad);
             used = true;
             continue;
         }
@@ -1405,12 +1415,8 @@ void VsockDevice::State::process_rx()
                 break;
             }
             if (auto* bad = std::get_if<BadChain>(&popped)) {
-                if (!bad->head || rx.is_broken()) {
-                    broken("RX", bad->error);
+                if (!skip_bad_chain(rx, *bad, "RX"))
                     return;
-                }
-                report(violations, Severity::Warning, fmt::format("vsock: a bad RX chain: {}", bad->error.message()));
-                rx.consume_bad_chain(*bad);
                 used = true;
                 continue;
             }
