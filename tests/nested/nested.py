@@ -15,12 +15,14 @@ With --direct the same scenario scripts run on this host instead (for
 machines with real VT-x/AMD-V: /dev/kvm plus vmx/svm in /proc/cpuinfo).
 
 Usage: nested.py [--direct] [--work DIR] [--keep] [--timeout S] [--show]
-                 [--eif FILE] [--nonce HEX] SCENARIO...
+                 [--eif FILE] [--nonce HEX] [--prepared DIR] SCENARIO...
 The boot-eif scenario boots the image given with --eif in debug mode, and
 attest-eif boots it as a production enclave and checks the attestation
 document its app sends to vsock port 7000 against --nonce and the image's
 PCR0 and PCR8 (scripts/demo uses both); --show prints the whole log (the
-enclave's console) even on success.
+enclave's console) even on success. The confidential-data scenario runs
+examples/confidential-data (the main job) on what its prepare.sh made:
+in --prepared DIR (scripts/demo's), or here when that is not given.
 Environment: QTBOX (the static qtbox binary), QTBOX_BLOBS (the blobs
 directory of scripts/fetch-guest-kernel), QTBOX_SOURCE_ROOT.
 Exit status: 0 all passed, 1 a scenario failed, 77 skipped (with a reason).
@@ -70,6 +72,13 @@ PARENT_SILENCE_S = 75
 # The scenarios that talk over vsock, and the test peer they use
 # (tests/nested/tools/vsock_tool.c, built statically here).
 VSOCK_SCENARIOS = {"vsock", "vsock-proxy", "qtsm", "attest-eif"}
+# examples/confidential-data, and what of its prepare.sh output the parent
+# needs (not the OCI layout or the unpacked root file systems).
+EXAMPLE = os.path.join(HERE, "..", "..", "examples", "confidential-data")
+EXAMPLE_PREPARED = ["app.eif", "app.json", "tampered.eif", "tampered.json", "pki", "key-release", "object-store"]
+# Scenarios that boot several enclaves, and how many scenarios' time each
+# gets in the default timeout.
+SCENARIO_WEIGHT = {"confidential-data": 3}
 VSOCK_TOOL = os.path.join(HERE, "tools", "vsock_tool.c")
 # Both ends of the vsock-proxy scenario read this qt-proxy configuration.
 PROXY_CONFIG = """\
@@ -232,6 +241,10 @@ class Harness:
             self.cc = shutil.which("gcc")
             if not self.cc:
                 raise Skip("gcc is missing (the vsock scenarios build their static test peer)")
+        if "confidential-data" in self.args.scenarios and not self.args.prepared:
+            for tool, package in (("gcc", "gcc"), ("umoci", "umoci"), ("openssl", "openssl")):
+                if not shutil.which(tool):
+                    raise Skip(f"{tool} is missing (Debian package {package}; examples/confidential-data/prepare.sh needs it)")
         if "qtsm" in self.args.scenarios:
             self.libqtsm = os.environ.get("LIBQTSM", "")
             if not self.libqtsm or not os.path.exists(self.libqtsm):
@@ -454,11 +467,35 @@ class Harness:
             self.build_eif("ticker.eif", 'i=0; while :; do echo "app: tick $i"; i=$((i + 1)); sleep 1; done', verbose,
                            make_img=True)
             self.build_eif("brief.eif", 'echo "app: brief"; exit 3', self.default_cmdline(), make_img=True)
+        if self.eif_build and "confidential-data" in scenarios:
+            self.confidential_data()
         write(os.path.join(self.data, "have-eif"), b"yes\n" if self.eif_build else b"no\n")
         if self.args.eif:
             shutil.copy(self.args.eif, os.path.join(self.data, "user.eif"))
         if self.args.nonce:
             write(os.path.join(self.data, "user.nonce"), self.args.nonce.encode() + b"\n")
+
+    def confidential_data(self):
+        """data/confidential-data: example/ (the example's scripts) and
+        prepared/ (prepare.sh's output: PKI, images, policy, sealed record)."""
+        prepared = self.args.prepared
+        if not prepared:
+            prepared = os.path.join(self.work, "confidential-data")
+            env = dict(os.environ, QTBOX=os.path.abspath(self.qtbox), QTBOX_BLOBS=self.blobs)
+            result = subprocess.run(["sh", os.path.join(EXAMPLE, "prepare.sh"), prepared], env=env,
+                                    capture_output=True, text=True)
+            if result.returncode != 0:
+                raise RuntimeError(f"examples/confidential-data/prepare.sh failed: {result.stdout}{result.stderr}")
+        target = os.path.join(self.data, "confidential-data")
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(EXAMPLE, os.path.join(target, "example"))
+        for entry in EXAMPLE_PREPARED:
+            source = os.path.join(prepared, entry)
+            if os.path.isdir(source):
+                shutil.copytree(source, os.path.join(target, "prepared", entry))
+            else:
+                os.makedirs(os.path.join(target, "prepared"), exist_ok=True)
+                shutil.copy2(source, os.path.join(target, "prepared", entry))
 
     # ---- running ----
     def parent_initramfs(self, scenarios):
@@ -478,8 +515,16 @@ class Harness:
         for entry in os.listdir(os.path.join(HERE, "scenarios")):
             archive.add_file("scenarios/" + entry, read(os.path.join(HERE, "scenarios", entry)), 0o755)
         archive.add_file("scenarios/list", ("\n".join(scenarios) + "\n").encode())
-        for entry in sorted(os.listdir(self.data)):
-            archive.add_file("data/" + entry, read(os.path.join(self.data, entry)))
+        # Files keep their permission bits (the example's scripts and its
+        # PKI's 0600 keys); directories are walked.
+        for directory, dirs, files in os.walk(self.data):
+            relative = os.path.relpath(directory, self.data)
+            base = "data" if relative == "." else "data/" + relative
+            for entry in sorted(dirs):
+                archive.add_dir(f"{base}/{entry}", stat.S_IMODE(os.stat(os.path.join(directory, entry)).st_mode))
+            for entry in sorted(files):
+                full = os.path.join(directory, entry)
+                archive.add_file(f"{base}/{entry}", read(full), stat.S_IMODE(os.stat(full).st_mode))
         path = os.path.join(self.work, "parent.cpio")
         write(path, archive.bytes())
         return path
@@ -594,9 +639,10 @@ def main():
     parser.add_argument("--eif", help="the image the boot-eif and attest-eif scenarios boot")
     parser.add_argument("--nonce", help="attest-eif: the nonce (hex) the image's document must carry")
     parser.add_argument("--show", action="store_true", help="print the whole log, also on success")
+    parser.add_argument("--prepared", help="confidential-data: examples/confidential-data/prepare.sh's output")
     args = parser.parse_args()
     if args.timeout is None:
-        args.timeout = 90 + 90 * len(args.scenarios)
+        args.timeout = 90 + 90 * sum(SCENARIO_WEIGHT.get(name, 1) for name in args.scenarios)
     available = {name[:-3] for name in os.listdir(os.path.join(HERE, "scenarios")) if name.endswith(".sh")}
     unknown = [name for name in args.scenarios if name not in available or name in ("lib", "run-one")]
     if unknown:
