@@ -7,8 +7,13 @@
 #include <qtbox/image/image.hpp>
 
 #include "json_util.hpp"
+#include "oci_index.hpp"
 
 #include <fmt/format.h>
+
+#include <map>
+#include <set>
+#include <tuple>
 
 namespace qtbox::image {
 
@@ -99,48 +104,121 @@ ErrorOr<Descriptor> parse_descriptor(nlohmann::json const& value, std::string_vi
     return descriptor;
 }
 
-// Collects the image manifests reachable from an index, giving nested
-// entries their parent's ref name when they have none.
-ErrorOr<void> collect_manifests(Layout const& layout, nlohmann::json const& index, std::string const& inherited_name, int depth,
-    std::vector<Descriptor>& out)
-{
-    if (depth > MAX_INDEX_DEPTH)
-        return Error::from_code(ImageError::LimitExceeded, "image indexes nest too deeply");
-    auto manifests = index.find("manifests");
-    if (manifests == index.end() || !manifests->is_array())
-        return Error::from_code(ImageError::Malformed, "image index has no \"manifests\" array");
-    for (auto const& value : *manifests) {
-        if (out.size() >= MAX_INDEX_ENTRIES)
-            return Error::from_code(ImageError::LimitExceeded, "image index lists too many manifests");
-        auto descriptor = TRY(parse_descriptor(value, "index.json"));
-        if (descriptor.ref_name.empty())
-            descriptor.ref_name = inherited_name;
-        if (descriptor.media_type == OCI_INDEX || descriptor.media_type == DOCKER_LIST) {
-            auto nested = TRY(layout.json_blob(descriptor, "image index"));
-            TRY(collect_manifests(layout, nested, descriptor.ref_name, depth + 1, out));
-            continue;
+// Collects the image manifests reachable from index.json, giving nested
+// entries their parent's ref name when they have none. The walk is bounded
+// by the work it does, not only by what it finds: every descriptor read
+// counts against MAX_INDEX_DESCRIPTORS, and each nested index blob is read,
+// hashed and parsed once, however many descriptors name it (a tree of
+// indexes that name one another many times over is small on disk and
+// would otherwise be walked once per path through it).
+class IndexWalker {
+public:
+    explicit IndexWalker(Layout const& layout) : m_layout(layout) { }
+
+    ErrorOr<std::vector<Descriptor>> walk(nlohmann::json const& index) { return expand(index, 0); }
+
+    detail::OciIndexWalk counts(std::size_t manifests) const { return { m_descriptors_visited, m_index_blobs_read, manifests }; }
+
+private:
+    // The manifests below one index, each with its own ref name or, when it
+    // has none, the name of the nearest nested index descriptor that has
+    // one; names still empty are filled in by the caller.
+    ErrorOr<std::vector<Descriptor>> expand(nlohmann::json const& index, int depth)
+    {
+        if (depth > MAX_INDEX_DEPTH)
+            return Error::from_code(ImageError::LimitExceeded, "image indexes nest too deeply");
+        auto manifests = index.find("manifests");
+        if (manifests == index.end() || !manifests->is_array())
+            return Error::from_code(ImageError::Malformed, "image index has no \"manifests\" array");
+        Collected out;
+        std::set<std::pair<std::string, std::string>> nested_merged;
+        for (auto const& value : *manifests) {
+            if (++m_descriptors_visited > MAX_INDEX_DESCRIPTORS)
+                return Error::from_code(ImageError::LimitExceeded,
+                    fmt::format("the image's indexes hold more than {} descriptors in all", MAX_INDEX_DESCRIPTORS));
+            auto descriptor = TRY(parse_descriptor(value, "index.json"));
+            if (descriptor.media_type == OCI_INDEX || descriptor.media_type == DOCKER_LIST) {
+                auto const* nested = TRY(nested_index(descriptor, depth + 1));
+                // The same index under the same name adds nothing new.
+                if (!nested_merged.emplace(descriptor.hex, descriptor.ref_name).second)
+                    continue;
+                for (auto child : *nested) {
+                    if (child.ref_name.empty())
+                        child.ref_name = descriptor.ref_name;
+                    TRY(out.add(std::move(child)));
+                }
+                continue;
+            }
+            if (descriptor.media_type == OCI_MANIFEST || descriptor.media_type == DOCKER_MANIFEST || descriptor.media_type.empty())
+                TRY(out.add(std::move(descriptor)));
+            // Other artifacts (attestations, signatures) are not images.
         }
-        if (descriptor.media_type == OCI_MANIFEST || descriptor.media_type == DOCKER_MANIFEST || descriptor.media_type.empty())
-            out.push_back(std::move(descriptor));
-        // Other artifacts (attestations, signatures) are not images.
+        return std::move(out.list);
     }
-    return {};
+
+    // Distinct manifests, in the order first found: a descriptor listed twice
+    // (same digest, name and platform) is one image, not two.
+    struct Collected {
+        std::vector<Descriptor> list;
+        std::set<std::tuple<std::string, std::string, std::string, std::string, std::string>> seen;
+
+        ErrorOr<void> add(Descriptor descriptor)
+        {
+            if (!seen.emplace(descriptor.hex, descriptor.ref_name, descriptor.architecture, descriptor.os, descriptor.media_type).second)
+                return {};
+            if (list.size() >= MAX_INDEX_ENTRIES)
+                return Error::from_code(ImageError::LimitExceeded, "image index lists too many manifests");
+            list.push_back(std::move(descriptor));
+            return {};
+        }
+    };
+
+    ErrorOr<std::vector<Descriptor> const*> nested_index(Descriptor const& descriptor, int depth)
+    {
+        if (auto it = m_expanded.find(descriptor.hex); it != m_expanded.end())
+            return &it->second;
+        ++m_index_blobs_read;
+        auto nested = TRY(m_layout.json_blob(descriptor, "image index"));
+        auto found = TRY(expand(nested, depth));
+        return &m_expanded.emplace(descriptor.hex, std::move(found)).first->second;
+    }
+
+    Layout const& m_layout;
+    // Nested indexes already read, by digest: blobs are content-addressed,
+    // so one digest always expands to the same manifests.
+    std::map<std::string, std::vector<Descriptor>> m_expanded;
+    std::size_t m_descriptors_visited { 0 };
+    std::size_t m_index_blobs_read { 0 };
+};
+
+ErrorOr<nlohmann::json> read_top_index(std::string const& directory)
+{
+    auto index_source = ByteSource::open_file(directory + "/index.json");
+    if (index_source.is_error())
+        return Error::from_code(ImageError::NotFound, fmt::format("{}: no index.json", directory));
+    auto index_text = TRY(detail::read_json_text(index_source.value(), "index.json"));
+    return detail::parse_json_object(index_text, "index.json");
 }
 
 } // namespace
+
+ErrorOr<detail::OciIndexWalk> detail::walk_oci_indexes(std::string const& directory)
+{
+    Layout layout(directory);
+    TRY(layout.check_marker());
+    auto index = TRY(read_top_index(directory));
+    IndexWalker walker(layout);
+    auto manifests = TRY(walker.walk(index));
+    return walker.counts(manifests.size());
+}
 
 ErrorOr<ImageInfo> load_oci_layout(std::string const& directory, std::optional<std::string> const& tag, FileTree& tree, std::string const& mount)
 {
     Layout layout(directory);
     TRY(layout.check_marker());
-    auto index_source = ByteSource::open_file(directory + "/index.json");
-    if (index_source.is_error())
-        return Error::from_code(ImageError::NotFound, fmt::format("{}: no index.json", directory));
-    auto index_text = TRY(detail::read_json_text(index_source.value(), "index.json"));
-    auto index = TRY(detail::parse_json_object(index_text, "index.json"));
-
-    std::vector<Descriptor> manifests;
-    TRY(collect_manifests(layout, index, "", 0, manifests));
+    auto index = TRY(read_top_index(directory));
+    IndexWalker walker(layout);
+    auto manifests = TRY(walker.walk(index));
     std::vector<std::string> tags;
     for (auto const& descriptor : manifests) {
         if (!descriptor.ref_name.empty() && std::find(tags.begin(), tags.end(), descriptor.ref_name) == tags.end())

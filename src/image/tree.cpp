@@ -48,6 +48,7 @@ ErrorOr<std::string> normalize_path(std::string_view path)
     std::string result;
     result.reserve(path.size());
     std::size_t position = 0;
+    std::size_t depth = 0;
     while (position <= path.size()) {
         auto slash = path.find('/', position);
         auto end = slash == std::string_view::npos ? path.size() : slash;
@@ -57,6 +58,8 @@ ErrorOr<std::string> normalize_path(std::string_view path)
             continue;
         if (component == "..")
             return Error::from_code(ImageError::PathEscape, fmt::format("path escape: '{}' contains '..'", path));
+        if (++depth > MAX_PATH_DEPTH)
+            return Error::from_code(ImageError::LimitExceeded, fmt::format("path deeper than {} components", MAX_PATH_DEPTH));
         if (!result.empty())
             result += '/';
         result.append(component);
@@ -64,10 +67,10 @@ ErrorOr<std::string> normalize_path(std::string_view path)
     return result;
 }
 
-ErrorOr<void> FileTree::check_ancestors(std::string const& path) const
+ErrorOr<void> FileTree::check_ancestors(std::string_view path) const
 {
     std::size_t slash = 0;
-    while ((slash = path.find('/', slash + 1)) != std::string::npos) {
+    while ((slash = path.find('/', slash + 1)) != std::string_view::npos) {
         auto it = m_nodes.find(path.substr(0, slash));
         if (it == m_nodes.end())
             return {};
@@ -80,25 +83,69 @@ ErrorOr<void> FileTree::check_ancestors(std::string const& path) const
     return {};
 }
 
-ErrorOr<void> FileTree::check_parents(std::string const& path)
+ErrorOr<void> FileTree::insert(std::string path, Node node)
 {
-    TRY(check_ancestors(path));
-    std::size_t slash = 0;
-    while ((slash = path.find('/', slash + 1)) != std::string::npos) {
-        auto parent = path.substr(0, slash);
-        if (m_nodes.contains(parent))
-            continue;
-        if (m_nodes.size() >= MAX_TREE_ENTRIES)
-            return Error::from_code(ImageError::LimitExceeded, fmt::format("the image has more than {} entries", MAX_TREE_ENTRIES));
-        Node directory;
-        directory.type = NodeType::Directory;
-        directory.mode = IMPLICIT_DIRECTORY_MODE;
-        m_nodes.emplace(std::move(parent), std::move(directory));
-    }
+    if (m_nodes.size() >= m_limits.entries)
+        return Error::from_code(ImageError::LimitExceeded, fmt::format("the image has more than {} entries", m_limits.entries));
+    if (path.size() > m_limits.name_bytes - m_name_bytes)
+        return Error::from_code(ImageError::LimitExceeded, fmt::format("the image's paths take more than {} bytes in all", m_limits.name_bytes));
+    m_name_bytes += path.size();
+    m_nodes.emplace(std::move(path), std::move(node));
     return {};
 }
 
-ErrorOr<void> FileTree::put(std::string const& path, Node node)
+NodeMap::iterator FileTree::erase(NodeMap::iterator it)
+{
+    m_name_bytes -= it->first.size();
+    return m_nodes.erase(it);
+}
+
+ErrorOr<void> FileTree::check_parents(std::string const& path)
+{
+    auto last_slash = path.rfind('/');
+    if (last_slash == std::string::npos || last_slash == 0)
+        return {};
+    // The ancestors `path` shares with m_directory_chain are directories
+    // already: start after the longest shared prefix that ends at a
+    // component boundary of both.
+    std::string_view chain = m_directory_chain;
+    std::size_t common = 0;
+    while (common < chain.size() && common < last_slash && chain[common] == path[common])
+        ++common;
+    std::size_t known = 0;
+    for (std::size_t end = common; end > 0; --end) {
+        if ((end == chain.size() || chain[end] == '/') && path[end] == '/') {
+            known = end;
+            break;
+        }
+    }
+    std::size_t slash = known;
+    bool creating = false;
+    while ((slash = path.find('/', slash + 1)) != std::string::npos) {
+        std::string_view parent(path.data(), slash);
+        if (!creating) {
+            auto it = m_nodes.find(parent);
+            if (it != m_nodes.end()) {
+                if (it->second.type == NodeType::Symlink)
+                    return Error::from_code(ImageError::PathEscape,
+                        fmt::format("path escape: '{}' goes through the symbolic link '{}' -> '{}'", path, it->first, it->second.link_target));
+                if (it->second.type != NodeType::Directory)
+                    return Error::from_code(ImageError::Malformed, fmt::format("'{}': '{}' is not a directory", path, it->first));
+                continue;
+            }
+            // A missing directory has no descendants in the tree.
+            creating = true;
+        }
+        Node directory;
+        directory.type = NodeType::Directory;
+        directory.mode = IMPLICIT_DIRECTORY_MODE;
+        TRY(insert(std::string(parent), std::move(directory)));
+    }
+    m_directory_chain.assign(path, 0, last_slash);
+    return {};
+}
+
+ErrorOr<void> FileTree::put(std::string path, Node node)
 {
     if (path.empty())
         return Error::from_code(ImageError::Malformed, "cannot replace the archive root");
@@ -116,10 +163,7 @@ ErrorOr<void> FileTree::put(std::string const& path, Node node)
         it->second = std::move(node);
         return {};
     }
-    if (m_nodes.size() >= MAX_TREE_ENTRIES)
-        return Error::from_code(ImageError::LimitExceeded, fmt::format("the image has more than {} entries", MAX_TREE_ENTRIES));
-    m_nodes.emplace(path, std::move(node));
-    return {};
+    return insert(std::move(path), std::move(node));
 }
 
 ErrorOr<void> FileTree::ensure_directory(std::string const& path, std::uint32_t mode, std::uint32_t uid, std::uint32_t gid)
@@ -139,10 +183,11 @@ ErrorOr<void> FileTree::ensure_directory(std::string const& path, std::uint32_t 
 
 void FileTree::remove_children(std::string const& path)
 {
+    m_directory_chain.clear();
     std::string prefix = path + "/";
     auto it = m_nodes.lower_bound(prefix);
     while (it != m_nodes.end() && is_descendant_key(it->first, prefix))
-        it = m_nodes.erase(it);
+        it = erase(it);
 }
 
 void FileTree::remove(std::string const& path)
@@ -150,10 +195,11 @@ void FileTree::remove(std::string const& path)
     if (path.empty())
         return;
     remove_children(path);
-    m_nodes.erase(path);
+    if (auto it = m_nodes.find(path); it != m_nodes.end())
+        erase(it);
 }
 
-Node const* FileTree::find(std::string const& path) const
+Node const* FileTree::find(std::string_view path) const
 {
     auto it = m_nodes.find(path);
     return it == m_nodes.end() ? nullptr : &it->second;
@@ -202,14 +248,21 @@ ErrorOr<void> apply_layer(FileTree& tree, std::string const& mount, ByteSource l
         TarEntry entry;
         std::string relative;
     };
+    // Names are held once: the entry's own path is dropped once normalised,
+    // and all of them together are bounded like the tree's keys.
     std::vector<Pending> pending;
+    std::size_t name_bytes = 0;
     TarReader reader(layer);
     while (auto entry = TRY(reader.next())) {
-        if (pending.size() >= MAX_TREE_ENTRIES)
-            return Error::from_code(ImageError::LimitExceeded, fmt::format("a layer has more than {} entries", MAX_TREE_ENTRIES));
+        if (pending.size() >= tree.limits().entries)
+            return Error::from_code(ImageError::LimitExceeded, fmt::format("a layer has more than {} entries", tree.limits().entries));
         auto relative = normalize_path(entry->path);
         if (relative.is_error())
             return relative.release_error().context("layer entry");
+        name_bytes += relative.value().size() + entry->link_target.size();
+        if (name_bytes > tree.limits().name_bytes)
+            return Error::from_code(ImageError::LimitExceeded, fmt::format("a layer's paths take more than {} bytes in all", tree.limits().name_bytes));
+        entry->path = std::string();
         pending.push_back({ std::move(*entry), relative.release_value() });
     }
 
@@ -236,7 +289,7 @@ ErrorOr<void> apply_layer(FileTree& tree, std::string const& mount, ByteSource l
             continue;
         auto name = base.substr(WHITEOUT_PREFIX.size());
         if (name.empty() || name == "." || name == "..")
-            return Error::from_code(ImageError::PathEscape, fmt::format("path escape: whiteout '{}' names no file in its directory", item.entry.path));
+            return Error::from_code(ImageError::PathEscape, fmt::format("path escape: whiteout '{}' names no file in its directory", item.relative));
         auto target = join(mount, parent.empty() ? std::string(name) : fmt::format("{}/{}", parent, name));
         TRY(tree.check_ancestors(target));
         tree.remove(target);
@@ -257,7 +310,7 @@ ErrorOr<void> apply_layer(FileTree& tree, std::string const& mount, ByteSource l
         case TarEntry::Type::Regular:
             if (entry.size > MAX_FILE_SIZE)
                 return Error::from_code(ImageError::LimitExceeded,
-                    fmt::format("'{}' is {} bytes; newc cpio holds files up to {} bytes", entry.path, entry.size, MAX_FILE_SIZE));
+                    fmt::format("'{}' is {} bytes; newc cpio holds files up to {} bytes", item->relative, entry.size, MAX_FILE_SIZE));
             node.type = NodeType::Regular;
             node.size = entry.size;
             node.content = { Content::Kind::Source, source_index, entry.data_offset };
@@ -280,15 +333,15 @@ ErrorOr<void> apply_layer(FileTree& tree, std::string const& mount, ByteSource l
         case TarEntry::Type::HardLink: {
             auto target_relative = normalize_path(entry.link_target);
             if (target_relative.is_error())
-                return target_relative.release_error().context(fmt::format("hard link '{}'", entry.path));
+                return target_relative.release_error().context(fmt::format("hard link '{}'", item->relative));
             auto target = join(mount, target_relative.value());
             TRY(tree.check_ancestors(target));
             auto const* linked = tree.find(target);
             if (!linked)
                 return Error::from_code(ImageError::NotFound,
-                    fmt::format("hard link '{}' points to '{}', which is not in the image", entry.path, entry.link_target));
+                    fmt::format("hard link '{}' points to '{}', which is not in the image", item->relative, entry.link_target));
             if (linked->type == NodeType::Directory)
-                return Error::from_code(ImageError::Malformed, fmt::format("hard link '{}' points to a directory", entry.path));
+                return Error::from_code(ImageError::Malformed, fmt::format("hard link '{}' points to a directory", item->relative));
             node = *linked;
             // newc can only share regular files' data (the kernel's
             // initramfs links S_ISREG entries only); other types are copied.
@@ -299,11 +352,11 @@ ErrorOr<void> apply_layer(FileTree& tree, std::string const& mount, ByteSource l
         }
         if (item->relative.empty()) {
             if (node.type != NodeType::Directory)
-                return Error::from_code(ImageError::Malformed, fmt::format("layer root entry '{}' is not a directory", entry.path));
+                return Error::from_code(ImageError::Malformed, "the layer's root entry is not a directory");
             TRY(tree.put(mount, std::move(node)));
             continue;
         }
-        TRY(tree.put(key, std::move(node)));
+        TRY(tree.put(std::move(key), std::move(node)));
     }
     return {};
 }

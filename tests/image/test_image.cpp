@@ -4,6 +4,8 @@
 #include <qtbox/crypto/hash.hpp>
 #include <qtbox/image/image.hpp>
 
+#include "../../src/image/oci_index.hpp"
+
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 #include <zlib.h>
@@ -237,6 +239,99 @@ TEST_CASE("image: OCI blobs are checked against their digests and sizes before u
         REQUIRE(!result.is_error());
         CHECK(result.value().config.architecture == "arm64");
     }
+}
+
+namespace {
+
+// Rewrites `dir`'s index.json as a tree of nested indexes `depth` deep in
+// which every index names the next one `fan_out` times, the last one naming
+// the layout's image manifest `fan_out` times: depth + 1 small blobs that a
+// walk following every path would visit fan_out^(depth + 1) times.
+void nest_indexes(test::TempDir const& dir, int fan_out, int depth)
+{
+    auto top = nlohmann::json::parse(test::read_text(dir / "index.json"));
+    auto child = top["manifests"][0];
+    child.erase("annotations");
+    for (int level = 0; level <= depth; ++level) {
+        nlohmann::json index;
+        index["schemaVersion"] = 2;
+        index["mediaType"] = "application/vnd.oci.image.index.v1+json";
+        index["manifests"] = nlohmann::json::array();
+        for (int i = 0; i < fan_out; ++i)
+            index["manifests"].push_back(child);
+        auto text = index.dump();
+        if (level == depth) {
+            for (auto& entry : index["manifests"])
+                entry["annotations"] = { { "org.opencontainers.image.ref.name", "nested" } };
+            dir.write("index.json", index.dump());
+            break;
+        }
+        dir.write("blobs/sha256/" + sha(text), text);
+        child = { { "mediaType", "application/vnd.oci.image.index.v1+json" }, { "digest", "sha256:" + sha(text) }, { "size", text.size() } };
+    }
+}
+
+} // namespace
+
+TEST_CASE("image: nested OCI indexes are read once each, however often they are named")
+{
+    // Fan-out 20, depth 4: five index blobs (index.json and four nested
+    // ones) holding 20 descriptors each. Following every path would read
+    // 20 + 400 + 8000 + 160000 index blobs and find 3.2 million manifests.
+    test::TempDir dir;
+    auto one = layer_one();
+    write_oci(dir, { gzip(one) }, { one }, { "t" });
+    nest_indexes(dir, 20, 4);
+
+    auto walk = image::detail::walk_oci_indexes(dir.path());
+    REQUIRE_MESSAGE(!walk.is_error(), walk.error().message());
+    CHECK(walk.value().index_blobs_read == 4);
+    CHECK(walk.value().descriptors_visited == 100);
+    CHECK(walk.value().manifests == 1);
+
+    auto tree = mounted();
+    auto info = image::load_oci_layout(dir.path(), std::nullopt, tree, "rootfs");
+    REQUIRE_MESSAGE(!info.is_error(), info.error().message());
+    CHECK(info.value().name == "nested");
+    CHECK(tree.find("rootfs/app/run.sh") != nullptr);
+}
+
+TEST_CASE("image: the descriptors of all OCI indexes together are bounded")
+{
+    // Distinct nested indexes, so nothing is shared: 70 indexes of 60
+    // manifests each are 4270 descriptors, past MAX_INDEX_DESCRIPTORS.
+    test::TempDir dir;
+    auto one = layer_one();
+    write_oci(dir, { one }, { one }, { "t" });
+    auto top = nlohmann::json::parse(test::read_text(dir / "index.json"));
+    auto manifest = top["manifests"][0];
+    manifest.erase("annotations");
+    nlohmann::json index;
+    index["schemaVersion"] = 2;
+    index["manifests"] = nlohmann::json::array();
+    for (int n = 0; n < 70; ++n) {
+        nlohmann::json nested;
+        nested["schemaVersion"] = 2;
+        nested["manifests"] = nlohmann::json::array();
+        for (int i = 0; i < 60; ++i) {
+            auto entry = manifest;
+            entry["annotations"] = { { "org.opencontainers.image.ref.name", fmt::format("t{}-{}", n, i) } };
+            nested["manifests"].push_back(entry);
+        }
+        auto text = nested.dump();
+        dir.write("blobs/sha256/" + sha(text), text);
+        index["manifests"].push_back({ { "mediaType", "application/vnd.oci.image.index.v1+json" }, { "digest", "sha256:" + sha(text) }, { "size", text.size() } });
+    }
+    dir.write("index.json", index.dump());
+
+    auto walk = image::detail::walk_oci_indexes(dir.path());
+    REQUIRE(walk.is_error());
+    CHECK(walk.error().is(image::ImageError::LimitExceeded));
+    CHECK(walk.error().message() == fmt::format("the image's indexes hold more than {} descriptors in all", image::MAX_INDEX_DESCRIPTORS));
+    auto tree = mounted();
+    auto result = image::load_oci_layout(dir.path(), std::string("t0-0"), tree, "rootfs");
+    REQUIRE(result.is_error());
+    CHECK(result.error().is(image::ImageError::LimitExceeded));
 }
 
 TEST_CASE("image: docker-archives, classic and OCI-style, give the same tree")

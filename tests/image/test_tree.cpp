@@ -3,6 +3,8 @@
 
 #include <qtbox/image/tree.hpp>
 
+#include <fmt/format.h>
+
 using namespace qtbox;
 using qtbox::test::TarBuilder;
 
@@ -164,4 +166,70 @@ TEST_CASE("tree: a layer root that is not a directory, or a file used as a direc
     CHECK(apply_error(tree, TarBuilder().file("./", "")).is(image::ImageError::Malformed));
     auto other = tree_with_mount();
     CHECK(apply_error(other, TarBuilder().file("f", "").file("f/g", "")).is(image::ImageError::Malformed));
+}
+
+TEST_CASE("tree: a path deeper than MAX_PATH_DEPTH components is refused, within PATH_MAX")
+{
+    // 300 one-letter components: 600 bytes, well inside MAX_PATH_LENGTH.
+    std::string deep;
+    for (int i = 0; i < 300; ++i)
+        deep += "a/";
+    deep += "f";
+    REQUIRE(deep.size() < image::MAX_PATH_LENGTH);
+    auto normalised = image::normalize_path(deep);
+    REQUIRE(normalised.is_error());
+    CHECK(normalised.error().is(image::ImageError::LimitExceeded));
+    CHECK(normalised.error().message() == fmt::format("path deeper than {} components", image::MAX_PATH_DEPTH));
+
+    auto tree = tree_with_mount();
+    auto error = apply_error(tree, TarBuilder().pax({ { "path", deep } }).file("placeholder", "x"));
+    CHECK(error.is(image::ImageError::LimitExceeded));
+    CHECK(tree.size() == 1);
+
+    std::string deepest;
+    for (std::size_t i = 1; i < image::MAX_PATH_DEPTH; ++i)
+        deepest += "a/";
+    deepest += "f";
+    CHECK(image::normalize_path(deepest).value() == deepest);
+}
+
+TEST_CASE("tree: the bytes of all paths in a tree are bounded")
+{
+    image::FileTree tree(image::TreeLimits { .entries = 1000, .name_bytes = 100 });
+    REQUIRE(!tree.ensure_directory("rootfs", 0755).is_error());
+    CHECK(tree.name_bytes() == 6);
+    // rootfs/dir (10) + rootfs/dir/0123456789 (21) + rootfs/dir/abcdefghij (21) = 52 + 6.
+    apply(tree, TarBuilder().file("dir/0123456789", "").file("dir/abcdefghij", ""));
+    CHECK(tree.name_bytes() == 58);
+    auto error = apply_error(tree, TarBuilder().file("dir/klmnopqrstuvwxyz0", "").file("dir/klmnopqrstuvwxyz1", ""));
+    CHECK(error.is(image::ImageError::LimitExceeded));
+    CHECK(error.message() == "the image's paths take more than 100 bytes in all");
+    // Removing entries gives their bytes back.
+    apply(tree, TarBuilder().file("dir/.wh.0123456789", "").file("dir/.wh.abcdefghij", "").file("dir/.wh.klmnopqrstuvwxyz0", ""));
+    CHECK(tree.name_bytes() == 16);
+}
+
+TEST_CASE("tree: a layer's entry names are bounded before any is applied")
+{
+    image::FileTree tree(image::TreeLimits { .entries = 1000, .name_bytes = 40 });
+    REQUIRE(!tree.ensure_directory("rootfs", 0755).is_error());
+    auto error = apply_error(tree, TarBuilder().file("0123456789", "").file("abcdefghij", "").file("klmnopqrst", "").file("uvwxyz0123", "").file("z", ""));
+    CHECK(error.is(image::ImageError::LimitExceeded));
+    CHECK(error.message() == "a layer's paths take more than 40 bytes in all");
+    CHECK(tree.size() == 1);
+}
+
+TEST_CASE("tree: parent checks skip what the previous entry checked, and still see a directory replaced by a link")
+{
+    auto tree = tree_with_mount();
+    // Same layer: "a/b" becomes a symbolic link after entries below it.
+    auto error = apply_error(tree, TarBuilder().file("a/b/c/one", "").file("a/b/c/two", "").symlink("a/b", "/etc").file("a/b/c/three", ""));
+    CHECK(error.is(image::ImageError::PathEscape));
+    CHECK(error.message().find("goes through the symbolic link 'rootfs/a/b' -> '/etc'") != std::string::npos);
+    // Entries that share only part of their parents with the one before.
+    auto other = tree_with_mount();
+    apply(other, TarBuilder().file("x/yz/1", "").file("x/y/2", "").file("x/y", "").file("q", ""));
+    CHECK(other.find("rootfs/x/y")->type == image::NodeType::Regular);
+    CHECK(other.find("rootfs/x/y/2") == nullptr);
+    CHECK(apply_error(other, TarBuilder().file("x/yz/3", "").file("x/y/4", "")).is(image::ImageError::Malformed));
 }

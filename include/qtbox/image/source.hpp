@@ -41,11 +41,23 @@ constexpr std::size_t MAX_LINK_TARGET_LENGTH = 4096;
 constexpr std::size_t MAX_PAX_HEADER_SIZE = 1 << 20;   // extended headers are read into memory
 constexpr std::size_t MAX_JSON_SIZE = 4 << 20;         // manifest, index, config
 constexpr std::size_t MAX_LAYERS = 256;
+// Descriptors read from an OCI layout's index.json and the indexes nested in
+// it, all together: bounds the walk by its work, whatever the indexes find.
+constexpr std::size_t MAX_INDEX_DESCRIPTORS = 4096;
 constexpr std::size_t MAX_TREE_ENTRIES = 1'000'000;
+// Components in one path: PATH_MAX allows 2048 ("a/a/..."), which makes
+// every parent check of every entry walk 2048 prefixes.
+constexpr std::size_t MAX_PATH_DEPTH = 256;
+// The bytes of all paths held at once: the tree's keys, and a layer's
+// entry names while it is applied. A million entries of 256-byte paths.
+constexpr std::size_t MAX_TREE_NAME_BYTES = 256 << 20;
 constexpr std::uint64_t MAX_FILE_SIZE = 0xFFFF'FFFFu;  // newc's 8 hex digits
 // Total bytes decompressed from gzip layers into temporary files: bounds a
-// compression bomb to this much disk, whatever the archive declares.
-constexpr std::uint64_t MAX_UNPACKED_BYTES = 64ull << 30;
+// compression bomb to this much disk, whatever the archive declares. The
+// ramdisk is held in guest memory twice while it boots (the initrd and the
+// unpacked initramfs), so an image near this size cannot run in any enclave
+// a parent instance offers; more would only let a bomb fill $TMPDIR.
+constexpr std::uint64_t MAX_UNPACKED_BYTES = 16ull << 30;
 
 class ByteSource {
 public:

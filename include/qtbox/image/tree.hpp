@@ -57,12 +57,25 @@ struct HostFile {
 
 // Splits an archive path into a canonical relative key: leading "/" and "./"
 // go, empty and "." components go, and ".." anywhere is refused
-// (ImageError::PathEscape). The root is "".
+// (ImageError::PathEscape). The root is "". More than MAX_PATH_LENGTH bytes
+// or MAX_PATH_DEPTH components is ImageError::LimitExceeded.
 ErrorOr<std::string> normalize_path(std::string_view path);
+
+// What one tree may hold (ImageError::LimitExceeded past either); tests
+// lower them.
+struct TreeLimits {
+    std::size_t entries { MAX_TREE_ENTRIES };
+    std::size_t name_bytes { MAX_TREE_NAME_BYTES }; // the keys, all together
+};
+
+// Keys are compared as string_views too, so that looking up a parent does
+// not copy its path.
+using NodeMap = std::map<std::string, Node, std::less<>>;
 
 class FileTree {
 public:
     FileTree() = default;
+    explicit FileTree(TreeLimits limits) : m_limits(limits) { }
     FileTree(FileTree&&) = default;
     FileTree& operator=(FileTree&&) = default;
 
@@ -71,7 +84,7 @@ public:
     // is not a directory is refused. Replacing a directory with anything
     // else removes its subtree; a directory over a directory keeps the
     // children and takes the new owner and mode.
-    ErrorOr<void> put(std::string const& path, Node node);
+    ErrorOr<void> put(std::string path, Node node);
     // Adds a directory only if nothing is at `path` yet.
     ErrorOr<void> ensure_directory(std::string const& path, std::uint32_t mode, std::uint32_t uid = 0, std::uint32_t gid = 0);
     // Removes `path` and everything below it; absent paths are fine.
@@ -80,11 +93,13 @@ public:
     void remove_children(std::string const& path);
     // Fails unless every proper ancestor of `path` that exists is a
     // directory (a symbolic link there gives ImageError::PathEscape).
-    ErrorOr<void> check_ancestors(std::string const& path) const;
+    ErrorOr<void> check_ancestors(std::string_view path) const;
 
-    Node const* find(std::string const& path) const;
-    std::map<std::string, Node> const& nodes() const { return m_nodes; }
+    Node const* find(std::string_view path) const;
+    NodeMap const& nodes() const { return m_nodes; }
     std::size_t size() const { return m_nodes.size(); }
+    TreeLimits const& limits() const { return m_limits; }
+    std::size_t name_bytes() const { return m_name_bytes; }
 
     std::uint32_t add_source(ByteSource source);
     std::uint32_t add_host_file(HostFile file);
@@ -101,8 +116,17 @@ public:
 
 private:
     ErrorOr<void> check_parents(std::string const& path);
+    ErrorOr<void> insert(std::string path, Node node);
+    NodeMap::iterator erase(NodeMap::iterator it);
 
-    std::map<std::string, Node> m_nodes;
+    TreeLimits m_limits;
+    NodeMap m_nodes;
+    std::size_t m_name_bytes { 0 };
+    // A path that is, with each of its ancestors, a directory in the tree:
+    // entries of a layer mostly share their parents with the one before, so
+    // check_parents looks up only the components past it. Cleared whenever
+    // a node is removed or a directory replaced.
+    std::string m_directory_chain;
     std::vector<ByteSource> m_sources;
     std::vector<HostFile> m_host_files;
     std::vector<Bytes> m_inline;
