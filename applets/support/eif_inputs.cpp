@@ -1,6 +1,7 @@
 #include "eif_inputs.hpp"
 
 #include "applet.hpp"
+#include <qtbox/base/bytes.hpp>
 #include <qtbox/base/sys.hpp>
 #include <qtbox/base/time.hpp>
 #include <qtbox/image/docker.hpp>
@@ -95,6 +96,21 @@ ErrorOr<eif::BuildRequest> make_request(EifInputs const& options, int& exit_code
         request.kind = eif::InputKind::Rootfs;
         request.input = options.rootfs;
     }
+    // The EIF's metadata is JSON, which holds UTF-8 only: refused here as a
+    // usage error, before any input is read.
+    auto check_utf8 = [](std::string_view flag, std::string const& value) -> ErrorOr<void> {
+        auto offset = first_invalid_utf8(value);
+        if (offset != std::string_view::npos)
+            return Error::from_string(
+                fmt::format("{} is not valid UTF-8 (byte 0x{:02X} at offset {})", flag, static_cast<unsigned char>(value[offset]), offset));
+        return {};
+    };
+    TRY(check_utf8("--entrypoint", options.entrypoint));
+    TRY(check_utf8("--cmd", options.cmd));
+    for (auto const& entry : options.env)
+        TRY(check_utf8("--env", entry));
+    TRY(check_utf8("--name", options.name));
+    TRY(check_utf8("--version", options.version));
     if ((options.entrypoint_option && options.entrypoint_option->count() > 0))
         request.overrides.entrypoint = TRY(eif::parse_command_words(options.entrypoint));
     if ((options.cmd_option && options.cmd_option->count() > 0))

@@ -167,6 +167,18 @@ std::size_t utf8_sequence_length(ByteView bytes)
     return length;
 }
 
+std::size_t first_invalid_utf8(std::string_view text)
+{
+    auto bytes = as_bytes(text);
+    for (std::size_t i = 0; i < bytes.size();) {
+        std::size_t length = utf8_sequence_length(bytes.subspan(i));
+        if (length == 0)
+            return i;
+        i += length;
+    }
+    return std::string_view::npos;
+}
+
 bool constant_time_equal(ByteView a, ByteView b)
 {
     if (a.size() != b.size())

@@ -37,8 +37,18 @@ Error bad_input(std::string message)
     return Error::from_code(EifError::BadInput, std::move(message));
 }
 
+// The metadata section is JSON (docs/FORMATS.md §3), which holds UTF-8 text only.
+ErrorOr<void> check_utf8(std::string_view value, std::string_view what)
+{
+    auto offset = first_invalid_utf8(value);
+    if (offset != std::string_view::npos)
+        return bad_input(fmt::format("{} is not valid UTF-8 (byte 0x{:02X} at offset {})", what, static_cast<unsigned char>(value[offset]), offset));
+    return {};
+}
+
 ErrorOr<void> check_line(std::string_view value, std::string_view what)
 {
+    TRY(check_utf8(value, what));
     if (!fits_one_line(value))
         return bad_input(fmt::format("{} '{}' contains a newline or NUL, which /cmd and /env cannot hold", what, value.substr(0, 64)));
     return {};
@@ -349,6 +359,8 @@ ErrorOr<BuildResult> build_eif(BuildRequest const& request)
         return Error::from_code(image::ImageError::Unsupported, fmt::format("the image is for {}, not linux", info.config.os));
     result.image_name = request.name.value_or(info.name);
     result.image_version = request.version.value_or(info.version);
+    TRY(check_utf8(result.image_name, request.name ? "--name" : "the image name (give --name)"));
+    TRY(check_utf8(result.image_version, request.version ? "--version" : "the image version (give --version)"));
 
     // 2. What init runs, and the directories Nitro's layout always has.
     result.run = TRY(resolve_run_config(info.config, request.overrides));

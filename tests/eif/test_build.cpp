@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <filesystem>
 #include <sys/time.h>
 
 using namespace qtbox;
@@ -239,6 +240,42 @@ TEST_CASE("build: failures leave no output file")
     ::symlink("/etc", (dir / "rootfs/evil").c_str());
     CHECK(!eif::build_eif(escape).is_error()); // a symlink in a host rootfs is just a symlink
     ::unlink(escape.output.c_str());
+}
+
+TEST_CASE("build: text that is not UTF-8 is refused before anything is written (the metadata is JSON)")
+{
+    test::TempDir dir;
+    test::GuestFixture guest(dir);
+    make_rootfs(dir);
+    auto check_refused = [&](eif::BuildRequest const& request, std::string const& expected) {
+        auto result = eif::build_eif(request);
+        REQUIRE(result.is_error());
+        CHECK(result.error().is(eif::EifError::BadInput));
+        CHECK(result.error().message() == expected);
+        CHECK(::access(request.output.c_str(), F_OK) != 0);
+        CHECK(std::distance(std::filesystem::directory_iterator(dir.path()), std::filesystem::directory_iterator()) == 4);
+    };
+    auto env = request_for(dir, guest);
+    env.overrides.env = { "GOOD=1", "BAD=\xff" };
+    check_refused(env, "--env is not valid UTF-8 (byte 0xFF at offset 4)");
+    auto cmd = request_for(dir, guest);
+    cmd.overrides.cmd = std::vector<std::string> { "/bin/app", "\xc3(" };
+    check_refused(cmd, "command word is not valid UTF-8 (byte 0xC3 at offset 0)");
+    auto name = request_for(dir, guest);
+    name.name = "caf\xe9";
+    check_refused(name, "--name is not valid UTF-8 (byte 0xE9 at offset 3)");
+    auto surrogate = request_for(dir, guest);
+    surrogate.version = "\xed\xa0\x80";
+    check_refused(surrogate, "--version is not valid UTF-8 (byte 0xED at offset 0)");
+    // A host directory's own name is the default image name.
+    dir.write("r\xff/bin/app", "#!/bin/sh\n", 0755);
+    auto directory_name = request_for(dir, guest);
+    directory_name.input = dir / "r\xff";
+    auto result = eif::build_eif(directory_name);
+    REQUIRE(result.is_error());
+    CHECK(result.error().message() == "the image name (give --name) is not valid UTF-8 (byte 0xFF at offset 1)");
+    name.name = "caf\xc3\xa9";
+    CHECK(!eif::build_eif(name).is_error());
 }
 
 TEST_CASE("build: signed images carry PCR8 and a verifiable COSE signature over PCR0")

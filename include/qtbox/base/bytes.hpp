@@ -46,6 +46,9 @@ ErrorOr<Bytes> base64_decode(std::string_view text);
 // above U+10FFFF): 1 for an ASCII byte, 2 to 4 otherwise, 0 when the bytes
 // start with no well-formed sequence (or are empty).
 std::size_t utf8_sequence_length(ByteView bytes);
+// The offset of the first byte of `text` that starts no well-formed UTF-8
+// sequence, or std::string_view::npos when all of it is well-formed.
+std::size_t first_invalid_utf8(std::string_view text);
 
 // Compares in time that depends only on the lengths, never on the contents.
 bool constant_time_equal(ByteView a, ByteView b);
