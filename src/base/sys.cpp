@@ -267,9 +267,26 @@ ErrorOr<sockaddr_un> unix_address(std::string const& path)
 
 } // namespace
 
+ErrorOr<void> check_trusted_directory(std::string const& directory, std::string_view what)
+{
+    auto st = TRY(stat(directory));
+    if (!S_ISDIR(st.st_mode))
+        return Error::from_code(SysError::NotADirectory, fmt::format("{} {} is not a directory", what, directory));
+    if (st.st_uid != ::geteuid() && st.st_uid != 0)
+        return Error::from_code(SysError::UnsafeDirectory,
+            fmt::format("{} {} is owned by uid {}, not by this user (uid {}) or root", what, directory, st.st_uid, ::geteuid()));
+    if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0)
+        return Error::from_code(SysError::UnsafeDirectory,
+            fmt::format("{} {} is writable by {} (mode {:04o}); make it 0755 or stricter", what, directory,
+                (st.st_mode & S_IWOTH) != 0 ? "everyone" : "its group", st.st_mode & 07777));
+    return {};
+}
+
 ErrorOr<UniqueFd> unix_listen(std::string const& path, mode_t mode, int backlog)
 {
     auto address = TRY(unix_address(path));
+    auto slash = path.rfind('/');
+    TRY(check_trusted_directory(slash == std::string::npos ? std::string(".") : path.substr(0, slash == 0 ? 1 : slash), "socket directory"));
     UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
     if (!fd)
         return Error::from_errno("socket");
@@ -278,16 +295,21 @@ ErrorOr<UniqueFd> unix_listen(std::string const& path, mode_t mode, int backlog)
     struct stat st { };
     if (::lstat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode))
         ::unlink(path.c_str());
-    // Create the socket file with no permissions for others from the start,
-    // then widen to `mode`: there is no moment when it is world-writable.
-    mode_t old_umask = ::umask(0077);
+    // The file bind() creates takes the socket inode's mode less the umask
+    // (Linux's unix_bind), so it is born with `mode` and never changed by
+    // path afterwards: a chmod by name could follow whatever replaced the
+    // file in between. fchmod sets the inode's mode; the umask, for the
+    // moment of the bind, removes exactly what `mode` does not grant (at
+    // least every bit for others, for files other threads create then).
+    mode = mode & 0770;
+    if (::fchmod(fd.get(), mode) < 0)
+        return Error::from_errno(fmt::format("fchmod the socket for {}", path));
+    mode_t old_umask = ::umask(0777 & ~mode);
     int rc = ::bind(fd.get(), reinterpret_cast<sockaddr const*>(&address), sizeof(address));
     int bind_errno = errno;
     ::umask(old_umask);
     if (rc < 0)
         return Error::from_errno(fmt::format("bind {}", path), bind_errno);
-    if (::chmod(path.c_str(), mode & 0770) < 0)
-        return Error::from_errno(fmt::format("chmod {}", path));
     if (::listen(fd.get(), backlog) < 0)
         return Error::from_errno(fmt::format("listen {}", path));
     return fd;

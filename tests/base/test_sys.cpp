@@ -1,8 +1,11 @@
+#include "../support/child.hpp"
 #include "../support/temp_dir.hpp"
 
 #include <qtbox/base/sys.hpp>
 
 #include <doctest/doctest.h>
+#include <fmt/format.h>
+#include <seccomp.h>
 
 #include <cstdlib>
 #include <dirent.h>
@@ -80,6 +83,69 @@ TEST_CASE("sys: unix_listen makes a socket that is not world-accessible")
     CHECK_FALSE(again.is_error());
     REQUIRE_FALSE(sys::write_file_atomic(dir.path() + "/regular", as_bytes("x")).is_error());
     CHECK(sys::unix_listen(dir.path() + "/regular").is_error());
+}
+
+TEST_CASE("sys: unix_listen never changes a mode by path (chmod and fchmodat forbidden)")
+{
+    // A chmod by name after bind() follows whatever is at the path by then
+    // (a symbolic link swapped in): the socket must be born with its mode.
+    TempDir dir;
+    std::string path = dir.path() + "/s.sock";
+    auto outcome = test::run_in_child([&]() {
+        ::umask(0);
+        scmp_filter_ctx context = seccomp_init(SCMP_ACT_ALLOW);
+        if (context == nullptr)
+            return 90;
+        for (char const* name : { "chmod", "fchmodat", "fchmodat2" }) {
+            int number = seccomp_syscall_resolve_name(name);
+            if (number != __NR_SCMP_ERROR && seccomp_rule_add(context, SCMP_ACT_ERRNO(EPERM), number, 0) < 0)
+                return 91;
+        }
+        if (seccomp_load(context) < 0)
+            return 92;
+        auto listener = sys::unix_listen(path, 0640);
+        if (listener.is_error()) {
+            ::fprintf(stderr, "%s\n", listener.error().message().c_str());
+            return 1;
+        }
+        struct stat st { };
+        if (::lstat(path.c_str(), &st) < 0 || !S_ISSOCK(st.st_mode))
+            return 2;
+        return (st.st_mode & 07777) == 0640 ? 0 : 3;
+    });
+    INFO(outcome.stderr_text);
+    CHECK(outcome.exit_status == 0);
+}
+
+TEST_CASE("sys: unix_listen refuses a socket directory others may write to or another user owns")
+{
+    TempDir dir;
+    auto socket_directory = dir.path() + "/sockets";
+    REQUIRE(::mkdir(socket_directory.c_str(), 0700) == 0);
+    auto path = socket_directory + "/s.sock";
+    auto refused = [&](mode_t mode, std::string const& expected) {
+        REQUIRE(::chmod(socket_directory.c_str(), mode) == 0);
+        auto result = sys::unix_listen(path);
+        REQUIRE(result.is_error());
+        CHECK(result.error().is(sys::SysError::UnsafeDirectory));
+        CHECK(result.error().message() == expected);
+        CHECK(::access(path.c_str(), F_OK) != 0);
+    };
+    refused(0777, fmt::format("socket directory {} is writable by everyone (mode 0777); make it 0755 or stricter", socket_directory));
+    refused(01777, fmt::format("socket directory {} is writable by everyone (mode 1777); make it 0755 or stricter", socket_directory));
+    refused(0770, fmt::format("socket directory {} is writable by its group (mode 0770); make it 0755 or stricter", socket_directory));
+    REQUIRE(::chmod(socket_directory.c_str(), 0755) == 0);
+    CHECK_FALSE(sys::unix_listen(path).is_error());
+    if (::geteuid() == 0) {
+        REQUIRE(::chown(socket_directory.c_str(), 4321, 4321) == 0);
+        auto foreign = sys::unix_listen(path);
+        REQUIRE(foreign.is_error());
+        CHECK(foreign.error().is(sys::SysError::UnsafeDirectory));
+        CHECK(foreign.error().message() == fmt::format("socket directory {} is owned by uid 4321, not by this user (uid 0) or root", socket_directory));
+    }
+    auto not_directory = sys::check_trusted_directory(dir.write("file", "x"), "socket directory");
+    REQUIRE(not_directory.is_error());
+    CHECK(not_directory.error().is(sys::SysError::NotADirectory));
 }
 
 TEST_CASE("sys: mkdir_p creates nested directories and accepts existing ones")

@@ -24,6 +24,7 @@ enum class SysError {
     IsADirectory,      // AtomicFile: the output path ends in '/'
     PathTooLong,       // a Unix socket path is empty or longer than sun_path
     EmptyPath,         // mkdir_p("")
+    UnsafeDirectory,   // a socket directory others may write to, or owned by another user
 };
 
 ErrorOr<UniqueFd> open(std::string const& path, int flags, mode_t mode = 0);
@@ -65,9 +66,16 @@ ErrorOr<UniqueFd> eventfd();
 void signal_event(int fd);
 void clear_event(int fd);
 
-// AF_UNIX stream sockets (SOCK_CLOEXEC). listen() replaces a stale socket
-// file, then chmods it to `mode` (0660 by default: never world-writable).
+// AF_UNIX stream sockets (SOCK_CLOEXEC). unix_listen() first checks the
+// socket's directory (check_trusted_directory), replaces a stale socket
+// file, and creates the new one with `mode` & 0770 (0660 by default: never
+// world-accessible) from the start: the file is never chmod'ed by name.
 ErrorOr<UniqueFd> unix_listen(std::string const& path, mode_t mode = 0660, int backlog = 128);
+// A directory fit to hold a listening socket or a key: owned by this user
+// or root, and writable by nobody else (SysError::UnsafeDirectory
+// otherwise), so that nobody else can replace or redirect what is in it.
+// `what` starts the message ("socket directory /run/x is writable by ...").
+ErrorOr<void> check_trusted_directory(std::string const& directory, std::string_view what);
 ErrorOr<UniqueFd> unix_connect(std::string const& path);
 
 // Writes a file under a temporary name in the same directory and renames it
