@@ -12,6 +12,7 @@
 #include <cstring>
 #include <algorithm>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 namespace qtbox::vmm {
@@ -32,10 +33,22 @@ ErrorOr<UniqueFd> open_console(std::string const& console)
         return UniqueFd(fd);
     }
     // O_NOFOLLOW: a console file in a shared directory cannot be redirected
-    // through a planted symbolic link.
-    auto fd = sys::open(console, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_NOCTTY, CONSOLE_FILE_MODE);
+    // through a planted symbolic link. O_NONBLOCK: a planted FIFO cannot
+    // hold the open (and the start) until someone reads it; the file must
+    // then turn out to be a regular file, nothing else (docs/FORMATS.md §11).
+    auto fd = sys::open(console, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK, CONSOLE_FILE_MODE);
+    if (fd.is_error() && fd.error().is_errno(ENXIO))
+        return Error::from_string(fmt::format("--console: {} is a FIFO or socket, not a regular file", console));
     if (fd.is_error())
         return fd.release_error().context("--console");
+    auto st = TRY(sys::fstat(fd.value().get()));
+    if (!S_ISREG(st.st_mode)) {
+        auto kind = S_ISFIFO(st.st_mode) ? "a FIFO" : S_ISCHR(st.st_mode) ? "a character device" : S_ISBLK(st.st_mode) ? "a block device" : "not a file";
+        return Error::from_string(fmt::format("--console: {} is {}, not a regular file", console, kind));
+    }
+    int flags = ::fcntl(fd.value().get(), F_GETFL);
+    if (flags < 0 || ::fcntl(fd.value().get(), F_SETFL, flags & ~O_NONBLOCK) < 0)
+        return Error::from_errno(fmt::format("--console: {}", console));
     return fd.release_value();
 }
 
