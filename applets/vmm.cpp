@@ -111,6 +111,9 @@ int vmm_main(int argc, char** argv)
     app.add_option("--hugepages", options.hugepage_size_mib,
         "Back guest memory with hugepages of this many MiB, reserved beforehand (qt env apply); --mem must be a multiple")
         ->type_name("2|1024");
+    bool require_locked_memory = false;
+    app.add_flag("--require-locked-memory", require_locked_memory,
+        "Refuse to start when guest memory cannot be locked against swapping (RLIMIT_MEMLOCK); default: start with a warning");
     app.add_option("--cpu-list", options.cpu_list, "Pin the vCPU threads to these host CPUs, round robin (e.g. 2,3)")
         ->type_name("CPU,...")->delimiter(',')->allow_extra_args(false);
     app.add_flag("--debug-mode", options.debug_mode, "Debug enclave: allow its console to be seen");
@@ -185,11 +188,16 @@ int vmm_main(int argc, char** argv)
         log::error("{}{}", system.error().message(), kvm_hint(system.error()));
         return EXIT_START_FAILED;
     }
+    launch.machine.memory_lock = require_locked_memory ? kvm::MemoryLock::Required : kvm::MemoryLock::BestEffort;
     auto machine = vmm::Machine::create(system.value(), launch.machine);
     if (machine.is_error()) {
         log::error("{}{}", machine.error().message(), hugepage_hint(machine.error(), options.hugepage_size_mib));
         return EXIT_START_FAILED;
     }
+    // A debug or raw-mode guest's memory is no secret (its console is
+    // open): only a production enclave is warned about.
+    if (auto const& reason = machine.value()->memory_unlocked_reason(); !reason.empty() && !options.eif.empty() && !options.debug_mode)
+        log::warn("{}", reason);
     // Said once the enclave is sure to start, so that a failure to start
     // stays one line.
     for (auto const& note : qtsm.value().notes)

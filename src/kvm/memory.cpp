@@ -17,9 +17,24 @@ namespace {
 
 constexpr std::uint64_t PAGE_SIZE = 4096;
 
+// Locks [base, +size) page by page as it is faulted in. Within
+// RLIMIT_MEMLOCK, or with CAP_IPC_LOCK (in the initial user namespace). The
+// vmm applet raises the limit while it still may; the setup filter allows
+// mlock2 but not setrlimit (vmm/seccomp.hpp), so nothing is raised here.
+ErrorOr<void> lock_on_fault(void* base, std::uint64_t size)
+{
+    if (::mlock2(base, size, MLOCK_ONFAULT) == 0)
+        return {};
+    int code = errno;
+    return Error::from_code(KvmError::MemoryNotLocked,
+        fmt::format("cannot lock {} MiB of guest memory: {}; raise RLIMIT_MEMLOCK (ulimit -l, systemd's LimitMEMLOCK=), "
+                    "give the VMM CAP_IPC_LOCK, or use hugepages",
+            size >> 20, std::strerror(code)));
+}
+
 } // namespace
 
-ErrorOr<GuestMemory> GuestMemory::create(std::vector<MemoryRegion> regions, std::uint32_t hugepage_size_mib)
+ErrorOr<GuestMemory> GuestMemory::create(std::vector<MemoryRegion> regions, std::uint32_t hugepage_size_mib, MemoryLock lock)
 {
     if (regions.empty())
         return Error::from_string("guest memory: no regions");
@@ -62,9 +77,18 @@ ErrorOr<GuestMemory> GuestMemory::create(std::vector<MemoryRegion> regions, std:
         }
     }
     GuestMemory memory(static_cast<std::uint8_t*>(base), total, std::move(regions), hugepage_size_mib);
-    // Guest memory holds the enclave's secrets: never in a core dump.
+    // Guest memory holds the enclave's secrets: never in a core dump, and
+    // never written to swap.
     if (::madvise(base, total, MADV_DONTDUMP) < 0)
         return Error::from_errno("madvise MADV_DONTDUMP on guest memory");
+    if (hugepage_size_mib == 0) {
+        auto locked = lock_on_fault(base, total);
+        if (locked.is_error()) {
+            if (lock == MemoryLock::Required)
+                return locked.release_error();
+            memory.m_unlocked_reason = locked.error().message() + "; the guest's memory may be swapped out";
+        }
+    }
     return memory;
 }
 
@@ -76,7 +100,8 @@ GuestMemory::~GuestMemory()
 
 GuestMemory::GuestMemory(GuestMemory&& other) noexcept
     : m_base(std::exchange(other.m_base, nullptr)), m_size(std::exchange(other.m_size, 0)),
-      m_regions(std::move(other.m_regions)), m_hugepage_size_mib(other.m_hugepage_size_mib)
+      m_regions(std::move(other.m_regions)), m_hugepage_size_mib(other.m_hugepage_size_mib),
+      m_unlocked_reason(std::move(other.m_unlocked_reason))
 {
 }
 

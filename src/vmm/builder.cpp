@@ -272,7 +272,7 @@ ErrorOr<std::unique_ptr<Machine>> Machine::create(kvm::System const& system, Mac
     TRY(check_host(system, config.cpus));
     boot::BzImage image = TRY(boot::parse_bzimage(config.kernel));
     TRY(check_affinity(config.cpu_affinity));
-    auto memory = TRY(kvm::GuestMemory::create(boot::ram_regions(config.memory_bytes), config.hugepage_size_mib));
+    auto memory = TRY(kvm::GuestMemory::create(boot::ram_regions(config.memory_bytes), config.hugepage_size_mib, config.memory_lock));
     auto vm = TRY(system.create_vm());
 
     auto loop = TRY(net::EventLoop::create());

@@ -304,6 +304,11 @@ void Machine::State::vcpu_main(kvm::Vcpu& vcpu)
 
 Machine::Machine(std::unique_ptr<State> state) : m_state(std::move(state)) { }
 
+std::string const& Machine::memory_unlocked_reason() const
+{
+    return m_state->memory.unlocked_reason();
+}
+
 Machine::~Machine()
 {
     if (!m_state)

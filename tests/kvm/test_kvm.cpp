@@ -1,9 +1,15 @@
+#include "../support/child.hpp"
 #include "support.hpp"
 
 #include <qtbox/kvm/memory.hpp>
 #include <qtbox/kvm/system.hpp>
 
 #include <doctest/doctest.h>
+
+#include <linux/capability.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <fstream>
@@ -90,4 +96,47 @@ TEST_CASE("kvm system: a missing device and a non-KVM file are told apart")
     ::unlink(path);
     REQUIRE(not_kvm.is_error());
     CHECK(not_kvm.error().is(KvmError::ApiVersion));
+}
+
+TEST_CASE("kvm memory: ordinary guest pages are locked as they are touched, so never swapped")
+{
+    // 16 KiB: inside any RLIMIT_MEMLOCK a test machine has (64 KiB at least).
+    auto memory = make({ { 0, 16 * 1024 } });
+    CHECK(memory.unlocked_reason().empty());
+    std::string flags = vm_flags(memory.host_base());
+    CHECK(flags.find(" lo") != std::string::npos); // VM_LOCKED (MLOCK_ONFAULT)
+    CHECK(flags.find(" dd") != std::string::npos);
+}
+
+TEST_CASE("kvm memory: where RLIMIT_MEMLOCK forbids locking, Required refuses and BestEffort says why")
+{
+    auto outcome = test::run_in_child([]() {
+        // No CAP_IPC_LOCK and no locked memory allowed.
+        __user_cap_header_struct header { _LINUX_CAPABILITY_VERSION_3, 0 };
+        __user_cap_data_struct data[2] {};
+        if (::syscall(SYS_capget, &header, data) < 0)
+            return 90;
+        data[CAP_IPC_LOCK / 32].effective &= ~(1u << (CAP_IPC_LOCK % 32));
+        if (::syscall(SYS_capset, &header, data) < 0)
+            return 91;
+        rlimit none { 0, 0 };
+        if (::setrlimit(RLIMIT_MEMLOCK, &none) < 0)
+            return 92;
+        auto required = GuestMemory::create({ { 0, 1 * MIB } }, 0, MemoryLock::Required);
+        if (!required.is_error() || !required.error().is(KvmError::MemoryNotLocked))
+            return 1;
+        if (required.error().message().rfind("cannot lock 1 MiB of guest memory: ", 0) != 0)
+            return 2;
+        auto best_effort = GuestMemory::create({ { 0, 1 * MIB } }, 0, MemoryLock::BestEffort);
+        if (best_effort.is_error())
+            return 3;
+        auto const& reason = best_effort.value().unlocked_reason();
+        if (reason.find("raise RLIMIT_MEMLOCK") == std::string::npos || !reason.ends_with("; the guest's memory may be swapped out"))
+            return 4;
+        if (vm_flags(best_effort.value().host_base()).find(" lo") != std::string::npos)
+            return 5;
+        return 0;
+    });
+    INFO(outcome.stderr_text);
+    CHECK(outcome.exit_status == 0);
 }

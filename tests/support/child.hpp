@@ -1,7 +1,8 @@
 // Runs a piece of a test in a forked child and collects how it ended and
 // what it wrote to stderr: for code that cannot be undone in the test
-// process itself (seccomp filters, no_new_privs). Used by tests/base and
-// tests/proxy (the proxy's sandbox). Needs doctest (REQUIREs its set-up).
+// process itself (seccomp filters, no_new_privs, dropped capabilities and
+// limits). Used by tests/base, tests/kvm and tests/proxy (the proxy's
+// sandbox). Needs doctest (REQUIREs its set-up).
 #pragma once
 
 #include <doctest/doctest.h>

@@ -8,7 +8,12 @@
 // faulted in before the guest runs. Hugetlb pages are never swapped
 // (Documentation/admin-guide/mm/hugetlbpage.rst), so such guest memory
 // stays resident, locked in all but name; mlock() would add nothing on a
-// hugetlb mapping but still count against RLIMIT_MEMLOCK.
+// hugetlb mapping but still count against RLIMIT_MEMLOCK. Ordinary pages
+// are locked as the guest first touches them (mlock2 MLOCK_ONFAULT), so
+// guest memory never reaches swap either. Where RLIMIT_MEMLOCK is too low
+// for that (an unprivileged user, a container without CAP_IPC_LOCK), MemoryLock
+// decides: Required refuses (KvmError::MemoryNotLocked), BestEffort maps
+// the memory unlocked and says why (unlocked_reason()).
 #pragma once
 
 #include <qtbox/base/bytes.hpp>
@@ -16,11 +21,14 @@
 
 #include <cstdint>
 #include <span>
+#include <string>
 #include <vector>
 
 namespace qtbox::kvm {
 
 class Vm;
+
+enum class MemoryLock { Required, BestEffort };
 
 struct MemoryRegion {
     std::uint64_t guest_address { 0 };
@@ -34,7 +42,9 @@ public:
     // hugepage_size_mib 0: MAP_PRIVATE|MAP_ANONYMOUS|MAP_NORESERVE.
     // 2 or 1024: MAP_HUGETLB of that size with MAP_POPULATE, every region a
     // multiple of it; too few free hugepages is KvmError::HugepagesUnavailable.
-    static ErrorOr<GuestMemory> create(std::vector<MemoryRegion> regions, std::uint32_t hugepage_size_mib = 0);
+    // Ordinary pages are locked on fault (see above), as `lock` asks.
+    static ErrorOr<GuestMemory> create(std::vector<MemoryRegion> regions, std::uint32_t hugepage_size_mib = 0,
+        MemoryLock lock = MemoryLock::BestEffort);
     ~GuestMemory();
     GuestMemory(GuestMemory&& other) noexcept;
     GuestMemory& operator=(GuestMemory&&) = delete;
@@ -45,6 +55,9 @@ public:
     std::uint8_t* host_base() const { return m_base; }
     // 0 for ordinary pages.
     std::uint32_t hugepage_size_mib() const { return m_hugepage_size_mib; }
+    // Empty when no guest page can be swapped out (locked, or hugetlb);
+    // otherwise one line saying why the memory is not locked.
+    std::string const& unlocked_reason() const { return m_unlocked_reason; }
 
     // KVM_SET_USER_MEMORY_REGION, one slot per region.
     ErrorOr<void> register_with(Vm& vm) const;
@@ -62,6 +75,7 @@ private:
     std::uint64_t m_size { 0 };
     std::vector<MemoryRegion> m_regions;
     std::uint32_t m_hugepage_size_mib { 0 };
+    std::string m_unlocked_reason;
 };
 
 } // namespace qtbox::kvm

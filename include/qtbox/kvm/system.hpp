@@ -25,6 +25,7 @@ enum class KvmError {
     MissingCapability,  // a KVM_CAP_* the VMM needs is absent
     OutsideGuestMemory, // a guest-physical range not inside guest RAM
     HugepagesUnavailable, // too few free hugepages of the size asked for, or none of that size
+    MemoryNotLocked,    // guest memory could not be locked (RLIMIT_MEMLOCK) and locking was required
 };
 
 constexpr char const* DEFAULT_DEVICE = "/dev/kvm";

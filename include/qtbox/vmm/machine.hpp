@@ -20,6 +20,7 @@
 #include <qtbox/base/error.hpp>
 #include <qtbox/base/event.hpp>
 #include <qtbox/devices/virtio/vsock.hpp>
+#include <qtbox/kvm/memory.hpp>
 #include <qtbox/kvm/system.hpp>
 
 #include <chrono>
@@ -50,6 +51,9 @@ struct MachineConfig {
     // Guest memory in hugetlb pages of this many MiB, 2 or 1024 (the `qt env`
     // pool; kvm/memory.hpp); 0 for ordinary pages.
     std::uint32_t hugepage_size_mib { 0 };
+    // Ordinary guest pages are locked as they are touched (kvm/memory.hpp);
+    // Required refuses to start where RLIMIT_MEMLOCK forbids it.
+    kvm::MemoryLock memory_lock { kvm::MemoryLock::BestEffort };
     // Host CPUs for the vCPU threads: vCPU i runs only on
     // cpu_affinity[i % size], set before its seccomp filter; empty: not pinned.
     std::vector<unsigned> cpu_affinity;
@@ -97,6 +101,10 @@ public:
     // signalfd), starts the vCPU threads and returns when the VM stopped
     // and every thread has been joined.
     ErrorOr<Outcome> run();
+
+    // Empty when guest memory cannot be swapped out; else why it can
+    // (MemoryLock::BestEffort only), for the applet to warn.
+    std::string const& memory_unlocked_reason() const;
 
     struct State;
 
