@@ -86,6 +86,7 @@ ErrorOr<void> print_summary(std::string const& directory)
 struct PkiOptions {
     bool force { false };
     std::string parent_name { pki::DEFAULT_PARENT_NAME };
+    std::string offline_root;
 };
 
 CommandGroup pki_commands(CLI::App& qt, PkiOptions& options)
@@ -97,12 +98,16 @@ CommandGroup pki_commands(CLI::App& qt, PkiOptions& options)
     init->add_flag("--force", options.force, "replace an existing PKI (every document signed under it stops verifying)");
     init->add_option("--parent-name", options.parent_name, "the parent CA is \"CN=<NAME>.parent,O=qtbox\"")
         ->capture_default_str();
+    init->add_option("--offline-root", options.offline_root,
+            "write the root's private key (and a copy of root.pem) to DIR, e.g. removable media kept offline, not beside parent.key")
+        ->type_name("DIR");
     auto* show = pki_command->add_subcommand("show", "Print the root and the parent CA (JSON).");
     return { pki_command, [init, show, &options]() -> ErrorOr<void> {
                 auto directory = pki::pki_directory();
                 if (init->parsed()) {
                     pki::InitOptions init_options;
                     init_options.parent_name = options.parent_name;
+                    init_options.offline_root_directory = options.offline_root;
                     auto created = pki::init(directory, options.force, init_options);
                     if (created.is_error()) {
                         // A bad --parent-name is the caller's argument, not a file problem.

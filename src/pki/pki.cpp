@@ -7,8 +7,11 @@
 
 #include <fmt/format.h>
 
+#include <cerrno>
 #include <cstdlib>
 #include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 namespace qtbox::pki {
 
@@ -38,12 +41,44 @@ ErrorOr<bool> exists(std::string const& path)
     return status.release_error();
 }
 
+// A PKI file is trusted only when nobody but this user (or root) could have
+// put it there or changed it: owned by one of them, writable by no one
+// else, and, for a private key, readable by no one else either (as ssh
+// treats its keys).
+ErrorOr<UniqueFd> open_pki_file(std::string const& path, bool private_key)
+{
+    auto fd = sys::open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd.is_error() && fd.error().is_errno(ENOENT))
+        return pki_error(PkiError::Missing, fmt::format("{}: no such file (the PKI is created by `qt pki init`)", path));
+    auto file = TRY(std::move(fd));
+    auto status = TRY(sys::fstat(file.get()));
+    if (!S_ISREG(status.st_mode))
+        return pki_error(PkiError::Invalid, fmt::format("{}: not a regular file", path));
+    if (status.st_uid != ::geteuid() && status.st_uid != 0)
+        return pki_error(PkiError::Invalid, fmt::format("{}: owned by uid {}, not by this user (uid {}) or root", path, status.st_uid, ::geteuid()));
+    if (private_key && (status.st_mode & 077) != 0)
+        return pki_error(PkiError::Invalid,
+            fmt::format("{}: the private key is accessible by group or others (mode {:04o}); it must be 0600", path, status.st_mode & 07777));
+    if ((status.st_mode & 022) != 0)
+        return pki_error(PkiError::Invalid, fmt::format("{}: writable by group or others (mode {:04o})", path, status.st_mode & 07777));
+    return file;
+}
+
 ErrorOr<Bytes> read_pki_file(std::string const& path)
 {
-    auto bytes = sys::read_file(path, MAX_PKI_FILE_SIZE);
-    if (bytes.is_error() && bytes.error().is_errno(ENOENT))
-        return pki_error(PkiError::Missing, fmt::format("{}: no such file (the PKI is created by `qt pki init`)", path));
-    return bytes;
+    auto file = TRY(open_pki_file(path, false));
+    return sys::read_fd(file.get(), MAX_PKI_FILE_SIZE);
+}
+
+ErrorOr<void> check_directory(std::string const& directory, std::string_view what)
+{
+    // A missing directory is left to the file it should hold to report.
+    auto checked = sys::check_trusted_directory(directory, what);
+    if (checked.is_error() && checked.error().is_errno(ENOENT))
+        return {};
+    if (checked.is_error())
+        return pki_error(PkiError::Invalid, checked.error().message());
+    return {};
 }
 
 ErrorOr<crypto::Certificate> read_certificate(std::string const& path)
@@ -57,14 +92,7 @@ ErrorOr<crypto::Certificate> read_certificate(std::string const& path)
 
 ErrorOr<crypto::PrivateKey> read_private_key(std::string const& path)
 {
-    auto fd = sys::open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd.is_error() && fd.error().is_errno(ENOENT))
-        return pki_error(PkiError::Missing, fmt::format("{}: no such file (the PKI is created by `qt pki init`)", path));
-    auto file = TRY(std::move(fd));
-    auto status = TRY(sys::fstat(file.get()));
-    if ((status.st_mode & 077) != 0)
-        return pki_error(PkiError::Invalid,
-            fmt::format("{}: the private key is accessible by group or others (mode {:04o}); it must be 0600", path, status.st_mode & 07777));
+    auto file = TRY(open_pki_file(path, true));
     auto bytes = TRY(sys::read_fd(file.get(), MAX_PKI_FILE_SIZE));
     auto key = crypto::PrivateKey::parse(bytes);
     secure_zero(bytes.data(), bytes.size());
@@ -116,8 +144,10 @@ ErrorOr<Generated> generate(InitOptions const& options)
 ErrorOr<Authority> init(std::string const& directory, bool force, InitOptions const& options)
 {
     TRY(check_name(options.parent_name, MAX_PARENT_NAME_SIZE, "parent name"));
+    bool offline = !options.offline_root_directory.empty();
     std::string const root_certificate_path = path_in(directory, ROOT_CERTIFICATE_FILE);
-    std::string const root_key_path = path_in(directory, ROOT_KEY_FILE);
+    std::string const online_root_key_path = path_in(directory, ROOT_KEY_FILE);
+    std::string const root_key_path = offline ? path_in(options.offline_root_directory, ROOT_KEY_FILE) : online_root_key_path;
     std::string const parent_certificate_path = path_in(directory, PARENT_CERTIFICATE_FILE);
     std::string const parent_key_path = path_in(directory, PARENT_KEY_FILE);
     if (!force) {
@@ -126,7 +156,19 @@ ErrorOr<Authority> init(std::string const& directory, bool force, InitOptions co
                 return pki_error(PkiError::AlreadyExists, fmt::format("{} already exists (use --force to replace it)", *path));
         }
     }
-    TRY(sys::mkdir_p(directory, 0755));
+    // Private to its owner from the start; one that already exists must
+    // not be open to anyone else (load() checks the same).
+    TRY(sys::mkdir_p(directory, 0700));
+    TRY(check_directory(directory, "PKI directory"));
+    if (offline) {
+        TRY(sys::mkdir_p(options.offline_root_directory, 0700));
+        TRY(check_directory(options.offline_root_directory, "offline root directory"));
+        auto pki_status = TRY(sys::stat(directory));
+        auto offline_status = TRY(sys::stat(options.offline_root_directory));
+        if (pki_status.st_dev == offline_status.st_dev && pki_status.st_ino == offline_status.st_ino)
+            return pki_error(PkiError::InvalidName,
+                fmt::format("the offline root directory {} is the PKI directory; give a directory on other media", options.offline_root_directory));
+    }
     auto generated = TRY(generate(options));
     Authority& authority = generated.authority;
 
@@ -136,6 +178,13 @@ ErrorOr<Authority> init(std::string const& directory, bool force, InitOptions co
     TRY(write_key(parent_key_path, authority.parent_key));
     TRY(sys::write_file_atomic(root_certificate_path, as_bytes(authority.root.pem()), 0644));
     TRY(sys::write_file_atomic(parent_certificate_path, as_bytes(authority.parent.pem()), 0644));
+    if (offline) {
+        // The root key's certificate goes with it; a root key left online
+        // by an earlier init would outlive the root it belonged to.
+        TRY(sys::write_file_atomic(path_in(options.offline_root_directory, ROOT_CERTIFICATE_FILE), as_bytes(authority.root.pem()), 0644));
+        if (::unlink(online_root_key_path.c_str()) < 0 && errno != ENOENT)
+            return Error::from_errno(fmt::format("remove the old {}", online_root_key_path));
+    }
     return std::move(authority);
 }
 
@@ -144,6 +193,7 @@ ErrorOr<Authority> load(std::string const& directory)
     std::string const root_path = path_in(directory, ROOT_CERTIFICATE_FILE);
     std::string const parent_path = path_in(directory, PARENT_CERTIFICATE_FILE);
     std::string const key_path = path_in(directory, PARENT_KEY_FILE);
+    TRY(check_directory(directory, "PKI directory"));
     auto root = TRY(read_certificate(root_path));
     auto parent = TRY(read_certificate(parent_path));
     auto parent_key = TRY(read_private_key(key_path));

@@ -197,6 +197,97 @@ TEST_CASE("pki: load refuses missing, exposed, mismatched and foreign files")
     CHECK(garbage.error().is(PkiError::Invalid));
 }
 
+TEST_CASE("pki: init creates the directory 0700, and neither init nor load trusts one others may write")
+{
+    Directory directory;
+    mode_t old_umask = ::umask(0);
+    must(pki::init(directory.path, false, options_at(T0)));
+    ::umask(old_umask);
+    CHECK(mode_of(directory.path) == 0700);
+
+    REQUIRE(::chmod(directory.path.c_str(), 0777) == 0);
+    auto open_directory = pki::load(directory.path);
+    REQUIRE(open_directory.is_error());
+    CHECK(open_directory.error().is(PkiError::Invalid));
+    CHECK(open_directory.error().message()
+        == "PKI directory " + directory.path + " is writable by everyone (mode 0777); make it 0755 or stricter");
+    auto init_open = pki::init(directory.path, true, options_at(T0));
+    REQUIRE(init_open.is_error());
+    CHECK(init_open.error().is(PkiError::Invalid));
+    REQUIRE(::chmod(directory.path.c_str(), 0770) == 0);
+    CHECK(pki::load(directory.path).error().message()
+        == "PKI directory " + directory.path + " is writable by its group (mode 0770); make it 0755 or stricter");
+    // Readable is fine: the keys themselves are 0600.
+    REQUIRE(::chmod(directory.path.c_str(), 0755) == 0);
+    must(pki::load(directory.path));
+}
+
+TEST_CASE("pki: load refuses a certificate others may write, and files another user owns")
+{
+    Directory directory;
+    must(pki::init(directory.path, false, options_at(T0)));
+    REQUIRE(::chmod(directory.file("parent.pem").c_str(), 0666) == 0);
+    auto writable = pki::load(directory.path);
+    REQUIRE(writable.is_error());
+    CHECK(writable.error().is(PkiError::Invalid));
+    CHECK(writable.error().message() == directory.file("parent.pem") + ": writable by group or others (mode 0666)");
+    REQUIRE(::chmod(directory.file("parent.pem").c_str(), 0644) == 0);
+    must(pki::load(directory.path));
+    if (::geteuid() != 0)
+        return; // giving a file away needs root
+    REQUIRE(::chown(directory.file("parent.key").c_str(), 4321, 4321) == 0);
+    auto foreign_key = pki::load(directory.path);
+    REQUIRE(foreign_key.is_error());
+    CHECK(foreign_key.error().is(PkiError::Invalid));
+    CHECK(foreign_key.error().message() == directory.file("parent.key") + ": owned by uid 4321, not by this user (uid 0) or root");
+    REQUIRE(::chown(directory.file("parent.key").c_str(), 0, 0) == 0);
+    REQUIRE(::chown(directory.path.c_str(), 4321, 4321) == 0);
+    auto foreign_directory = pki::load(directory.path);
+    REQUIRE(foreign_directory.is_error());
+    CHECK(foreign_directory.error().is(PkiError::Invalid));
+    CHECK(foreign_directory.error().message() == "PKI directory " + directory.path + " is owned by uid 4321, not by this user (uid 0) or root");
+}
+
+TEST_CASE("pki: with an offline root directory, root.key is written there and never beside parent.key")
+{
+    Directory directory;
+    // A PKI made before, with its root key online.
+    must(pki::init(directory.path, false, options_at(T0)));
+    REQUIRE(std::filesystem::exists(directory.file("root.key")));
+    auto offline = directory.base / "media/qtbox-root";
+    auto options = options_at(T0 + HOUR);
+    options.offline_root_directory = offline;
+    auto refused = pki::init(directory.path, false, options);
+    REQUIRE(refused.is_error());
+    CHECK(refused.error().is(PkiError::AlreadyExists));
+
+    auto authority = must(pki::init(directory.path, true, options));
+    CHECK(!std::filesystem::exists(directory.file("root.key")));
+    CHECK(mode_of(offline) == 0700);
+    CHECK(mode_of(offline + "/root.key") == 0600);
+    CHECK(contents(offline + "/root.pem") == contents(directory.file("root.pem")));
+    auto root_key = must(crypto::PrivateKey::parse(as_bytes(contents(offline + "/root.key"))));
+    CHECK(root_key.matches(authority.root.public_key()));
+    // The PKI directory alone is all load() needs.
+    auto loaded = must(pki::load(directory.path));
+    CHECK(loaded.root.sha256_fingerprint() == authority.root.sha256_fingerprint());
+    std::size_t entries = 0;
+    for ([[maybe_unused]] auto const& entry : std::filesystem::directory_iterator(directory.path))
+        ++entries;
+    CHECK(entries == 3);
+
+    // Not the PKI directory itself, and not one others may write.
+    options.offline_root_directory = directory.path + "/.";
+    auto same = pki::init(directory.path, true, options);
+    REQUIRE(same.is_error());
+    CHECK(same.error().is(PkiError::InvalidName));
+    REQUIRE(::chmod(offline.c_str(), 0777) == 0);
+    options.offline_root_directory = offline;
+    auto open_offline = pki::init(directory.path, true, options);
+    REQUIRE(open_offline.is_error());
+    CHECK(open_offline.error().message() == "offline root directory " + offline + " is writable by everyone (mode 0777); make it 0755 or stricter");
+}
+
 TEST_CASE("pki: parent names and module ids are restricted to a safe alphabet")
 {
     Directory directory;

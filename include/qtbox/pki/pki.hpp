@@ -4,7 +4,10 @@
 //   root.pem    self-signed P-384 root, "CN=qtbox-root, O=qtbox", 30 years,
 //               CA without a path length (like QingTian's root), keyUsage
 //               keyCertSign | cRLSign
-//   root.key    its SEC1 PEM private key, mode 0600
+//   root.key    its SEC1 PEM private key, mode 0600; with --offline-root
+//               (InitOptions::offline_root_directory) it is written there
+//               instead, with a copy of root.pem, and never read again: the
+//               parent CA is all the VMM needs
 //   parent.pem  the parent CA, "CN=<parent name>.parent, O=qtbox", issued by
 //               the root for as long as the root is valid, CA with
 //               pathLenConstraint 0 (it issues only leaves), keyUsage
@@ -13,7 +16,9 @@
 // Private keys are written through sys::AtomicFile, whose temporary file is
 // created 0600 by mkostemp, so a key is never group or world readable, not
 // even while it is being written. init() never replaces an existing file
-// unless told to (force).
+// unless told to (force). The directory is created 0700; load() trusts it
+// and its files only when they are owned by the caller's user or root and
+// writable by nobody else (PkiError::Invalid otherwise).
 //
 // Leaves (leaf.hpp) are issued by the parent CA in memory, per enclave.
 #pragma once
@@ -51,10 +56,11 @@ enum class PkiError {
     // load/show: a file is missing (the message names it).
     Missing,
     // A file does not parse, the parent is not issued by the root, a key
-    // does not match its certificate, or a key file is readable by group or
-    // others.
+    // does not match its certificate, a key file is readable by group or
+    // others, or a file or the directory is owned by another user or
+    // writable by group or others.
     Invalid,
-    // A name given by the caller (--parent-name) is not allowed.
+    // A name given by the caller (--parent-name, --offline-root) is not allowed.
     InvalidName,
 };
 
@@ -76,6 +82,10 @@ struct InitOptions {
     std::string parent_name { DEFAULT_PARENT_NAME };
     // The instant the certificates start; now when unset (tests fix it).
     std::optional<UnixMillis> now;
+    // Where root.key (and a copy of root.pem) go instead of the PKI
+    // directory: removable media kept offline. Created 0700; must be
+    // another directory. Empty: root.key stays beside parent.key.
+    std::string offline_root_directory;
 };
 
 // A new root and parent CA in memory, nothing written (init() writes them;
@@ -86,9 +96,10 @@ struct Generated {
 };
 ErrorOr<Generated> generate(InitOptions const& options = {});
 
-// Creates `directory` (mode 0755) if needed, makes the root and the parent
-// CA, writes the four files (keys 0600, certificates 0644) and returns the
-// authority. Without `force` it refuses, before writing anything, when any of
+// Creates `directory` (mode 0700) if needed, makes the root and the parent
+// CA, writes the four files (keys 0600, certificates 0644; root.key in the
+// offline root directory when one is given, removing an old one from
+// `directory`) and returns the authority. Without `force` it refuses, before writing anything, when any of
 // the four files exists (PkiError::AlreadyExists, "<path> already exists
 // (use --force to replace it)").
 ErrorOr<Authority> init(std::string const& directory, bool force, InitOptions const& options = {});
@@ -96,7 +107,8 @@ ErrorOr<Authority> init(std::string const& directory, bool force, InitOptions co
 // Reads root.pem, parent.pem and parent.key, and checks that the parent is a
 // CA issued by the root (signature and constraints; validity is not checked
 // here) and that the key matches parent.pem. Refuses a parent.key that is
-// group or world accessible (PkiError::Invalid), as ssh does.
+// group or world accessible, and any file or a directory that another user
+// owns or that group or others may write (PkiError::Invalid), as ssh does.
 ErrorOr<Authority> load(std::string const& directory);
 
 // For `qt pki show`.
