@@ -1,4 +1,4 @@
-# scripts/demo's QTSM step: the image given to nested.py with --eif, booted
+# Your own image's QTSM check: the image given to nested.py with --eif, booted
 # as a production enclave (no console) against a fresh local PKI; its app
 # sends an attestation document to the parent's listener on vsock port 7000
 # (hybrid vsock: $QTBOX_RUN_DIR/vsock/3_7000), which attest-verify checks

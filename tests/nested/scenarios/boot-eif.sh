@@ -1,4 +1,4 @@
-# Boots the image given to nested.py with --eif (scripts/demo): 2 vCPUs,
+# Boots the image given to nested.py with --eif (your own): 2 vCPUs,
 # 512 MiB, console on stdout; passes when vmm exits 0.
 [ -f "$DATA/user.eif" ] || skip "no image given (nested.py --eif FILE boot-eif)"
 run_vmm user --eif "$DATA/user.eif" --cpus 2 --mem 512 --debug-mode --console -
