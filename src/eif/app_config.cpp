@@ -1,7 +1,9 @@
-// The /cmd, /env and /workdir format, both directions (app_config.hpp).
+// The /cmd, /env, /workdir and /user format, both directions (app_config.hpp).
 #include <qtbox/eif/app_config.hpp>
 
 #include <fmt/format.h>
+
+#include <optional>
 
 namespace qtbox::eif {
 
@@ -54,7 +56,38 @@ ErrorOr<std::vector<std::string>> parse_lines(std::string_view text, std::string
     return lines;
 }
 
-ErrorOr<AppConfig> parse_app_config(std::string_view cmd, std::string_view env, std::string_view workdir)
+std::string encode_user(UserIds const& user)
+{
+    return fmt::format("{}:{}", user.uid, user.gid);
+}
+
+ErrorOr<UserIds> parse_user_entry(std::string_view entry)
+{
+    auto number = [&](std::string_view text) -> std::optional<std::uint32_t> {
+        if (text.empty() || text.size() > 10)
+            return std::nullopt;
+        std::uint64_t value = 0;
+        for (char c : text) {
+            if (c < '0' || c > '9')
+                return std::nullopt;
+            value = value * 10 + static_cast<unsigned>(c - '0');
+        }
+        if (value >= 0xFFFF'FFFFu)
+            return std::nullopt;
+        return static_cast<std::uint32_t>(value);
+    };
+    auto colon = entry.find(':');
+    std::optional<std::uint32_t> uid, gid;
+    if (colon != std::string_view::npos) {
+        uid = number(entry.substr(0, colon));
+        gid = number(entry.substr(colon + 1));
+    }
+    if (!uid || !gid)
+        return Error::from_code(AppConfigError::Malformed, fmt::format("{}: '{}' is not UID:GID", USER_PATH, entry.substr(0, 64)));
+    return UserIds { *uid, *gid };
+}
+
+ErrorOr<AppConfig> parse_app_config(std::string_view cmd, std::string_view env, std::string_view workdir, std::string_view user)
 {
     AppConfig config;
     config.argv = TRY(parse_lines(cmd, CMD_PATH, false));
@@ -78,6 +111,11 @@ ErrorOr<AppConfig> parse_app_config(std::string_view cmd, std::string_view env, 
                 fmt::format("{}: '{}' is not an absolute path", WORKDIR_PATH, directories[0]));
         config.working_dir = directories[0];
     }
+    auto users = TRY(parse_lines(user, USER_PATH, true));
+    if (users.size() > 1)
+        return Error::from_code(AppConfigError::Malformed, fmt::format("{}: more than one line", USER_PATH));
+    if (!users.empty())
+        config.user = TRY(parse_user_entry(users[0]));
     return config;
 }
 

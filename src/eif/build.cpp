@@ -314,6 +314,89 @@ ErrorOr<RunConfig> resolve_run_config(image::ImageConfig const& image, RunOverri
     return run;
 }
 
+namespace {
+
+// An entry of /etc/passwd (name:password:uid:gid:...) or /etc/group
+// (name:password:gid:...) whose name or number is `key`: its third and, for
+// passwd, fourth fields as numbers.
+ErrorOr<std::optional<UserIds>> find_account(image::FileTree const& tree, std::string const& path, std::string_view key, bool passwd)
+{
+    auto read = image::read_small_file(tree, path, MAX_FILE_SIZE);
+    if (read.is_error())
+        return bad_input(fmt::format("the image's User needs {}: {}", path, read.error().message()));
+    auto const& text = read.value();
+    if (!text)
+        return std::optional<UserIds> {};
+    std::string_view rest = as_chars(*text);
+    while (!rest.empty()) {
+        auto end = rest.find('\n');
+        auto line = rest.substr(0, end);
+        rest = end == std::string_view::npos ? std::string_view() : rest.substr(end + 1);
+        std::vector<std::string_view> fields;
+        std::size_t start = 0;
+        for (std::size_t colon; (colon = line.find(':', start)) != std::string_view::npos; start = colon + 1)
+            fields.push_back(line.substr(start, colon - start));
+        fields.push_back(line.substr(start));
+        if (fields.size() < (passwd ? 4u : 3u) || (fields[0] != key && fields[2] != key))
+            continue;
+        auto ids = parse_user_entry(fmt::format("{}:{}", fields[2], passwd ? fields[3] : fields[2]));
+        if (ids.is_error())
+            return bad_input(fmt::format("{}: the entry for '{}' has no valid ids", path, key));
+        return std::optional<UserIds>(ids.value());
+    }
+    return std::optional<UserIds> {};
+}
+
+bool is_number(std::string_view text)
+{
+    return !text.empty() && std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+} // namespace
+
+ErrorOr<std::optional<UserIds>> resolve_user(std::string_view user, image::FileTree const& tree, std::string const& root)
+{
+    if (user.empty())
+        return std::optional<UserIds> {};
+    TRY(check_line(user, "the image's User"));
+    auto colon = user.find(':');
+    auto name = user.substr(0, colon);
+    auto group = colon == std::string_view::npos ? std::string_view() : user.substr(colon + 1);
+    if (name.empty() || (colon != std::string_view::npos && group.empty()))
+        return bad_input(fmt::format("the image's User '{}' is not USER[:GROUP]", user));
+    auto passwd_path = root + "/etc/passwd";
+    auto account = TRY(find_account(tree, passwd_path, name, true));
+    UserIds ids;
+    if (is_number(name)) {
+        auto parsed = parse_user_entry(fmt::format("{}:0", name));
+        if (parsed.is_error())
+            return bad_input(fmt::format("the image's User '{}': uid out of range", user));
+        ids = parsed.value();
+        if (account && account->uid == ids.uid)
+            ids.gid = account->gid;
+    } else if (account) {
+        ids = *account;
+    } else {
+        return bad_input(fmt::format("the image's User '{}': no user '{}' in the image's /etc/passwd", user, name));
+    }
+    if (!group.empty()) {
+        if (is_number(group)) {
+            auto parsed = parse_user_entry(fmt::format("0:{}", group));
+            if (parsed.is_error())
+                return bad_input(fmt::format("the image's User '{}': gid out of range", user));
+            ids.gid = parsed.value().gid;
+        } else {
+            auto entry = TRY(find_account(tree, root + "/etc/group", group, false));
+            if (!entry)
+                return bad_input(fmt::format("the image's User '{}': no group '{}' in the image's /etc/group", user, group));
+            ids.gid = entry->gid;
+        }
+    }
+    if (ids == UserIds {})
+        return std::optional<UserIds> {};
+    return std::optional<UserIds>(ids);
+}
+
 nlohmann::ordered_json measurements_json(Measurements const& measurements)
 {
     nlohmann::ordered_json json;
@@ -370,6 +453,9 @@ ErrorOr<BuildResult> build_eif(BuildRequest const& request)
     TRY(application.put(in_ramdisk(CMD_PATH), inline_file(application, encode_lines(result.run.argv), 0644)));
     TRY(application.put(in_ramdisk(ENV_PATH), inline_file(application, encode_lines(result.run.env), 0644)));
     TRY(application.put(in_ramdisk(WORKDIR_PATH), inline_file(application, encode_lines({ result.run.working_dir }), 0644)));
+    result.user = TRY(resolve_user(info.config.user, application, mount));
+    if (result.user)
+        TRY(application.put(in_ramdisk(USER_PATH), inline_file(application, encode_lines({ encode_user(*result.user) }), 0644)));
 
     // 3. Kernel, modules, cmdline.
     TRY(check_cmdline(request.cmdline));

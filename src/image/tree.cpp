@@ -1,8 +1,10 @@
 #include <qtbox/image/tree.hpp>
+#include <qtbox/base/sys.hpp>
 #include <qtbox/image/tar.hpp>
 
 #include <fmt/format.h>
 
+#include <fcntl.h>
 #include <unordered_set>
 
 namespace qtbox::image {
@@ -234,6 +236,41 @@ std::uint64_t FileTree::content_bytes() const
             total += node.size;
     }
     return total;
+}
+
+ErrorOr<std::optional<Bytes>> read_small_file(FileTree const& tree, std::string const& path, std::size_t limit)
+{
+    TRY(tree.check_ancestors(path));
+    auto const* node = tree.find(path);
+    if (node == nullptr)
+        return std::optional<Bytes> {};
+    if (node->type != NodeType::Regular)
+        return Error::from_code(ImageError::Unsupported, fmt::format("'{}' is not a regular file", path));
+    if (node->size > limit)
+        return Error::from_code(ImageError::LimitExceeded, fmt::format("'{}' is {} bytes (at most {} are read)", path, node->size, limit));
+    Bytes bytes(static_cast<std::size_t>(node->size));
+    switch (node->content.kind) {
+    case Content::Kind::Source:
+        TRY(tree.source(node->content.index).read_at(node->content.offset, bytes));
+        break;
+    case Content::Kind::Inline:
+        bytes = tree.inline_bytes(node->content.index);
+        break;
+    case Content::Kind::Host: {
+        auto const& host = tree.host_file(node->content.index);
+        auto fd = TRY(sys::open(host.path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+        auto st = TRY(sys::fstat(fd.get()));
+        if (st.st_dev != host.device || st.st_ino != host.inode)
+            return Error::from_code(ImageError::Changed, fmt::format("{} changed during the build", host.path));
+        bytes = TRY(sys::read_fd(fd.get(), limit));
+        break;
+    }
+    case Content::Kind::None:
+        break;
+    }
+    if (bytes.size() != node->size)
+        return Error::from_code(ImageError::Changed, fmt::format("'{}' changed size during the build", path));
+    return std::optional<Bytes>(std::move(bytes));
 }
 
 ErrorOr<void> apply_layer(FileTree& tree, std::string const& mount, ByteSource layer)

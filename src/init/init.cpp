@@ -23,6 +23,7 @@
 #include <net/if.h>
 #include <optional>
 #include <poll.h>
+#include <grp.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/random.h>
@@ -444,7 +445,8 @@ ErrorOr<eif::AppConfig> read_app_config()
     auto cmd = TRY(read_optional(eif::CMD_PATH));
     auto env = TRY(read_optional(eif::ENV_PATH));
     auto workdir = TRY(read_optional(eif::WORKDIR_PATH));
-    return eif::parse_app_config(cmd, env, workdir);
+    auto user = TRY(read_optional(eif::USER_PATH));
+    return eif::parse_app_config(cmd, env, workdir, user);
 }
 
 ErrorOr<void> switch_to_rootfs()
@@ -510,6 +512,17 @@ ErrorOr<int> run_app(eif::AppConfig const& config, NoticeSink const& notice, pid
                 int error = errno;
                 report(notice, Severity::Error,
                     fmt::format("cannot enter the working directory {}: {}", config.working_dir, std::strerror(error)));
+                ::_exit(126);
+            }
+        }
+        // The image's User (docs/FORMATS.md §3 /user): its ids and no
+        // supplementary group, all three set or the app does not run.
+        if (config.user != eif::UserIds {}) {
+            gid_t gid = config.user.gid;
+            if (::setgroups(1, &gid) < 0 || ::setresgid(gid, gid, gid) < 0 || ::setresuid(config.user.uid, config.user.uid, config.user.uid) < 0) {
+                int error = errno;
+                report(notice, Severity::Error,
+                    fmt::format("cannot run the app as {}: {}", eif::encode_user(config.user), std::strerror(error)));
                 ::_exit(126);
             }
         }
@@ -600,6 +613,10 @@ void run(Events const& events)
     if (server.is_error())
         fail(events, server.release_error());
 
+    // An app that runs as another user reaches the QTSM through its group:
+    // the socket is 0660 (qtsm-server), in /run, which only root may write.
+    if (config.value().user != eif::UserIds {} && ::chown(QTSM_SOCKET_PATH, 0, config.value().user.gid) < 0)
+        fail(events, Error::from_errno(fmt::format("chown {} to group {}", QTSM_SOCKET_PATH, config.value().user.gid)));
     auto status = run_app(config.value(), events.notice, server.value());
     if (status.is_error())
         fail(events, status.error());

@@ -59,6 +59,23 @@ TEST_CASE("app config: /workdir is one absolute path")
     CHECK(parse_app_config("/app\n", "", "/a\n/b\n").is_error());
 }
 
+TEST_CASE("app config: /user is UID:GID, absent meaning root")
+{
+    CHECK(parse_app_config("/app\n", "", "").value().user == UserIds { 0, 0 });
+    auto config = parse_app_config("/app\n", "", "", "1000:2000\n");
+    REQUIRE(!config.is_error());
+    CHECK(config.value().user == UserIds { 1000, 2000 });
+    CHECK(encode_user({ 65534, 65534 }) == "65534:65534");
+    CHECK(parse_user_entry("4294967294:0").value() == UserIds { 4294967294u, 0 });
+    for (auto bad : { "1000", "app:1000", "1000:", ":1000", "-1:0", "4294967295:0", "0:4294967295", "1 :2", "12345678901:0" }) {
+        INFO(bad);
+        auto refused = parse_user_entry(bad);
+        REQUIRE(refused.is_error());
+        CHECK(refused.error().is(AppConfigError::Malformed));
+    }
+    CHECK(parse_app_config("/app\n", "", "", "1:1\n2:2\n").error().is(AppConfigError::Malformed));
+}
+
 TEST_CASE("app config: too many entries are refused")
 {
     std::string many;

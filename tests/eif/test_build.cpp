@@ -278,6 +278,54 @@ TEST_CASE("build: text that is not UTF-8 is refused before anything is written (
     CHECK(!eif::build_eif(name).is_error());
 }
 
+TEST_CASE("build: the image's User becomes /user, looked up in the image's own passwd and group files")
+{
+    image::FileTree tree;
+    REQUIRE(!tree.ensure_directory("rootfs", 0755).is_error());
+    auto add = [&](std::string const& path, std::string const& text) {
+        image::Node node;
+        node.type = image::NodeType::Regular;
+        node.mode = 0644;
+        node.size = text.size();
+        node.content = { image::Content::Kind::Inline, tree.add_inline(to_bytes(text)), 0 };
+        REQUIRE(!tree.put(path, node).is_error());
+    };
+    add("rootfs/etc/passwd", "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1001::/home/app:/bin/sh\nnobody:x:65534:65534::/:/sbin/nologin\n");
+    add("rootfs/etc/group", "root:x:0:\nstaff:x:50:app\n");
+    auto resolved = [&](std::string_view user) {
+        auto ids = eif::resolve_user(user, tree, "rootfs");
+        REQUIRE_MESSAGE(!ids.is_error(), ids.error().message());
+        return ids.value();
+    };
+    CHECK(!resolved("").has_value());
+    CHECK(!resolved("root").has_value());
+    CHECK(!resolved("0").has_value());
+    CHECK(!resolved("0:0").has_value());
+    CHECK(resolved("app") == eif::UserIds { 1000, 1001 });
+    CHECK(resolved("1000") == eif::UserIds { 1000, 1001 });
+    CHECK(resolved("app:staff") == eif::UserIds { 1000, 50 });
+    CHECK(resolved("app:7") == eif::UserIds { 1000, 7 });
+    CHECK(resolved("4242") == eif::UserIds { 4242, 0 });
+    CHECK(resolved("4242:4343") == eif::UserIds { 4242, 4343 });
+    CHECK(resolved("root:staff") == eif::UserIds { 0, 50 });
+    auto refused = [&](std::string_view user, std::string const& expected) {
+        auto ids = eif::resolve_user(user, tree, "rootfs");
+        REQUIRE(ids.is_error());
+        CHECK(ids.error().is(eif::EifError::BadInput));
+        CHECK(ids.error().message() == expected);
+    };
+    refused("ghost", "the image's User 'ghost': no user 'ghost' in the image's /etc/passwd");
+    refused("app:wheel", "the image's User 'app:wheel': no group 'wheel' in the image's /etc/group");
+    refused("app:", "the image's User 'app:' is not USER[:GROUP]");
+    refused("99999999999", "the image's User '99999999999': uid out of range");
+    image::FileTree empty;
+    REQUIRE(!empty.ensure_directory("rootfs", 0755).is_error());
+    auto no_passwd = eif::resolve_user("app", empty, "rootfs");
+    REQUIRE(no_passwd.is_error());
+    CHECK(no_passwd.error().message() == "the image's User 'app': no user 'app' in the image's /etc/passwd");
+    CHECK(eif::resolve_user("1000:1000", empty, "rootfs").value() == eif::UserIds { 1000, 1000 });
+}
+
 TEST_CASE("build: signed images carry PCR8 and a verifiable COSE signature over PCR0")
 {
     test::TempDir dir;

@@ -6,6 +6,10 @@
 //   /env      its environment, one KEY=VALUE entry a line (Nitro's layout)
 //   /workdir  the absolute working directory on one line (a qtbox
 //             addition; init chdirs there inside the chroot)
+//   /user     "UID:GID" in decimal on one line (a qtbox addition, written
+//             only when the image's User is not root): init runs the app
+//             with that user and group id, and no supplementary groups.
+//             Absent: the app runs as root, as the image asked
 //   /etc/qtbox/modules  (bootstrap ramdisk) the guest modules init loads,
 //             one absolute path a line, in load order
 //
@@ -22,6 +26,7 @@
 #include <qtbox/base/error.hpp>
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -32,6 +37,7 @@ namespace qtbox::eif {
 constexpr char const* CMD_PATH = "/cmd";
 constexpr char const* ENV_PATH = "/env";
 constexpr char const* WORKDIR_PATH = "/workdir";
+constexpr char const* USER_PATH = "/user";
 constexpr char const* MODULE_LIST_PATH = "/etc/qtbox/modules";
 
 // Named limits; the files come from the EIF, which init does not trust.
@@ -60,15 +66,28 @@ Bytes encode_lines(std::vector<std::string> const& entries);
 // empty entry").
 ErrorOr<std::vector<std::string>> parse_lines(std::string_view text, std::string_view what, bool skip_empty);
 
+// The numeric identity the app runs with (/user).
+struct UserIds {
+    std::uint32_t uid { 0 };
+    std::uint32_t gid { 0 };
+    bool operator==(UserIds const&) const = default;
+};
+
 struct AppConfig {
     std::vector<std::string> argv;
     std::vector<std::string> env; // "KEY=VALUE", PATH always present
     std::string working_dir { "/" };
+    UserIds user;                 // 0:0 when /user is absent
 };
 
-// From the contents of /cmd, /env (empty when absent) and /workdir (empty
-// when absent: "/").
-ErrorOr<AppConfig> parse_app_config(std::string_view cmd, std::string_view env, std::string_view workdir);
+// From the contents of /cmd, /env (empty when absent), /workdir (empty
+// when absent: "/") and /user (empty when absent: root).
+ErrorOr<AppConfig> parse_app_config(std::string_view cmd, std::string_view env, std::string_view workdir, std::string_view user = {});
+
+// /user's one entry, "UID:GID"; and its reader: two decimal numbers below
+// 4294967295 (which is (uid_t)-1, "no change" to setresuid), nothing else.
+std::string encode_user(UserIds const& user);
+ErrorOr<UserIds> parse_user_entry(std::string_view entry);
 
 // The value of PATH in `env` (DEFAULT_PATH when absent).
 std::string path_of(std::vector<std::string> const& env);

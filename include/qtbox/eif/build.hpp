@@ -17,6 +17,7 @@
 #pragma once
 
 #include <qtbox/base/time.hpp>
+#include <qtbox/eif/app_config.hpp>
 #include <qtbox/eif/pcr.hpp>
 #include <qtbox/image/image.hpp>
 
@@ -63,6 +64,14 @@ struct RunOverrides {
 // command, and entries that cannot be one line of /cmd or /env.
 ErrorOr<RunConfig> resolve_run_config(image::ImageConfig const& image, RunOverrides const& overrides);
 
+// The image's User (OCI image-spec config.md: "user", "uid", "user:group",
+// "uid:gid", "uid:group", "user:gid") as numbers, names looked up in the
+// image's own etc/passwd and etc/group under `root` in `tree`, as Docker
+// does: without a group, the user's primary group from etc/passwd, else 0.
+// nullopt when the result is root (0:0) or User is empty. A name that is
+// not there is EifError::BadInput: the app never runs as root instead.
+ErrorOr<std::optional<UserIds>> resolve_user(std::string_view user, image::FileTree const& tree, std::string const& root);
+
 // --entrypoint/--cmd syntax: a JSON array of strings ('["/bin/app", "-v"]',
 // exec form), or else shell-style words: blanks separate words, '...' and
 // "..." quote (backslash escapes \ " $ ` and newline inside double quotes),
@@ -99,6 +108,7 @@ struct BuildRequest {
 struct BuildResult {
     Measurements measurements;
     RunConfig run;
+    std::optional<UserIds> user;   // written to /user; nullopt: root
     std::string image_name;
     std::string image_version;
     std::string kernel_release;

@@ -18,6 +18,7 @@
 #include <qtbox/image/source.hpp>
 
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -132,6 +133,13 @@ private:
     std::vector<Bytes> m_inline;
     std::uint64_t m_last_inode { 0 };
 };
+
+// The contents of the regular file at `path` (a key, as find() takes it),
+// when it is at most `limit` bytes: nullopt when nothing is there; an error
+// when it is not a regular file (a symbolic link is not followed) or larger
+// (ImageError::LimitExceeded). For small files a build reads itself, such as
+// the image's /etc/passwd.
+ErrorOr<std::optional<Bytes>> read_small_file(FileTree const& tree, std::string const& path, std::size_t limit);
 
 // Applies one uncompressed layer tar under `mount` (a directory already in
 // the tree, e.g. "rootfs"). The tar's root entry ("./") sets the mount
