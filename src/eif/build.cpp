@@ -460,15 +460,11 @@ ErrorOr<BuildResult> build_eif(BuildRequest const& request)
     // 3. Kernel, modules, cmdline.
     TRY(check_cmdline(request.cmdline));
     auto kernel = TRY(open_input(request.kernel, "kernel", MAX_KERNEL_SIZE));
-    auto modules = TRY(find_guest_modules(request.modules, request.kernel_release));
-    result.kernel_release = modules.release;
     auto kernel_release = TRY(bzimage_release(request.kernel));
-    if (!kernel_release) {
+    if (!kernel_release)
         result.warnings.push_back(fmt::format("{} is not an x86 bzImage; its release was not checked against the modules", request.kernel));
-    } else if (!modules.release.empty() && *kernel_release != modules.release) {
-        return Error::from_code(EifError::MissingInput,
-            fmt::format("the kernel is release {} but the modules are for {}", *kernel_release, modules.release));
-    }
+    auto modules = TRY(find_guest_modules(request.modules, request.kernel_release, kernel_release));
+    result.kernel_release = modules.release;
     auto bootstrap = TRY(bootstrap_tree(request, modules));
 
     // 4. The signing identity, before anything is written.

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstring>
 #include <dirent.h>
+#include <climits>
 #include <fcntl.h>
 #include <map>
 #include <sys/stat.h>
@@ -133,6 +134,29 @@ bool is_compressed(std::string_view path)
     return !path.ends_with(".ko");
 }
 
+// The directory's own name when it reads as a kernel release, the way
+// `make modules_install` names lib/modules/<release>: it starts with the
+// version's "<major>.<minor>" ("6.12.95+deb12-cloud-amd64"). The blobs
+// layout's "modules" does not, so it says nothing.
+std::optional<std::string> directory_release(std::string const& root)
+{
+    std::string path = root;
+    if (path != "/" && path.find('/') == std::string::npos)
+        path = "./" + path;
+    char resolved[PATH_MAX];
+    if (::realpath(path.c_str(), resolved))
+        path = resolved;
+    auto name = std::string_view(path).substr(path.rfind('/') + 1);
+    std::size_t digits = 0;
+    while (digits < name.size() && name[digits] >= '0' && name[digits] <= '9')
+        ++digits;
+    if (digits == 0 || digits + 1 >= name.size() || name[digits] != '.' || name[digits + 1] < '0' || name[digits + 1] > '9')
+        return std::nullopt;
+    if (check_release(name).is_error())
+        return std::nullopt;
+    return std::string(name);
+}
+
 template<typename T>
 T read_le(std::uint8_t const* bytes)
 {
@@ -241,7 +265,8 @@ ErrorOr<std::optional<std::string>> bzimage_release(std::string const& path)
     return std::optional<std::string>(release);
 }
 
-ErrorOr<GuestModules> find_guest_modules(std::string const& directory, std::optional<std::string> const& release_hint)
+ErrorOr<GuestModules> find_guest_modules(std::string const& directory, std::optional<std::string> const& release_hint,
+    std::optional<std::string> const& kernel_release)
 {
     int fd = ::open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
@@ -271,31 +296,43 @@ ErrorOr<GuestModules> find_guest_modules(std::string const& directory, std::opti
                 name, directory, name));
     }
 
-    std::optional<std::string> release;
-    std::string release_source;
+    // Every place that names the release must name the same one: the
+    // kernel.release file, the bzImage's version string, the directory's
+    // name, and each uncompressed module's vermagic (a compressed module's
+    // vermagic is not read: any of the others stands for it).
+    struct Claim {
+        std::string source;
+        std::string release;
+    };
+    std::vector<Claim> claims;
     if (release_hint) {
         TRY(check_release(*release_hint));
-        release = *release_hint;
-        release_source = "kernel.release";
+        claims.push_back({ "kernel.release", *release_hint });
     }
+    if (kernel_release) {
+        TRY(check_release(*kernel_release));
+        claims.push_back({ "the kernel's version string", *kernel_release });
+    }
+    if (auto named = directory_release(search.root))
+        claims.push_back({ "the modules directory's name", *named });
     for (auto const& file : result.files) {
-        if (is_compressed(file.host_path)) {
-            if (!release_hint)
-                return Error::from_code(EifError::MissingInput,
-                    fmt::format("cannot tell the kernel release of compressed module {} (hint: put the release in a kernel.release file next to the modules directory)", file.host_path));
-            continue;
-        }
-        auto module = TRY(module_release(file.host_path));
-        if (!release) {
-            release = module;
-            release_source = file.relative_path;
-        } else if (*release != module) {
-            return Error::from_code(EifError::MissingInput,
-                fmt::format("modules are for different kernels: {} says {}, {} says {}", release_source, *release, file.relative_path, module));
-        }
+        if (!is_compressed(file.host_path))
+            claims.push_back({ file.relative_path, TRY(module_release(file.host_path)) });
     }
-    if (!result.files.empty())
-        result.release = *release;
+    for (auto const& claim : claims) {
+        if (claim.release != claims.front().release)
+            return Error::from_code(EifError::MissingInput,
+                fmt::format("the kernel and its modules are for different releases: {} says {}, {} says {}",
+                    claims.front().source, claims.front().release, claim.source, claim.release));
+    }
+    if (result.files.empty())
+        return result;
+    if (claims.empty())
+        return Error::from_code(EifError::MissingInput,
+            fmt::format("cannot tell the kernel release of {}: its modules are compressed, the directory is not named after a release, "
+                        "and the kernel has no version string (hint: pass the extracted lib/modules/<release> directory itself)",
+                directory));
+    result.release = claims.front().release;
     return result;
 }
 

@@ -47,21 +47,32 @@ TEST_CASE("modules: releases must agree, with each other and with kernel.release
     CHECK(!hinted.is_error());
     auto contradicted = eif::find_guest_modules(fixture.modules, std::string("6.1.0-other"));
     REQUIRE(contradicted.is_error());
-    CHECK(contradicted.error().message().find("modules are for different kernels") != std::string::npos);
+    CHECK(contradicted.error().is(eif::EifError::MissingInput));
+    CHECK(contradicted.error().message()
+        == "the kernel and its modules are for different releases: kernel.release says 6.1.0-other, "
+           "kernel/drivers/virtio/virtio_ring.ko says 6.1.0-test-amd64");
+    auto kernel = eif::find_guest_modules(fixture.modules, std::nullopt, std::string("6.1.0-56-cloud-amd64"));
+    REQUIRE(kernel.is_error());
+    CHECK(kernel.error().message()
+        == "the kernel and its modules are for different releases: the kernel's version string says 6.1.0-56-cloud-amd64, "
+           "kernel/drivers/virtio/virtio_ring.ko says 6.1.0-test-amd64");
     dir.write("modules/kernel/net/vmw_vsock/vsock.ko", test::elf_module("vsock", "5.10.0-old SMP"));
     auto mixed = eif::find_guest_modules(fixture.modules, std::nullopt);
     REQUIRE(mixed.is_error());
-    CHECK(mixed.error().message() == "modules are for different kernels: kernel/drivers/virtio/virtio_ring.ko says 6.1.0-test-amd64, kernel/net/vmw_vsock/vsock.ko says 5.10.0-old");
+    CHECK(mixed.error().message()
+        == "the kernel and its modules are for different releases: kernel/drivers/virtio/virtio_ring.ko says 6.1.0-test-amd64, "
+           "kernel/net/vmw_vsock/vsock.ko says 5.10.0-old");
 }
 
-TEST_CASE("modules: compressed modules are kept as found but need kernel.release; duplicates are refused")
+TEST_CASE("modules: compressed modules are kept as found; their release comes from the other sources; duplicates are refused")
 {
     test::TempDir dir;
     test::GuestFixture fixture(dir);
     ::rename((dir / "modules/kernel/net/vmw_vsock/vsock.ko").c_str(), (dir / "modules/kernel/net/vmw_vsock/vsock.ko.xz").c_str());
-    auto unknown = eif::find_guest_modules(fixture.modules, std::nullopt);
-    REQUIRE(unknown.is_error());
-    CHECK(unknown.error().message().find("cannot tell the kernel release of compressed module") != std::string::npos);
+    auto others = eif::find_guest_modules(fixture.modules, std::nullopt);
+    REQUIRE_MESSAGE(!others.is_error(), others.error().message());
+    CHECK(others.value().release == "6.1.0-test-amd64");
+    CHECK(others.value().files[3].relative_path == "kernel/net/vmw_vsock/vsock.ko.xz");
     auto hinted = eif::find_guest_modules(fixture.modules, std::string("6.1.0-test-amd64"));
     REQUIRE(!hinted.is_error());
     CHECK(hinted.value().files[3].relative_path == "kernel/net/vmw_vsock/vsock.ko.xz");
@@ -69,6 +80,59 @@ TEST_CASE("modules: compressed modules are kept as found but need kernel.release
     auto twice = eif::find_guest_modules(fixture.modules, std::string("6.1.0-test-amd64"));
     REQUIRE(twice.is_error());
     CHECK(twice.error().message().find("module vsock is in") != std::string::npos);
+}
+
+// Debian 6.12's layout (issue 16): virtio and virtio_ring built in, every
+// other module compressed, in lib/modules/<release>, and no kernel.release.
+std::string debian_612_tree(test::TempDir& dir, std::string const& release)
+{
+    auto root = "lib/modules/" + release;
+    char const* suffixes[] = { ".xz", ".gz", ".zst", ".xz" };
+    std::size_t next = 0;
+    for (auto name : eif::GUEST_MODULES) {
+        if (name == "virtio" || name == "virtio_ring")
+            continue;
+        dir.write(root + "/" + test::module_path(name) + suffixes[next++ % 4], "compressed bytes, never opened");
+    }
+    dir.write(root + "/modules.builtin", "kernel/drivers/virtio/virtio.ko\nkernel/drivers/virtio/virtio_ring.ko\n");
+    return dir / root;
+}
+
+TEST_CASE("modules: with only compressed modules the release is the directory's name or the kernel's, which must agree")
+{
+    test::TempDir dir;
+    auto modules = debian_612_tree(dir, "6.12.95+deb12-cloud-amd64");
+    auto named = eif::find_guest_modules(modules, std::nullopt);
+    REQUIRE_MESSAGE(!named.is_error(), named.error().message());
+    CHECK(named.value().release == "6.12.95+deb12-cloud-amd64");
+    REQUIRE(named.value().files.size() == 4);
+    CHECK(named.value().files[0].relative_path == "kernel/drivers/virtio/virtio_mmio.ko.xz");
+    CHECK(named.value().files[1].relative_path == "kernel/net/vmw_vsock/vsock.ko.gz");
+    CHECK(named.value().files[2].relative_path == "kernel/net/vmw_vsock/vmw_vsock_virtio_transport_common.ko.zst");
+    CHECK(named.value().builtin == std::vector<std::string> { "virtio_ring", "virtio" });
+    // A trailing slash, or a path through ".", names the same directory.
+    CHECK(eif::find_guest_modules(modules + "/", std::nullopt).value().release == "6.12.95+deb12-cloud-amd64");
+    CHECK(eif::find_guest_modules(modules + "/.", std::nullopt).value().release == "6.12.95+deb12-cloud-amd64");
+
+    auto both = eif::find_guest_modules(modules, std::nullopt, std::string("6.12.95+deb12-cloud-amd64"));
+    REQUIRE(!both.is_error());
+    CHECK(both.value().release == "6.12.95+deb12-cloud-amd64");
+    auto disagree = eif::find_guest_modules(modules, std::nullopt, std::string("6.1.0-57-cloud-amd64"));
+    REQUIRE(disagree.is_error());
+    CHECK(disagree.error().is(eif::EifError::MissingInput));
+    CHECK(disagree.error().message()
+        == "the kernel and its modules are for different releases: the kernel's version string says 6.1.0-57-cloud-amd64, "
+           "the modules directory's name says 6.12.95+deb12-cloud-amd64");
+
+    // The same tree under a name that is no release: the kernel alone tells it.
+    ::rename(modules.c_str(), (dir / "lib/modules/extracted").c_str());
+    auto unnamed = eif::find_guest_modules(dir / "lib/modules/extracted", std::nullopt);
+    REQUIRE(unnamed.is_error());
+    CHECK(unnamed.error().is(eif::EifError::MissingInput));
+    CHECK(unnamed.error().message().starts_with("cannot tell the kernel release of "));
+    auto from_kernel = eif::find_guest_modules(dir / "lib/modules/extracted", std::nullopt, std::string("6.12.95+deb12-cloud-amd64"));
+    REQUIRE(!from_kernel.is_error());
+    CHECK(from_kernel.value().release == "6.12.95+deb12-cloud-amd64");
 }
 
 TEST_CASE("modules: vermagic parsing is bounds-checked")

@@ -11,11 +11,14 @@
 // built into the kernel: it is skipped and not listed. Anything else
 // missing, or found twice, is an error.
 //
-// The release (the <release> of /lib/modules/<release>) comes from the
-// `vermagic=` in each uncompressed module's .modinfo (first word), which
-// must agree across modules, and from `release_hint` (the blobs directory's
-// kernel.release) when given, which must agree with them too. Compressed
-// modules need the hint.
+// The release (the <release> of /lib/modules/<release>) comes from every
+// place that names it, which must all agree: `kernel_release` (the
+// bzImage's version string, bzimage_release), the directory's own name when
+// it reads as a release (an extracted lib/modules/6.12.95+deb12-cloud-amd64),
+// `release_hint` (the blobs directory's kernel.release), and the `vermagic=`
+// in each uncompressed module's .modinfo (first word). Compressed modules
+// (Debian 6.12 ships .ko.xz only) are not opened; any one of the others is
+// enough for them.
 #pragma once
 
 #include <qtbox/base/error.hpp>
@@ -45,7 +48,8 @@ struct GuestModules {
     std::vector<std::string> builtin;   // names found in modules.builtin instead
 };
 
-ErrorOr<GuestModules> find_guest_modules(std::string const& directory, std::optional<std::string> const& release_hint);
+ErrorOr<GuestModules> find_guest_modules(std::string const& directory, std::optional<std::string> const& release_hint,
+    std::optional<std::string> const& kernel_release = std::nullopt);
 
 // The first word of `vermagic=` in an ELF module's .modinfo section.
 ErrorOr<std::string> module_release(std::string const& path);
