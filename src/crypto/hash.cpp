@@ -58,6 +58,17 @@ Sha384Digest Sha384::finish()
     return digest;
 }
 
+Sha384Digest Sha384::digest_so_far() const
+{
+    Context copy;
+    mbedtls_sha512_clone(&copy.context, &m_context->context);
+    std::array<std::uint8_t, 64> full {};
+    mbedtls_sha512_finish_ret(&copy.context, full.data());
+    Sha384Digest digest {};
+    std::copy_n(full.begin(), digest.size(), digest.begin());
+    return digest;
+}
+
 Sha256Digest sha256(ByteView data)
 {
     Sha256 hasher;

@@ -1,7 +1,8 @@
 #include <qtbox/eif/pcr.hpp>
 
+#include <algorithm>
+#include <array>
 #include <condition_variable>
-#include <deque>
 #include <mutex>
 #include <thread>
 
@@ -21,100 +22,137 @@ Pcr measure(ByteView data)
     return measure_digest(crypto::sha384(data));
 }
 
-// One helper thread for the CRC and PCR2 while the caller hashes PCR0 (and
-// PCR1). The caller's view is copied into one of a few buffers and queued,
-// so the two threads only wait for each other when the queue is full (a
+// Two helper threads, one for PCR0, one for PCR2 and the CRC, while the
+// caller reads and writes. The caller copies each chunk into a ring of
+// RING_SIZE slots that both helpers read; a slot is reused once both are
+// past it. So the threads wait for each other only when the ring is full (a
 // handshake per chunk would cost a scheduling delay per chunk on a busy
-// machine) and at section boundaries. Memory: at most QUEUE_DEPTH chunks.
-struct SectionHasher::Worker {
-    static constexpr std::size_t QUEUE_DEPTH = 4;
+// machine) and at section boundaries. Memory: at most RING_SIZE chunks.
+struct SectionHasher::Workers {
+    static constexpr std::size_t RING_SIZE = 4;
 
-    struct Item {
+    struct Slot {
         Bytes bytes;
-        bool into_pcr2 { false };
+        Route route;
     };
 
-    Worker(crypto::Sha384& pcr2_hasher, std::uint32_t& section_crc)
-        : pcr2(pcr2_hasher), crc(section_crc), thread([this] { run(); }) { }
-    ~Worker()
+    Workers(crypto::Sha384& pcr0_hasher, crypto::Sha384& pcr2_hasher, std::uint32_t& section_crc)
+        : pcr0(pcr0_hasher), pcr2(pcr2_hasher), crc(section_crc)
+    {
+        threads[0] = std::thread([this] { run(0); });
+        threads[1] = std::thread([this] { run(1); });
+    }
+    ~Workers()
     {
         {
             std::lock_guard lock(mutex);
             stopping = true;
         }
         wake.notify_all();
-        thread.join();
+        for (auto& thread : threads)
+            thread.join();
     }
 
-    void submit(ByteView bytes, bool into_pcr2)
+    std::uint64_t slowest() const { return std::min(consumed[0], consumed[1]); }
+
+    void submit(ByteView bytes, Route route)
     {
         std::unique_lock lock(mutex);
-        space.wait(lock, [this] { return queue.size() < QUEUE_DEPTH; });
-        Item item;
-        if (!spare.empty()) {
-            item.bytes = std::move(spare.back());
-            spare.pop_back();
-        }
-        item.bytes.assign(bytes.begin(), bytes.end());
-        item.into_pcr2 = into_pcr2;
-        queue.push_back(std::move(item));
+        space.wait(lock, [this] { return produced - slowest() < RING_SIZE; });
+        // Both helpers are past this slot: only this thread touches it now.
+        lock.unlock();
+        Slot& slot = ring[produced % RING_SIZE];
+        slot.bytes.assign(bytes.begin(), bytes.end());
+        slot.route = route;
+        lock.lock();
+        ++produced;
         lock.unlock();
         wake.notify_all();
     }
 
-    // Returns once every submitted byte is in the CRC and the hash; until
-    // the next submit() the helper touches neither.
+    // Returns once every submitted byte is in the CRC and the hashes; until
+    // the next submit() the helpers touch neither.
     void drain()
     {
         std::unique_lock lock(mutex);
-        space.wait(lock, [this] { return queue.empty() && !busy; });
+        space.wait(lock, [this] { return slowest() == produced; });
     }
 
-    void run()
+    void run(int which)
     {
         std::unique_lock lock(mutex);
         for (;;) {
-            wake.wait(lock, [this] { return !queue.empty() || stopping; });
-            if (queue.empty())
+            wake.wait(lock, [&] { return consumed[which] < produced || stopping; });
+            if (consumed[which] == produced)
                 return;
-            Item item = std::move(queue.front());
-            queue.pop_front();
-            busy = true;
+            // The producer writes this slot only after both helpers passed it.
+            Slot const& slot = ring[consumed[which] % RING_SIZE];
             lock.unlock();
-            crc = crc32_update(crc, item.bytes);
-            if (item.into_pcr2)
-                pcr2.update(item.bytes);
+            if (which == 0)
+                hash_into_pcr0(pcr0, slot.bytes, slot.route);
+            else
+                crc = hash_into_pcr2(pcr2, crc, slot.bytes, slot.route);
             lock.lock();
-            busy = false;
-            spare.push_back(std::move(item.bytes));
+            ++consumed[which];
             space.notify_all();
         }
     }
 
+    crypto::Sha384& pcr0;
     crypto::Sha384& pcr2;
     std::uint32_t& crc;
     std::mutex mutex;
     std::condition_variable wake;
     std::condition_variable space;
-    std::deque<Item> queue;
-    std::vector<Bytes> spare;
-    bool busy { false };
+    std::array<Slot, RING_SIZE> ring;
+    std::uint64_t produced { 0 };
+    std::array<std::uint64_t, 2> consumed {};
     bool stopping { false };
-    std::thread thread;
+    std::array<std::thread, 2> threads;
 };
 
 SectionHasher::SectionHasher(bool parallel)
 {
     if (parallel)
-        m_worker = std::make_unique<Worker>(m_pcr2, m_crc);
+        m_workers = std::make_unique<Workers>(m_pcr0, m_pcr2, m_crc);
 }
 
 SectionHasher::~SectionHasher() = default;
 
+SectionHasher::Route SectionHasher::route() const
+{
+    switch (m_section) {
+    case SectionType::Kernel:
+    case SectionType::Cmdline:
+        return { true, false };
+    case SectionType::Ramdisk:
+        return { true, m_ramdisks > 1 };
+    default:
+        return {};
+    }
+}
+
+void SectionHasher::hash_into_pcr0(crypto::Sha384& pcr0, ByteView bytes, Route route)
+{
+    if (route.pcr0)
+        pcr0.update(bytes);
+}
+
+std::uint32_t SectionHasher::hash_into_pcr2(crypto::Sha384& pcr2, std::uint32_t crc, ByteView bytes, Route route)
+{
+    if (route.pcr2)
+        pcr2.update(bytes);
+    return crc32_update(crc, bytes);
+}
+
 void SectionHasher::begin_section(SectionType type)
 {
-    if (m_worker)
-        m_worker->drain();
+    if (m_workers)
+        m_workers->drain();
+    // The first ramdisk has ended: PCR0's stream so far is PCR1's
+    // (docs/FORMATS.md §2).
+    if (m_section == SectionType::Ramdisk && m_ramdisks == 1 && !m_pcr1)
+        m_pcr1 = measure_digest(m_pcr0.digest_so_far());
     m_crc = 0;
     m_section = type;
     if (type == SectionType::Ramdisk)
@@ -123,43 +161,30 @@ void SectionHasher::begin_section(SectionType type)
 
 void SectionHasher::update(ByteView bytes)
 {
-    bool application = m_section == SectionType::Ramdisk && m_ramdisks > 1;
-    if (m_worker)
-        m_worker->submit(bytes, application);
-    else
-        m_crc = crc32_update(m_crc, bytes);
-    switch (m_section) {
-    case SectionType::Kernel:
-    case SectionType::Cmdline:
-        m_pcr0.update(bytes);
-        m_pcr1.update(bytes);
-        return;
-    case SectionType::Ramdisk:
-        m_pcr0.update(bytes);
-        if (!application)
-            m_pcr1.update(bytes);
-        else if (!m_worker)
-            m_pcr2.update(bytes);
-        return;
-    default:
+    Route where = route();
+    if (m_workers) {
+        m_workers->submit(bytes, where);
         return;
     }
+    hash_into_pcr0(m_pcr0, bytes, where);
+    m_crc = hash_into_pcr2(m_pcr2, m_crc, bytes, where);
 }
 
 std::uint32_t SectionHasher::section_crc()
 {
-    if (m_worker)
-        m_worker->drain();
+    if (m_workers)
+        m_workers->drain();
     return m_crc;
 }
 
 Measurements SectionHasher::finish()
 {
-    if (m_worker)
-        m_worker->drain();
+    if (m_workers)
+        m_workers->drain();
     Measurements result;
+    // With no second ramdisk, PCR0's whole stream is PCR1's.
+    result.pcr1 = m_pcr1 ? *m_pcr1 : measure_digest(m_pcr0.digest_so_far());
     result.pcr0 = measure_digest(m_pcr0.finish());
-    result.pcr1 = measure_digest(m_pcr1.finish());
     result.pcr2 = measure_digest(m_pcr2.finish());
     return result;
 }

@@ -38,6 +38,9 @@ public:
     Sha384& operator=(Sha384&&) noexcept;
     void update(ByteView data);
     Sha384Digest finish();
+    // The digest of the bytes so far; the hash goes on (a prefix's digest
+    // without hashing the prefix twice).
+    Sha384Digest digest_so_far() const;
 
 private:
     struct Context;

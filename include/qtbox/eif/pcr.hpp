@@ -28,12 +28,16 @@ struct Measurements {
 };
 
 // Streams section data, in file order, into what an EIF's data is checked
-// with: the PCR0/1/2 hashes and the CRC-32 of each section's data. With
-// `parallel`, a helper thread takes PCR2's hash and the CRC while the caller
-// hashes PCR0 (and PCR1) over the same bytes: the application ramdisk is
-// hashed twice, which is where building or checking an EIF spends its time.
-// update() queues a copy of the bytes for the helper (a few chunks at
-// most), so callers may reuse their buffer at once.
+// with: the PCR0/1/2 hashes and the CRC-32 of each section's data. PCR1's
+// stream is a prefix of PCR0's (kernel, cmdline, ramdisk0), so its digest is
+// taken from PCR0's hash when ramdisk0 ends instead of hashing it twice.
+// The application ramdisk is still hashed twice (PCR0 and PCR2 see it at
+// different offsets of their streams), which is where building or checking
+// an EIF spends its time. With `parallel`, two helper threads do all of it,
+// one PCR0, the other PCR2 and the CRC, while the caller only reads and
+// writes: on two CPUs the second hash then costs no wall time. update()
+// copies the bytes into a ring of a few chunks that both helpers read, so
+// callers may reuse their buffer at once and memory stays flat.
 class SectionHasher {
 public:
     explicit SectionHasher(bool parallel = false);
@@ -51,12 +55,21 @@ public:
     Measurements finish();
 
 private:
-    struct Worker;
+    struct Workers;
+    // What a chunk of the current section goes into.
+    struct Route {
+        bool pcr0 { false };
+        bool pcr2 { false };
+    };
+    Route route() const;
+    static void hash_into_pcr0(crypto::Sha384& pcr0, ByteView bytes, Route route);
+    static std::uint32_t hash_into_pcr2(crypto::Sha384& pcr2, std::uint32_t crc, ByteView bytes, Route route);
+
     crypto::Sha384 m_pcr0;
-    crypto::Sha384 m_pcr1;
     crypto::Sha384 m_pcr2;
+    std::optional<Pcr> m_pcr1;
     std::uint32_t m_crc { 0 };
-    std::unique_ptr<Worker> m_worker;
+    std::unique_ptr<Workers> m_workers;
     SectionType m_section { SectionType::Invalid };
     std::size_t m_ramdisks { 0 };
 };
