@@ -160,8 +160,12 @@ ErrorOr<void> seal_to(attest::VerifiedDocument const& verified, Options const& o
 
 // --batch: one base64 document per line; one JSON line per document on
 // stdout; the exit status is the first failing document's, else 0.
-int run_batch(Options const& options, attest::VerifyOptions const& verify)
+int run_batch(Options const& options, attest::VerifyOptions verify)
 {
+    // Documents of one fleet share their CA links: each distinct link
+    // (exact DER of both certificates) is verified once per run.
+    crypto::LinkCache links;
+    verify.link_cache = &links;
     UniqueFd owned;
     int fd = 0;
     if (options.input != "-") {

@@ -44,11 +44,11 @@ ErrorOr<crypto::Certificate> pinned_root(ParsedDocument const& parsed, TrustAnch
     return *match;
 }
 
-ErrorOr<void> check_chain(ParsedDocument const& parsed, crypto::Certificate const& root, UnixMillis at)
+ErrorOr<void> check_chain(ParsedDocument const& parsed, crypto::Certificate const& root, UnixMillis at, crypto::LinkCache* cache)
 {
     // cabundle is root first (docs/FORMATS.md §4); the chain runs leaf → issuer → … → root.
     std::vector<crypto::Certificate> intermediates(parsed.bundle.rbegin(), parsed.bundle.rend() - 1);
-    auto verified = crypto::verify_chain(parsed.leaf, intermediates, std::span(&root, 1), at);
+    auto verified = crypto::verify_chain(parsed.leaf, intermediates, std::span(&root, 1), at, cache);
     if (!verified.is_error())
         return {};
     Error const& error = verified.error();
@@ -112,7 +112,7 @@ ErrorOr<VerifiedDocument> verify_document(ByteView cose, VerifyOptions const& op
 
     // 2. Chain to the pinned root at `at`.
     crypto::Certificate root = TRY(pinned_root(parsed, options.anchor));
-    TRY(check_chain(parsed, root, options.at));
+    TRY(check_chain(parsed, root, options.at, options.link_cache));
 
     // 3. COSE signature with the leaf's key, either byte order.
     auto order = cose::verify_sign1(parsed.envelope, parsed.leaf.public_key());

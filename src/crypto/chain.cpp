@@ -41,8 +41,10 @@ std::string describe(std::vector<Certificate const*> const& path, std::size_t in
     return fmt::format("{} ({})", role, path[index]->subject());
 }
 
-ErrorOr<void> check_link(Certificate const& child, Certificate const& parent)
+ErrorOr<void> check_link(Certificate const& child, Certificate const& parent, LinkCache* cache)
 {
+    if (cache != nullptr)
+        return cache->verify_signed_by(child, parent);
     return child.verify_signed_by(parent);
 }
 
@@ -99,12 +101,13 @@ bool same_name(ByteView a, ByteView b)
 // The trusted root that issued `certificate`: only roots whose subject is
 // its issuer name are tried, so a signature is verified only for those.
 // Null when none did; `failure` then holds the first candidate's error.
-Certificate const* issuing_root(Certificate const& certificate, std::span<Certificate const> roots, std::optional<Error>& failure)
+Certificate const* issuing_root(Certificate const& certificate, std::span<Certificate const> roots, std::optional<Error>& failure,
+    LinkCache* cache)
 {
     for (auto const& candidate : roots) {
         if (!same_name(candidate.subject_der(), certificate.issuer_der()))
             continue;
-        auto link = certificate.verify_signed_by(candidate);
+        auto link = check_link(certificate, candidate, cache);
         if (!link.is_error())
             return &candidate;
         if (!failure)
@@ -115,8 +118,51 @@ Certificate const* issuing_root(Certificate const& certificate, std::span<Certif
 
 } // namespace
 
+std::string LinkCache::key(Certificate const& subject, Certificate const& issuer)
+{
+    // Length-prefixed, so no two pairs of DER strings give the same key.
+    ByteView parts[2] = { subject.der(), issuer.der() };
+    std::string key;
+    key.reserve(16 + parts[0].size() + parts[1].size());
+    for (auto part : parts) {
+        std::uint64_t size = part.size();
+        key.append(reinterpret_cast<char const*>(&size), sizeof size);
+        key.append(reinterpret_cast<char const*>(part.data()), part.size());
+    }
+    return key;
+}
+
+ErrorOr<void> LinkCache::verify_signed_by(Certificate const& subject, Certificate const& issuer)
+{
+    auto pair = key(subject, issuer);
+    {
+        std::lock_guard lock(m_mutex);
+        if (m_verified.contains(pair)) {
+            ++m_hits;
+            return {};
+        }
+    }
+    TRY(subject.verify_signed_by(issuer));
+    std::lock_guard lock(m_mutex);
+    if (m_verified.size() < MAX_ENTRIES)
+        m_verified.insert(std::move(pair));
+    return {};
+}
+
+std::size_t LinkCache::size() const
+{
+    std::lock_guard lock(m_mutex);
+    return m_verified.size();
+}
+
+std::size_t LinkCache::hits() const
+{
+    std::lock_guard lock(m_mutex);
+    return m_hits;
+}
+
 ErrorOr<void> verify_chain(Certificate const& leaf, std::span<Certificate const> intermediates,
-    std::span<Certificate const> roots, UnixMillis at)
+    std::span<Certificate const> roots, UnixMillis at, LinkCache* cache)
 {
     if (roots.empty())
         return chain_error(ChainError::Malformed, "no trusted root certificate given");
@@ -142,7 +188,7 @@ ErrorOr<void> verify_chain(Certificate const& leaf, std::span<Certificate const>
     // 2. Every link, once: name, algorithm and signature (verify_signed_by),
     // then the top to one trusted root.
     for (std::size_t index = 0; index + 1 < path.size(); ++index) {
-        auto link = check_link(*path[index], *path[index + 1]);
+        auto link = check_link(*path[index], *path[index + 1], cache);
         if (link.is_error()) {
             return chain_error(ChainError::Untrusted,
                 fmt::format("{}: {}", index == 0 ? fmt::format("the leaf ({})", path[0]->subject())
@@ -151,7 +197,7 @@ ErrorOr<void> verify_chain(Certificate const& leaf, std::span<Certificate const>
         }
     }
     std::optional<Error> root_failure;
-    Certificate const* root = issuing_root(*path.back(), roots, root_failure);
+    Certificate const* root = issuing_root(*path.back(), roots, root_failure, cache);
     if (root == nullptr) {
         auto top = fmt::format("{} ({})", path.size() == 1 ? "the leaf" : "the last intermediate", path.back()->subject());
         // A root with the right name that did not sign it says why.
@@ -165,7 +211,7 @@ ErrorOr<void> verify_chain(Certificate const& leaf, std::span<Certificate const>
     // certified again under the same name) is not the path to the anchor.
     for (std::size_t index = 0; index + 1 < path.size(); ++index) {
         std::optional<Error> ignored;
-        if (auto const* shortcut = issuing_root(*path[index], roots, ignored)) {
+        if (auto const* shortcut = issuing_root(*path[index], roots, ignored, cache)) {
             return chain_error(ChainError::Untrusted,
                 fmt::format("{} is issued by the trusted root ({}) itself, but the chain goes on above it", describe(path, index),
                     shortcut->subject()));

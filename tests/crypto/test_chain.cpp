@@ -408,3 +408,72 @@ TEST_CASE("chain: key rollover: a new root key cross-certified by the trusted ol
     // the CA: the path goes on through the cross certificate.
     must(crypto::verify_chain(leaf.certificate, std::vector { ca, cross }, std::vector { old_root.certificate }, T0 + 2 * HOUR));
 }
+
+TEST_CASE("chain: a warm link cache answers only for the exact DER of both certificates; any one-byte change is verified in full")
+{
+    Chain chain;
+    std::vector roots { chain.root.certificate };
+    crypto::LinkCache cache;
+    must(crypto::verify_chain(chain.leaf.certificate, std::vector { chain.parent.certificate }, roots, T0 + 2 * HOUR, &cache));
+    CHECK(cache.size() == 2);
+    CHECK(cache.hits() == 0);
+    must(crypto::verify_chain(chain.leaf.certificate, std::vector { chain.parent.certificate }, roots, T0 + 2 * HOUR, &cache));
+    CHECK(cache.hits() == 2);
+
+    // Every single-byte change of the leaf's or the CA's DER that still
+    // parses: the warm cache gives the verdict a cold verification gives,
+    // and that verdict is a failure.
+    std::size_t parsed = 0;
+    for (int which = 0; which < 2; ++which) {
+        ByteView original = which == 0 ? chain.leaf.certificate.der() : chain.parent.certificate.der();
+        for (std::size_t index = 0; index < original.size(); ++index) {
+            Bytes changed(original.begin(), original.end());
+            changed[index] ^= 0x01;
+            auto certificate = Certificate::parse_der(changed);
+            if (certificate.is_error())
+                continue;
+            ++parsed;
+            auto const& leaf = which == 0 ? certificate.value() : chain.leaf.certificate;
+            std::vector intermediates { which == 1 ? certificate.value() : chain.parent.certificate };
+            auto warm = crypto::verify_chain(leaf, intermediates, roots, T0 + 2 * HOUR, &cache);
+            auto cold = crypto::verify_chain(leaf, intermediates, roots, T0 + 2 * HOUR);
+            CAPTURE(which);
+            CAPTURE(index);
+            REQUIRE(cold.is_error());
+            REQUIRE(warm.is_error());
+            CHECK(warm.error().code_as<ChainError>() == cold.error().code_as<ChainError>());
+        }
+    }
+    // Most of a certificate is its signed part: plenty of changes parse.
+    CHECK(parsed > 200);
+    // A changed CA whose key and name are intact still signs the genuine
+    // leaf: that link is true and may be remembered (it is keyed by the
+    // changed DER); the changed CA's own link to the root is what fails.
+}
+
+TEST_CASE("chain: a warm link cache still checks every certificate's validity at the instant asked")
+{
+    Chain chain;
+    std::vector intermediates { chain.parent.certificate };
+    std::vector roots { chain.root.certificate };
+    crypto::LinkCache cache;
+    must(crypto::verify_chain(chain.leaf.certificate, intermediates, roots, T0 + 2 * HOUR, &cache));
+    auto failure = [&](UnixMillis when) {
+        auto result = crypto::verify_chain(chain.leaf.certificate, intermediates, roots, when, &cache);
+        REQUIRE(result.is_error());
+        return result.error().code_as<ChainError>().value();
+    };
+    // The leaf has expired, or is not valid yet; then the CA and the root.
+    CHECK(failure(T0 + 5 * HOUR) == ChainError::Expired);
+    CHECK(failure(T0 + HOUR / 2) == ChainError::NotYetValid);
+    CHECK(failure(T0 - HOUR) == ChainError::NotYetValid);
+    CHECK(failure(T0 + 400 * DAY) == ChainError::Expired);
+    // Each of these came from the cache: the links were not what failed.
+    CHECK(cache.hits() == 8);
+    // A constraint is checked each time too: the CA as the leaf's only
+    // certificate above a leaf that is itself a CA.
+    auto ca_leaf = test::issued_by(chain.parent, ca_profile("CN=ca-leaf,O=test"));
+    auto refused = crypto::verify_chain(ca_leaf.certificate, intermediates, roots, T0 + 2 * HOUR, &cache);
+    REQUIRE(refused.is_error());
+    CHECK(refused.error().code_as<ChainError>() == ChainError::ConstraintViolated);
+}

@@ -19,6 +19,7 @@
 #include <qtbox/base/error.hpp>
 #include <qtbox/base/time.hpp>
 #include <qtbox/cose/sign1.hpp>
+#include <qtbox/crypto/chain.hpp>
 #include <qtbox/crypto/hash.hpp>
 #include <qtbox/crypto/x509.hpp>
 
@@ -54,6 +55,11 @@ struct VerifyOptions {
     TrustAnchor anchor;
     UnixMillis at { 0 }; // the instant the chain and freshness are judged at
     Expectations expectations;
+    // Links verified by earlier documents (crypto/chain.hpp's LinkCache):
+    // a batch of documents from one fleet checks each CA link once. Every
+    // certificate's validity at `at` and the CA constraints are still
+    // checked for every document.
+    crypto::LinkCache* link_cache { nullptr };
 };
 
 struct VerifiedDocument {

@@ -41,6 +41,15 @@
 // same name by the real clock, qtbox follows the order given.
 // attest-verify maps Untrusted/ConstraintViolated/TooLong to exit 11 and
 // Expired/NotYetValid to 13 (docs/FORMATS.md §9).
+//
+// A LinkCache lets a process that verifies many chains from one fleet
+// (attest-verify --batch) check each distinct link's signature once. What a
+// cached link stands for is step 2 for that pair of certificates: the
+// issuer's name, the algorithm profile and the signature, all functions of
+// the two certificates' DER alone; so the key is the exact DER of both, and
+// a chain differing in any byte of either certificate is a miss and is
+// verified in full. Steps 1, 3 and 4 (length, constraints, validity at
+// `at`) never use the cache: they run for every chain.
 #pragma once
 
 #include <qtbox/base/bytes.hpp>
@@ -49,7 +58,10 @@
 #include <qtbox/crypto/x509.hpp>
 
 #include <cstddef>
+#include <mutex>
+#include <set>
 #include <span>
+#include <string>
 
 namespace qtbox::crypto {
 
@@ -78,10 +90,35 @@ enum class ChainError {
 
 std::string_view chain_failure_name(ChainError failure);
 
+// Links (subject signed by issuer) already verified in this process. Only
+// successes are kept, at most MAX_ENTRIES of them (then nothing more is
+// added; every other link is verified as if there were no cache). Safe to
+// share between threads.
+class LinkCache {
+public:
+    static constexpr std::size_t MAX_ENTRIES = 4096;
+
+    // Certificate::verify_signed_by, or the remembered success of the same
+    // call for the same DER of `subject` and `issuer`.
+    ErrorOr<void> verify_signed_by(Certificate const& subject, Certificate const& issuer);
+
+    std::size_t size() const;
+    // How many verify_signed_by calls were answered from the cache.
+    std::size_t hits() const;
+
+private:
+    static std::string key(Certificate const& subject, Certificate const& issuer);
+
+    mutable std::mutex m_mutex;
+    std::set<std::string, std::less<>> m_verified;
+    std::size_t m_hits { 0 };
+};
+
 // Errors carry a ChainError code (error.is(ChainError::Expired)) and a
 // message naming the certificate ("certificate 1 of 3 (CN=...): expired at ...").
+// With a `cache`, the links' signatures are checked through it.
 ErrorOr<void> verify_chain(Certificate const& leaf, std::span<Certificate const> intermediates,
-    std::span<Certificate const> roots, UnixMillis at);
+    std::span<Certificate const> roots, UnixMillis at, LinkCache* cache = nullptr);
 
 // The same from DER, reporting unparsable certificates as ChainError::Malformed.
 ErrorOr<void> verify_chain_der(ByteView leaf, std::span<Bytes const> intermediates,
