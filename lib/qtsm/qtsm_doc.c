@@ -1,6 +1,8 @@
 /*
- * verify_parse_cboren_doc: parse and verify a QingTian-profile attestation
- * document (docs/FORMATS.md §4) into struct attestation_document. What is and is not
+ * verify_parse_cboren_doc and verify_parse_cboren_doc_pinned: parse and
+ * verify a QingTian-profile attestation document (docs/FORMATS.md §4) into
+ * struct attestation_document, anchored at its own cabundle[0] or at a root
+ * the caller pins. What is and is not
  * verified is stated in qtsm_lib.h. COSE: RFC 9052 §4.2 (COSE_Sign1), §4.4
  * (Sig_structure); ES384: RFC 9053 §2.1.
  */
@@ -230,16 +232,21 @@ static int parse_payload(struct span payload, struct attestation_doc *doc)
 
 /* The leaf, then cabundle[n-1] .. cabundle[1] as intermediates, anchored
  * at cabundle[0]; mbedTLS checks signatures, CA flags, path lengths, key
- * usage and validity now. */
-static int verify_chain(const struct attestation_doc *doc, mbedtls_x509_crt *chain)
+ * usage and validity now. With a pinned root, cabundle[0] must be exactly
+ * that certificate (the same DER bytes), or the chain is refused. */
+static int verify_chain(const struct attestation_doc *doc, mbedtls_x509_crt *chain, const uint8_t *pinned_root,
+    uint32_t pinned_root_len)
 {
     mbedtls_x509_crt anchor;
     mbedtls_x509_crt_init(&anchor);
     int status = NO_ERROR;
-    if (mbedtls_x509_crt_parse_der(chain, doc->certificate, doc->cert_len) != 0) {
+    const struct cabundle_raw *root = &doc->ca_bundles.cabundles[0];
+    if (pinned_root != NULL
+        && (root->data_len != pinned_root_len || memcmp(root->data, pinned_root, pinned_root_len) != 0)) {
+        status = CBOR_CERT_VRY_ERROR;
+    } else if (mbedtls_x509_crt_parse_der(chain, doc->certificate, doc->cert_len) != 0) {
         status = CBOR_CERT_ERROR;
-    } else if (mbedtls_x509_crt_parse_der(&anchor, doc->ca_bundles.cabundles[0].data,
-                   doc->ca_bundles.cabundles[0].data_len) != 0) {
+    } else if (mbedtls_x509_crt_parse_der(&anchor, root->data, root->data_len) != 0) {
         status = CBOR_CABUNDLES_ERROR;
     } else {
         for (uint32_t i = doc->ca_bundles.ca_bundle_num; i-- > 1 && status == NO_ERROR;) {
@@ -318,10 +325,9 @@ static int verify_signature(const struct envelope *envelope, mbedtls_x509_crt *l
     return ecdsa_verify(key, digest, r, s) ? NO_ERROR : CBOR_SIG_ERROR;
 }
 
-int verify_parse_cboren_doc(const uint8_t *doc_cose, const uint32_t doc_len, struct attestation_document *cur_doc)
+static int verify_parse(const uint8_t *doc_cose, uint32_t doc_len, const uint8_t *pinned_root, uint32_t pinned_root_len,
+    struct attestation_document *cur_doc)
 {
-    if (doc_cose == NULL || cur_doc == NULL || doc_len == 0 || doc_len > QTSM_DOCUMENT_MAX_SIZE)
-        return CBOR_INVALID_PARAM;
     memset(cur_doc, 0, sizeof(*cur_doc));
     struct envelope envelope;
     int status = parse_envelope(doc_cose, doc_len, &envelope);
@@ -330,7 +336,7 @@ int verify_parse_cboren_doc(const uint8_t *doc_cose, const uint32_t doc_len, str
     if (status == NO_ERROR) {
         mbedtls_x509_crt chain;
         mbedtls_x509_crt_init(&chain);
-        status = verify_chain(&cur_doc->doc, &chain);
+        status = verify_chain(&cur_doc->doc, &chain, pinned_root, pinned_root_len);
         if (status == NO_ERROR)
             status = verify_signature(&envelope, &chain);
         mbedtls_x509_crt_free(&chain);
@@ -340,4 +346,20 @@ int verify_parse_cboren_doc(const uint8_t *doc_cose, const uint32_t doc_len, str
     else
         memset(cur_doc, 0, sizeof(*cur_doc));
     return status;
+}
+
+int verify_parse_cboren_doc(const uint8_t *doc_cose, const uint32_t doc_len, struct attestation_document *cur_doc)
+{
+    if (doc_cose == NULL || cur_doc == NULL || doc_len == 0 || doc_len > QTSM_DOCUMENT_MAX_SIZE)
+        return CBOR_INVALID_PARAM;
+    return verify_parse(doc_cose, doc_len, NULL, 0, cur_doc);
+}
+
+int verify_parse_cboren_doc_pinned(const uint8_t *doc_cose, const uint32_t doc_len, const uint8_t *root_der,
+    const uint32_t root_der_len, struct attestation_document *cur_doc)
+{
+    if (doc_cose == NULL || cur_doc == NULL || doc_len == 0 || doc_len > QTSM_DOCUMENT_MAX_SIZE || root_der == NULL
+        || root_der_len == 0 || root_der_len > QTSM_CERTIFICATE_MAX_SIZE)
+        return CBOR_INVALID_PARAM;
+    return verify_parse(doc_cose, doc_len, root_der, root_der_len, cur_doc);
 }

@@ -100,10 +100,13 @@ void qtsm_free_doc(struct attestation_document **doc);
  *   - the COSE signature over Sig_structure with the leaf's P-384 key, with
  *     r and s big-endian (RFC 9052) or each byte-reversed (as QingTian's
  *     hypervisor writes them) (CBOR_SIG_ERROR).
- * NOT verified: that cabundle[0] is a root you trust. Compare
- * cur_doc->doc.ca_bundles.cabundles[0] with your pinned root certificate
- * (DER) yourself, or use attest-verify --root; also nonce, freshness and PCR
- * policy are yours to check.
+ * !!! WARNING: NOT verified: that cabundle[0] is a root you trust. The
+ * !!! document names its own root, so ANYONE can make a document that
+ * !!! passes this function: a self-made root, parent CA and leaf will do.
+ * !!! Use verify_parse_cboren_doc_pinned (below) with the root you trust,
+ * !!! or compare cur_doc->doc.ca_bundles.cabundles[0] with it yourself, or
+ * !!! use attest-verify --root. Nonce, freshness and PCR policy are yours to
+ * !!! check either way.
  *
  * At most QTSM_CERTIFICATE_MAX_DEPTH (4) cabundle entries fit the structure;
  * longer bundles give CBOR_CABUNDLES_ERROR. The signature is stored as it
@@ -111,6 +114,15 @@ void qtsm_free_doc(struct attestation_document **doc);
  * *cur_doc is only meaningful on NO_ERROR. */
 int verify_parse_cboren_doc(const uint8_t *doc_cose, const uint32_t doc_len,
     struct attestation_document *cur_doc);
+
+/* verify_parse_cboren_doc anchored at a root the caller trusts (a qtbox
+ * addition, not in QingTian's library): the same checks, and cabundle[0]
+ * must be exactly `root_der` (the DER of your pinned root certificate, for
+ * qtbox the PKI's root.pem, 1..QTSM_CERTIFICATE_MAX_SIZE bytes); any other
+ * root is CBOR_CERT_VRY_ERROR. A NULL or empty root is CBOR_INVALID_PARAM.
+ * This is the call to use. */
+int verify_parse_cboren_doc_pinned(const uint8_t *doc_cose, const uint32_t doc_len,
+    const uint8_t *root_der, const uint32_t root_der_len, struct attestation_document *cur_doc);
 
 #ifdef __cplusplus
 }

@@ -30,8 +30,8 @@ static void hex(const char *key, const uint8_t *data, uint32_t size)
 
 int main(int argc, char **argv)
 {
-    if (argc != 2) {
-        fprintf(stderr, "usage: capi DOC-OUT\n");
+    if (argc != 2 && argc != 4) {
+        fprintf(stderr, "usage: capi DOC-OUT [ROOT.der OTHER-ROOT.der]\n");
         return 2;
     }
     int fd = qtsm_lib_init();
@@ -77,6 +77,24 @@ int main(int argc, char **argv)
     printf("tag18 %d\n", verify_parse_cboren_doc(wrapped, document_len + 1, parsed));
     wrapped[0] = 0x9f; /* an indefinite array */
     printf("indefinite %d\n", verify_parse_cboren_doc(wrapped, document_len + 1, parsed));
+    /* Pinned: the document's root, another root, and no root at all. The
+     * unpinned call accepts a document whatever root it names. */
+    if (argc == 4) {
+        static uint8_t roots[2][QTSM_CERTIFICATE_MAX_SIZE];
+        uint32_t root_len[2];
+        for (int i = 0; i < 2; ++i) {
+            FILE *file = fopen(argv[2 + i], "rb");
+            if (file == NULL)
+                return 1;
+            root_len[i] = (uint32_t)fread(roots[i], 1, sizeof(roots[i]), file);
+            fclose(file);
+        }
+        printf("pinned %d\n", verify_parse_cboren_doc_pinned(document, document_len, roots[0], root_len[0], parsed));
+        printf("pinned_other %d\n", verify_parse_cboren_doc_pinned(document, document_len, roots[1], root_len[1], parsed));
+        printf("pinned_none %d\n", verify_parse_cboren_doc_pinned(document, document_len, NULL, 0, parsed));
+        roots[0][root_len[0] - 1] ^= 0x01;
+        printf("pinned_altered %d\n", verify_parse_cboren_doc_pinned(document, document_len, roots[0], root_len[0], parsed));
+    }
     /* A flipped bit in the signature's last byte: CBOR_SIG_ERROR. */
     document[document_len - 1] ^= 0x01;
     int tampered = verify_parse_cboren_doc(document, document_len, parsed);
