@@ -5,7 +5,7 @@ P-384 chain root -> CA -> leaf made with python3-cryptography, the payload
 encoded here byte for byte as docs/FORMATS.md §4 lays it out, and an ES384 COSE_Sign1
 (RFC 9052) in either signature byte order.
 
-Usage: make_documents.py OUTDIR [--batch N]
+Usage: make_documents.py OUTDIR [--batch N [--fresh-chains]]
 Writes into OUTDIR (the instant is 2030-01-01T00:00:00Z, the leaf is valid
 one hour before to two hours after):
   root.pem, root.sha256          the pinned root and its SHA-256 (hex)
@@ -20,6 +20,8 @@ one hour before to two hours after):
   wrong-leaf.cose                signed by the CA key instead of the leaf key
   pcr0.hex                       PCR0 of every document
   batch.b64                      with --batch N: N documents (distinct nonces, both orders), one per line
+  fresh.b64                      with --fresh-chains as well: N documents, each under a CA and leaf of its
+                                 own (the same root), so that no two share a link below the root
 """
 import base64
 import datetime
@@ -108,17 +110,19 @@ def certificate(subject, subject_key, issuer, issuer_key, not_before, not_after,
     return builder.sign(issuer_key, hashes.SHA384())
 
 
-def make_chain(label):
+def make_chain(label, root=None, root_key=None):
     hour = datetime.timedelta(hours=1)
     year = datetime.timedelta(days=365)
-    root_key = ec.generate_private_key(ec.SECP384R1())
-    root = certificate(label + "-root", root_key, label + "-root", root_key, NOW - 5 * year, NOW + 5 * year, True)
+    if root is None:
+        root_key = ec.generate_private_key(ec.SECP384R1())
+        root = certificate(label + "-root", root_key, label + "-root", root_key, NOW - 5 * year, NOW + 5 * year, True)
     ca_key = ec.generate_private_key(ec.SECP384R1())
     ca = certificate(label + "-ca", ca_key, label + "-root", root_key, NOW - year / 2, NOW + year / 2, True, 0)
     leaf_key = ec.generate_private_key(ec.SECP384R1())
     leaf = certificate(label + "-leaf", leaf_key, label + "-ca", ca_key, NOW - hour, NOW + 2 * hour, False)
     der = lambda c: c.public_bytes(serialization.Encoding.DER)
-    return dict(root=root, root_der=der(root), ca_key=ca_key, ca_der=der(ca), leaf_key=leaf_key, leaf_der=der(leaf))
+    return dict(root=root, root_key=root_key, root_der=der(root), ca_key=ca_key, ca_der=der(ca), leaf_key=leaf_key,
+                leaf_der=der(leaf))
 
 
 def main(argv):
@@ -170,6 +174,13 @@ def main(argv):
             document = payload(leaf, bundle, nonce=struct.pack(">Q", i), timestamp=NOW_MS - i)
             lines.append(base64.b64encode(sign(key, document, "rfc9052" if i % 2 == 0 else "qingtian")))
         write("batch.b64", b"\n".join(lines) + b"\n")
+    if batch and "--fresh-chains" in argv[4:]:
+        lines = []
+        for i in range(batch):
+            own = make_chain("qtbox-test", chain["root"], chain["root_key"])
+            document = payload(own["leaf_der"], [own["root_der"], own["ca_der"]], nonce=struct.pack(">Q", i), timestamp=NOW_MS - i)
+            lines.append(base64.b64encode(sign(own["leaf_key"], document, "rfc9052" if i % 2 == 0 else "qingtian")))
+        write("fresh.b64", b"\n".join(lines) + b"\n")
     return 0
 
 
