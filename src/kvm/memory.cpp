@@ -37,20 +37,20 @@ ErrorOr<void> lock_on_fault(void* base, std::uint64_t size)
 ErrorOr<GuestMemory> GuestMemory::create(std::vector<MemoryRegion> regions, std::uint32_t hugepage_size_mib, MemoryLock lock)
 {
     if (regions.empty())
-        return Error::from_string("guest memory: no regions");
+        return Error::from_code(KvmError::InvalidLayout, "guest memory: no regions");
     if (hugepage_size_mib != 0 && hugepage_size_mib != 2 && hugepage_size_mib != 1024)
-        return Error::from_string(fmt::format("guest memory: {} MiB hugepages: the sizes are 2 and 1024 MiB", hugepage_size_mib));
+        return Error::from_code(KvmError::InvalidLayout, fmt::format("guest memory: {} MiB hugepages: the sizes are 2 and 1024 MiB", hugepage_size_mib));
     std::uint64_t page = hugepage_size_mib ? std::uint64_t(hugepage_size_mib) << 20 : PAGE_SIZE;
     std::uint64_t total = 0;
     std::uint64_t previous_end = 0;
     for (auto const& region : regions) {
         if (region.size == 0 || region.size % PAGE_SIZE != 0 || region.guest_address % PAGE_SIZE != 0)
-            return Error::from_string(fmt::format("guest memory: region {:#x}+{:#x} is not page aligned", region.guest_address, region.size));
+            return Error::from_code(KvmError::InvalidLayout, fmt::format("guest memory: region {:#x}+{:#x} is not page aligned", region.guest_address, region.size));
         if (region.size % page != 0)
-            return Error::from_string(fmt::format("guest memory: region {:#x}+{:#x} is not a multiple of the {} MiB hugepage size",
+            return Error::from_code(KvmError::InvalidLayout, fmt::format("guest memory: region {:#x}+{:#x} is not a multiple of the {} MiB hugepage size",
                 region.guest_address, region.size, hugepage_size_mib));
         if (region.guest_address < previous_end || region.guest_address + region.size < region.guest_address)
-            return Error::from_string("guest memory: regions overlap or are not sorted");
+            return Error::from_code(KvmError::InvalidLayout, "guest memory: regions overlap or are not sorted");
         previous_end = region.guest_address + region.size;
         total += region.size;
     }

@@ -1,3 +1,5 @@
+#include "../support/must.hpp"
+
 #include <qtbox/eif/app_config.hpp>
 
 #include <doctest/doctest.h>
@@ -47,7 +49,7 @@ TEST_CASE("app config: /env entries are KEY=VALUE, PATH defaults to Docker's")
     auto bad = parse_app_config("/app\n", "JUSTAKEY\n", "");
     REQUIRE(bad.is_error());
     CHECK(bad.error().message() == "/env: 'JUSTAKEY' is not KEY=VALUE");
-    CHECK(parse_app_config("/app\n", "=value\n", "").is_error());
+    CHECK(test::fails_with(parse_app_config("/app\n", "=value\n", ""), AppConfigError::Malformed));
 }
 
 TEST_CASE("app config: /workdir is one absolute path")
@@ -55,8 +57,8 @@ TEST_CASE("app config: /workdir is one absolute path")
     auto config = parse_app_config("/app\n", "", "/srv/app\n");
     REQUIRE(!config.is_error());
     CHECK(config.value().working_dir == "/srv/app");
-    CHECK(parse_app_config("/app\n", "", "srv\n").is_error());
-    CHECK(parse_app_config("/app\n", "", "/a\n/b\n").is_error());
+    CHECK(test::fails_with(parse_app_config("/app\n", "", "srv\n"), AppConfigError::Malformed));
+    CHECK(test::fails_with(parse_app_config("/app\n", "", "/a\n/b\n"), AppConfigError::Malformed));
 }
 
 TEST_CASE("app config: /user is UID:GID, absent meaning root")

@@ -1,4 +1,5 @@
 #include "../support/child.hpp"
+#include "../support/must.hpp"
 #include "support.hpp"
 
 #include <qtbox/kvm/memory.hpp>
@@ -19,6 +20,7 @@
 
 using namespace qtbox;
 using namespace qtbox::kvm;
+using qtbox::test::fails_with;
 
 namespace {
 
@@ -56,10 +58,10 @@ TEST_CASE("kvm memory: slices stay inside one region")
     CHECK(second.value().data() == memory.host_base() + 4 * MIB + 0x10);
     CHECK(!memory.slice(4 * MIB - 16, 16).is_error());
 
-    CHECK(memory.slice(4 * MIB - 8, 16).is_error());  // runs past the region
-    CHECK(memory.slice(5 * MIB, 1).is_error());       // in the gap
-    CHECK(memory.slice(10 * MIB, 1).is_error());      // past the end
-    CHECK(memory.slice(0, ~0ull).is_error());         // absurd length
+    CHECK(fails_with(memory.slice(4 * MIB - 8, 16), kvm::KvmError::OutsideGuestMemory));  // runs past the region
+    CHECK(fails_with(memory.slice(5 * MIB, 1), kvm::KvmError::OutsideGuestMemory));       // in the gap
+    CHECK(fails_with(memory.slice(10 * MIB, 1), kvm::KvmError::OutsideGuestMemory));      // past the end
+    CHECK(fails_with(memory.slice(0, ~0ull), kvm::KvmError::OutsideGuestMemory));         // absurd length
     auto error = memory.slice(~0ull - 4, 8);
     REQUIRE(error.is_error());
     CHECK(error.error().is(kvm::KvmError::OutsideGuestMemory));
@@ -68,17 +70,17 @@ TEST_CASE("kvm memory: slices stay inside one region")
     REQUIRE(!memory.write(8 * MIB, data).is_error());
     CHECK(memory.host_base()[4 * MIB] == 1);
     CHECK(memory.host_base()[4 * MIB + 2] == 3);
-    CHECK(memory.write(10 * MIB - 2, data).is_error());
+    CHECK(fails_with(memory.write(10 * MIB - 2, data), kvm::KvmError::OutsideGuestMemory));
 }
 
 TEST_CASE("kvm memory: unaligned, empty, overlapping or unsorted regions are refused")
 {
-    CHECK(GuestMemory::create({}).is_error());
-    CHECK(GuestMemory::create({ { 0, 100 } }).is_error());
-    CHECK(GuestMemory::create({ { 0x10, 4096 } }).is_error());
-    CHECK(GuestMemory::create({ { 0, 0 } }).is_error());
-    CHECK(GuestMemory::create({ { 0, 8192 }, { 4096, 4096 } }).is_error());
-    CHECK(GuestMemory::create({ { 8192, 4096 }, { 0, 4096 } }).is_error());
+    CHECK(fails_with(GuestMemory::create({}), kvm::KvmError::InvalidLayout));
+    CHECK(fails_with(GuestMemory::create({ { 0, 100 } }), kvm::KvmError::InvalidLayout));
+    CHECK(fails_with(GuestMemory::create({ { 0x10, 4096 } }), kvm::KvmError::InvalidLayout));
+    CHECK(fails_with(GuestMemory::create({ { 0, 0 } }), kvm::KvmError::InvalidLayout));
+    CHECK(fails_with(GuestMemory::create({ { 0, 8192 }, { 4096, 4096 } }), kvm::KvmError::InvalidLayout));
+    CHECK(fails_with(GuestMemory::create({ { 8192, 4096 }, { 0, 4096 } }), kvm::KvmError::InvalidLayout));
 }
 
 TEST_CASE("kvm system: a missing device and a non-KVM file are told apart")

@@ -26,6 +26,7 @@ enum class KvmError {
     OutsideGuestMemory, // a guest-physical range not inside guest RAM
     HugepagesUnavailable, // too few free hugepages of the size asked for, or none of that size
     MemoryNotLocked,    // guest memory could not be locked (RLIMIT_MEMLOCK) and locking was required
+    InvalidLayout,      // guest memory regions empty, unaligned, overlapping or unsorted, or a bad hugepage size
 };
 
 constexpr char const* DEFAULT_DEVICE = "/dev/kvm";
