@@ -14,6 +14,7 @@
 #include "support/applet.hpp"
 #include <qtbox/base/event.hpp>
 #include "support/log.hpp"
+#include "support/service_user.hpp"
 #include <qtbox/base/sys.hpp>
 #include <qtbox/enclave/paths.hpp>
 #include <qtbox/proxy/config.hpp>
@@ -112,6 +113,7 @@ QT_APPLET(qt_proxy, "qt-proxy", "forward enclave vsock connections to TCP hosts 
     bool ipv6 = false;
     bool check_only = false;
     std::uint32_t workers = 0;
+    std::string user;
     auto* listen_option = app.add_option("-l,--listen-port", listen_port, "vsock port enclaves connect to on CID 3")->type_name("VSOCK_PORT");
     auto* address_option = app.add_option("-a,--address", address, "host to forward to (name or IP address)")->type_name("HOST");
     auto* port_option = app.add_option("-p,--port", port, "TCP port on HOST")->type_name("PORT");
@@ -131,6 +133,9 @@ QT_APPLET(qt_proxy, "qt-proxy", "forward enclave vsock connections to TCP hosts 
            fmt::format("event-loop threads (default: one per CPU this process may use, at most {})", Proxy::MAX_WORKERS))
         ->check(CLI::Range(1u, Proxy::MAX_WORKERS_EXPLICIT))
         ->type_name("N");
+    app.add_option("--user", user,
+           "started as root: run as this user once the listeners are bound (default: 'qtbox' if it exists; 'root' stays root)")
+        ->type_name("NAME");
     listen_option->excludes(config_option);
     address_option->excludes(config_option);
     port_option->excludes(config_option);
@@ -168,8 +173,17 @@ QT_APPLET(qt_proxy, "qt-proxy", "forward enclave vsock connections to TCP hosts 
         return 0;
     }
 
+    auto service_user = choose_service_user(user);
+    if (service_user.is_error())
+        return report(service_user.error(), 1);
+
     ProxyOptions options;
     options.mode = mode;
+    if (auto const& account = service_user.value().account)
+        options.socket_owner = std::pair { account->uid, account->gid };
+    options.confine_filesystem = true;
+    if (!single)
+        options.reread_files.push_back(config_path);
     options.run_dir = enclave::run_dir();
     options.vsock_dir = vsock_dir;
     if (mode == ProxyMode::Parent && options.vsock_dir.empty())
@@ -197,16 +211,26 @@ QT_APPLET(qt_proxy, "qt-proxy", "forward enclave vsock connections to TCP hosts 
     auto proxy = Proxy::create(options, config.release_value());
     if (proxy.is_error())
         return report(proxy.error(), 1);
-    auto sandbox = enter_proxy_sandbox();
+    if (auto const& account = service_user.value().account) {
+        if (auto dropped = sys::drop_privileges(*account); dropped.is_error())
+            return report(dropped.error(), 1);
+    }
+    auto sandbox = enter_proxy_sandbox(proxy.value()->socket_directory_fd());
     if (sandbox.is_error())
         return report(Error::from_string(fmt::format("seccomp: {}", sandbox.error().message())), 1);
     // From here on lines are events of a daemon: journald stamps them
     // itself; elsewhere (files, terminals) we do. Errors that end the
     // process keep the plain docs/FORMATS.md §10 shape.
     log::set_timestamps(std::getenv("JOURNAL_STREAM") == nullptr);
-    log::info("ready: {} mode, {} listeners, max_connections {}, {} workers, seccomp on",
+    if (auto const& account = service_user.value().account)
+        log::info("running as user {} (uid {}, gid {})", account->name, account->uid, account->gid);
+    else if (!service_user.value().note.empty())
+        log::info("{}", service_user.value().note);
+    if (!proxy.value()->landlock_on())
+        log::info("landlock: not available in this kernel; the filesystem is confined by seccomp alone (qt-proxy(1) SANDBOX)");
+    log::info("ready: {} mode, {} listeners, max_connections {}, {} workers, seccomp on, landlock {}",
         mode == ProxyMode::Parent ? "parent" : "enclave", proxy.value()->listener_count(), proxy.value()->effective_max_connections(),
-        proxy.value()->worker_count());
+        proxy.value()->worker_count(), proxy.value()->landlock_on() ? "on" : "off");
     auto result = proxy.value()->run(load);
     log::set_timestamps(false);
     if (result.is_error())

@@ -6,13 +6,19 @@
 // docs/PLATFORMS.md §V; man/vmm.1.
 #include "support/applet.hpp"
 #include "support/log.hpp"
+#include "support/service_user.hpp"
+#include <qtbox/base/account.hpp>
+#include <qtbox/devices/virtio/vsock.hpp>
+#include <qtbox/net/socket.hpp>
 #include <qtbox/base/sys.hpp>
 #include <qtbox/boot/layout.hpp>
 #include <qtbox/enclave/paths.hpp>
 #include <qtbox/kvm/system.hpp>
 #include <qtbox/vmm/launch.hpp>
 #include <qtbox/vmm/machine.hpp>
+#include <qtbox/vmm/console_server.hpp>
 #include <qtbox/vmm/qtsm.hpp>
+#include <qtbox/vmm/seccomp.hpp>
 #include <qtbox/pki/pki.hpp>
 
 #include <map>
@@ -20,6 +26,7 @@
 #include <csignal>
 #include <fcntl.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 QT_APPLET(vmm, "vmm", "Run one enclave in a KVM virtual machine");
@@ -57,6 +64,20 @@ std::string hugepage_hint(Error const& error, std::uint32_t size_mib)
                        "or in {}/nr_hugepages)",
         count, size_mib, size_mib, directory);
 }
+
+// A socket bound before the inputs were parsed (vmm(1) "PRIVILEGES"): its
+// file goes if the VMM fails before the machine takes the socket over.
+struct Prebound {
+    std::string path;
+    std::shared_ptr<devices::virtio::HostListener> listener;
+    ~Prebound()
+    {
+        if (listener && listener->fd) {
+            listener->fd.reset();
+            net::remove_socket_file(path, listener->identity);
+        }
+    }
+};
 
 int exit_status(vmm::Outcome const& outcome)
 {
@@ -131,6 +152,12 @@ int vmm_main(int argc, char** argv)
             { "rfc9052", cose::SignatureOrder::Rfc9052 }, { "qingtian", cose::SignatureOrder::QingTian } }))
         ->type_name("rfc9052|qingtian")
         ->default_str("rfc9052");
+    std::string user;
+    bool no_seccomp = false;
+    app.add_option("--user", user,
+        "Started as root: run as this user once the KVM device, the inputs, the PKI and the sockets are open "
+        "(default: 'qtbox' if it exists; 'root' stays root)")->type_name("NAME");
+    app.add_flag("--no-seccomp", no_seccomp, "Debugging only: run WITHOUT the seccomp filters (logged as a warning)");
     if (auto status = parse_command_line(app, argc, argv))
         return *status;
     if (options.eif.empty() && options.kernel.empty()) {
@@ -141,6 +168,13 @@ int vmm_main(int argc, char** argv)
         log::error("raw mode needs --kernel, at least one --initrd, and --cmdline");
         return EXIT_USAGE;
     }
+
+    auto service_user = choose_service_user(user);
+    if (service_user.is_error())
+        return report(service_user.error(), EXIT_USAGE);
+    if (no_seccomp)
+        log::warn("--no-seccomp: this VMM runs WITHOUT its seccomp filters: the image, the guest and its devices meet "
+                  "no sandbox; for debugging only, never for an enclave that matters");
 
     std::string run = enclave::run_dir();
     options.listener_dir = enclave::listener_dir(run);
@@ -157,8 +191,37 @@ int vmm_main(int argc, char** argv)
     }
     options.notice = log::write_notice;
 
-    // Everything about the inputs is checked before KVM is opened, so a bad
-    // image fails the same way on a machine without KVM.
+    // What needs this process's privileges happens before a byte of the
+    // inputs is parsed (vmm/seccomp.hpp "setup filter"; vmm(1) "PRIVILEGES"):
+    // the KVM device (its error is reported after the inputs', so a bad
+    // image fails the same way on a machine without KVM), the PKI's keys,
+    // the sockets; then the switch to the service user and the filter.
+    char const* device = std::getenv("QTBOX_KVM_DEVICE");
+    auto system = kvm::System::open(device && *device ? device : kvm::DEFAULT_DEVICE);
+    auto preloaded_pki = std::make_shared<ErrorOr<pki::Authority>>(pki::load(pki::pki_directory()));
+    Prebound vsock_listener { options.vsock_socket, nullptr };
+    Prebound console_listener { options.console_socket, nullptr };
+    options.before_parsing = [&]() -> ErrorOr<void> {
+        vsock_listener.listener = TRY(devices::virtio::VsockDevice::bind_host_socket(options.vsock_socket));
+        if (!options.console_socket.empty()) {
+            auto bound = vmm::ConsoleServer::bind(options.console_socket);
+            if (bound.is_error())
+                return bound.release_error().context(fmt::format("console socket {}", options.console_socket));
+            console_listener.listener = bound.release_value();
+        }
+        if (auto const& account = service_user.value().account) {
+            // Guest memory may be locked (kvm/memory.hpp); the limit is
+            // raised while that is still allowed.
+            rlimit unlimited { RLIM_INFINITY, RLIM_INFINITY };
+            ::setrlimit(RLIMIT_MEMLOCK, &unlimited);
+            TRY(sys::drop_privileges(*account));
+        }
+        if (!no_seccomp) {
+            if (auto filtered = vmm::install_setup_filter(); filtered.is_error())
+                return filtered.release_error().context("seccomp");
+        }
+        return {};
+    };
     auto prepared = vmm::prepare_launch(options);
     if (prepared.is_error())
         return report(prepared.error(), prepared.error().is(vmm::LaunchError::Usage) ? EXIT_USAGE : EXIT_START_FAILED);
@@ -173,6 +236,7 @@ int vmm_main(int argc, char** argv)
     if (agency_option->count() > 0)
         qtsm_options.agency = agency;
     qtsm_options.pki_directory = pki::pki_directory();
+    qtsm_options.preloaded_pki = preloaded_pki;
     qtsm_options.signature_order = signature_order;
     qtsm_options.notice = log::write_notice;
     auto qtsm = vmm::create_qtsm(qtsm_options);
@@ -182,12 +246,14 @@ int vmm_main(int argc, char** argv)
     for (auto const& note : launch.notes)
         log::info("{}", note);
 
-    char const* device = std::getenv("QTBOX_KVM_DEVICE");
-    auto system = kvm::System::open(device && *device ? device : kvm::DEFAULT_DEVICE);
     if (system.is_error()) {
         log::error("{}{}", system.error().message(), kvm_hint(system.error()));
         return EXIT_START_FAILED;
     }
+    launch.machine.seccomp = !no_seccomp;
+    launch.machine.console_listener = console_listener.listener;
+    if (launch.machine.vsock)
+        launch.machine.vsock->host_listener = vsock_listener.listener;
     launch.machine.memory_lock = require_locked_memory ? kvm::MemoryLock::Required : kvm::MemoryLock::BestEffort;
     auto machine = vmm::Machine::create(system.value(), launch.machine);
     if (machine.is_error()) {
@@ -202,6 +268,10 @@ int vmm_main(int argc, char** argv)
     // stays one line.
     for (auto const& note : qtsm.value().notes)
         log::info("{}", note);
+    // Root staying root is not logged: a failure to start and a clean run
+    // stay as terse as before (vmm(1) --user says when that happens).
+    if (auto const& account = service_user.value().account)
+        log::info("running as user {} (uid {}, gid {})", account->name, account->uid, account->gid);
     launch.release_inputs();
     auto outcome = machine.value()->run();
     if (outcome.is_error())

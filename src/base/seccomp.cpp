@@ -115,9 +115,14 @@ ErrorOr<void> Filter::allow_memory_without_exec()
     return {};
 }
 
-ErrorOr<void> Filter::add_rule(int number, std::span<scmp_arg_cmp const> conditions)
+ErrorOr<void> Filter::fail_with(int number, int error)
 {
-    int rc = seccomp_rule_add_array(m_context, SCMP_ACT_ALLOW, number, static_cast<unsigned>(conditions.size()),
+    return add_rule(number, {}, SCMP_ACT_ERRNO(static_cast<std::uint32_t>(error)));
+}
+
+ErrorOr<void> Filter::add_rule(int number, std::span<scmp_arg_cmp const> conditions, std::uint32_t action)
+{
+    int rc = seccomp_rule_add_array(m_context, action, number, static_cast<unsigned>(conditions.size()),
         conditions.empty() ? nullptr : conditions.data());
     if (rc < 0)
         return Error::from_errno(fmt::format("seccomp_rule_add {}", syscall_name(number)), -rc);

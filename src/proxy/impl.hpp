@@ -12,6 +12,8 @@
 #include <qtbox/proxy/routes.hpp>
 
 #include "connection.hpp"
+#include "landlock.hpp"
+#include "socket_dir.hpp"
 
 #include <atomic>
 #include <condition_variable>
@@ -30,6 +32,13 @@
 #include <vector>
 
 namespace qtbox::proxy {
+
+// The file name of a listener path under the socket directory.
+inline std::string socket_name(std::string const& path)
+{
+    auto slash = path.rfind('/');
+    return slash == std::string::npos ? path : path.substr(slash + 1);
+}
 
 // The end of a connection that was never served.
 ConnectionClosed unserved(std::uint64_t id, Route const& route, std::string peer, CloseReason reason);
@@ -84,6 +93,8 @@ public:
     // tie.
     Worker& least_loaded(Worker& self);
     ProxyOptions const& options() const { return m_options; }
+    int socket_directory_fd() const { return m_socket_directory ? m_socket_directory->fd() : -1; }
+    bool landlock_on() const { return m_landlock == LandlockState::On; }
     // Through the options' callbacks, when there are some (any thread).
     void report(ConnectionClosed const& event) const
     {
@@ -100,6 +111,7 @@ private:
     class Wakeup;
 
     ErrorOr<std::shared_ptr<Listener>> open_listener(ListenerSpec const& spec);
+    ErrorOr<void> open_socket_directory();
     void clamp_limits(ProxyLimits& limits);
     // Hands the listener set and limits to the workers and, while they
     // run, waits until each has taken them.
@@ -111,6 +123,9 @@ private:
     void on_wakeup();
 
     ProxyOptions m_options;
+    // Parent mode's socket directory, opened by setup() (socket_dir.hpp).
+    std::shared_ptr<SocketDirectory const> m_socket_directory;
+    LandlockState m_landlock { LandlockState::Unavailable };
     // The control loop: signals and commands; connections live in workers.
     EventLoop m_loop;
     ProxyLimits m_limits;
@@ -157,8 +172,9 @@ private:
 // number that was closed and reused under it.
 class Proxy::Impl::Listener {
 public:
-    Listener(ListenerSpec spec, UniqueFd fd, struct stat identity)
-        : m_spec(std::move(spec)), m_fd(std::move(fd)), m_identity(identity)
+    // `directory`: where a Unix listener's file is (socket_dir.hpp).
+    Listener(ListenerSpec spec, UniqueFd fd, struct stat identity, std::shared_ptr<SocketDirectory const> directory = {})
+        : m_spec(std::move(spec)), m_fd(std::move(fd)), m_identity(identity), m_directory(std::move(directory))
     {
         // One copy of the route, the one a reload replaces: the spec's own
         // would go stale.
@@ -172,8 +188,8 @@ public:
     {
         if (m_stopped.exchange(true))
             return;
-        if (m_spec.kind == ListenerSpec::Kind::Unix)
-            net::remove_socket_file(m_spec.path, m_identity);
+        if (m_spec.kind == ListenerSpec::Kind::Unix && m_directory)
+            m_directory->remove(socket_name(m_spec.path), m_identity);
     }
 
     int fd() const { return m_fd.get(); }
@@ -195,6 +211,7 @@ private:
     std::shared_ptr<Route const> m_route; // under m_mutex: a reload changes it
     UniqueFd m_fd;
     struct stat m_identity;
+    std::shared_ptr<SocketDirectory const> m_directory;
     std::atomic<bool> m_stopped { false };
 };
 

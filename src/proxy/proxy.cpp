@@ -133,14 +133,25 @@ void Proxy::Impl::worker_failed(Error error)
     send_command(COMMAND_WORKER_FAILED);
 }
 
+ErrorOr<void> Proxy::Impl::open_socket_directory()
+{
+    if (m_socket_directory)
+        return {};
+    std::optional<SocketDirectory::Owner> owner;
+    if (m_options.socket_owner)
+        owner = SocketDirectory::Owner { m_options.socket_owner->first, m_options.socket_owner->second };
+    m_socket_directory = std::make_shared<SocketDirectory const>(TRY(SocketDirectory::open(m_options.vsock_dir, owner)));
+    return {};
+}
+
 ErrorOr<std::shared_ptr<Proxy::Impl::Listener>> Proxy::Impl::open_listener(ListenerSpec const& spec)
 {
     struct stat identity { };
     UniqueFd fd;
     switch (spec.kind) {
     case ListenerSpec::Kind::Unix:
-        TRY(sys::mkdir_p(m_options.vsock_dir, 0750));
-        fd = TRY(net::listen_hybrid(spec.path, LISTEN_BACKLOG, &identity));
+        TRY(open_socket_directory());
+        fd = TRY(m_socket_directory->listen(socket_name(spec.path), LISTEN_BACKLOG, identity));
         break;
     case ListenerSpec::Kind::Vsock:
         fd = TRY(net::listen_vsock(VMADDR_CID_ANY, spec.vsock_port, LISTEN_BACKLOG));
@@ -150,7 +161,7 @@ ErrorOr<std::shared_ptr<Proxy::Impl::Listener>> Proxy::Impl::open_listener(Liste
         break;
     }
     TRY(sys::set_nonblocking(fd.get()));
-    return std::make_shared<Listener>(spec, std::move(fd), identity);
+    return std::make_shared<Listener>(spec, std::move(fd), identity, m_socket_directory);
 }
 
 void Proxy::Impl::clamp_limits(ProxyLimits& limits)
@@ -207,6 +218,22 @@ ErrorOr<void> Proxy::Impl::setup(ProxyConfig config)
         return Error::from_string(fmt::format("{} workers: at most {}", count, MAX_WORKERS_EXPLICIT));
     m_taken.assign(count, 0);
     TRY(reconfigure(std::move(config)));
+    // Parent mode makes its 3_<port> sockets in one directory through one fd
+    // (socket_dir.hpp), opened by the first Unix listener or here: a reload
+    // under the sandbox may add sockets but not make the directory.
+    if (m_options.mode == ProxyMode::Parent && !m_options.vsock_dir.empty())
+        TRY(open_socket_directory());
+
+    // Before the workers start, so that they are confined too (landlock.hpp).
+    if (m_options.confine_filesystem) {
+        FilesystemScope scope;
+        if (m_socket_directory)
+            scope.socket_directory = m_socket_directory->path();
+        scope.read_files = m_options.reread_files;
+        scope.read_files.push_back(m_options.resolver.hosts_path);
+        scope.read_files.push_back(m_options.resolver.resolv_conf_path);
+        m_landlock = TRY(restrict_filesystem(scope));
+    }
 
     // The workers start now, with the caller's signal mask (the control
     // loop's signalfd takes those signals) and before the sandbox, which
@@ -388,6 +415,10 @@ std::size_t Proxy::connection_count() const { return m_impl->connection_count();
 std::size_t Proxy::listener_count() const { return m_impl->listener_count(); }
 std::uint32_t Proxy::effective_max_connections() const { return m_impl->max_connections(); }
 std::uint32_t Proxy::worker_count() const { return m_impl->worker_count(); }
+
+int Proxy::socket_directory_fd() const { return m_impl->socket_directory_fd(); }
+
+bool Proxy::landlock_on() const { return m_impl->landlock_on(); }
 std::vector<std::size_t> Proxy::worker_loads() const { return m_impl->worker_loads(); }
 
 } // namespace qtbox::proxy

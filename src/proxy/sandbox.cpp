@@ -20,13 +20,15 @@ constexpr std::array ALLOWED = {
     "accept", "accept4", "connect", "bind", "listen", "shutdown",
     "getsockname", "getpeername", "getsockopt", "setsockopt",
     "sendto", "recvfrom", "sendmsg", "recvmsg",
-    // Reload: stat, make and remove hybrid socket files.
-    "newfstatat", "fstat", "stat", "lstat", "statx",
-    "mkdir", "mkdirat", "chmod", "fchmodat", "umask", "unlink", "unlinkat",
+    // Reload: stat and make hybrid socket files (the umask gives their
+    // mode); removing them is unlinkat on the socket directory, below.
+    "newfstatat", "fstat", "stat", "lstat", "statx", "umask",
     // Memory (mmap and mprotect are restricted below).
     "brk", "munmap", "mremap", "madvise",
     // Time, randomness (DNS ids), identity for log lines.
     "clock_gettime", "gettimeofday", "getrandom", "getpid", "gettid",
+    // Whether a new socket still needs giving to the service user (socket_dir.hpp).
+    "geteuid",
     // Signals (signalfd is read with read()), abort(), exit; sigaltstack
     // is harmless and sanitizer runtimes call it on the way out.
     "rt_sigreturn", "rt_sigprocmask", "rt_sigaction", "sigaltstack", "restart_syscall",
@@ -38,7 +40,7 @@ constexpr std::uint64_t WRITE_FLAGS = O_WRONLY | O_RDWR | O_CREAT | O_TRUNC | O_
 
 } // namespace
 
-ErrorOr<void> enter_proxy_sandbox()
+ErrorOr<void> enter_proxy_sandbox(int socket_directory_fd)
 {
     TRY(seccomp::install_sigsys_reporter(SANDBOX_VIOLATION_EXIT));
     TRY(seccomp::set_no_new_privs());
@@ -52,6 +54,11 @@ ErrorOr<void> enter_proxy_sandbox()
     // open() only where this architecture has it (not on arm64).
     if (auto open_number = seccomp::syscall_number("open"))
         TRY(filter.allow_if(*open_number, SCMP_A1(SCMP_CMP_MASKED_EQ, WRITE_FLAGS, 0)));
+    // The socket directory's files only (proxy/socket_dir.hpp): no unlink,
+    // rmdir, chmod or mkdir by path, and unlinkat on that directory's fd.
+    if (socket_directory_fd >= 0)
+        TRY(filter.allow_if(SCMP_SYS(unlinkat), SCMP_A0(SCMP_CMP_EQ, static_cast<scmp_datum_t>(socket_directory_fd), 0),
+            SCMP_A2(SCMP_CMP_EQ, 0, 0)));
     // abort() signals its own thread; nothing else may be signalled.
     TRY(filter.allow_if(SCMP_SYS(tgkill), SCMP_A0(SCMP_CMP_EQ, static_cast<scmp_datum_t>(::getpid()), 0)));
     // The engine's worker threads exist already (Proxy::create): all of

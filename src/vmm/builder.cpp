@@ -185,6 +185,7 @@ ErrorOr<boot::VirtioMmioDevice> add_vsock(Machine::State& s, kvm::System const& 
     device_config.guest_cid = config.guest_cid;
     device_config.listener_dir = config.listener_dir;
     device_config.host_socket_path = config.host_socket_path;
+    device_config.host_listener = config.host_listener;
     device_config.notice = s.notice;
     int ready_fd = config.ready_fd;
     device_config.services[vsock::HEARTBEAT_PORT] = std::make_shared<HeartbeatService>(
@@ -285,7 +286,7 @@ ErrorOr<std::unique_ptr<Machine>> Machine::create(kvm::System const& system, Mac
     TRY(set_up_vm(s));
     TRY(add_serial(s, config.input_fd));
     if (!config.console_socket.empty()) {
-        s.console_server = TRY(ConsoleServer::create(config.console_socket, s.console.ring(), s.loop));
+        s.console_server = TRY(ConsoleServer::create(config.console_socket, s.console.ring(), s.loop, config.console_listener));
         // The ring wakes the server from the vCPU threads.
         s.write_fds.push_back(s.console_server->wake_fd());
     }

@@ -91,21 +91,22 @@ ConsoleServer::ConsoleServer(std::string path, ConsoleRing& ring, net::EventLoop
 {
 }
 
-ErrorOr<std::unique_ptr<ConsoleServer>> ConsoleServer::create(std::string path, ConsoleRing& ring, net::EventLoop& loop)
+ErrorOr<std::unique_ptr<ConsoleServer>> ConsoleServer::create(std::string path, ConsoleRing& ring, net::EventLoop& loop,
+    std::shared_ptr<devices::virtio::HostListener> prebound)
 {
     auto server = std::unique_ptr<ConsoleServer>(new ConsoleServer(std::move(path), ring, loop));
-    if (auto started = server->start(); started.is_error())
+    if (auto started = server->start(std::move(prebound)); started.is_error())
         return started.release_error().context(fmt::format("console socket {}", server->m_path));
     return server;
 }
 
-ErrorOr<void> ConsoleServer::start()
+ErrorOr<std::shared_ptr<devices::virtio::HostListener>> ConsoleServer::bind(std::string const& path)
 {
     // sys::unix_listen replaces any socket file at the path; probe it
     // first: only one nobody accepts on (ECONNREFUSED) is stale.
     struct stat existing { };
-    if (::lstat(m_path.c_str(), &existing) == 0 && S_ISSOCK(existing.st_mode)) {
-        auto address = TRY(net::SocketAddress::unix_path(m_path));
+    if (::lstat(path.c_str(), &existing) == 0 && S_ISSOCK(existing.st_mode)) {
+        auto address = TRY(net::SocketAddress::unix_path(path));
         UniqueFd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
         if (!probe)
             return Error::from_errno("socket");
@@ -115,11 +116,19 @@ ErrorOr<void> ConsoleServer::start()
         if (errno != ECONNREFUSED && errno != ENOENT)
             return Error::from_errno("probing the existing socket");
     }
-    m_listener = TRY(sys::unix_listen(m_path, SOCKET_MODE, LISTEN_BACKLOG));
-    if (::lstat(m_path.c_str(), &m_identity) < 0) {
-        m_listener.reset();
+    auto bound = std::make_shared<devices::virtio::HostListener>();
+    bound->fd = TRY(sys::unix_listen(path, SOCKET_MODE, LISTEN_BACKLOG));
+    if (::lstat(path.c_str(), &bound->identity) < 0)
         return Error::from_errno("lstat");
-    }
+    return bound;
+}
+
+ErrorOr<void> ConsoleServer::start(std::shared_ptr<devices::virtio::HostListener> prebound)
+{
+    if (!prebound || !prebound->fd)
+        prebound = TRY(bind(m_path));
+    m_listener = std::move(prebound->fd);
+    m_identity = prebound->identity;
     TRY(sys::set_nonblocking(m_listener.get()));
     m_wake = TRY(sys::eventfd());
     m_listener_handler = std::make_unique<Handler>([this](std::uint32_t) { on_listener(); });

@@ -64,6 +64,15 @@ ErrorOr<void> check_memory(LaunchOptions const& options, std::uint64_t image_byt
     return {};
 }
 
+// Everything is open: the caller's last step before the first byte of an
+// input is parsed (vmm/seccomp.hpp's setup filter).
+ErrorOr<void> enter_parsing(LaunchOptions const& options)
+{
+    if (options.before_parsing)
+        TRY(options.before_parsing());
+    return {};
+}
+
 Error bad_eif(std::string const& path, Error const& error)
 {
     return Error::from_code(LaunchError::BadImage, fmt::format("EIF {}: {}", path, error.message()));
@@ -100,6 +109,7 @@ ErrorOr<void> prepare_raw(LaunchOptions const& options, Launch& launch)
     if (kernel.is_error())
         return Error::from_code(LaunchError::BadImage, fmt::format("kernel {}: {}", options.kernel, kernel.error().message()));
     launch.kernel = kernel.release_value();
+    TRY(enter_parsing(options));
     // Parse now for a clear error before KVM: the machine parses again.
     auto image = boot::parse_bzimage(launch.kernel);
     if (image.is_error())
@@ -128,7 +138,15 @@ bool same_measurements(eif::Measurements const& a, eif::Measurements const& b)
 
 ErrorOr<void> prepare_eif(LaunchOptions const& options, Launch& launch)
 {
-    auto opened = options.open_eif ? options.open_eif(options.eif) : eif::EifReader::open(options.eif);
+    UniqueFd file;
+    if (!options.open_eif) {
+        auto fd = sys::open(options.eif, O_RDONLY | O_CLOEXEC);
+        if (fd.is_error())
+            return bad_eif(options.eif, fd.error());
+        file = fd.release_value();
+    }
+    TRY(enter_parsing(options));
+    auto opened = options.open_eif ? options.open_eif(options.eif) : eif::EifReader::from_fd(std::move(file), options.eif);
     if (opened.is_error())
         return bad_eif(options.eif, opened.error());
     launch.eif.emplace(opened.release_value());
@@ -279,12 +297,14 @@ ErrorOr<std::unique_ptr<Launch>> prepare_launch(LaunchOptions const& options)
     if (production && !options.console_socket.empty())
         return Error::from_code(LaunchError::Usage,
             "--console-socket: a production enclave's console is never exposed; add --debug-mode to see it");
+    // Opened first: the inputs are parsed after before_parsing, which may
+    // take away the right to open a file for writing.
+    launch->console = TRY(open_console(console));
     if (!options.eif.empty())
         TRY(prepare_eif(options, *launch));
     else
         TRY(prepare_raw(options, *launch));
 
-    launch->console = TRY(open_console(console));
     launch->machine.console_fd = launch->console.get();
     launch->machine.input_fd = console == "-" ? STDIN_FILENO : -1;
     launch->machine.console_socket = options.console_socket;
@@ -293,7 +313,8 @@ ErrorOr<std::unique_ptr<Launch>> prepare_launch(LaunchOptions const& options)
     launch->machine.hugepage_size_mib = options.hugepage_size_mib;
     launch->machine.cpu_affinity = options.cpu_list;
     launch->machine.vsock = MachineConfig::Vsock {
-        options.cid, options.listener_dir, options.vsock_socket, options.ready_fd, nullptr };
+        .guest_cid = options.cid, .listener_dir = options.listener_dir, .host_socket_path = options.vsock_socket,
+        .host_listener = nullptr, .ready_fd = options.ready_fd, .qtsm = nullptr };
     launch->machine.notice = options.notice;
     return launch;
 }

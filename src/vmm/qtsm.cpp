@@ -94,7 +94,7 @@ ErrorOr<std::string> resolve_instance_id(QtsmOptions const& options, std::vector
 // The local PKI; in debug and raw mode a throwaway one when there is none.
 ErrorOr<pki::Authority> authority_for(QtsmOptions const& options, std::vector<std::string>& notes)
 {
-    auto loaded = pki::load(options.pki_directory);
+    auto loaded = options.preloaded_pki ? std::move(*options.preloaded_pki) : pki::load(options.pki_directory);
     if (!loaded.is_error()) {
         notes.push_back(fmt::format("leaves issued by {} ({})", loaded.value().parent.subject(), options.pki_directory));
         return loaded.release_value();

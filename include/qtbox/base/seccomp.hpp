@@ -25,6 +25,7 @@
 #include <seccomp.h>
 
 #include <concepts>
+#include <cstdint>
 #include <optional>
 #include <span>
 
@@ -61,6 +62,10 @@ public:
         scmp_arg_cmp const array[] = { conditions... };
         return add_rule(number, array);
     }
+    // The call fails with `error` instead of being executed or trapped: for
+    // clone3, whose flags live in memory a filter cannot read, so that
+    // glibc falls back to clone(), whose flags it can (ENOSYS).
+    ErrorOr<void> fail_with(int number, int error);
     // mmap and mprotect, as long as PROT_EXEC is not asked for: a sandboxed
     // process never makes memory executable.
     ErrorOr<void> allow_memory_without_exec();
@@ -73,7 +78,7 @@ public:
 
 private:
     explicit Filter(scmp_filter_ctx context) : m_context(context) { }
-    ErrorOr<void> add_rule(int number, std::span<scmp_arg_cmp const> conditions);
+    ErrorOr<void> add_rule(int number, std::span<scmp_arg_cmp const> conditions, std::uint32_t action = SCMP_ACT_ALLOW);
 
     scmp_filter_ctx m_context { nullptr };
 };

@@ -67,6 +67,8 @@
 #include <qtbox/proxy/config.hpp>
 
 #include <cstdint>
+#include <sys/types.h>
+#include <utility>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -130,6 +132,16 @@ struct ProxyOptions {
     // Parent: where the 3_<port> listeners are made. Enclave: where to
     // connect instead of AF_VSOCK; empty means AF_VSOCK CID 3.
     std::string vsock_dir;
+    // Parent mode: the uid and gid the process is about to switch to
+    // (qt-proxy(1) --user); the socket directory and the sockets made while
+    // still root are given to them. Empty: keep the owner.
+    std::optional<std::pair<uid_t, gid_t>> socket_owner;
+    // Restrict this process's filesystem access with Landlock before the
+    // workers start (qt-proxy(1) "SANDBOX"): the socket directory, and
+    // reading the directories of `reread_files` and of the resolver's files.
+    // Irreversible: the applet sets it, in-process tests do not.
+    bool confine_filesystem { false };
+    std::vector<std::string> reread_files;
     AfVsockUse af_vsock { AfVsockUse::Auto };
     net::Family family { net::Family::Any };
     net::ResolverSettings resolver;
@@ -207,6 +219,10 @@ public:
     std::size_t listener_count() const;
     std::uint32_t effective_max_connections() const;
     std::uint32_t worker_count() const;
+    // The socket directory's fd (parent mode), for the sandbox; -1: none.
+    int socket_directory_fd() const;
+    // Whether confine_filesystem found Landlock and put it in force.
+    bool landlock_on() const;
     // Connections on each worker.
     std::vector<std::size_t> worker_loads() const;
 

@@ -2,8 +2,11 @@
 //
 // It allows what the event loop, the resolver and a SIGHUP reload need
 // (sockets of the families AF_UNIX, AF_INET, AF_INET6 and AF_VSOCK only;
-// bind/listen/chmod/unlink/mkdir for new and removed hybrid listeners;
-// read-only opens for the configuration, hosts and resolv.conf files;
+// bind/listen for new hybrid listeners, and unlinkat on the socket
+// directory's fd alone for removed ones, proxy/socket_dir.hpp: no unlink,
+// chmod, mkdir or rmdir by path at all; read-only opens for the
+// configuration, hosts and resolv.conf files, which Landlock confines to
+// their directories where the kernel has it, proxy/landlock.hpp;
 // memory without PROT_EXEC) and nothing else: no exec, no ptrace, no
 // writable opens, no ioctl, no new namespaces, no new threads or processes
 // (clone is not allowed; the engine's worker threads are started before and
@@ -27,6 +30,7 @@ namespace qtbox::proxy {
 // 128 + SIGSYS, the status a shell shows for a process killed by SIGSYS.
 constexpr int SANDBOX_VIOLATION_EXIT = 159;
 
-ErrorOr<void> enter_proxy_sandbox();
+// `socket_directory_fd`: the only directory fd unlinkat may use (-1: none).
+ErrorOr<void> enter_proxy_sandbox(int socket_directory_fd);
 
 } // namespace qtbox::proxy

@@ -30,6 +30,7 @@
 #include <qtbox/base/bytes.hpp>
 #include <qtbox/base/error.hpp>
 #include <qtbox/base/fd.hpp>
+#include <qtbox/devices/virtio/vsock.hpp>
 #include <qtbox/net/event_loop.hpp>
 #include <qtbox/vmm/console.hpp>
 
@@ -61,7 +62,12 @@ public:
 
     // Listens at `path` and registers with `loop`; the ring and the loop
     // must outlive the server, which sets the ring's wake fd.
-    static ErrorOr<std::unique_ptr<ConsoleServer>> create(std::string path, ConsoleRing& ring, net::EventLoop& loop);
+    // `prebound`, when given, is the listener bind() made for `path`.
+    static ErrorOr<std::unique_ptr<ConsoleServer>> create(std::string path, ConsoleRing& ring, net::EventLoop& loop,
+        std::shared_ptr<devices::virtio::HostListener> prebound = {});
+    // The listening socket at `path` as create() would make it, for a VMM
+    // that must bind before it drops its privileges (vmm(1) --user).
+    static ErrorOr<std::shared_ptr<devices::virtio::HostListener>> bind(std::string const& path);
     ~ConsoleServer();
     ConsoleServer(ConsoleServer const&) = delete;
     ConsoleServer& operator=(ConsoleServer const&) = delete;
@@ -86,7 +92,7 @@ private:
     struct Reader;
 
     ConsoleServer(std::string path, ConsoleRing& ring, net::EventLoop& loop);
-    ErrorOr<void> start();
+    ErrorOr<void> start(std::shared_ptr<devices::virtio::HostListener> prebound);
     void on_listener();
     void on_wake();
     void on_reader(Reader& reader, std::uint32_t events);

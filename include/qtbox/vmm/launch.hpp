@@ -67,6 +67,11 @@ struct LaunchOptions {
     std::string listener_dir; // <run>/vsock
     int ready_fd { -1 };      // "ready\n" when the heartbeat arrives
     NoticeSink notice;        // what the devices report while the VM runs
+    // Called once every input is open (the EIF, or the kernel read and the
+    // initrds open, and the console) and before the first byte of them is
+    // parsed: the applet drops its privileges and enters the setup filter
+    // here (vmm/seccomp.hpp). Its error ends the launch.
+    std::function<ErrorOr<void>()> before_parsing;
 };
 
 // docs/FORMATS.md §3's memory rule, applied to the EIF file or, in raw mode,

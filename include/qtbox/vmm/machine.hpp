@@ -47,6 +47,9 @@ struct MachineConfig {
     // Where to serve the console's ring to one reader (vmm/console_server.hpp,
     // docs/FORMATS.md §11); empty for nowhere.
     std::string console_socket;
+    // Bound at console_socket beforehand (ConsoleServer::bind); empty: bound
+    // during create().
+    std::shared_ptr<devices::virtio::HostListener> console_listener;
     bool seccomp { true }; // per-thread seccomp filters once running
     // Guest memory in hugetlb pages of this many MiB, 2 or 1024 (the `qt env`
     // pool; kvm/memory.hpp); 0 for ordinary pages.
@@ -66,6 +69,8 @@ struct MachineConfig {
         std::uint64_t guest_cid { 4 };
         std::string listener_dir;     // <run>/vsock: guest → CID 3 port P goes to 3_P there
         std::string host_socket_path; // parent → guest: CONNECT P on this socket
+        // Bound at host_socket_path beforehand (VsockDevice::bind_host_socket).
+        std::shared_ptr<devices::virtio::HostListener> host_listener;
         int ready_fd { -1 };          // gets "ready\n" when the first heartbeat arrives
         // The QTSM on port 9001 (vmm/qtsm.hpp); absent: the port is
         // refused like any other that nobody serves.

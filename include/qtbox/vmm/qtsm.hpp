@@ -29,6 +29,7 @@
 #include <qtbox/cose/sign1.hpp>
 #include <qtbox/devices/virtio/vsock.hpp>
 #include <qtbox/eif/pcr.hpp>
+#include <qtbox/pki/pki.hpp>
 #include <qtbox/qtsm/backend.hpp>
 
 #include <memory>
@@ -59,6 +60,10 @@ struct QtsmOptions {
     std::string machine_id_path { MACHINE_ID_PATH };
     std::optional<std::string> agency;
     std::string pki_directory;
+    // pki::load(pki_directory) as the applet ran it before it dropped its
+    // privileges (vmm(1) --user: the keys are root's); create_qtsm takes it
+    // from here, once, instead of reading the directory. Empty: read it.
+    std::shared_ptr<ErrorOr<pki::Authority>> preloaded_pki;
     cose::SignatureOrder signature_order { cose::SignatureOrder::Rfc9052 };
     // Reports a second connection to the QTSM port (refused).
     NoticeSink notice;

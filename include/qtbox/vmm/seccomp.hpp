@@ -9,6 +9,19 @@
 // sockets (created with socket(AF_UNIX) only: no network, no AF_VSOCK), and
 // closes fds while tearing down.
 //
+// Before any of that, the whole process enters the setup filter
+// (install_setup_filter), before it parses a byte of its inputs: the EIF
+// (CRC, sections, CBOR, the signing certificate's PEM and X.509), the
+// bzImage header and the command line. By then the applet has opened
+// everything by path that it needs (the KVM device, the inputs, the
+// console file), bound its listening sockets, read the PKI, and switched
+// to its service user (vmm(1) --user). The setup filter allows what the
+// rest of the set-up and the run need, and no exec, no ptrace, no opening
+// for writing or creating, no socket but AF_UNIX, no new process (clone
+// only with CLONE_THREAD), no ioctl outside the KVM API (and TCGETS), no
+// signal to another process. Filters add up: the threads' lists later
+// narrow it further, and it must hold everything they allow.
+//
 // A call outside the list raises SIGSYS; the handler writes one line naming
 // the system call to stderr and exits with EXIT_SECCOMP, so a violation is
 // never silent and never continues.
@@ -29,5 +42,8 @@ ErrorOr<void> install_vcpu_filter(std::span<int const> write_fds, std::span<int 
 // The event loop also serves the vsock device: host sockets (Unix only),
 // its epoll set and timers (devices/virtio/vsock.hpp lists the calls).
 ErrorOr<void> install_event_loop_filter(std::span<int const> write_fds);
+// The process-wide filter entered before parsing (above); sets no_new_privs.
+// Call before the process starts any thread.
+ErrorOr<void> install_setup_filter();
 
 } // namespace qtbox::vmm

@@ -485,16 +485,32 @@ ErrorOr<void> VsockDevice::State::start()
     TRY(loop.add(timer.get(), EPOLLIN, &timer_handler));
     TRY(loop.add(reaper.get(), EPOLLIN, &reaper_handler));
 
-    if (!config.host_socket_path.empty()) {
-        auto listening = net::listen_hybrid(config.host_socket_path, LISTEN_BACKLOG, &listener_identity);
+    if (config.host_listener && config.host_listener->fd) {
+        listener = std::move(config.host_listener->fd);
+        listener_identity = config.host_listener->identity;
+    } else if (!config.host_socket_path.empty()) {
+        auto listening = VsockDevice::bind_host_socket(config.host_socket_path);
         if (listening.is_error())
-            return listening.release_error().context("vsock: parent-side socket");
-        listener = listening.release_value();
+            return listening.release_error();
+        listener = std::move(listening.value()->fd);
+        listener_identity = listening.value()->identity;
+    }
+    if (listener) {
         bind(listener_handler, &State::on_listener);
         TRY(loop.add(listener.get(), EPOLLIN, &listener_handler));
         listener_in_loop = true;
     }
     return {};
+}
+
+ErrorOr<std::shared_ptr<HostListener>> VsockDevice::bind_host_socket(std::string const& path)
+{
+    auto bound = std::make_shared<HostListener>();
+    auto listening = net::listen_hybrid(path, LISTEN_BACKLOG, &bound->identity);
+    if (listening.is_error())
+        return listening.release_error().context("vsock: parent-side socket");
+    bound->fd = listening.release_value();
+    return bound;
 }
 
 void VsockDevice::State::bind(Handler& handler, void (State::*method)())

@@ -61,6 +61,7 @@
 #include <qtbox/base/bytes.hpp>
 #include <qtbox/base/error.hpp>
 #include <qtbox/base/event.hpp>
+#include <qtbox/base/fd.hpp>
 #include <qtbox/devices/virtio/mmio.hpp>
 #include <qtbox/net/event_loop.hpp>
 #include <qtbox/vsock/heartbeat.hpp>
@@ -70,6 +71,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <sys/stat.h>
 #include <vector>
 
 namespace qtbox::devices::virtio {
@@ -137,12 +139,23 @@ struct VsockLimits {
     int close_timeout_ms { 10'000 };
 };
 
+// A listening Unix socket made before the VMM dropped its privileges (into
+// a directory its service user may not write, vmm(1) --user): the socket,
+// and the file's identity for removing it later only if it is still ours.
+struct HostListener {
+    UniqueFd fd;
+    struct stat identity { };
+};
+
 struct VsockConfig {
     std::uint64_t guest_cid { 0 };
     // <run>/vsock; empty: every port that is not a service is refused.
     std::string listener_dir;
     // The enclave's vsock.sock; empty: no parent-side listener.
     std::string host_socket_path;
+    // Bound at host_socket_path beforehand (VsockDevice::bind_host_socket);
+    // empty: create() binds it.
+    std::shared_ptr<HostListener> host_listener;
     // Ports of CID 3 served inside the VMM, never forwarded.
     std::map<std::uint32_t, std::shared_ptr<VsockService>> services;
     VsockLimits limits;
@@ -156,6 +169,9 @@ public:
     // registers it with `loop`; nothing else happens until the driver sets
     // DRIVER_OK.
     static ErrorOr<std::unique_ptr<VsockDevice>> create(VsockConfig config, net::EventLoop& loop);
+    // The parent-side listener as create() would make it, for a caller that
+    // must bind before it loses the right to (VsockConfig::host_listener).
+    static ErrorOr<std::shared_ptr<HostListener>> bind_host_socket(std::string const& path);
     ~VsockDevice() override;
 
     // The transport the device raises interrupts through, and whose queue

@@ -1,0 +1,66 @@
+#include "../support/child.hpp"
+#include "../support/temp_dir.hpp"
+
+#include <qtbox/base/account.hpp>
+
+#include <doctest/doctest.h>
+
+#include <sys/prctl.h>
+#include <unistd.h>
+
+using namespace qtbox;
+
+TEST_CASE("account: a name is found in a passwd file with its uid and primary gid")
+{
+    test::TempDir dir;
+    dir.write("passwd", "root:x:0:0:root:/root:/bin/sh\n"
+                        "qtboxer:x:5:5::/:/bin/false\n"
+                        "qtbox:x:981:977:qtbox service:/nonexistent:/usr/sbin/nologin\n"
+                        "broken:x:12:notanumber::/:/bin/false\n"
+                        "short:x:1\n",
+        0644);
+    auto found = sys::find_account("qtbox", dir / "passwd");
+    REQUIRE_MESSAGE(!found.is_error(), found.error().message());
+    CHECK(found.value().name == "qtbox");
+    CHECK(found.value().uid == 981);
+    CHECK(found.value().gid == 977);
+
+    auto missing = sys::find_account("qtbo", dir / "passwd");
+    REQUIRE(missing.is_error());
+    CHECK(missing.error().is(sys::AccountError::NoSuchUser));
+    CHECK(missing.error().message() == "user qtbo: not in " + (dir / "passwd"));
+    auto prefix_only = sys::find_account("short", dir / "passwd");
+    REQUIRE(prefix_only.is_error());
+    CHECK(prefix_only.error().is(sys::AccountError::NoSuchUser));
+    auto malformed = sys::find_account("broken", dir / "passwd");
+    REQUIRE(malformed.is_error());
+    CHECK_FALSE(malformed.error().is(sys::AccountError::NoSuchUser));
+    CHECK(malformed.error().message() == "user broken: " + (dir / "passwd") + ": malformed entry");
+}
+
+TEST_CASE("account: root switches for good, keeping the process non-dumpable")
+{
+    if (::geteuid() != 0) {
+        MESSAGE("not root: switching users cannot be tested here");
+        return;
+    }
+    auto outcome = test::run_in_child([]() -> int {
+        ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+        if (sys::drop_privileges(sys::Account { "test", 65534, 65534 }).is_error())
+            return 10;
+        uid_t real, effective, saved;
+        gid_t group_real, group_effective, group_saved;
+        ::getresuid(&real, &effective, &saved);
+        ::getresgid(&group_real, &group_effective, &group_saved);
+        if (real != 65534 || effective != 65534 || saved != 65534 || group_real != 65534 || group_effective != 65534 || group_saved != 65534)
+            return 11;
+        gid_t groups[8];
+        int count = ::getgroups(8, groups);
+        if (count != 1 || groups[0] != 65534)
+            return 12;
+        if (::setuid(0) == 0)
+            return 13;
+        return ::prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) == 0 ? 0 : 14;
+    });
+    CHECK_MESSAGE(outcome.exit_status == 0, outcome.stderr_text);
+}
