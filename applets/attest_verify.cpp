@@ -67,6 +67,7 @@ struct Options {
     std::string seal_out;
     bool batch { false };
     bool quiet { false };
+    bool allow_debug { false };
 };
 
 // Turns the command line into VerifyOptions. Errors are usage errors (2),
@@ -139,8 +140,11 @@ ErrorOr<attest::VerifiedDocument> verify_input(ByteView input, attest::VerifyOpt
     return attest::verify_document(cose.value(), verify);
 }
 
-ErrorOr<void> seal_to(attest::VerifiedDocument const& verified, Options const& options, int& error_exit)
+ErrorOr<void> seal_to(attest::VerifiedDocument const& verified, attest::Expectations const& expectations, Options const& options,
+    int& error_exit)
 {
+    error_exit = static_cast<int>(attest::VerifyError::Policy);
+    TRY(attest::check_seal_recipient(verified, expectations, options.allow_debug));
     error_exit = static_cast<int>(attest::VerifyError::Malformed);
     ByteView field = verified.document.public_key ? ByteView(*verified.document.public_key) : ByteView();
     auto recipient = TRY(attest::recipient_key(field));
@@ -249,6 +253,8 @@ int attest_verify_main(int argc, char** argv)
     app.add_option("--seal", options.seal_in, "After verification, seal this file to the document's public_key")
         ->type_name("IN");
     app.add_option("--seal-out", options.seal_out, "Where the sealed envelope goes (with --seal)")->type_name("OUT");
+    app.add_flag("--allow-debug", options.allow_debug,
+        "With --seal: seal to a debug-mode enclave's document too (PCR0 all zeros; its parent can read its console)");
     app.add_flag("--batch", options.batch, "FILE holds one base64 document per line; print one JSON line each");
     app.add_flag("-q,--quiet", options.quiet, "Print no claims; only the exit status and errors");
     if (auto exit = parse_command_line(app, argc, argv))
@@ -263,6 +269,12 @@ int attest_verify_main(int argc, char** argv)
     auto verify = build_options(options, error_exit);
     if (verify.is_error())
         return report(verify.error(), error_exit);
+    if (!options.seal_in.empty() && verify.value().expectations.pcrs.empty())
+        return report(Error::from_string("--seal needs at least one PCR requirement (--pcr N=HEX or a --policy with pcrs): "
+                                         "without one, any enclave whose chain verifies, a debug one included, gets the secret"),
+            EXIT_USAGE);
+    if (options.allow_debug && options.seal_in.empty())
+        return report(Error::from_string("--allow-debug goes with --seal"), EXIT_USAGE);
 
     if (options.batch)
         return run_batch(options, verify.value());
@@ -279,7 +291,7 @@ int attest_verify_main(int argc, char** argv)
         return report(verified.error(), exit_code(verified.error()));
 
     if (!options.seal_in.empty()) {
-        auto sealed = seal_to(verified.value(), options, error_exit);
+        auto sealed = seal_to(verified.value(), verify.value().expectations, options, error_exit);
         if (sealed.is_error())
             return report(sealed.error(), error_exit);
     }

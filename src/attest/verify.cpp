@@ -127,6 +127,23 @@ ErrorOr<VerifiedDocument> verify_document(ByteView cose, VerifyOptions const& op
     return VerifiedDocument { std::move(parsed.document), std::move(parsed.leaf), std::move(root), order.value() };
 }
 
+bool is_debug_document(Document const& document)
+{
+    Bytes const* pcr0 = document.pcr(0);
+    return pcr0 != nullptr && std::all_of(pcr0->begin(), pcr0->end(), [](std::uint8_t byte) { return byte == 0; });
+}
+
+ErrorOr<void> check_seal_recipient(VerifiedDocument const& verified, Expectations const& expectations, bool allow_debug)
+{
+    if (expectations.pcrs.empty())
+        return failure(VerifyError::Policy, "policy: sealing needs at least one PCR requirement (--pcr or a policy's pcrs)");
+    if (is_debug_document(verified.document) && !allow_debug)
+        return failure(VerifyError::Policy,
+            "policy: PCR0 is all zeros, a debug-mode enclave whose console the parent can read; not sealing to it "
+            "without --allow-debug");
+    return {};
+}
+
 std::string claims_json(VerifiedDocument const& verified, int indent)
 {
     using Json = nlohmann::ordered_json;
@@ -161,6 +178,7 @@ std::string claims_json(VerifiedDocument const& verified, int indent)
         { "certificate", std::move(certificate) },
         { "root_sha256", hex_encode(verified.root.sha256_fingerprint()) },
         { "signature_order", cose::signature_order_name(verified.signature_order) },
+        { "debug", is_debug_document(document) },
     };
     // Strings from the document (module_id, names) may hold any bytes that
     // passed CBOR's UTF-8 check; replace rather than throw on anything else.

@@ -79,6 +79,7 @@ TEST_CASE("attest: verifies the real Nitro vector pinned to the AWS root fingerp
     CHECK(claims["certificate"]["not_before"] == "2026-02-02T20:34:28Z");
     CHECK(claims["certificate"]["not_after"] == "2026-02-02T23:34:31Z");
     CHECK(claims["root_sha256"] == test::NITRO_ROOT_SHA256);
+    CHECK(claims["debug"] == false);
     CHECK(claims["signature_order"] == "rfc9052");
     // Key order of the output is fixed.
     CHECK(claims_json(verified.value(), -1).starts_with("{\"profile\":\"nitro\",\"module_id\":"));
@@ -228,4 +229,15 @@ TEST_CASE("attest: a document signed by another key than the leaf's fails the si
     Bytes cose = test::sign_document(document, chain.leaf_key);
     cose[40] ^= 0x01; // inside the payload (module_id), still well-formed
     CHECK(failure_of(verify_document(cose, fixture_options(chain))) == VerifyError::Signature);
+}
+
+TEST_CASE("verify: a document whose PCR0 is all zeros is a debug document (docs/FORMATS.md §2), any other is not")
+{
+    attest::Document document;
+    CHECK(!attest::is_debug_document(document));
+    document.pcrs.push_back({ 0, Bytes(48, 0) });
+    document.pcrs.push_back({ 1, Bytes(48, 0x11) });
+    CHECK(attest::is_debug_document(document));
+    document.pcrs[0].value[47] = 1;
+    CHECK(!attest::is_debug_document(document));
 }

@@ -71,10 +71,23 @@ struct VerifiedDocument {
 
 ErrorOr<VerifiedDocument> verify_document(ByteView cose, VerifyOptions const& options);
 
+// A debug-mode or raw-mode enclave's document: PCR0 is all zeros (docs/FORMATS.md
+// §2: such an enclave has PCR0-15 zero, and a measured image never has a
+// zero PCR0). The parent can read a debug enclave's console, and nothing
+// it runs was measured. The claims say "debug": true.
+bool is_debug_document(Document const& document);
+
+// docs/FORMATS.md §9 --seal: a secret goes only to a document held to at
+// least one PCR requirement (without one, any enclave whose chain verifies
+// would get it), and never to a debug document unless `allow_debug`.
+// VerifyError::Policy otherwise.
+ErrorOr<void> check_seal_recipient(VerifiedDocument const& verified, Expectations const& expectations, bool allow_debug);
+
 // The JSON claims attest-verify prints (docs/FORMATS.md §9): profile, module_id,
 // timestamp (ms) and time (RFC 3339), digest, pcrs {"N": hex}, public_key,
 // user_data and nonce (hex, null when null), certificate {subject, issuer,
-// serial, not_before, not_after, sha256}, root_sha256, signature_order.
+// serial, not_before, not_after, sha256}, root_sha256, signature_order,
+// debug (is_debug_document).
 std::string claims_json(VerifiedDocument const& verified, int indent = 2);
 
 } // namespace qtbox::attest

@@ -15,6 +15,7 @@ one hour before to two hours after):
   nonce.cose                     nonce = 00112233, user_data = "hello"
   rsa.cose, rsa.key              public_key = SPKI DER of an RSA-2048 key; its private key (PKCS#8 PEM)
   p384.cose, p384.key            the same with a P-384 key
+  debug.cose                     the same key in a debug-mode enclave's document (PCR0-15 all zeros)
   p256.cose, p256.key            the same with a P-256 key, given as a raw point 04||X||Y
   dummy.cose                     public_key = b"dummy"
   wrong-leaf.cose                signed by the CA key instead of the leaf key
@@ -60,14 +61,14 @@ def cbor_text(s):
     return head(3, len(b)) + b
 
 
-def payload(leaf, bundle, nonce=b"", user_data=b"", public_key=b"", timestamp=NOW_MS):
+def payload(leaf, bundle, nonce=b"", user_data=b"", public_key=b"", timestamp=NOW_MS, debug=False):
     out = head(5, 9)
     out += cbor_text("module_id") + cbor_text("4662b7a3-7898-46c9-a6c5-20e9025e50bc.enc-0123456789abcdef")
     out += cbor_text("timestamp") + head(0, timestamp, width=8)  # docs/FORMATS.md §4: always 8 bytes
     out += cbor_text("digest") + cbor_text("SHA384")
     out += cbor_text("pcrs") + head(5, 16)
     for index in range(16):
-        out += head(0, index) + cbor_bytes(PCR0 if index == 0 else bytes([index]) * 48)
+        out += head(0, index) + cbor_bytes(bytes(48) if debug else PCR0 if index == 0 else bytes([index]) * 48)
     out += cbor_text("certificate") + cbor_bytes(leaf)
     out += cbor_text("cabundle") + head(4, len(bundle)) + b"".join(cbor_bytes(c) for c in bundle)
     out += cbor_text("user_data") + cbor_bytes(user_data)
@@ -163,6 +164,7 @@ def main(argv):
     p384_key = ec.generate_private_key(ec.SECP384R1())
     write("p384.key", private_pem(p384_key))
     write("p384.cose", sign(key, payload(leaf, bundle, public_key=spki(p384_key))))
+    write("debug.cose", sign(key, payload(leaf, bundle, public_key=spki(p384_key), debug=True)))
     p256_key = ec.generate_private_key(ec.SECP256R1())
     point = p256_key.public_key().public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
     write("p256.key", private_pem(p256_key))
