@@ -68,6 +68,7 @@ struct Options {
     bool batch { false };
     bool quiet { false };
     bool allow_debug { false };
+    std::string signature_order;
 };
 
 // Turns the command line into VerifyOptions. Errors are usage errors (2),
@@ -118,6 +119,12 @@ ErrorOr<attest::VerifyOptions> build_options(Options const& options, int& error_
             return Error::from_string(fmt::format("--nonce {}: not hex", options.nonce));
         verify.expectations.nonces.push_back(nonce.release_value());
     }
+    if (options.signature_order == "rfc9052")
+        verify.signature_order = cose::SignatureOrder::Rfc9052;
+    else if (options.signature_order == "qingtian")
+        verify.signature_order = cose::SignatureOrder::QingTian;
+    else if (!options.signature_order.empty())
+        return Error::from_string(fmt::format("--signature-order {}: not rfc9052 or qingtian", options.signature_order));
     for (auto const& pcr : options.pcrs)
         verify.expectations.pcrs.push_back(TRY(attest::parse_pcr_argument(pcr)));
     if (!options.policy.empty()) {
@@ -255,6 +262,9 @@ int attest_verify_main(int argc, char** argv)
     app.add_option("--seal-out", options.seal_out, "Where the sealed envelope goes (with --seal)")->type_name("OUT");
     app.add_flag("--allow-debug", options.allow_debug,
         "With --seal: seal to a debug-mode enclave's document too (PCR0 all zeros; its parent can read its console)");
+    app.add_option("--signature-order", options.signature_order,
+           "Accept the COSE signature in this byte order only (default: either; the claims say which verified)")
+        ->type_name("rfc9052|qingtian");
     app.add_flag("--batch", options.batch, "FILE holds one base64 document per line; print one JSON line each");
     app.add_flag("-q,--quiet", options.quiet, "Print no claims; only the exit status and errors");
     if (auto exit = parse_command_line(app, argc, argv))

@@ -115,7 +115,9 @@ ErrorOr<VerifiedDocument> verify_document(ByteView cose, VerifyOptions const& op
     TRY(check_chain(parsed, root, options.at, options.link_cache));
 
     // 3. COSE signature with the leaf's key, either byte order.
-    auto order = cose::verify_sign1(parsed.envelope, parsed.leaf.public_key());
+    auto order = options.signature_order
+        ? cose::verify_sign1_in_order(parsed.envelope, parsed.leaf.public_key(), *options.signature_order)
+        : cose::verify_sign1(parsed.envelope, parsed.leaf.public_key());
     if (order.is_error())
         return failure(VerifyError::Signature, "signature: " + order.error().message());
 

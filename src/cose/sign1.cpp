@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <optional>
 
 namespace qtbox::cose {
 
@@ -168,7 +169,11 @@ Bytes reverse_signature_halves(ByteView signature)
     return result;
 }
 
-ErrorOr<SignatureOrder> verify_sign1(Sign1 const& message, crypto::PublicKey const& key, ByteView external_aad)
+namespace {
+
+// Both orders, or `only` one of them, against one digest of Sig_structure.
+ErrorOr<SignatureOrder> verify_orders(Sign1 const& message, crypto::PublicKey const& key, ByteView external_aad,
+    std::optional<SignatureOrder> only)
 {
     Algorithm algorithm = TRY(sign1_algorithm(message));
     if (key.type() != key_type_of(algorithm))
@@ -179,7 +184,7 @@ ErrorOr<SignatureOrder> verify_sign1(Sign1 const& message, crypto::PublicKey con
         return malformed(fmt::format("{} signature of {} bytes, expected {}", algorithm_name(algorithm),
             message.signature.size(), signature_size_of(algorithm)));
 
-    // Hash once, try both orders against the same digest.
+    // Hash once, try the orders against the same digest.
     Bytes to_be_signed = sig_structure(message.protected_header, message.payload, external_aad);
     Bytes digest;
     if (algorithm == Algorithm::ES384) {
@@ -189,20 +194,37 @@ ErrorOr<SignatureOrder> verify_sign1(Sign1 const& message, crypto::PublicKey con
         auto hash = crypto::sha256(to_be_signed);
         digest.assign(hash.begin(), hash.end());
     }
-    auto attempt = key.verify_digest(digest, message.signature);
-    if (!attempt.is_error())
-        return SignatureOrder::Rfc9052;
-    if (!attempt.error().is(crypto::CryptoError::BadSignature) && !attempt.error().is(crypto::CryptoError::Malformed))
-        return attempt.release_error();
-    // Malformed here means r or s out of range in this reading, which the
-    // other order may still satisfy.
-    auto reversed = key.verify_digest(digest, reverse_signature_halves(message.signature));
-    if (!reversed.is_error())
-        return SignatureOrder::QingTian;
-    if (!reversed.error().is(crypto::CryptoError::BadSignature) && !reversed.error().is(crypto::CryptoError::Malformed))
-        return reversed.release_error();
+    for (SignatureOrder order : { SignatureOrder::Rfc9052, SignatureOrder::QingTian }) {
+        if (only && *only != order)
+            continue;
+        auto attempt = order == SignatureOrder::Rfc9052 ? key.verify_digest(digest, message.signature)
+                                                        : key.verify_digest(digest, reverse_signature_halves(message.signature));
+        if (!attempt.is_error())
+            return order;
+        // Malformed here means r or s out of range in this reading, which the
+        // other order may still satisfy.
+        if (!attempt.error().is(crypto::CryptoError::BadSignature) && !attempt.error().is(crypto::CryptoError::Malformed))
+            return attempt.release_error();
+    }
+    if (only)
+        return Error::from_code(CoseError::BadSignature,
+            fmt::format("COSE_Sign1: {} signature does not verify in the {} byte order (the only one accepted)",
+                algorithm_name(algorithm), signature_order_name(*only)));
     return Error::from_code(CoseError::BadSignature,
         fmt::format("COSE_Sign1: {} signature does not verify in either byte order", algorithm_name(algorithm)));
+}
+
+} // namespace
+
+ErrorOr<SignatureOrder> verify_sign1(Sign1 const& message, crypto::PublicKey const& key, ByteView external_aad)
+{
+    return verify_orders(message, key, external_aad, std::nullopt);
+}
+
+ErrorOr<SignatureOrder> verify_sign1_in_order(Sign1 const& message, crypto::PublicKey const& key, SignatureOrder only,
+    ByteView external_aad)
+{
+    return verify_orders(message, key, external_aad, only);
 }
 
 Bytes algorithm_header(Algorithm algorithm, cbor::Width width)

@@ -427,6 +427,17 @@ ErrorOr<Bytes> PrivateKey::sign_digest(ByteView digest) const
         hash_of(type()), random_callback, nullptr);
     if (result != 0)
         return mbedtls_error(CryptoError::Internal, "ECDSA sign", result);
+    // Low-S: (r, s) and (r, n - s) both verify; the signature always
+    // carries the smaller s, so each message and key give one encoding
+    // (keys.hpp).
+    Mpi half_order;
+    if (mbedtls_mpi_copy(&half_order.value, &keypair->grp.N) != 0 || mbedtls_mpi_shift_r(&half_order.value, 1) != 0)
+        return failure_error(CryptoError::Internal, "ECDSA sign: the curve order");
+    if (mbedtls_mpi_cmp_mpi(&s.value, &half_order.value) > 0) {
+        Mpi low;
+        if (mbedtls_mpi_sub_mpi(&low.value, &keypair->grp.N, &s.value) != 0 || mbedtls_mpi_copy(&s.value, &low.value) != 0)
+            return failure_error(CryptoError::Internal, "ECDSA sign: low-S");
+    }
     if (mbedtls_mpi_write_binary(&r.value, signature.data(), half) != 0
         || mbedtls_mpi_write_binary(&s.value, signature.data() + half, half) != 0)
         return failure_error(CryptoError::Internal, "ECDSA sign: r or s longer than the curve order");

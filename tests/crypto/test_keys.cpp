@@ -6,6 +6,10 @@
 
 #include "support.hpp"
 
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <string>
 #include <vector>
 
 using namespace qtbox;
@@ -273,4 +277,26 @@ TEST_CASE("secret: SecretBytes copies, truncates and compares")
     CHECK(secret.empty());
     CHECK(crypto::key_type_name(KeyType::EcP384) == "P-384");
     CHECK(crypto::failure_name(CryptoError::BadSignature) == "bad signature");
+}
+
+TEST_CASE("keys: ECDSA signatures carry the low s (s <= n/2), and verify")
+{
+    // n/2 of each curve, big-endian (SEC 2 §2.4.2 and §2.5.1 give n).
+    auto const p256_half = unhex("7fffffff800000007fffffffffffffffde737d56d38bcf4279dce5617e3192a8");
+    auto const p384_half = unhex("7fffffffffffffffffffffffffffffffffffffffffffffffe3b1a6c0fa1b96efac0d06d9245853bd76760cb5666294b9");
+    for (auto type : { KeyType::EcP256, KeyType::EcP384 }) {
+        auto key = must(PrivateKey::generate(type));
+        auto const& half = type == KeyType::EcP256 ? p256_half : p384_half;
+        // RFC 6979 makes k a function of key and message: 64 messages give
+        // 64 independent s, about half of them above n/2 before normalising.
+        for (int i = 0; i < 64; ++i) {
+            std::string text = fmt::format("message {}", i);
+            auto message = as_bytes(text);
+            auto signature = must(key.sign(message));
+            ByteView s(signature.data() + half.size(), half.size());
+            CAPTURE(i);
+            CHECK(std::lexicographical_compare(half.begin(), half.end(), s.begin(), s.end()) == false);
+            must(key.public_key().verify(message, signature));
+        }
+    }
 }

@@ -60,6 +60,9 @@ struct VerifyOptions {
     // certificate's validity at `at` and the CA constraints are still
     // checked for every document.
     crypto::LinkCache* link_cache { nullptr };
+    // Accept the COSE signature in this byte order only (a relying party
+    // that knows its fleet's signer); either order when unset.
+    std::optional<cose::SignatureOrder> signature_order;
 };
 
 struct VerifiedDocument {

@@ -97,6 +97,10 @@ Bytes reverse_signature_halves(ByteView signature);
 // of the wrong size, CoseError::BadSignature when neither order verifies.
 ErrorOr<SignatureOrder> verify_sign1(Sign1 const& message, crypto::PublicKey const& key,
     ByteView external_aad = {});
+// The same, accepting the signature in `only` this byte order (one
+// verification): BadSignature when it verifies only in the other.
+ErrorOr<SignatureOrder> verify_sign1_in_order(Sign1 const& message, crypto::PublicKey const& key, SignatureOrder only,
+    ByteView external_aad = {});
 
 // The protected header {1: alg}, preferred serialisation (a1 01 38 22 for
 // ES384), or with both integers forced to `width` (QingTian writes Byte4).

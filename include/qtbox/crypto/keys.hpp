@@ -138,6 +138,9 @@ public:
 
     // ECDSA, raw r‖s (see above). sign_digest takes a digest of exactly the
     // curve's hash length (32 for P-256, 48 for P-384), else CryptoError::Malformed.
+    // s is always the low one (s <= n/2): (r, n - s) would verify too, and
+    // qtbox's signatures (attestation documents, EIF signatures) have one
+    // encoding each. Verification accepts either s, as real signers vary.
     ErrorOr<Bytes> sign(ByteView message) const;
     ErrorOr<Bytes> sign_digest(ByteView digest) const;
 
