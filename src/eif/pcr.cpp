@@ -27,9 +27,12 @@ Pcr measure(ByteView data)
 // RING_SIZE slots that both helpers read; a slot is reused once both are
 // past it. So the threads wait for each other only when the ring is full (a
 // handshake per chunk would cost a scheduling delay per chunk on a busy
-// machine) and at section boundaries. Memory: at most RING_SIZE chunks.
+// machine) and at section boundaries. Three threads stall whenever any
+// one of them is descheduled and the ring is full, so the ring holds a few
+// scheduler time slices of hashing on a busy machine. Memory: at most
+// RING_SIZE chunks (the cpio writer's 1 MiB buffers), whatever the image.
 struct SectionHasher::Workers {
-    static constexpr std::size_t RING_SIZE = 4;
+    static constexpr std::size_t RING_SIZE = 8;
 
     struct Slot {
         Bytes bytes;
