@@ -19,6 +19,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <filesystem>
 #include <map>
 #include <optional>
 #include <random>
@@ -1063,4 +1064,72 @@ TEST_CASE("vsock device: the used-buffer interrupt is raised")
     CHECK(::read(harness.irq.get(), &count, sizeof(count)) == sizeof(count));
     CHECK(count >= 1);
     CHECK((harness.mmio->interrupt_status() & 1) == 1);
+}
+
+TEST_CASE("vsock device: a guest opening 10,000 connections gets max_connections, the rest reset, and the device keeps answering")
+{
+    // Load test (issue 15). Bounds asserted: never more than max_connections
+    // open (host sockets included), every request beyond it reset at once,
+    // a bounded number of notices, and afterwards the heartbeat and a new
+    // data connection work.
+    constexpr std::size_t LIMIT = 256;
+    constexpr std::uint32_t REQUESTS = 10'000;
+    Options options;
+    options.max_connections = LIMIT;
+    Harness harness(options);
+    auto listener = must(sys::unix_listen(harness.listener_dir() + "/3_5000", 0660, 4096));
+    auto descriptors = [] {
+        std::size_t count = 0;
+        for ([[maybe_unused]] auto const& entry : std::filesystem::directory_iterator("/proc/self/fd"))
+            ++count;
+        return count;
+    };
+    std::size_t descriptors_before = descriptors();
+
+    std::vector<UniqueFd> accepted;
+    std::size_t responses = 0, resets = 0;
+    for (std::uint32_t i = 0; i < REQUESTS; ++i) {
+        std::uint32_t guest_port = 10'000 + i;
+        harness.send(Op::Request, guest_port, 5000);
+        auto reply = harness.expect_one();
+        REQUIRE(reply.header.dst_port == guest_port);
+        if (reply.op() == Op::Response) {
+            ++responses;
+            UniqueFd host(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
+            REQUIRE(host);
+            accepted.push_back(std::move(host));
+        } else {
+            REQUIRE(reply.op() == Op::Rst);
+            ++resets;
+        }
+        REQUIRE(harness.device->connection_count() <= LIMIT);
+    }
+    CHECK(responses == LIMIT);
+    CHECK(resets == REQUESTS - LIMIT);
+    // The device holds one host socket per connection, the test the other end.
+    CHECK(descriptors() <= descriptors_before + 2 * LIMIT + 8);
+    CHECK(has_notice(harness, "connections are open"));
+    CHECK(harness.notices.size() < 64);
+
+    // The guest lets go of them: every host side sees its end, and there
+    // is room again for the heartbeat and a new data connection.
+    for (std::uint32_t i = 0; i < REQUESTS; ++i) {
+        if (harness.device->connection_count() == 0)
+            break;
+        harness.send(Op::Rst, 10'000 + i, 5000);
+    }
+    harness.pump();
+    CHECK(harness.device->connection_count() == 0);
+    for (auto& host : accepted) {
+        bool eof = false;
+        harness.drain(host.get(), &eof);
+        CHECK(eof);
+    }
+    harness.send(Op::Request, 40'000, address::HEARTBEAT_PORT);
+    CHECK(harness.expect_one().op() == Op::Response);
+    auto fresh = harness.connect_guest(40'001, 5000, listener.get());
+    std::string hello = "still answering";
+    harness.send_data(40'001, 5000, as_bytes(hello));
+    harness.pump();
+    CHECK(harness.drain(fresh.get()) == hello);
 }
