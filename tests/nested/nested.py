@@ -67,7 +67,8 @@ PARENT_MODULES = [
     "kernel/arch/x86/kvm/kvm.ko",
     "kernel/arch/x86/kvm/kvm-amd.ko",
 ]
-BUSYBOX_APPLETS = ["sh", "cat", "echo", "nproc", "grep", "sleep", "ls", "head", "uname", "wget", "sha256sum", "date"]
+BUSYBOX_APPLETS = ["sh", "cat", "echo", "nproc", "grep", "sleep", "ls", "head", "uname", "wget", "sha256sum", "date", "id",
+                   "touch"]
 # parent-init.sh prints "parent: alive" every 20 s whatever its scenario
 # does. A parent log that does not grow for this long means the simulated
 # parent itself stopped (seen: the whole parent freezing while it starts a
@@ -310,6 +311,8 @@ class Harness:
             self.cc = shutil.which("gcc")
             if not self.cc:
                 raise Skip("gcc is missing (the vsock scenarios build their static test peer)")
+        if "app-user" in self.args.scenarios and not shutil.which("umoci"):
+            raise Skip("umoci is missing (Debian package umoci; the app-user scenario builds an OCI image with it)")
         if "confidential-data" in self.args.scenarios and not self.args.prepared:
             for tool, package in (("gcc", "gcc"), ("umoci", "umoci"), ("openssl", "openssl")):
                 if not shutil.which(tool):
@@ -538,11 +541,43 @@ class Harness:
             self.build_eif("brief.eif", 'echo "app: brief"; exit 3', self.default_cmdline(), make_img=True)
         if self.eif_build and "confidential-data" in scenarios:
             self.confidential_data()
+        if self.eif_build and "app-user" in scenarios:
+            self.user_image()
         write(os.path.join(self.data, "have-eif"), b"yes\n" if self.eif_build else b"no\n")
         if self.args.eif:
             shutil.copy(self.args.eif, os.path.join(self.data, "user.eif"))
         if self.args.nonce:
             write(os.path.join(self.data, "user.nonce"), self.args.nonce.encode() + b"\n")
+
+    def user_image(self):
+        """data/user-app.eif: an OCI image (umoci) whose config says User
+        1000:1000, through `qt enclave make-img`; its app prints its ids,
+        asks the QTSM for random bytes and tries to write to /."""
+        qtbox = (read(self.qtbox), 0o755)
+        root = self.rootfs_dir("user-app.root", {"bin/qtbox": qtbox})
+        os.symlink("qtbox", os.path.join(root, "bin", "qtsm"))
+        layout = os.path.join(self.work, "user-oci")
+        bundle = os.path.join(self.work, "user-bundle")
+        script = ('echo "app-ids: $(id -u):$(id -g)"; '
+                  'if qtsm random 8 >/dev/null; then echo "app-qtsm: ok"; else echo "app-qtsm: refused"; fi; '
+                  'if touch /written-by-app 2>/dev/null; then echo "app-root-write: yes"; else echo "app-root-write: no"; fi')
+        for command in (["umoci", "init", "--layout", layout],
+                        ["umoci", "new", "--image", layout + ":user"],
+                        ["umoci", "unpack", "--rootless", "--image", layout + ":user", bundle]):
+            subprocess.run(command, check=True, capture_output=True)
+        subprocess.run(["cp", "-a", root + "/.", os.path.join(bundle, "rootfs")], check=True)
+        for command in (["umoci", "repack", "--image", layout + ":user", bundle],
+                        ["umoci", "config", "--image", layout + ":user", "--config.user", "1000:1000",
+                         "--config.env", "PATH=/bin", "--config.cmd", "/bin/sh", "--config.cmd", "-c",
+                         "--config.cmd", script]):
+            subprocess.run(command, check=True, capture_output=True)
+        output = os.path.join(self.data, "user-app.eif")
+        result = subprocess.run([self.qtbox, "qt", "enclave", "make-img", "--oci", layout + ":user", "--eif", output,
+                                 "--kernel", os.path.join(self.blobs, "bzImage"), "--modules", self.modules,
+                                 "--cmdline", read(os.path.join(self.data, "cmdline-verbose")).decode().strip()],
+                                capture_output=True, text=True, env=dict(os.environ, SOURCE_DATE_EPOCH="0"))
+        if result.returncode != 0:
+            raise RuntimeError(f"make-img of the User 1000:1000 image failed: {result.stderr.strip()}")
 
     def confidential_data(self):
         """data/confidential-data: example/ (the example's scripts) and
