@@ -19,7 +19,7 @@ Usage: nested.py [--direct] [--work DIR] [--keep] [--timeout S] [--show]
 The boot-eif scenario boots the image given with --eif in debug mode, and
 attest-eif boots it as a production enclave and checks the attestation
 document its app sends to vsock port 7000 against --nonce and the image's
-PCR0 and PCR8 (scripts/demo uses both); --show prints the whole log (the
+PCR0 and PCR8 (for your own images); --show prints the whole log (the
 enclave's console) even on success. The confidential-data scenario runs
 examples/confidential-data (the main job) on what its prepare.sh made:
 in --prepared DIR (scripts/demo's), or here when that is not given.
