@@ -140,6 +140,18 @@ ExitRecord exit_for(std::string const& run, EnclaveRecord const& record, int sta
     return ended;
 }
 
+// The sockets vmm serves. A vmm that switched to its service user cannot
+// remove them from this root-owned directory, and one that was killed
+// never does: whoever records its end removes them.
+constexpr char const* VMM_SOCKETS[] = { "vsock.sock", "console.sock" };
+
+void remove_sockets(std::string const& run, std::uint64_t id)
+{
+    auto directory = enclave_dir(run, id);
+    for (char const* name : VMM_SOCKETS)
+        ::unlink((directory + "/" + name).c_str());
+}
+
 // Under the lock: records whose monitor is gone (killed with its qt
 // mid-start, or killed itself) are forgotten, with an exit record that
 // says so; a vmm such a monitor left would have died with it.
@@ -155,6 +167,7 @@ std::vector<ExitRecord> forget_orphans(std::string const& run, std::vector<Encla
             record.status == EnclaveStatus::Starting ? "vanished while starting (the qt that started it was killed)"
                                                      : "vanished (its monitor was killed)");
         ended.reported = true;
+        remove_sockets(run, record.id);
         (void)write_exit(run, ended);
         (void)remove_record(run, record.id);
         forgotten.push_back(std::move(ended));
@@ -167,8 +180,9 @@ std::vector<ExitRecord> forget_orphans(std::string const& run, std::vector<Encla
 void clear_directory(std::string const& run, std::uint64_t id)
 {
     auto directory = enclave_dir(run, id);
-    for (char const* name : { "exit.json", VMM_LOG, "vsock.sock", "console.sock", "state.json" })
+    for (char const* name : { "exit.json", VMM_LOG, "state.json" })
         ::unlink((directory + "/" + name).c_str());
+    remove_sockets(run, id);
 }
 
 std::string join_cpus(std::vector<unsigned> const& cpus)
@@ -294,6 +308,7 @@ int move_high(int fd, bool inherit)
     if (!current.is_error() && current.value() && current.value()->vmm.pid == vmm) {
         auto ended = exit_for(options.run, *current.value(), status_of(wait_status),
             fmt::format("vmm {}", describe_exit(wait_status)));
+        remove_sockets(options.run, record.id);
         (void)write_exit(options.run, ended);
         (void)remove_record(options.run, record.id);
     }
@@ -401,6 +416,7 @@ Error abandon(StartOptions const& options, EnclaveRecord const& record, MonitorP
     if (auto lock = StateLock::acquire(options.run); !lock.is_error()) {
         auto ended = exit_for(options.run, record, known ? status_of(wait_status) : 255, reason);
         ended.reported = true;
+        remove_sockets(options.run, record.id);
         (void)write_exit(options.run, ended);
         (void)remove_record(options.run, record.id);
     }
