@@ -316,6 +316,8 @@ void vsock_seeds(std::string const& directory)
         .transmit(REQUEST, 0, HEARTBEAT)
         .notify(3);
     write(directory + "/raw", raw.bytes());
+}
+
 // One input of the virtqueue target (virtqueue_input.hpp), little-endian.
 class VirtqueueSeed {
 public:
