@@ -1,4 +1,5 @@
-// SHA-256 and SHA-384 (mbedTLS), one-shot and streaming.
+// SHA-256 (mbedTLS) and SHA-384 (mbedTLS's padding, our block compression:
+// src/crypto/sha512_blocks.hpp), one-shot and streaming.
 #pragma once
 
 #include <qtbox/base/bytes.hpp>
