@@ -14,6 +14,7 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <csignal>
@@ -244,6 +245,8 @@ TEST_CASE("console server: the marker starts a line of its own when the bytes be
     CHECK(received.substr(at - 1, 1) == "\n");
     CHECK(received.ends_with(std::string(1024, 'y')));
     CHECK(received.find("x\n[... ") != std::string::npos);
+    // Bytes were lost: fewer x's arrived than were appended.
+    CHECK(static_cast<std::size_t>(std::count(received.begin(), received.end(), 'x')) < appended);
 }
 
 TEST_CASE("console server: finish sends the rest, ends the stream and removes the socket file")
