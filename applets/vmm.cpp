@@ -180,10 +180,17 @@ int vmm_main(int argc, char** argv)
     options.listener_dir = enclave::listener_dir(run);
     if (options.vsock_socket.empty())
         options.vsock_socket = enclave::enclave_socket_path_for_cid(run, options.cid);
+    // The service account's group, when this VMM switches to it: the vsock
+    // socket and the directory this VMM makes for it belong to that group,
+    // so that qt-proxy, run as the same account, reaches the enclave
+    // (vmm(1) --user).
+    std::optional<gid_t> socket_group;
+    if (auto const& account = service_user.value().account)
+        socket_group = account->gid;
     if (auto slash = options.vsock_socket.rfind('/'); slash != std::string::npos && slash > 0) {
-        // The directory of the socket: private to the VMM's user and group
-        // (the socket itself is 0660).
-        if (auto made = sys::mkdir_p(options.vsock_socket.substr(0, slash), 0750); made.is_error()) {
+        // The directory of the socket: private to root and the service
+        // group (the socket itself is 0660); parents it makes are 0755.
+        if (auto made = sys::make_socket_directory(options.vsock_socket.substr(0, slash), 0750, socket_group); made.is_error()) {
             log::error("--vsock-socket: {}{}", made.error().message(),
                 made.error().is_errno(EACCES) ? " (hint: set QTBOX_RUN_DIR to a directory you may write, or run as root)" : "");
             return EXIT_START_FAILED;
@@ -202,7 +209,12 @@ int vmm_main(int argc, char** argv)
     Prebound vsock_listener { options.vsock_socket, nullptr };
     Prebound console_listener { options.console_socket, nullptr };
     options.before_parsing = [&]() -> ErrorOr<void> {
-        vsock_listener.listener = TRY(devices::virtio::VsockDevice::bind_host_socket(options.vsock_socket));
+        {
+            std::optional<sys::ScopedFileGroup> as_group;
+            if (socket_group)
+                as_group.emplace(TRY(sys::ScopedFileGroup::enter(*socket_group)));
+            vsock_listener.listener = TRY(devices::virtio::VsockDevice::bind_host_socket(options.vsock_socket));
+        }
         if (!options.console_socket.empty()) {
             auto bound = vmm::ConsoleServer::bind(options.console_socket);
             if (bound.is_error())

@@ -162,6 +162,42 @@ ErrorOr<void> mkdir_p(std::string const& path, mode_t mode)
     return {};
 }
 
+ErrorOr<void> make_socket_directory(std::string const& path, mode_t mode, std::optional<gid_t> group)
+{
+    std::string directory = path;
+    while (directory.size() > 1 && directory.back() == '/')
+        directory.pop_back();
+    if (directory.empty())
+        return Error::from_code(SysError::EmptyPath, "mkdir: empty path");
+    std::size_t position = 0;
+    while (position != std::string::npos) {
+        position = directory.find('/', position + 1);
+        auto partial = directory.substr(0, position);
+        if (partial.empty() || partial == "/")
+            continue;
+        mode_t wanted = position == std::string::npos ? mode : 0755;
+        if (::mkdir(partial.c_str(), wanted) < 0) {
+            if (errno != EEXIST)
+                return Error::from_errno(fmt::format("mkdir {}", partial));
+            continue;
+        }
+        // Made here: exactly `wanted`, whatever the umask took away.
+        auto made = TRY(open(partial, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+        if (::fchmod(made.get(), wanted) < 0)
+            return Error::from_errno(fmt::format("chmod {}", partial));
+    }
+    auto st = TRY(stat(directory));
+    if (!S_ISDIR(st.st_mode))
+        return Error::from_code(SysError::NotADirectory, fmt::format("mkdir {}: exists and is not a directory", directory));
+    if (!group || ::geteuid() != 0)
+        return {};
+    auto fd = TRY(open(directory, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    auto own = TRY(fstat(fd.get()));
+    if (own.st_uid == 0 && own.st_gid != *group && ::fchown(fd.get(), static_cast<uid_t>(-1), *group) < 0)
+        return Error::from_errno(fmt::format("chgrp {}", directory));
+    return {};
+}
+
 ErrorOr<void> unlink(std::string const& path)
 {
     if (::unlink(path.c_str()) < 0)

@@ -463,7 +463,7 @@ ErrorOr<EnclaveRecord> start(StartOptions const& options)
         forget_orphans(options.run, live);
         TRY(allocate(options, live, record));
         auto directory = enclave_dir(options.run, record.id);
-        if (auto made = sys::mkdir_p(directory, 0750); made.is_error())
+        if (auto made = make_state_directory(directory); made.is_error())
             return Error::from_code(QtError::FileOperation, fmt::format("{}: {}", directory, made.error().message()));
         clear_directory(options.run, record.id);
         pipes.control = TRY(make_pipe());

@@ -1,5 +1,6 @@
 #include <qtbox/enclave/state.hpp>
 
+#include <qtbox/base/account.hpp>
 #include <qtbox/base/sys.hpp>
 #include <qtbox/enclave/errors.hpp>
 
@@ -148,10 +149,15 @@ std::string enclave_dir(std::string const& run, std::uint64_t id)
     return fmt::format("{}/enclaves/{}", run, id);
 }
 
+ErrorOr<void> make_state_directory(std::string const& directory)
+{
+    return sys::make_socket_directory(directory, 0750, sys::service_group());
+}
+
 ErrorOr<StateLock> StateLock::acquire(std::string const& run, int timeout_ms)
 {
     auto directory = enclaves_dir(run);
-    if (auto made = sys::mkdir_p(directory, 0750); made.is_error())
+    if (auto made = make_state_directory(directory); made.is_error())
         return Error::from_code(QtError::LockAcquire,
             fmt::format("{}: {}{}", directory, made.error().message(),
                 made.error().is_errno(EACCES) ? " (hint: run as root, or set QTBOX_RUN_DIR to a directory you may write)" : ""));
@@ -275,7 +281,7 @@ ErrorOr<std::optional<EnclaveRecord>> read_record(std::string const& run, std::u
 ErrorOr<void> write_record(std::string const& run, EnclaveRecord const& record)
 {
     auto directory = enclave_dir(run, record.id);
-    if (auto made = sys::mkdir_p(directory, 0750); made.is_error())
+    if (auto made = make_state_directory(directory); made.is_error())
         return state_error(fmt::format("{}: {}", directory, made.error().message()));
     auto written = sys::write_file_atomic(directory + "/" + STATE_FILE, as_bytes(record_json(record)), 0640);
     if (written.is_error())
@@ -299,7 +305,7 @@ ErrorOr<std::optional<ExitRecord>> read_exit(std::string const& run, std::uint64
 ErrorOr<void> write_exit(std::string const& run, ExitRecord const& record)
 {
     auto directory = enclave_dir(run, record.id);
-    if (auto made = sys::mkdir_p(directory, 0750); made.is_error())
+    if (auto made = make_state_directory(directory); made.is_error())
         return state_error(fmt::format("{}: {}", directory, made.error().message()));
     auto written = sys::write_file_atomic(directory + "/" + EXIT_FILE, as_bytes(exit_json(record)), 0640);
     if (written.is_error())

@@ -26,7 +26,9 @@ bool stat_at(int directory, std::string const& name, struct stat& out)
 
 ErrorOr<SocketDirectory> SocketDirectory::open(std::string path, std::optional<Owner> owner)
 {
-    TRY(sys::mkdir_p(path, 0750));
+    // Parents it makes are 0755: vmm, as the service account, must pass
+    // through them to reach the sockets.
+    TRY(sys::make_socket_directory(path, 0750));
     int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0)
         return Error::from_errno(fmt::format("open {}", path));

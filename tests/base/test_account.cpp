@@ -5,7 +5,9 @@
 
 #include <doctest/doctest.h>
 
+#include <csignal>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 using namespace qtbox;
@@ -60,7 +62,74 @@ TEST_CASE("account: root switches for good, keeping the process non-dumpable")
             return 12;
         if (::setuid(0) == 0)
             return 13;
-        return ::prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) == 0 ? 0 : 14;
+        if (::prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) != 0)
+            return 14;
+        return 0;
+    });
+    CHECK_MESSAGE(outcome.exit_status == 0, outcome.stderr_text);
+}
+
+TEST_CASE("account: the parent-death signal survives the switch (a vmm still dies with qt's monitor)")
+{
+    if (::geteuid() != 0) {
+        MESSAGE("not root: switching users cannot be tested here");
+        return;
+    }
+    auto outcome = test::run_in_child([]() -> int {
+        // The kernel clears it on any change of effective id.
+        ::prctl(PR_SET_PDEATHSIG, SIGUSR2, 0, 0, 0);
+        if (sys::drop_privileges(sys::Account { "test", 65534, 65534 }).is_error())
+            return 10;
+        int death_signal = 0;
+        ::prctl(PR_GET_PDEATHSIG, &death_signal, 0, 0, 0);
+        return death_signal == SIGUSR2 ? 0 : 11;
+    });
+    CHECK_MESSAGE(outcome.exit_status == 0, outcome.stderr_text);
+}
+
+TEST_CASE("account: the service group is the qtbox account's, for root only")
+{
+    test::TempDir dir;
+    dir.write("passwd", "root:x:0:0:root:/root:/bin/sh\nqtbox:x:981:977::/nonexistent:/usr/sbin/nologin\n", 0644);
+    dir.write("empty", "root:x:0:0:root:/root:/bin/sh\n", 0644);
+    CHECK_FALSE(sys::service_group(dir / "empty").has_value());
+    if (::geteuid() == 0)
+        CHECK(sys::service_group(dir / "passwd") == std::optional<gid_t>(977));
+    else
+        CHECK_FALSE(sys::service_group(dir / "passwd").has_value());
+}
+
+TEST_CASE("account: files made inside a ScopedFileGroup are born in that group; the process flags stay")
+{
+    if (::geteuid() != 0) {
+        MESSAGE("not root: taking another group cannot be tested here");
+        return;
+    }
+    test::TempDir dir;
+    auto outcome = test::run_in_child([&dir]() -> int {
+        ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+        ::prctl(PR_SET_PDEATHSIG, SIGUSR2, 0, 0, 0);
+        {
+            auto group = sys::ScopedFileGroup::enter(4321);
+            if (group.is_error())
+                return 10;
+            if (::mkdir((dir / "inside").c_str(), 0750) < 0)
+                return 11;
+        }
+        if (::mkdir((dir / "after").c_str(), 0750) < 0)
+            return 12;
+        struct stat inside { }, after { };
+        if (::stat((dir / "inside").c_str(), &inside) < 0 || ::stat((dir / "after").c_str(), &after) < 0)
+            return 13;
+        if (inside.st_gid != 4321 || inside.st_uid != 0)
+            return 14;
+        if (after.st_gid != ::getegid())
+            return 15;
+        int death_signal = 0;
+        ::prctl(PR_GET_PDEATHSIG, &death_signal, 0, 0, 0);
+        if (death_signal != SIGUSR2)
+            return 16;
+        return ::prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) == 0 ? 0 : 17;
     });
     CHECK_MESSAGE(outcome.exit_status == 0, outcome.stderr_text);
 }

@@ -148,6 +148,51 @@ TEST_CASE("sys: unix_listen refuses a socket directory others may write to or an
     CHECK(not_directory.error().is(sys::SysError::NotADirectory));
 }
 
+TEST_CASE("sys: a socket directory's new parents are 0755 whatever the umask, and root gives it the service group")
+{
+    TempDir dir;
+    std::string top = dir.path() + "/run";
+    std::string leaf = top + "/a/vsock";
+    mode_t old_umask = ::umask(0077);
+    auto made = sys::make_socket_directory(leaf + "/", 0750);
+    ::umask(old_umask);
+    REQUIRE_MESSAGE(!made.is_error(), made.error().message());
+    // The service account must pass through the parents: not 0700 (the
+    // umask) nor 0750 (the last directory's mode, which mkdir_p gives them).
+    CHECK((sys::stat(top).value().st_mode & 07777) == 0755);
+    CHECK((sys::stat(top + "/a").value().st_mode & 07777) == 0755);
+    CHECK((sys::stat(leaf).value().st_mode & 07777) == 0750);
+    // Existing directories are left as they are.
+    REQUIRE(::chmod(top.c_str(), 0700) == 0);
+    CHECK_FALSE(sys::make_socket_directory(leaf, 0750).is_error());
+    CHECK((sys::stat(top).value().st_mode & 07777) == 0700);
+    REQUIRE(::chmod(top.c_str(), 0755) == 0);
+
+    auto file = dir.write("run/a/file", "x");
+    auto not_directory = sys::make_socket_directory(file, 0750);
+    REQUIRE(not_directory.is_error());
+    CHECK(not_directory.error().is(sys::SysError::NotADirectory));
+    CHECK(sys::make_socket_directory("", 0750).error().is(sys::SysError::EmptyPath));
+
+    if (::geteuid() != 0) {
+        MESSAGE("not root: giving a directory a group cannot be tested here");
+        return;
+    }
+    CHECK_FALSE(sys::make_socket_directory(leaf, 0750, 4321).is_error());
+    CHECK(sys::stat(leaf).value().st_gid == 4321);
+    CHECK(sys::stat(top + "/a").value().st_gid == 0);
+    // Another owner's directory keeps its group.
+    std::string foreign = top + "/foreign";
+    REQUIRE(::mkdir(foreign.c_str(), 0750) == 0);
+    REQUIRE(::chown(foreign.c_str(), 4322, 4322) == 0);
+    CHECK_FALSE(sys::make_socket_directory(foreign, 0750, 4321).is_error());
+    CHECK(sys::stat(foreign).value().st_gid == 4322);
+    // A symbolic link in the last place is not followed to be given away.
+    std::string link = top + "/link";
+    REQUIRE(::symlink(foreign.c_str(), link.c_str()) == 0);
+    CHECK(sys::make_socket_directory(link, 0750, 4321).is_error());
+}
+
 TEST_CASE("sys: mkdir_p creates nested directories and accepts existing ones")
 {
     TempDir dir;

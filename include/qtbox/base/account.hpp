@@ -7,13 +7,16 @@
 //
 // drop_privileges() ends every supplementary group, sets the real,
 // effective and saved group and user ids, and then checks that the process
-// cannot become root again. A change of effective id resets the kernel's
-// "dumpable" flag (prctl(2) PR_SET_DUMPABLE); the value the caller had set
-// is restored, so that a VMM that made itself non-dumpable stays so.
+// cannot become root again. A change of effective (or filesystem) id
+// resets the kernel's "dumpable" flag and clears the parent-death signal
+// (prctl(2) PR_SET_DUMPABLE, PR_SET_PDEATHSIG); both are restored (here and
+// by ScopedFileGroup), so that a VMM that made itself non-dumpable stays so,
+// and one that `qt enclave start` runs still dies with its monitor.
 #pragma once
 
 #include <qtbox/base/error.hpp>
 
+#include <optional>
 #include <string>
 #include <string_view>
 #include <sys/types.h>
@@ -39,5 +42,30 @@ struct Account {
 ErrorOr<Account> find_account(std::string_view name, std::string const& passwd_path = PASSWD_PATH);
 
 ErrorOr<void> drop_privileges(Account const& account);
+
+// The group of the service account (SERVICE_USER), when this process is
+// root and the passwd file has it: the directories `qt` makes on the way to
+// an enclave's vsock socket belong to it (vmm(1) --user), so that
+// qt-proxy running as that account reaches the socket.
+std::optional<gid_t> service_group(std::string const& passwd_path = PASSWD_PATH);
+
+// While it lives, the files and sockets the calling thread creates belong
+// to `group` (setfsgid(2): a thread's own setting, which only root may point
+// at any group). A socket the service account must reach is so born in its
+// group, mode 0660, and never chown'ed by name. enter() fails when the
+// group could not be taken.
+class ScopedFileGroup {
+public:
+    static ErrorOr<ScopedFileGroup> enter(gid_t group);
+    ~ScopedFileGroup();
+    ScopedFileGroup(ScopedFileGroup&& other) noexcept : m_previous(other.m_previous), m_active(other.m_active) { other.m_active = false; }
+    ScopedFileGroup& operator=(ScopedFileGroup&&) = delete;
+    ScopedFileGroup(ScopedFileGroup const&) = delete;
+
+private:
+    explicit ScopedFileGroup(gid_t previous) : m_previous(previous) { }
+    gid_t m_previous;
+    bool m_active { true };
+};
 
 } // namespace qtbox::sys

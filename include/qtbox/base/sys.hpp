@@ -9,6 +9,7 @@
 
 #include <csignal>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <sys/stat.h>
@@ -46,6 +47,13 @@ ErrorOr<Bytes> read_file(std::string const& path, std::size_t max_size);
 ErrorOr<Bytes> read_fd(int fd, std::size_t max_size);
 
 ErrorOr<void> mkdir_p(std::string const& path, mode_t mode);
+// The directory of sockets that a service account must reach (vmm(1),
+// qt-proxy(1) --user; docs/FORMATS.md §1): mkdir_p, except that the parents
+// it creates are 0755, so that only the last directory is private (`mode`),
+// whatever the umask. With `group`, when this process is root, that last
+// directory gets the group if root owns it (fchown through a directory fd
+// opened with O_NOFOLLOW, never by name).
+ErrorOr<void> make_socket_directory(std::string const& path, mode_t mode, std::optional<gid_t> group = {});
 ErrorOr<void> unlink(std::string const& path);
 ErrorOr<void> rename(std::string const& from, std::string const& to);
 ErrorOr<void> fsync(int fd);

@@ -78,6 +78,11 @@ struct ExitRecord {
 
 std::string enclaves_dir(std::string const& run);
 std::string enclave_dir(std::string const& run, std::uint64_t id);
+// Makes <run>/enclaves or an enclave's directory: 0750, and, when root makes
+// it and the service account exists (sys::service_group), in that
+// account's group, so that qt-proxy run as it reaches the enclave's
+// vsock.sock (docs/FORMATS.md §1); parents it makes are 0755.
+ErrorOr<void> make_state_directory(std::string const& directory);
 
 // The lock of <run>/enclaves/, held while the object lives.
 class StateLock {

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """qt-proxy --user (qt-proxy(1) --user, SECURITY): started as root, it runs as
-the named account once its listeners are bound; the socket directory and its
+the system account qtbox when passwd has it (else it stays root and says
+why), or as the account --user names, once its listeners are bound; the socket directory and its
 sockets belong to that account (0660), a SIGHUP reload still makes and
 removes sockets there (through the directory fd, under seccomp and, where
 the kernel has it, Landlock), and the ready line says whether Landlock is on.
@@ -13,7 +14,7 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from proxylib import Work, check, roundtrip, skip, unix_client, wait_path  # noqa: E402
+from proxylib import Work, check, roundtrip, service_account, skip, unix_client, wait_path  # noqa: E402
 
 
 def rule(vsock_port, port):
@@ -40,6 +41,30 @@ def main():
         check(refused.returncode == 1, f"an unknown --user exited {refused.returncode}: {refused.stderr}")
         check(refused.stderr == "qt-proxy: --user: user no-such-account-qtbox: not in /etc/passwd\n", f"unexpected: {refused.stderr!r}")
         check(not os.path.exists(os.path.join(vsock, "3_8000")), "a refused start bound a socket")
+
+        # Without --user: the account qtbox when /etc/passwd has it
+        # (scripts/setup creates it), else root stays root and says why.
+        account = service_account()
+        default = work.start_proxy(["--config", config, "--af-vsock", "off"], name="default")
+        if account:
+            uid, gid = account
+            check(len(default.lines(f"running as user qtbox (uid {uid}, gid {gid})")) == 1,
+                  f"no switch to qtbox logged:\n{default.text()}")
+            check(default.status("Uid").split() == [str(uid)] * 4, f"not qtbox's uids by default: {default.status('Uid')}")
+            check(default.status("Gid").split() == [str(gid)] * 4, f"not qtbox's gids by default: {default.status('Gid')}")
+            socket_file = os.lstat(os.path.join(vsock, "3_8000"))
+            check((socket_file.st_uid, socket_file.st_gid, stat.S_IMODE(socket_file.st_mode)) == (uid, gid, 0o660),
+                  f"3_8000: {socket_file.st_uid}:{socket_file.st_gid} {oct(socket_file.st_mode)}")
+        else:
+            check(len(default.lines("running as root: user qtbox: not in /etc/passwd "
+                                    "(create the 'qtbox' system user, or pass --user)")) == 1,
+                  f"root staying root is not explained:\n{default.text()}")
+            check(default.status("Uid").split() == ["0"] * 4, f"uids without a qtbox account: {default.status('Uid')}")
+        check(default.status("Seccomp") == "2", "not under seccomp by default")
+        with unix_client(os.path.join(vsock, "3_8000")) as s:
+            check(roundtrip(s, b"default") == b"default", "forwarding does not work with the default account")
+        check(default.stop() == 0, f"qt-proxy (default account) did not exit 0:\n{default.text()}")
+        wait_path(os.path.join(vsock, "3_8000"), present=False)
 
         proxy = work.start_proxy(["--user", "nobody", "--config", config, "--af-vsock", "off"])
         ready = proxy.lines("ready: ")[0]

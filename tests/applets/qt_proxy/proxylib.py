@@ -43,13 +43,53 @@ def raise_fd_limit():
     return hard
 
 
+def service_account():
+    """(uid, gid) of the account qt-proxy switches to when started as root
+    without --user (qt-proxy(1)): the system account qtbox, when /etc/passwd
+    has it (scripts/setup creates it); None when qt-proxy stays root here."""
+    if os.geteuid() != 0:
+        return None
+    with open("/etc/passwd", encoding="utf-8", errors="replace") as f:
+        for line in f:
+            fields = line.rstrip("\n").split(":")
+            if len(fields) == 7 and fields[0] == "qtbox":
+                return int(fields[2]), int(fields[3])
+    return None
+
+
+def service_socket(path):
+    """A Unix socket bound at `path` the way vmm makes an enclave's
+    vsock.sock: mode 0660 and, when qt-proxy switches to the service
+    account, in that account's group, both from birth (the umask and the
+    effective group at bind time), so that the proxy can connect."""
+    account = service_account()
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old_umask = os.umask(0o117)
+    if account:
+        os.setegid(account[1])
+    try:
+        s.bind(path)
+    finally:
+        if account:
+            os.setegid(0)
+        os.umask(old_umask)
+    return s
+
+
 class Work:
-    """A temporary directory with bin/ (applet links) and run/ (QTBOX_RUN_DIR)."""
+    """A temporary directory with bin/ (applet links) and run/ (QTBOX_RUN_DIR).
+    When qt-proxy switches to the service account, the directory belongs to
+    that account's group (0750), so that what the proxy reads again (its
+    configuration, hosts file) and reaches (sockets) stays in reach."""
 
     def __init__(self):
         if not QTBOX:
             fail("QTBOX must point at the built qtbox binary")
         self.path = tempfile.mkdtemp(prefix="qtbox-proxy-test.")
+        account = service_account()
+        if account:
+            os.chown(self.path, -1, account[1])
+            os.chmod(self.path, 0o750)
         self.bin = os.path.join(self.path, "bin")
         self.run = os.path.join(self.path, "run")
         os.makedirs(self.bin)
@@ -297,7 +337,7 @@ async def serve(mode, args):
         server = await loop.create_server(lambda: ResetAfter(int(args[0])), "127.0.0.1", 0, backlog=128)
     elif mode == "vmm":
         os.makedirs(os.path.dirname(args[0]), exist_ok=True)
-        server = await loop.create_unix_server(FakeVmm, args[0], backlog=1024)
+        server = await loop.create_unix_server(FakeVmm, sock=service_socket(args[0]), backlog=1024)
     else:
         raise SystemExit(f"unknown mode {mode}")
     if mode == "vmm":
