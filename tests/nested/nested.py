@@ -98,9 +98,17 @@ PARENT_SILENCE_S = 75
 # parent has not shown it, so the 6.12 enclaves run in a 6.1 parent
 # (tests/nested/meson.build nested-6.12).
 PARENT_CPU = "EPYC,+svm,+npt,-cx16,-xsave"
+# The simulated parent's accounts: root, and the system account that vmm
+# and qt-proxy switch to when root starts them (vmm(1), qt-proxy(1) --user),
+# as scripts/setup makes it on a host: no home, no login shell, a group of
+# its own.
+SERVICE_UID = 999
+PARENT_PASSWD = ("root:x:0:0:root:/root:/bin/sh\n"
+                 f"qtbox:x:{SERVICE_UID}:{SERVICE_UID}:qtbox enclave services:/nonexistent:/usr/sbin/nologin\n")
+PARENT_GROUP = f"root:x:0:\nqtbox:x:{SERVICE_UID}:\n"
 # The scenarios that talk over vsock, and the test peer they use
 # (tests/nested/tools/vsock_tool.c, built statically here).
-VSOCK_SCENARIOS = {"vsock", "vsock-proxy", "qtsm", "attest-eif"}
+VSOCK_SCENARIOS = {"vsock", "vsock-proxy", "qtsm", "attest-eif", "lifecycle"}
 # examples/confidential-data, and what of its prepare.sh output the parent
 # needs (not the OCI layout or the unpacked root file systems).
 EXAMPLE = os.path.join(HERE, "..", "..", "examples", "confidential-data")
@@ -536,8 +544,11 @@ class Harness:
                                extra={"bin/vsock-tool": tool, "bin/qtbox": qtbox, "bin/capi": (read(self.capi()), 0o755)},
                                links={"bin/qtsm": "qtbox"}, sign=self.signing_pair())
         if self.eif_build and "lifecycle" in scenarios:
-            self.build_eif("ticker.eif", 'i=0; while :; do echo "app: tick $i"; i=$((i + 1)); sleep 1; done', verbose,
-                           make_img=True)
+            # It also echoes on vsock port 5000, for the parent's qt-proxy
+            # (an [[inbound]] rule by enclave id).
+            self.build_eif("ticker.eif", 'vsock-tool serve vsock:ANY:5000 >/dev/null 2>&1 & '
+                           'i=0; while :; do echo "app: tick $i"; i=$((i + 1)); sleep 1; done', verbose,
+                           extra={"bin/vsock-tool": (read(self.vsock_tool()), 0o755)}, make_img=True)
             self.build_eif("brief.eif", 'echo "app: brief"; exit 3', self.default_cmdline(), make_img=True)
         if self.eif_build and "confidential-data" in scenarios:
             self.confidential_data()
@@ -604,8 +615,10 @@ class Harness:
     # ---- running ----
     def parent_initramfs(self, scenarios):
         archive = Newc()
-        for directory in ("bin", "dev", "proc", "sys", "tmp", "run", "lib/modules", "scenarios", "data"):
+        for directory in ("bin", "dev", "etc", "proc", "sys", "tmp", "run", "lib/modules", "scenarios", "data"):
             archive.add_parents(directory + "/x")
+        archive.add_file("etc/passwd", PARENT_PASSWD.encode())
+        archive.add_file("etc/group", PARENT_GROUP.encode())
         archive.add_file("bin/busybox", read(self.busybox), 0o755)
         archive.add_file("bin/qtbox", read(self.qtbox), 0o755)
         archive.add_symlink("bin/vmm", "qtbox")
@@ -677,7 +690,11 @@ class Harness:
         tool = os.path.join(self.data, "vsock-tool")
         if os.path.exists(tool) and not os.path.lexists(os.path.join(bin_dir, "vsock-tool")):
             os.symlink(tool, os.path.join(bin_dir, "vsock-tool"))
-        # This host's own /run/qtbox stays untouched.
+        # This host's own /run/qtbox stays untouched. Where this host has
+        # the qtbox account, vmm and qt-proxy run as it and must pass
+        # through the work directory (mkdtemp's is 0700) to the sockets in
+        # run/ (its files are the test's images, nothing secret).
+        os.chmod(self.work, 0o755)
         env = dict(os.environ, DATA=self.data, PATH=bin_dir + ":" + os.environ.get("PATH", ""),
                    SCENARIOS=os.path.join(HERE, "scenarios"), QTBOX_RUN_DIR=os.path.join(self.work, "run"))
         started = time.monotonic()

@@ -74,3 +74,70 @@ run_vmm() {
 }
 
 has() { grep -q -- "$2" "$1"; }
+
+# vmm and qt-proxy started as root switch to the system account qtbox
+# (vmm(1), qt-proxy(1) --user), which the simulated parent has (nested.py
+# PARENT_PASSWD); on a host (--direct) only where scripts/setup made it.
+# SERVICE_UID and SERVICE_GID are its ids, empty when they stay root here.
+SERVICE_UID=
+SERVICE_GID=
+if [ "$(id -u)" = 0 ]; then
+    SERVICE_UID=$(awk -F: '$1 == "qtbox" && NF == 7 { print $3; exit }' /etc/passwd 2>/dev/null)
+    SERVICE_GID=$(awk -F: '$1 == "qtbox" && NF == 7 { print $4; exit }' /etc/passwd 2>/dev/null)
+fi
+# The scenarios' own listeners in $QTBOX_RUN_DIR/vsock are born in the
+# account's group, mode 0660, as a parent program's must be for vmm to
+# connect (tests/nested/tools/vsock_tool.c).
+[ -z "$SERVICE_GID" ] || export VSOCK_TOOL_GROUP="$SERVICE_GID"
+
+# ids_of WHAT UID-LINE GID-LINE SECCOMP: "ok ..." when a process's
+# /proc/PID/status lines (their values) show the service account's uids and
+# gids (real, effective, saved, filesystem) and seccomp mode 2; else what
+# differs. In the simulated parent the account must exist.
+ids_of() {
+    what=$1
+    uid_line=$(echo "$2" | tr -s '[:space:]' ' ' | sed 's/^ //; s/ $//')
+    gid_line=$(echo "$3" | tr -s '[:space:]' ' ' | sed 's/^ //; s/ $//')
+    seccomp=$(echo "$4" | tr -d '[:space:]')
+    if [ -z "$SERVICE_UID" ]; then
+        if [ "$DATA" = /data ]; then
+            echo "the simulated parent has no qtbox account in /etc/passwd"
+        else
+            echo "ok: $what not checked (no qtbox account on this host, or not root)"
+        fi
+        return
+    fi
+    want_uid="$SERVICE_UID $SERVICE_UID $SERVICE_UID $SERVICE_UID"
+    want_gid="$SERVICE_GID $SERVICE_GID $SERVICE_GID $SERVICE_GID"
+    if [ "$uid_line" != "$want_uid" ] || [ "$gid_line" != "$want_gid" ] || [ "$seccomp" != 2 ]; then
+        echo "$what runs with Uid '$uid_line', Gid '$gid_line', Seccomp '$seccomp'; expected qtbox's $SERVICE_UID/$SERVICE_GID and seccomp 2"
+        return
+    fi
+    echo "ok: $what runs as qtbox ($SERVICE_UID:$SERVICE_GID) under seccomp (mode 2)"
+}
+
+# service_ids WHAT PID: ids_of a live process, read from /proc/PID/status.
+service_ids() {
+    status_file="/proc/$2/status"
+    if ! [ -r "$status_file" ]; then
+        echo "$1 (pid $2) is gone: its ids cannot be read"
+        return
+    fi
+    ids_of "$1" "$(sed -n 's/^Uid://p' "$status_file")" "$(sed -n 's/^Gid://p' "$status_file")" \
+        "$(sed -n 's/^Seccomp://p' "$status_file")"
+}
+
+# peer_ids WHAT LOG: ids_of the process that connected to a vsock-tool
+# listener, from the "peer-status" lines it logged while the connection was
+# open (vsock_tool.c).
+peer_ids() {
+    if ! grep -q "^peer-status Uid:" "$2" 2>/dev/null; then
+        echo "$1: no peer-status lines in $2: $(head -n 3 "$2" 2>/dev/null | tr '\n' ' ')"
+        return
+    fi
+    ids_of "$1" "$(sed -n 's/^peer-status Uid://p' "$2")" "$(sed -n 's/^peer-status Gid://p' "$2")" \
+        "$(sed -n 's/^peer-status Seccomp://p' "$2")"
+}
+
+# ids_ok VERDICT: whether ids_of said "ok".
+ids_ok() { case "$1" in ok*) return 0 ;; esac; return 1; }

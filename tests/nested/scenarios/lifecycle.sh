@@ -5,7 +5,12 @@
 #   - production: start -> console fails with 32 -> kill -9 of its vmm: the
 #     next query reports it gone with its reason, and its CID is free at once;
 #   - an app that exits by itself: the enclave leaves query, and its end is
-#     in <run>/enclaves/<id>/exit.json.
+#     in <run>/enclaves/<id>/exit.json;
+#   - the service account (issue 15): the vmm `qt enclave start` runs and a
+#     qt-proxy root starts both run as qtbox under seccomp, and the proxy
+#     reaches the debug enclave's vsock.sock in the state directory as that
+#     account (an [[inbound]] rule by enclave id to the app's echo on vsock
+#     port 5000).
 # The images come from `qt enclave make-img` (nested.py).
 [ "$(cat "$DATA/have-eif")" = yes ] || skip "this qtbox has no eif-build applet"
 RUN=${QTBOX_RUN_DIR:-/run/qtbox}
@@ -55,6 +60,31 @@ grep -q "Linux version" "$TMPDIR_SCENARIO/console.out" || fail "the console did 
 [ "$second" -eq 33 ] || fail "a second console reader got $second, expected 33"
 [ "$detach" -eq 0 ] || fail "Ctrl-C on the console exited $detach"
 
+vmm_pid=$(qt enclave query | field ProcessID)
+vmm_ids=$(service_ids vmm "$vmm_pid")
+echo "-- $vmm_ids"
+printf '[[inbound]]\nlisten = "127.0.0.1:16001"\nenclave_id = %s\nvsock_port = 5000\n' "$id" >"$TMPDIR_SCENARIO/proxy.toml"
+qtbox qt-proxy --config "$TMPDIR_SCENARIO/proxy.toml" --af-vsock off >"$TMPDIR_SCENARIO/proxy.log" 2>&1 &
+proxy_pid=$!
+waited=0
+until grep -q "ready: " "$TMPDIR_SCENARIO/proxy.log"; do
+    waited=$((waited + 1))
+    { [ "$waited" -lt 100 ] && kill -0 "$proxy_pid" 2>/dev/null; } || break
+    sleep 0.1
+done
+proxy_ids=$(service_ids qt-proxy "$proxy_pid")
+echo "-- $proxy_ids"
+vsock-tool load tcp:127.0.0.1:16001 2 65536 >"$TMPDIR_SCENARIO/inbound.log" 2>&1
+inbound_rc=$?
+kill "$proxy_pid" 2>/dev/null
+wait "$proxy_pid" 2>/dev/null
+echo "-- inbound through qt-proxy -> $inbound_rc: $(tail -n 1 "$TMPDIR_SCENARIO/inbound.log")"
+sed 's/^/   qt-proxy: /' "$TMPDIR_SCENARIO/proxy.log"
+for verdict in "$vmm_ids" "$proxy_ids"; do
+    ids_ok "$verdict" || { qt enclave stop --all >/dev/null 2>&1; fail "$verdict"; }
+done
+[ "$inbound_rc" -eq 0 ] || { qt enclave stop --all >/dev/null 2>&1; fail "qt-proxy did not reach the enclave by id: $(tail -n 1 "$TMPDIR_SCENARIO/inbound.log")"; }
+
 qt enclave stop --enclave-id "$id" >"$TMPDIR_SCENARIO/stop.out" || fail "stop failed"
 grep -q "^stop enclave $id successfully" "$TMPDIR_SCENARIO/stop.out" || fail "stop said: $(cat "$TMPDIR_SCENARIO/stop.out")"
 [ "$(qt enclave query)" = "[]" ] || fail "query after stop is not []"
@@ -88,4 +118,4 @@ until [ "$(qt enclave query 2>/dev/null)" = "[]" ]; do
 done
 cat "$RUN/enclaves/$id/exit.json"
 grep -q '"reason": "vmm exited with status 0"' "$RUN/enclaves/$id/exit.json" || fail "no clean exit recorded: $(cat "$RUN/enclaves/$id/exit.json")"
-pass "debug: start, query, console replay+follow (second reader 33), stop; production: console 32, kill -9 reported and CID reused; an app's own exit recorded"
+pass "debug: start, query, console replay+follow (second reader 33), inbound qt-proxy by id, vmm and qt-proxy as qtbox under seccomp, stop; production: console 32, kill -9 reported and CID reused; an app's own exit recorded"

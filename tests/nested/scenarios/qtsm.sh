@@ -9,7 +9,9 @@
 #     /etc/machine-id) and PCR16 = the extend (both computed by nested.py
 #     with sha384sum);
 #   - debug: PCR0 reads zeros, so `--pcr 0=<PCR0>` exits 14; the C program
-#     capi (libqtsm.a) extends and locks PCR16 itself inside the enclave.
+#     capi (libqtsm.a) extends and locks PCR16 itself inside the enclave;
+#   - vmm runs as the service account qtbox under seccomp: the parent's
+#     listener for the document reads who connected (issue 15).
 [ "$(cat "$DATA/have-eif")" = yes ] || skip "this qtbox has no eif-build applet"
 RUN=${QTBOX_RUN_DIR:-/run/qtbox}
 mkdir -p "$RUN/vsock"
@@ -66,6 +68,9 @@ has "$report" "ReadOnlyIndex" && has "$report" "^second-extend: 14" || fail "a s
 has "$report" "^expect-reset: " || fail "a second connection to the QTSM port was not reset"
 grep -A 3 "^describe-after:" "$report" | grep -q "$PCR16" || fail "the first QTSM channel stopped working after the second was refused"
 has "$report" "^attest: 0" || fail "qtsm attest failed in the enclave"
+peer=$(peer_ids "the production document's sender (vmm)" "$TMPDIR_SCENARIO/production.r0")
+echo "-- $peer"
+ids_ok "$peer" || fail "$peer"
 qtbox attest-verify "$TMPDIR_SCENARIO/production.cose" --root "$QTBOX_PKI_DIR/root.pem" --nonce "$NONCE" \
     --pcr "0=$PCR0" --pcr "8=$PCR8" --pcr "4=$PCR4" --pcr "16=$PCR16" >"$TMPDIR_SCENARIO/claims.json" 2>"$TMPDIR_SCENARIO/verify.err"
 verify_rc=$?
@@ -85,4 +90,4 @@ qtbox attest-verify "$TMPDIR_SCENARIO/debug.cose" --root "$QTBOX_PKI_DIR/root.pe
 debug_rc=$?
 cat "$TMPDIR_SCENARIO/verify-debug.err"
 [ "$debug_rc" -eq 14 ] || fail "attest-verify --pcr 0= of the debug document exited $debug_rc, expected 14"
-pass "production document verified (PCR0, PCR8, PCR4 of $INSTANCE, PCR16 extended and locked, nonce); second QTSM channel reset; RNG ready before the app; debug: PCR0 zeros (exit 14), libqtsm C program passed"
+pass "production document verified (PCR0, PCR8, PCR4 of $INSTANCE, PCR16 extended and locked, nonce); second QTSM channel reset; RNG ready before the app; debug: PCR0 zeros (exit 14), libqtsm C program passed; vmm ran as qtbox under seccomp"

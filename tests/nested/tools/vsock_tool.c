@@ -40,12 +40,22 @@
  *                                  FILE (mode 0600), then close it
  *   rng-ready                      exit 0 when the kernel's random pool is
  *                                  initialised (getrandom without waiting)
+ *
+ * A unix:PATH listener is created mode 0660 (docs/FORMATS.md §1); with
+ * VSOCK_TOOL_GROUP=GID in the environment (root only) it is created in that
+ * group, as a parent program's listener must be for a VMM that runs as its
+ * service account (vmm(1) --user). clock-check and receive on a unix:
+ * endpoint print who connected, read from /proc while the connection is
+ * still open: "peer: pid P uid U gid G" (SO_PEERCRED) and the peer's
+ * "peer-status Uid:", "Gid:" and "Seccomp:" lines of /proc/P/status.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/fsuid.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <inttypes.h>
 #include <linux/vm_sockets.h>
 #include <netinet/in.h>
@@ -378,11 +388,59 @@ static int listen_endpoint(Endpoint const* e)
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     if (e->kind == 'u')
         unlink(e->path);
-    if (bind(fd, (struct sockaddr*)&address, length) < 0)
+    mode_t old_umask = 0;
+    gid_t old_group = 0;
+    char const* group = getenv("VSOCK_TOOL_GROUP");
+    int grouped = e->kind == 'u' && group && *group;
+    if (e->kind == 'u')
+        old_umask = umask(0117);
+    if (grouped) {
+        gid_t gid = (gid_t)strtoul(group, NULL, 10);
+        old_group = (gid_t)setfsgid(gid);
+        if ((gid_t)setfsgid((gid_t)-1) != gid) {
+            errno = EPERM;
+            die("VSOCK_TOOL_GROUP: setfsgid");
+        }
+    }
+    int bound = bind(fd, (struct sockaddr*)&address, length);
+    int bind_errno = errno;
+    if (grouped)
+        setfsgid(old_group);
+    if (e->kind == 'u')
+        umask(old_umask);
+    errno = bind_errno;
+    if (bound < 0)
         die("bind");
     if (listen(fd, 256) < 0)
         die("listen");
     return fd;
+}
+
+/* Who is at the other end of a Unix connection, while it is open: the
+ * connecting process cannot have exited yet. */
+static void describe_peer(Endpoint const* e, int fd)
+{
+    if (e->kind != 'u')
+        return;
+    struct ucred peer;
+    socklen_t size = sizeof(peer);
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &size) < 0)
+        die("SO_PEERCRED");
+    printf("peer: pid %d uid %u gid %u\n", (int)peer.pid, (unsigned)peer.uid, (unsigned)peer.gid);
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)peer.pid);
+    FILE* status = fopen(path, "r");
+    if (!status) {
+        printf("peer-status: %s: %s\n", path, strerror(errno));
+        return;
+    }
+    char line[256];
+    while (fgets(line, sizeof(line), status)) {
+        if (strncmp(line, "Uid:", 4) == 0 || strncmp(line, "Gid:", 4) == 0 || strncmp(line, "Seccomp:", 8) == 0)
+            printf("peer-status %s", line);
+    }
+    fclose(status);
+    fflush(stdout);
 }
 
 /* ---- commands ---- */
@@ -610,6 +668,7 @@ static int command_clock_check(Endpoint const* e)
     int fd = accept4(listener, NULL, NULL, SOCK_CLOEXEC);
     if (fd < 0)
         die("accept");
+    describe_peer(e, fd);
     char text[32] = { 0 };
     size_t used = 0;
     while (used + 1 < sizeof(text)) {
@@ -736,6 +795,7 @@ static int command_receive(Endpoint const* e, char const* path)
     int fd = accept4(listener, NULL, NULL, SOCK_CLOEXEC);
     if (fd < 0)
         die("accept");
+    describe_peer(e, fd);
     int out = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (out < 0)
         die("open");
