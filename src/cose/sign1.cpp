@@ -8,7 +8,6 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <array>
 #include <optional>
 
 namespace qtbox::cose {
@@ -195,15 +194,7 @@ ErrorOr<SignatureOrder> verify_orders(Sign1 const& message, crypto::PublicKey co
         auto hash = crypto::sha256(to_be_signed);
         digest.assign(hash.begin(), hash.end());
     }
-    // RFC 9052's order first, unless its reading has a high s and the
-    // other's a low one: signers that write low-S signatures (qtbox's do)
-    // then cost one verification, not two, in the QingTian order. Which
-    // order is tried first changes the work only: a signature is accepted
-    // in the order it verifies in, whatever the hint says.
-    std::array<SignatureOrder, 2> orders { SignatureOrder::Rfc9052, SignatureOrder::QingTian };
-    if (!only && key.is_high_s(message.signature) && !key.is_high_s(reverse_signature_halves(message.signature)))
-        std::swap(orders[0], orders[1]);
-    for (SignatureOrder order : orders) {
+    for (SignatureOrder order : { SignatureOrder::Rfc9052, SignatureOrder::QingTian }) {
         if (only && *only != order)
             continue;
         auto attempt = order == SignatureOrder::Rfc9052 ? key.verify_digest(digest, message.signature)

@@ -242,23 +242,6 @@ ErrorOr<void> PublicKey::verify_digest(ByteView digest, ByteView signature) cons
     return ecdsa_verify(*this, digest, r.value, s.value);
 }
 
-bool PublicKey::is_high_s(ByteView signature) const
-{
-    if (!is_ec())
-        return false;
-    std::size_t half = field_size(type());
-    if (signature.size() != 2 * half)
-        return false;
-    auto group = verification_group(type());
-    if (group.is_error())
-        return false;
-    Mpi s, half_order;
-    if (mbedtls_mpi_read_binary(&s.value, signature.data() + half, half) != 0
-        || mbedtls_mpi_copy(&half_order.value, &group.value()->N) != 0 || mbedtls_mpi_shift_r(&half_order.value, 1) != 0)
-        return false;
-    return mbedtls_mpi_cmp_mpi(&s.value, &half_order.value) > 0;
-}
-
 ErrorOr<Bytes> PublicKey::rsa_oaep_encrypt(ByteView plaintext) const
 {
     if (type() != KeyType::Rsa)

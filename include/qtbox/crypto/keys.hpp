@@ -91,10 +91,6 @@ public:
     // wrong length, CryptoError::WrongKeyType for an RSA key.
     ErrorOr<void> verify(ByteView message, ByteView signature) const;
     ErrorOr<void> verify_digest(ByteView digest, ByteView signature) const;
-    // Whether an ECDSA r‖s signature of this key's size has s > n/2 (not the
-    // low-S form qtbox's signer writes). Only a hint for which reading of a
-    // signature to try first; false for anything that is not one.
-    bool is_high_s(ByteView signature) const;
 
     // RSAES-OAEP (RFC 8017 §7.1) with SHA-256 and MGF1-SHA256, empty label.
     // The plaintext may hold at most bits/8 - 66 bytes (190 for RSA-2048):
