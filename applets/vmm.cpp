@@ -251,6 +251,7 @@ int vmm_main(int argc, char** argv)
     qtsm_options.preloaded_pki = preloaded_pki;
     qtsm_options.signature_order = signature_order;
     qtsm_options.notice = log::write_notice;
+    qtsm_options.sandbox = !no_seccomp;
     auto qtsm = vmm::create_qtsm(qtsm_options);
     if (qtsm.is_error())
         return report(qtsm.error(), EXIT_START_FAILED);

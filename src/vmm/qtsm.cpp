@@ -4,16 +4,22 @@
 #include <qtbox/crypto/random.hpp>
 #include <qtbox/pki/pki.hpp>
 #include <qtbox/qtsm/framing.hpp>
+#include <qtbox/vmm/seccomp.hpp>
 
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <csignal>
+#include <future>
+#include <optional>
+#include <pthread.h>
+#include <sys/socket.h>
+#include <system_error>
+#include <thread>
 
 namespace qtbox::vmm {
 
 namespace {
-
-using devices::virtio::VsockSession;
 
 // /etc/machine-id is 33 bytes; anything much larger is not one.
 constexpr std::size_t MAX_MACHINE_ID_FILE = 256;
@@ -22,45 +28,6 @@ bool is_lower_hex(char c)
 {
     return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
 }
-
-// One answer must fit what the vsock device lets a session add at a time.
-static_assert(qtsm::MAX_RESPONSE_SIZE + qtsm::FRAME_HEADER_SIZE <= devices::virtio::MAX_SERVICE_ANSWER);
-
-// The enclave's end of the channel: frames in, one answer frame per
-// request, in order.
-class QtsmSession final : public VsockSession {
-public:
-    explicit QtsmSession(std::shared_ptr<qtsm::Backend> backend)
-        : m_backend(std::move(backend))
-    {
-    }
-
-    ErrorOr<std::size_t> consume(ByteView data, Bytes& answers) override
-    {
-        std::size_t used = 0;
-        while (used < data.size()) {
-            auto space = m_reader.space();
-            std::size_t count = std::min(space.size(), data.size() - used);
-            std::copy_n(data.begin() + static_cast<std::ptrdiff_t>(used), count, space.begin());
-            used += count;
-            auto complete = m_reader.commit(count);
-            if (complete.is_error())
-                return complete.release_error().context("QTSM channel");
-            if (!complete.value())
-                continue;
-            // One answer per call: the device holds the rest back while the
-            // guest has not taken the answers (vsock.hpp, flow control).
-            auto frame = qtsm::make_frame(m_backend->handle(m_reader.take()));
-            answers.insert(answers.end(), frame.begin(), frame.end());
-            break;
-        }
-        return used;
-    }
-
-private:
-    std::shared_ptr<qtsm::Backend> m_backend;
-    qtsm::FrameReader m_reader { qtsm::MAX_REQUEST_SIZE };
-};
 
 // A version 4 UUID (RFC 9562 §5.4), for a debug enclave on a host
 // without a machine id.
@@ -146,6 +113,45 @@ qtsm::SystemPcrs platform_pcrs(QtsmOptions const& options, std::string const& in
     return pcrs;
 }
 
+// The QTSM's thread: reads a request frame from its end of the socketpair,
+// answers it, and goes on until the channel ends or breaks.
+struct QtsmService::Thread {
+    UniqueFd channel; // the thread's end, blocking
+    std::thread thread;
+};
+
+namespace {
+
+void answer_requests(qtsm::Backend& backend, int channel)
+{
+    for (;;) {
+        // A zero or over-long length prefix is an error here: qtsm-server
+        // never sends one, so the channel closes.
+        auto frame = qtsm::read_frame(channel, qtsm::MAX_REQUEST_SIZE);
+        if (frame.is_error() || !frame.value())
+            break;
+        if (qtsm::write_frame(channel, backend.handle(*frame.value())).is_error())
+            break;
+    }
+    // The device sees the end of the stream (and the guest a SHUTDOWN).
+    ::shutdown(channel, SHUT_RDWR);
+}
+
+// Every signal but those a fault raises in the thread itself: the
+// process's signals (SIGTERM and the like, the vCPU kick) belong to the
+// event loop and the vCPU threads, and a SIGPIPE from a closed channel
+// becomes EPIPE.
+sigset_t asynchronous_signals()
+{
+    sigset_t set;
+    sigfillset(&set);
+    for (int fault : { SIGSYS, SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGTRAP })
+        sigdelset(&set, fault);
+    return set;
+}
+
+} // namespace
+
 QtsmService::QtsmService(std::shared_ptr<qtsm::Backend> backend, NoticeSink notice, std::string first_connection_note)
     : m_backend(std::move(backend))
     , m_notice(std::move(notice))
@@ -153,18 +159,70 @@ QtsmService::QtsmService(std::shared_ptr<qtsm::Backend> backend, NoticeSink noti
 {
 }
 
-std::unique_ptr<VsockSession> QtsmService::open()
+ErrorOr<std::shared_ptr<QtsmService>> QtsmService::create(
+    std::shared_ptr<qtsm::Backend> backend, NoticeSink notice, std::string first_connection_note, bool sandbox)
+{
+    std::shared_ptr<QtsmService> service(
+        new QtsmService(std::move(backend), std::move(notice), std::move(first_connection_note)));
+    int ends[2];
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ends) < 0)
+        return Error::from_errno("QTSM channel: socketpair");
+    service->m_device_end = UniqueFd(ends[0]);
+    auto thread = std::make_unique<Thread>();
+    thread->channel = UniqueFd(ends[1]);
+    TRY(sys::set_nonblocking(service->m_device_end.get()));
+
+    // The thread says whether it entered its filter before create returns.
+    std::promise<std::optional<Error>> started;
+    auto entered = started.get_future();
+    sigset_t blocked = asynchronous_signals(), previous;
+    ::pthread_sigmask(SIG_BLOCK, &blocked, &previous);
+    try {
+        thread->thread = std::thread([backend = service->m_backend, channel = thread->channel.get(), sandbox,
+                                         started = std::move(started)]() mutable {
+            ::pthread_setname_np(::pthread_self(), "qtsm");
+            if (sandbox) {
+                if (auto installed = install_qtsm_filter(channel); installed.is_error()) {
+                    started.set_value(installed.release_error());
+                    return;
+                }
+            }
+            started.set_value(std::nullopt);
+            answer_requests(*backend, channel);
+        });
+    } catch (std::system_error const& error) {
+        ::pthread_sigmask(SIG_SETMASK, &previous, nullptr);
+        return Error::from_errno("QTSM thread", error.code().value());
+    }
+    ::pthread_sigmask(SIG_SETMASK, &previous, nullptr);
+    service->m_thread = std::move(thread);
+    if (auto failed = entered.get())
+        return std::move(*failed).context("QTSM thread: seccomp");
+    return service;
+}
+
+QtsmService::~QtsmService()
+{
+    if (!m_thread)
+        return;
+    // Wakes the thread in its read (or write): it ends the channel.
+    ::shutdown(m_thread->channel.get(), SHUT_RDWR);
+    if (m_thread->thread.joinable())
+        m_thread->thread.join();
+}
+
+UniqueFd QtsmService::open_socket()
 {
     // docs/FORMATS.md §5: one channel per boot, the first.
     if (m_opened) {
         if (m_notice)
             m_notice({ Severity::Warning, "QTSM: a second connection to port 9001 was refused (one per boot)" });
-        return nullptr;
+        return {};
     }
     m_opened = true;
     if (m_notice && !m_first_connection_note.empty())
         m_notice({ Severity::Info, m_first_connection_note });
-    return std::make_unique<QtsmSession>(m_backend);
+    return std::move(m_device_end);
 }
 
 ErrorOr<QtsmSetup> create_qtsm(QtsmOptions const& options)
@@ -201,8 +259,8 @@ ErrorOr<QtsmSetup> create_qtsm(QtsmOptions const& options)
         for (auto const& note : notes)
             first_connection_note += "; " + note;
     }
-    setup.service = std::make_shared<QtsmService>(
-        std::shared_ptr<qtsm::Backend>(std::move(backend)), options.notice, std::move(first_connection_note));
+    setup.service = TRY(QtsmService::create(std::shared_ptr<qtsm::Backend>(std::move(backend)), options.notice,
+        std::move(first_connection_note), options.sandbox));
     return setup;
 }
 

@@ -76,14 +76,23 @@ ErrorOr<void> install_event_loop_filter(std::span<int const> write_fds)
             // (vmm/console_server.hpp) needs no more: accept4, sendmsg,
             // read, epoll_ctl, poll, close, lstat and unlink.
             SCMP_SYS(accept4), SCMP_SYS(connect), SCMP_SYS(readv), SCMP_SYS(sendmsg), SCMP_SYS(shutdown),
-            SCMP_SYS(timerfd_settime), SCMP_SYS(lstat), SCMP_SYS(unlink), SCMP_SYS(unlinkat),
-            // The QTSM (vmm/qtsm.hpp): GetRandom, and the randomness of
-            // signing and of the hourly leaf key.
-            SCMP_SYS(getrandom) }));
+            SCMP_SYS(timerfd_settime), SCMP_SYS(lstat), SCMP_SYS(unlink), SCMP_SYS(unlinkat) }));
     // Unix stream sockets only: the VMM never opens a network socket.
     TRY(filter.allow_if(SCMP_SYS(socket), SCMP_A0(SCMP_CMP_EQ, AF_UNIX, 0)));
     // Kicking the vCPU threads (pthread_kill): threads of this process only.
     TRY(allow_own_tgkill(filter));
+    return filter.load();
+}
+
+ErrorOr<void> install_qtsm_filter(int channel_fd)
+{
+    // Its channel, and stderr for the SIGSYS report.
+    int const write_fds[] = { channel_fd, STDERR_FILENO };
+    auto filter = TRY(common(write_fds));
+    TRY(filter.allow_if(SCMP_SYS(read), SCMP_A0(SCMP_CMP_EQ, static_cast<scmp_datum_t>(channel_fd), 0)));
+    TRY(filter.allow_if(SCMP_SYS(shutdown), SCMP_A0(SCMP_CMP_EQ, static_cast<scmp_datum_t>(channel_fd), 0)));
+    // GetRandom, and the randomness of signing and of the hourly leaf key.
+    TRY(filter.allow(SCMP_SYS(getrandom)));
     return filter.load();
 }
 
@@ -125,9 +134,13 @@ ErrorOr<void> install_setup_filter()
     TRY(filter.allow_if(SCMP_SYS(ioctl), SCMP_A1(SCMP_CMP_MASKED_EQ, 0xFF00, static_cast<scmp_datum_t>(KVMIO) << 8)));
     TRY(filter.allow_if(SCMP_SYS(ioctl), SCMP_A1(SCMP_CMP_EQ, TCGETS, 0)));
     TRY(filter.allow_if(SCMP_SYS(socket), SCMP_A0(SCMP_CMP_EQ, AF_UNIX, 0)));
-    // no_new_privs for the threads' filters; nothing else of prctl.
+    // The QTSM's channel inside the VMM (vmm/qtsm.hpp).
+    TRY(filter.allow_if(SCMP_SYS(socketpair), SCMP_A0(SCMP_CMP_EQ, AF_UNIX, 0)));
+    // no_new_privs for the threads' filters, a thread's own name (the
+    // QTSM's); nothing else of prctl.
     TRY(filter.allow_if(SCMP_SYS(prctl), SCMP_A0(SCMP_CMP_EQ, PR_SET_NO_NEW_PRIVS, 0)));
     TRY(filter.allow_if(SCMP_SYS(prctl), SCMP_A0(SCMP_CMP_EQ, PR_GET_DUMPABLE, 0)));
+    TRY(filter.allow_if(SCMP_SYS(prctl), SCMP_A0(SCMP_CMP_EQ, PR_SET_NAME, 0)));
     // Threads only: clone() with CLONE_THREAD; clone3's flags are out of a
     // filter's reach, so it fails as absent and glibc falls back to clone().
     TRY(filter.allow_if(SCMP_SYS(clone), SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_THREAD, CLONE_THREAD)));

@@ -19,13 +19,26 @@
 //   run: its documents are well formed but chain to nothing anyone trusts.
 // - One connection per boot: the first (init's, which hands it to
 //   qtsm-server) is served; every later one is reset. Requests are
-//   answered in order on the event-loop thread (qtsm::Backend::handle); a
-//   framing error (a zero or over-long length prefix) resets the channel,
-//   since qtsm-server, the only legitimate peer, never sends one.
+//   answered in order (qtsm::Backend::handle) on the QTSM's own thread,
+//   never on the event loop: the vsock device gets one end of a Unix
+//   socketpair made inside the VMM (VsockService::open_socket) and moves
+//   the guest's bytes through it as through any host socket, so while a
+//   document is being signed the loop keeps serving the guest (the answers
+//   before it, vsock credit, the heartbeat, the console). qtsm-server
+//   pipelines its clients' requests, so the thread signs one document
+//   after another while the answers stream out. A framing error (a zero
+//   or over-long length prefix) closes the channel, since qtsm-server, the
+//   only legitimate peer, never sends one.
+// - The thread (named "qtsm") starts with the service, before the VM runs,
+//   with every asynchronous signal blocked (the process's signals are the
+//   event loop's); with QtsmOptions::sandbox it enters its own seccomp
+//   allow-list (vmm/seccomp.hpp install_qtsm_filter) before it reads a
+//   byte, and create_qtsm fails if it cannot.
 #pragma once
 
 #include <qtbox/base/error.hpp>
 #include <qtbox/base/event.hpp>
+#include <qtbox/base/fd.hpp>
 #include <qtbox/cose/sign1.hpp>
 #include <qtbox/devices/virtio/vsock.hpp>
 #include <qtbox/eif/pcr.hpp>
@@ -67,6 +80,9 @@ struct QtsmOptions {
     cose::SignatureOrder signature_order { cose::SignatureOrder::Rfc9052 };
     // Reports a second connection to the QTSM port (refused).
     NoticeSink notice;
+    // The QTSM's thread enters its seccomp allow-list (vmm runs with it
+    // unless --no-seccomp).
+    bool sandbox { false };
 };
 
 // /etc/machine-id's 32 hex digits (and its newline) as a lowercase dashed
@@ -77,20 +93,35 @@ ErrorOr<std::string> instance_id_from_machine_id(std::string_view contents);
 // this instance id.
 qtsm::SystemPcrs platform_pcrs(QtsmOptions const& options, std::string const& instance_id);
 
-// One QTSM channel per boot, answered by `backend`.
+// One QTSM channel per boot, answered by `backend` on the service's own
+// thread (above).
 class QtsmService final : public devices::virtio::VsockService {
 public:
-    // `first_connection_note`, when not empty, is reported (Info) when the
-    // guest first connects.
-    QtsmService(std::shared_ptr<qtsm::Backend> backend, NoticeSink notice, std::string first_connection_note = {});
-    std::unique_ptr<devices::virtio::VsockSession> open() override;
+    // Makes the socketpair and starts the thread. `first_connection_note`,
+    // when not empty, is reported (Info) when the guest first connects.
+    static ErrorOr<std::shared_ptr<QtsmService>> create(std::shared_ptr<qtsm::Backend> backend, NoticeSink notice,
+        std::string first_connection_note = {}, bool sandbox = false);
+    // Closes the channel (the thread's end) and joins the thread.
+    ~QtsmService() override;
+    QtsmService(QtsmService const&) = delete;
+    QtsmService& operator=(QtsmService const&) = delete;
+
+    bool answers_on_socket() const override { return true; }
+    // The first call gets the device's end (non-blocking); later ones an
+    // invalid fd (refused, with a notice).
+    UniqueFd open_socket() override;
     qtsm::Backend& backend() { return *m_backend; }
 
+    struct Thread;
+
 private:
+    QtsmService(std::shared_ptr<qtsm::Backend> backend, NoticeSink notice, std::string first_connection_note);
     std::shared_ptr<qtsm::Backend> m_backend;
     NoticeSink m_notice;
     std::string m_first_connection_note;
+    UniqueFd m_device_end;
     bool m_opened { false };
+    std::unique_ptr<Thread> m_thread;
 };
 
 struct QtsmSetup {

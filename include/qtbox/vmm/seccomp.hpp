@@ -9,6 +9,10 @@
 // sockets (created with socket(AF_UNIX) only: no network, no AF_VSOCK), and
 // closes fds while tearing down.
 //
+// The QTSM's thread (vmm/qtsm.hpp) reads, writes and shuts down its end of
+// the channel and nothing else, asks for random bytes, and otherwise has
+// the common part (memory, futexes, clocks, exit).
+//
 // Before any of that, the whole process enters the setup filter
 // (install_setup_filter), before it parses a byte of its inputs: the EIF
 // (CRC, sections, CBOR, the signing certificate's PEM and X.509), the
@@ -42,6 +46,8 @@ ErrorOr<void> install_vcpu_filter(std::span<int const> write_fds, std::span<int 
 // The event loop also serves the vsock device: host sockets (Unix only),
 // its epoll set and timers (devices/virtio/vsock.hpp lists the calls).
 ErrorOr<void> install_event_loop_filter(std::span<int const> write_fds);
+// The QTSM's thread: `channel_fd` is its end of the channel.
+ErrorOr<void> install_qtsm_filter(int channel_fd);
 // The process-wide filter entered before parsing (above); sets no_new_privs.
 // Call before the process starts any thread.
 ErrorOr<void> install_setup_filter();

@@ -895,6 +895,23 @@ void VsockDevice::State::open_guest_connection(Header const& request)
         return;
     }
     auto service = config.services.find(request.dst_port);
+    if (service != config.services.end() && service->second && service->second->answers_on_socket()) {
+        // Served on the service's own thread, through a socket of the VMM:
+        // from here on, a host socket like any other.
+        auto socket = service->second->open_socket();
+        if (!socket) {
+            queue_reset(request);
+            return;
+        }
+        auto& connection = add_connection();
+        connection.fd = std::move(socket);
+        connection.service_port = request.dst_port;
+        connection.phase = Phase::Open;
+        connection.protocol = ConnectionState::accepted(request);
+        insert_key(connection, key);
+        refresh(connection);
+        return;
+    }
     if (service != config.services.end()) {
         auto session = service->second ? service->second->open() : nullptr;
         if (!session) {

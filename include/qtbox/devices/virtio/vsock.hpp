@@ -5,7 +5,7 @@
 // The guest sees a vsock transport with its own CID (--cid) and the parent
 // at CID 3. On the parent, nothing uses AF_VSOCK:
 //   - a guest connection to CID 3 port P is served inside the VMM when P is
-//     one of its services (9000, the heartbeat; 9001, the QTSM, later), and
+//     one of its services (9000, the heartbeat; 9001, the QTSM), and
 //     otherwise becomes a connection to the Unix socket <listener_dir>/3_P;
 //     nobody listening there means a reset for the guest, at once;
 //   - a parent program connects to `host_socket_path` (the enclave's
@@ -104,12 +104,22 @@ public:
     ErrorOr<Bytes> on_data(ByteView data);
 };
 
-// A service on CID 3 port P, inside the VMM. open() returns nullptr to
-// refuse a connection (the guest gets a reset), e.g. the QTSM's second one.
+// A service on CID 3 port P, inside the VMM, in one of two ways:
+//   - on the event-loop thread: open() returns a VsockSession, or nullptr to
+//     refuse the connection (the guest gets a reset);
+//   - on a thread of its own (answers_on_socket() is true), for a service
+//     whose answers take long to make (the QTSM signs): open_socket() returns
+//     the device's end (non-blocking) of a connected Unix stream socket whose other end the
+//     service's thread serves, or an invalid fd to refuse. The device treats
+//     that end as it treats a host socket (flow control, shutdown, reset),
+//     so the event loop never waits for the service. The socket never
+//     leaves the VMM: the port is still not forwarded.
 class VsockService {
 public:
     virtual ~VsockService() = default;
-    virtual std::unique_ptr<VsockSession> open() = 0;
+    virtual std::unique_ptr<VsockSession> open() { return nullptr; }
+    virtual bool answers_on_socket() const { return false; }
+    virtual UniqueFd open_socket() { return {}; }
 };
 
 // The heartbeat (docs/FORMATS.md §6): the guest sends 0xB7; the answer is
