@@ -24,9 +24,48 @@
 #define QTSM_CALL_TIMEOUT_SECONDS 30
 #define QTSM_PCR_SIZE SHA384_LEN
 
-/* One round trip at a time per process, so that two threads sharing a
- * descriptor never interleave their frames. */
-static pthread_mutex_t call_lock = PTHREAD_MUTEX_INITIALIZER;
+/* One round trip at a time per descriptor, so that two threads sharing a
+ * descriptor never interleave their frames, while calls on different
+ * descriptors (a connection per thread) run at the same time: qtsm-server
+ * pipelines them to the QTSM. The locks live in pages of LOCKS_PER_PAGE,
+ * made when a descriptor in their range is first used and never freed (a
+ * lock must outlive every call that may still hold it), so finding a
+ * descriptor's lock takes no lock. */
+#define LOCKS_PER_PAGE 1024
+#define LOCK_PAGES 1024 /* descriptors below 1,048,576 (the kernel's default nr_open) */
+
+struct lock_page {
+    pthread_mutex_t locks[LOCKS_PER_PAGE];
+};
+
+static struct lock_page *lock_pages[LOCK_PAGES];
+
+/* The lock of descriptor `fd` (>= 0), or NULL when it is out of range or
+ * no memory is left. */
+static pthread_mutex_t *descriptor_lock(int fd)
+{
+    size_t page_index = (size_t)fd / LOCKS_PER_PAGE;
+    if (page_index >= LOCK_PAGES)
+        return NULL;
+    struct lock_page *page = __atomic_load_n(&lock_pages[page_index], __ATOMIC_ACQUIRE);
+    if (page == NULL) {
+        struct lock_page *made = malloc(sizeof(*made));
+        if (made == NULL)
+            return NULL;
+        for (size_t i = 0; i < LOCKS_PER_PAGE; ++i)
+            pthread_mutex_init(&made->locks[i], NULL);
+        struct lock_page *expected = NULL;
+        if (__atomic_compare_exchange_n(&lock_pages[page_index], &expected, made, false, __ATOMIC_ACQ_REL,
+                __ATOMIC_ACQUIRE)) {
+            page = made;
+        } else {
+            /* Another thread made it first. */
+            free(made);
+            page = expected;
+        }
+    }
+    return &page->locks[(size_t)fd % LOCKS_PER_PAGE];
+}
 
 static const struct {
     const char *name;
@@ -96,7 +135,10 @@ static int round_trip(int fd, struct qtsm_cbor_writer *w, struct response *out)
     w->data[2] = (uint8_t)(size >> 8);
     w->data[3] = (uint8_t)size;
     int status = NO_ERROR;
-    pthread_mutex_lock(&call_lock);
+    pthread_mutex_t *lock = descriptor_lock(fd);
+    if (lock == NULL)
+        return INTERNAL_ERROR;
+    pthread_mutex_lock(lock);
     if (send_all(fd, w->data, w->size) < 0 || receive_all(fd, header, sizeof(header)) < 0) {
         status = INTERNAL_ERROR;
     } else {
@@ -112,7 +154,7 @@ static int round_trip(int fd, struct qtsm_cbor_writer *w, struct response *out)
             out->size = length;
         }
     }
-    pthread_mutex_unlock(&call_lock);
+    pthread_mutex_unlock(lock);
     return status;
 }
 

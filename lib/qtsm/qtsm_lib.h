@@ -12,7 +12,8 @@
  *     u32 big-endian length; a call waits at most 30 s for its answer
  *     (INTERNAL_ERROR after that);
  *   - calls on one descriptor may come from several threads: each call's
- *     round trip holds a process-wide lock.
+ *     round trip holds that descriptor's lock; calls on different
+ *     descriptors (a qtsm_lib_init() per thread) run concurrently.
  *
  * Return values: NO_ERROR (0) or an enum error_code value. A status from the
  * QTSM ({"Error": NAME}) is returned as is; an answer that is not a valid
