@@ -21,7 +21,9 @@
  *       answers per burst, a burst ending at a gap of a quarter of the mean
  *       gap or more (about 1 when answers come one at a time); guest_busy
  *       is the share of this machine's CPUs (/proc/stat) that was not idle
- *       during the run.
+ *       during the run. While the clients run, a sign of life comes first,
+ *       a line a second: `progress t=T calls=N finished=F` (on stderr when
+ *       run here; before the answer when served).
  *   qtsm-load sample NONCE_HEX
  *       one document for that nonce, raw, on stdout.
  *   qtsm-load settle
@@ -40,8 +42,10 @@
  *   qtsm-load ask hybrid:VSOCK_SOCKET:PORT|unix:PATH LINE
  *       on the parent: connects (hybrid vsock: `CONNECT PORT`, `OK ...`),
  *       retrying for up to 120 s while the enclave is not listening yet,
- *       sends LINE, copies the answer to stdout; prints its own wall time
- *       on stderr ("ask: N s"), which checks the enclave's clock.
+ *       sends LINE, copies the answer to stdout and the progress lines to
+ *       stderr as they come (`live ask_t=T progress ...`, T its own seconds
+ *       since sending LINE); prints its own wall time on stderr ("ask: N
+ *       s"), which checks the enclave's clock.
  * The QTSM socket is libqtsm's: /run/qtsm.sock or $QTSM_SOCKET.
  */
 #define _GNU_SOURCE
@@ -91,6 +95,7 @@ typedef struct {
     int ready_pipe[2];
     int go_pipe[2];
     int random;
+    int finished; /* clients done (atomic) */
     Worker workers[MAX_CLIENTS];
     long arrivals_used;
     double arrivals[MAX_ARRIVALS];
@@ -152,6 +157,7 @@ static void* worker_main(void* argument)
     }
     if (fd < 0) {
         w->end = now();
+        __atomic_add_fetch(&shared->finished, 1, __ATOMIC_RELEASE);
         return NULL;
     }
     uint8_t nonce[NONCE_SIZE];
@@ -181,7 +187,7 @@ static void* worker_main(void* argument)
             if (status == INTERNAL_ERROR)
                 break; /* the connection is gone */
         } else {
-            w->documents++;
+            __atomic_add_fetch(&w->documents, 1, __ATOMIC_RELAXED);
             w->document_bytes = length;
             double micros = (after - t) * 1e6;
             w->latency_sum += after - t;
@@ -192,6 +198,7 @@ static void* worker_main(void* argument)
     }
     w->end = now();
     qtsm_lib_exit(fd);
+    __atomic_add_fetch(&shared->finished, 1, __ATOMIC_RELEASE);
     return NULL;
 }
 
@@ -232,7 +239,32 @@ static int compare_doubles(void const* a, void const* b)
     return x < y ? -1 : x > y;
 }
 
-static int run_load(char const* mode, int clients, double seconds, char const* op, char* out, size_t out_size)
+/* Sign of life while the clients run: a line a second on `fd`,
+ *   progress t=T calls=N finished=F
+ * (seconds since the start, calls answered so far, clients done), so that a
+ * run that stops answering shows when it stopped. Waits until every
+ * client has finished. */
+static void watch_clients(int clients, int fd)
+{
+    double next = shared->start + 1;
+    while (__atomic_load_n(&shared->finished, __ATOMIC_ACQUIRE) < clients) {
+        usleep(200 * 1000);
+        double t = now();
+        if (fd < 0 || t < next)
+            continue;
+        next = t + 1;
+        long calls = 0;
+        for (int i = 0; i < clients; ++i)
+            calls += __atomic_load_n(&shared->workers[i].documents, __ATOMIC_RELAXED);
+        char line[128];
+        int length = snprintf(line, sizeof(line), "progress t=%.1f calls=%ld finished=%d\n", t - shared->start, calls,
+            __atomic_load_n(&shared->finished, __ATOMIC_RELAXED));
+        (void)write_all(fd, line, (size_t)length);
+    }
+}
+
+static int run_load(char const* mode, int clients, double seconds, char const* op, char* out, size_t out_size,
+    int progress_fd)
 {
     int processes = strcmp(mode, "procs") == 0;
     int random = strcmp(op, "random") == 0;
@@ -284,6 +316,7 @@ static int run_load(char const* mode, int clients, double seconds, char const* o
     shared->start = now();
     shared->deadline = shared->start + seconds;
     close(shared->go_pipe[1]);
+    watch_clients(clients, progress_fd);
     for (int i = 0; i < clients; ++i) {
         if (processes) {
             int status;
@@ -541,7 +574,7 @@ static int serve(char const* endpoint)
             close(connection);
             return 0;
         } else if (sscanf(line, "run %15s %d %lf %15s", mode, &clients, &seconds, op) >= 3) {
-            run_load(mode, clients, seconds, op, out, sizeof(out));
+            run_load(mode, clients, seconds, op, out, sizeof(out), connection);
             (void)write_all(connection, out, strlen(out));
         } else if (strcmp(line, "settle") == 0) {
             settle(out, sizeof(out));
@@ -623,18 +656,47 @@ static int ask(char const* endpoint, char const* command)
     double connected = now();
     if (write_all(fd, command, strlen(command)) < 0 || write_all(fd, "\n", 1) < 0)
         die("send");
+    /* The answer goes to stdout; the enclave's `progress` lines, which
+     * come before it, go to stderr as they arrive (a sign of life), each
+     * with this side's own time since the command was sent. */
     static uint8_t buffer[65536];
+    size_t used = 0;
+    int at_line_start = 1, progress = 0;
     for (;;) {
-        ssize_t n = read(fd, buffer, sizeof(buffer));
+        ssize_t n = read(fd, buffer + used, sizeof(buffer) - used);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0)
             die("read");
         if (n == 0)
             break;
-        if (write_all(1, buffer, (size_t)n) < 0)
-            die("write");
+        used += (size_t)n;
+        size_t done = 0;
+        while (done < used) {
+            if (at_line_start) {
+                if (used - done < 9 && memcmp(buffer + done, "progress ", used - done) == 0)
+                    break; /* too short to tell yet */
+                progress = used - done >= 9 && memcmp(buffer + done, "progress ", 9) == 0;
+                at_line_start = 0;
+                if (progress) {
+                    char stamp[48];
+                    int length = snprintf(stamp, sizeof(stamp), "live ask_t=%.1f ", now() - connected);
+                    (void)write_all(2, stamp, (size_t)length);
+                }
+            }
+            uint8_t* newline = memchr(buffer + done, '\n', used - done);
+            size_t end = newline ? (size_t)(newline - buffer) + 1 : used;
+            if (write_all(progress ? 2 : 1, buffer + done, end - done) < 0)
+                die("write");
+            done = end;
+            if (newline)
+                at_line_start = 1;
+        }
+        memmove(buffer, buffer + done, used - done);
+        used -= done;
     }
+    if (used > 0 && write_all(1, buffer, used) < 0)
+        die("write");
     close(fd);
     fprintf(stderr, "ask: %.3f s\n", now() - connected);
     return 0;
@@ -644,7 +706,8 @@ int main(int argc, char** argv)
 {
     if ((argc == 5 || argc == 6) && strcmp(argv[1], "run") == 0) {
         char out[512];
-        int status = run_load(argv[2], atoi(argv[3]), atof(argv[4]), argc == 6 ? argv[5] : "attest", out, sizeof(out));
+        int status
+            = run_load(argv[2], atoi(argv[3]), atof(argv[4]), argc == 6 ? argv[5] : "attest", out, sizeof(out), 2);
         fputs(out, stdout);
         return status;
     }
