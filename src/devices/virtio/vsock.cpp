@@ -895,30 +895,23 @@ void VsockDevice::State::open_guest_connection(Header const& request)
         return;
     }
     auto service = config.services.find(request.dst_port);
-    if (service != config.services.end() && service->second && service->second->answers_on_socket()) {
-        // Served on the service's own thread, through a socket of the VMM:
-        // from here on, a host socket like any other.
-        auto socket = service->second->open_socket();
-        if (!socket) {
+    if (service != config.services.end()) {
+        // A service answers on the event loop (a session), or on a thread of
+        // its own through a socket of the VMM, which from here on is a host
+        // socket like any other.
+        auto const& served = service->second;
+        UniqueFd socket;
+        std::unique_ptr<VsockSession> session;
+        if (served && served->answers_on_socket())
+            socket = served->open_socket();
+        else if (served)
+            session = served->open();
+        if (!socket && !session) {
             queue_reset(request);
             return;
         }
         auto& connection = add_connection();
         connection.fd = std::move(socket);
-        connection.service_port = request.dst_port;
-        connection.phase = Phase::Open;
-        connection.protocol = ConnectionState::accepted(request);
-        insert_key(connection, key);
-        refresh(connection);
-        return;
-    }
-    if (service != config.services.end()) {
-        auto session = service->second ? service->second->open() : nullptr;
-        if (!session) {
-            queue_reset(request);
-            return;
-        }
-        auto& connection = add_connection();
         connection.session = std::move(session);
         connection.service_port = request.dst_port;
         connection.phase = Phase::Open;
