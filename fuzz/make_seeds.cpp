@@ -4,7 +4,7 @@
 // tests' TarBuilder, encode_request/encode_response and make_frame, the
 // virtqueue input format of virtqueue_input.hpp and the vsock_packets script
 // builder (vsock_script.hpp). Run from the fuzz build:
-//     build-fuzz/fuzz/fuzz_make_seeds fuzz/corpus
+//     build-sanitize/fuzz/fuzz_make_seeds fuzz/corpus
 // Seeds are small valid inputs (no kernel, a few KiB at most): the fuzzer
 // mutates from there. Re-run it when a format changes.
 #include "../tests/support/tar_builder.hpp"
