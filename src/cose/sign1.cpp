@@ -256,7 +256,9 @@ ErrorOr<Bytes> sign_sign1(ByteView payload, crypto::PrivateKey const& key, SignO
             fmt::format("COSE_Sign1: the protected header names {} but the key is {}",
                 algorithm_name(named.value()), crypto::key_type_name(key.type())));
 
-    Bytes signature = TRY(key.sign(sig_structure(message.protected_header, message.payload, options.external_aad)));
+    auto to_be_signed = sig_structure(message.protected_header, message.payload, options.external_aad);
+    Bytes signature = options.nonce && options.nonce->usable() ? TRY(key.sign(to_be_signed, *options.nonce))
+                                                               : TRY(key.sign(to_be_signed));
     message.signature = options.order == SignatureOrder::QingTian ? reverse_signature_halves(signature)
                                                                   : std::move(signature);
     return encode_sign1(message);

@@ -410,16 +410,55 @@ ErrorOr<Bytes> PrivateKey::sign(ByteView message) const
     return not_ec("ECDSA sign");
 }
 
+ErrorOr<Bytes> PrivateKey::sign(ByteView message, EcdsaNonce& nonce) const
+{
+    switch (type()) {
+    case KeyType::EcP256: return sign_digest(sha256(message), nonce);
+    case KeyType::EcP384: return sign_digest(sha384(message), nonce);
+    case KeyType::Rsa: break;
+    }
+    nonce.m_impl.reset(); // consumed, as sign_digest would
+    return not_ec("ECDSA sign");
+}
+
+namespace {
+
+// Low-S: (r, s) and (r, n - s) both verify; the signature always carries
+// the smaller s, so each message and key give one encoding (keys.hpp).
+// Then r‖s, each half big-endian in `half` bytes.
+ErrorOr<Bytes> finish_signature(mbedtls_ecp_group const& group, mbedtls_mpi& r, mbedtls_mpi& s, std::size_t half)
+{
+    Mpi half_order;
+    if (mbedtls_mpi_copy(&half_order.value, &group.N) != 0 || mbedtls_mpi_shift_r(&half_order.value, 1) != 0)
+        return failure_error(CryptoError::Internal, "ECDSA sign: the curve order");
+    if (mbedtls_mpi_cmp_mpi(&s, &half_order.value) > 0) {
+        Mpi low;
+        if (mbedtls_mpi_sub_mpi(&low.value, &group.N, &s) != 0 || mbedtls_mpi_copy(&s, &low.value) != 0)
+            return failure_error(CryptoError::Internal, "ECDSA sign: low-S");
+    }
+    Bytes signature(2 * half);
+    if (mbedtls_mpi_write_binary(&r, signature.data(), half) != 0
+        || mbedtls_mpi_write_binary(&s, signature.data() + half, half) != 0)
+        return failure_error(CryptoError::Internal, "ECDSA sign: r or s longer than the curve order");
+    return signature;
+}
+
+Error wrong_digest_size(KeyType type, ByteView digest, std::size_t half)
+{
+    return failure_error(CryptoError::Malformed,
+        fmt::format("ECDSA {} sign: digest of {} bytes, expected {}", key_type_name(type), digest.size(), half));
+}
+
+} // namespace
+
 ErrorOr<Bytes> PrivateKey::sign_digest(ByteView digest) const
 {
     if (!is_ec())
         return not_ec("ECDSA sign");
     std::size_t half = field_size(type());
     if (digest.size() != half)
-        return failure_error(CryptoError::Malformed,
-            fmt::format("ECDSA {} sign: digest of {} bytes, expected {}", key_type_name(type()), digest.size(), half));
+        return wrong_digest_size(type(), digest, half);
     Mpi r, s;
-    Bytes signature(2 * half);
     std::lock_guard lock(m_impl->mutex);
     auto* keypair = &ec_keypair(m_impl->context);
     // RFC 6979 deterministic k, blinded with the per-thread DRBG.
@@ -427,21 +466,93 @@ ErrorOr<Bytes> PrivateKey::sign_digest(ByteView digest) const
         hash_of(type()), random_callback, nullptr);
     if (result != 0)
         return mbedtls_error(CryptoError::Internal, "ECDSA sign", result);
-    // Low-S: (r, s) and (r, n - s) both verify; the signature always
-    // carries the smaller s, so each message and key give one encoding
-    // (keys.hpp).
-    Mpi half_order;
-    if (mbedtls_mpi_copy(&half_order.value, &keypair->grp.N) != 0 || mbedtls_mpi_shift_r(&half_order.value, 1) != 0)
-        return failure_error(CryptoError::Internal, "ECDSA sign: the curve order");
-    if (mbedtls_mpi_cmp_mpi(&s.value, &half_order.value) > 0) {
-        Mpi low;
-        if (mbedtls_mpi_sub_mpi(&low.value, &keypair->grp.N, &s.value) != 0 || mbedtls_mpi_copy(&s.value, &low.value) != 0)
-            return failure_error(CryptoError::Internal, "ECDSA sign: low-S");
+    return finish_signature(keypair->grp, r.value, s.value, half);
+}
+
+// k and r = x(k·G) mod n (keys.hpp).
+struct EcdsaNonce::Impl {
+    Mpi k;
+    Mpi r;
+};
+
+EcdsaNonce::EcdsaNonce(KeyType type, std::unique_ptr<Impl> impl)
+    : m_type(type)
+    , m_impl(std::move(impl))
+{
+}
+EcdsaNonce::~EcdsaNonce() = default;
+EcdsaNonce::EcdsaNonce(EcdsaNonce&&) noexcept = default;
+EcdsaNonce& EcdsaNonce::operator=(EcdsaNonce&&) noexcept = default;
+
+ErrorOr<EcdsaNonce> PrivateKey::prepare_nonce() const
+{
+    if (!is_ec())
+        return not_ec("ECDSA nonce");
+    auto impl = std::make_unique<EcdsaNonce::Impl>();
+    std::lock_guard lock(m_impl->mutex);
+    auto& group = ec_keypair(m_impl->context).grp;
+    mbedtls_ecp_point point;
+    mbedtls_ecp_point_init(&point);
+    int result = 0;
+    // r = 0 happens with probability about 2^-384; draw again, as FIPS 186-5 says.
+    for (int attempt = 0; attempt < 8; ++attempt) {
+        result = mbedtls_ecp_gen_privkey(&group, &impl->k.value, random_callback, nullptr);
+        if (result == 0)
+            result = mbedtls_ecp_mul(&group, &point, &impl->k.value, &group.G, random_callback, nullptr);
+        if (result == 0)
+            result = mbedtls_mpi_mod_mpi(&impl->r.value, &point.X, &group.N);
+        if (result != 0 || mbedtls_mpi_cmp_int(&impl->r.value, 0) != 0)
+            break;
     }
-    if (mbedtls_mpi_write_binary(&r.value, signature.data(), half) != 0
-        || mbedtls_mpi_write_binary(&s.value, signature.data() + half, half) != 0)
-        return failure_error(CryptoError::Internal, "ECDSA sign: r or s longer than the curve order");
-    return signature;
+    mbedtls_ecp_point_free(&point);
+    if (result != 0)
+        return mbedtls_error(CryptoError::Internal, "ECDSA nonce", result);
+    if (mbedtls_mpi_cmp_int(&impl->r.value, 0) == 0)
+        return failure_error(CryptoError::Internal, "ECDSA nonce: r stayed zero");
+    return EcdsaNonce(type(), std::move(impl));
+}
+
+ErrorOr<Bytes> PrivateKey::sign_digest(ByteView digest, EcdsaNonce& nonce) const
+{
+    // Taken first: whatever happens below, this k never signs again.
+    auto prepared = std::move(nonce.m_impl);
+    if (!is_ec())
+        return not_ec("ECDSA sign");
+    if (!prepared)
+        return failure_error(CryptoError::Malformed, "ECDSA sign: the nonce was already used");
+    if (nonce.type() != type())
+        return failure_error(CryptoError::WrongKeyType,
+            fmt::format("ECDSA sign: a {} nonce for a {} key", key_type_name(nonce.type()), key_type_name(type())));
+    std::size_t half = field_size(type());
+    if (digest.size() != half)
+        return wrong_digest_size(type(), digest, half);
+    std::lock_guard lock(m_impl->mutex);
+    auto& keypair = ec_keypair(m_impl->context);
+    auto const& n = keypair.grp.N;
+    // s = (e + r·d) / k mod n, computed as t·(e + r·d) / (t·k) with a fresh
+    // random t, so that the inversion never sees k itself (mbedTLS's
+    // ecdsa_sign blinds the same way). e is the digest as an integer: for
+    // P-256 with SHA-256 and P-384 with SHA-384 it has the order's bit
+    // length, so nothing is truncated (SEC1 §4.1.3 step 5).
+    Mpi e, t, s, blinded_k, inverse;
+    auto step = [](int code) { return code == 0; };
+    bool ok = step(mbedtls_mpi_read_binary(&e.value, digest.data(), digest.size()))
+        && step(mbedtls_ecp_gen_privkey(&keypair.grp, &t.value, random_callback, nullptr))
+        && step(mbedtls_mpi_mul_mpi(&s.value, &prepared->r.value, &keypair.d))
+        && step(mbedtls_mpi_add_mpi(&s.value, &s.value, &e.value))
+        && step(mbedtls_mpi_mul_mpi(&s.value, &s.value, &t.value))
+        && step(mbedtls_mpi_mod_mpi(&s.value, &s.value, &n))
+        && step(mbedtls_mpi_mul_mpi(&blinded_k.value, &prepared->k.value, &t.value))
+        && step(mbedtls_mpi_mod_mpi(&blinded_k.value, &blinded_k.value, &n))
+        && step(mbedtls_mpi_inv_mod(&inverse.value, &blinded_k.value, &n))
+        && step(mbedtls_mpi_mul_mpi(&s.value, &s.value, &inverse.value))
+        && step(mbedtls_mpi_mod_mpi(&s.value, &s.value, &n));
+    if (!ok)
+        return failure_error(CryptoError::Internal, "ECDSA sign with a prepared nonce");
+    // s = 0 happens with probability about 2^-384 and would not verify.
+    if (mbedtls_mpi_cmp_int(&s.value, 0) == 0)
+        return failure_error(CryptoError::Internal, "ECDSA sign with a prepared nonce: s = 0 (sign again)");
+    return finish_signature(keypair.grp, prepared->r.value, s.value, half);
 }
 
 ErrorOr<SecretBytes> PrivateKey::rsa_oaep_decrypt(ByteView ciphertext) const

@@ -6,6 +6,8 @@
 
 #include <fmt/format.h>
 
+#include <optional>
+
 namespace qtbox::qtsm {
 
 namespace {
@@ -47,7 +49,7 @@ ErrorOr<std::string> make_module_id(std::string_view instance_id)
 
 ErrorOr<Bytes> assemble_document(std::string const& module_id, UnixMillis timestamp,
     std::vector<PcrEntry> const& pcrs, pki::Leaf const& leaf, AttestationRequest const& request,
-    cose::SignatureOrder order)
+    cose::SignatureOrder order, crypto::EcdsaNonce* nonce)
 {
     if (timestamp < 0)
         return Error::from_code(QtsmError::InternalError, "the clock is before 1970");
@@ -71,6 +73,7 @@ ErrorOr<Bytes> assemble_document(std::string const& module_id, UnixMillis timest
     options.order = order;
     // docs/FORMATS.md §4: protected = a1 01 38 22 (preferred serialisation of {1: -35}).
     options.protected_header = cose::algorithm_header(cose::Algorithm::ES384);
+    options.nonce = nonce;
     auto signed_document = cose::sign_sign1(payload, leaf.key, options);
     if (signed_document.is_error())
         return Error::from_code(QtsmError::InternalError,
@@ -84,7 +87,10 @@ ErrorOr<Bytes> assemble_document(std::string const& module_id, UnixMillis timest
 ErrorOr<std::unique_ptr<Backend>> Backend::create(BackendConfig config, pki::Authority authority)
 {
     auto issuer = TRY(pki::LeafIssuer::create(std::move(authority), config.module_id, config.clock));
-    return std::unique_ptr<Backend>(new Backend(config, std::move(issuer)));
+    auto nonce_key = crypto::PrivateKey::generate(crypto::KeyType::EcP384);
+    if (nonce_key.is_error())
+        return Error::from_code(QtsmError::InternalError, fmt::format("the nonce key: {}", nonce_key.error().message()));
+    return std::unique_ptr<Backend>(new Backend(config, std::move(issuer), nonce_key.release_value()));
 }
 
 ErrorOr<Response> Backend::attest(AttestationRequest const& request)
@@ -94,8 +100,63 @@ ErrorOr<Response> Backend::attest(AttestationRequest const& request)
     // before, and has at least two of its three hours left.
     auto timestamp = m_clock();
     auto pcrs = PcrBank::document_pcrs(m_pcrs.snapshot());
-    auto document = TRY(assemble_document(m_module_id, timestamp, pcrs, *leaf, request, m_signature_order));
+    auto nonce = take_nonce();
+    auto document = TRY(assemble_document(m_module_id, timestamp, pcrs, *leaf, request, m_signature_order,
+        nonce ? &*nonce : nullptr));
     return Response(AttestationResponse { std::move(document) });
+}
+
+std::optional<crypto::EcdsaNonce> Backend::take_nonce()
+{
+    std::optional<crypto::EcdsaNonce> nonce;
+    {
+        std::lock_guard lock(m_nonces_mutex);
+        m_nonces_wanted = true;
+        if (!m_nonces.empty()) {
+            nonce.emplace(std::move(m_nonces.back()));
+            m_nonces.pop_back();
+        }
+    }
+    m_nonce_room.notify_all();
+    return nonce;
+}
+
+ErrorOr<bool> Backend::prepare_nonce()
+{
+    if (prepared_nonces() >= NONCE_POOL_SIZE)
+        return false;
+    // Outside the pool's lock: the scalar multiplication is most of a
+    // signature's time.
+    auto nonce = m_nonce_key.prepare_nonce();
+    if (nonce.is_error())
+        return Error::from_code(QtsmError::InternalError, fmt::format("preparing a nonce: {}", nonce.error().message()));
+    std::lock_guard lock(m_nonces_mutex);
+    if (m_nonces.size() >= NONCE_POOL_SIZE)
+        return false; // another thread filled it meanwhile; this one is dropped (and zeroised)
+    m_nonces.push_back(nonce.release_value());
+    return true;
+}
+
+bool Backend::wait_for_nonce_room()
+{
+    std::unique_lock lock(m_nonces_mutex);
+    m_nonce_room.wait(lock, [this] { return m_stop_preparing || (m_nonces_wanted && m_nonces.size() < NONCE_POOL_SIZE); });
+    return !m_stop_preparing;
+}
+
+void Backend::stop_preparing()
+{
+    {
+        std::lock_guard lock(m_nonces_mutex);
+        m_stop_preparing = true;
+    }
+    m_nonce_room.notify_all();
+}
+
+std::size_t Backend::prepared_nonces() const
+{
+    std::lock_guard lock(m_nonces_mutex);
+    return m_nonces.size();
 }
 
 Response Backend::execute(Request const& request, std::string* diagnostic)

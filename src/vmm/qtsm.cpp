@@ -10,9 +10,11 @@
 
 #include <algorithm>
 #include <csignal>
+#include <functional>
 #include <future>
 #include <optional>
 #include <pthread.h>
+#include <sched.h>
 #include <sys/socket.h>
 #include <system_error>
 #include <thread>
@@ -118,6 +120,7 @@ qtsm::SystemPcrs platform_pcrs(QtsmOptions const& options, std::string const& in
 struct QtsmService::Thread {
     UniqueFd channel; // the thread's end, blocking
     std::thread thread;
+    std::thread nonces; // prepare_nonces, below
 };
 
 namespace {
@@ -135,6 +138,18 @@ void answer_requests(qtsm::Backend& backend, int channel)
     }
     // The device sees the end of the stream (and the guest a SHUTDOWN).
     ::shutdown(channel, SHUT_RDWR);
+}
+
+// The nonce thread: fills the backend's pool of prepared ECDSA nonces
+// (qtsm/backend.hpp) while the pool has room. SCHED_IDLE: it runs only on
+// a CPU that nothing else wants, so it never takes time from the guest's
+// vCPUs or from a signature being made.
+void prepare_nonces(qtsm::Backend& backend)
+{
+    while (backend.wait_for_nonce_room()) {
+        if (backend.prepare_nonce().is_error())
+            break; // the QTSM then signs the RFC 6979 way
+    }
 }
 
 // Every signal but those a fault raises in the thread itself: the
@@ -159,6 +174,46 @@ QtsmService::QtsmService(std::shared_ptr<qtsm::Backend> backend, NoticeSink noti
 {
 }
 
+namespace {
+
+// Starts a thread named `name` that runs `setup` (when given: its seccomp
+// filter and the like) and then `body`; returns once setup is done, or
+// with the error that setup returned (the thread has then ended). The
+// thread starts with the asynchronous signals blocked.
+ErrorOr<std::thread> start_thread(char const* name, std::function<ErrorOr<void>()> setup, std::function<void()> body)
+{
+    std::promise<std::optional<Error>> started;
+    auto entered = started.get_future();
+    sigset_t blocked = asynchronous_signals(), previous;
+    ::pthread_sigmask(SIG_BLOCK, &blocked, &previous);
+    std::thread thread;
+    try {
+        thread = std::thread([name, setup = std::move(setup), body = std::move(body),
+                                 started = std::move(started)]() mutable {
+            ::pthread_setname_np(::pthread_self(), name);
+            if (setup) {
+                if (auto installed = setup(); installed.is_error()) {
+                    started.set_value(installed.release_error());
+                    return;
+                }
+            }
+            started.set_value(std::nullopt);
+            body();
+        });
+    } catch (std::system_error const& error) {
+        ::pthread_sigmask(SIG_SETMASK, &previous, nullptr);
+        return Error::from_errno(fmt::format("{} thread", name), error.code().value());
+    }
+    ::pthread_sigmask(SIG_SETMASK, &previous, nullptr);
+    if (auto failed = entered.get()) {
+        thread.join();
+        return std::move(*failed).context(fmt::format("{} thread", name));
+    }
+    return thread;
+}
+
+} // namespace
+
 ErrorOr<std::shared_ptr<QtsmService>> QtsmService::create(
     std::shared_ptr<qtsm::Backend> backend, NoticeSink notice, std::string first_connection_note, bool sandbox)
 {
@@ -172,32 +227,34 @@ ErrorOr<std::shared_ptr<QtsmService>> QtsmService::create(
     thread->channel = UniqueFd(ends[1]);
     TRY(sys::set_nonblocking(service->m_device_end.get()));
 
-    // The thread says whether it entered its filter before create returns.
-    std::promise<std::optional<Error>> started;
-    auto entered = started.get_future();
-    sigset_t blocked = asynchronous_signals(), previous;
-    ::pthread_sigmask(SIG_BLOCK, &blocked, &previous);
-    try {
-        thread->thread = std::thread([backend = service->m_backend, channel = thread->channel.get(), sandbox,
-                                         started = std::move(started)]() mutable {
-            ::pthread_setname_np(::pthread_self(), "qtsm");
-            if (sandbox) {
-                if (auto installed = install_qtsm_filter(channel); installed.is_error()) {
-                    started.set_value(installed.release_error());
-                    return;
-                }
-            }
-            started.set_value(std::nullopt);
-            answer_requests(*backend, channel);
-        });
-    } catch (std::system_error const& error) {
-        ::pthread_sigmask(SIG_SETMASK, &previous, nullptr);
-        return Error::from_errno("QTSM thread", error.code().value());
-    }
-    ::pthread_sigmask(SIG_SETMASK, &previous, nullptr);
+    int channel = thread->channel.get();
+    auto const& shared_backend = service->m_backend; // each thread holds a reference of its own
+    std::function<ErrorOr<void>()> qtsm_filter;
+    if (sandbox)
+        qtsm_filter = [channel] { return install_qtsm_filter(channel); };
+    auto nonce_setup = [sandbox]() -> ErrorOr<void> {
+        // Lowering its own policy needs no privilege; the filter then
+        // forbids raising it again.
+        sched_param param {};
+        if (::sched_setscheduler(0, SCHED_IDLE, &param) < 0)
+            return Error::from_errno("SCHED_IDLE");
+        if (sandbox)
+            return install_nonce_filter();
+        return {};
+    };
+    // The QTSM thread is the one that matters; without the nonce thread it
+    // signs the RFC 6979 way, so that one failing to start is only a notice.
+    thread->thread = TRY(start_thread("qtsm", std::move(qtsm_filter), [backend = shared_backend, channel] {
+        answer_requests(*backend, channel);
+    }));
     service->m_thread = std::move(thread);
-    if (auto failed = entered.get())
-        return std::move(*failed).context("QTSM thread: seccomp");
+    auto nonces = start_thread("qtsm-nonces", nonce_setup, [backend = shared_backend] { prepare_nonces(*backend); });
+    if (nonces.is_error()) {
+        if (service->m_notice)
+            service->m_notice({ Severity::Warning, fmt::format("QTSM: no prepared nonces: {}", nonces.error().message()) });
+    } else {
+        service->m_thread->nonces = nonces.release_value();
+    }
     return service;
 }
 
@@ -205,6 +262,9 @@ QtsmService::~QtsmService()
 {
     if (!m_thread)
         return;
+    m_backend->stop_preparing();
+    if (m_thread->nonces.joinable())
+        m_thread->nonces.join();
     // Wakes the thread in its read (or write): it ends the channel.
     ::shutdown(m_thread->channel.get(), SHUT_RDWR);
     if (m_thread->thread.joinable())

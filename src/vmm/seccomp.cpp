@@ -96,6 +96,15 @@ ErrorOr<void> install_qtsm_filter(int channel_fd)
     return filter.load();
 }
 
+ErrorOr<void> install_nonce_filter()
+{
+    // stderr for the SIGSYS report; the DRBG's seed and reseeds.
+    int const write_fds[] = { STDERR_FILENO };
+    auto filter = TRY(common(write_fds));
+    TRY(filter.allow(SCMP_SYS(getrandom)));
+    return filter.load();
+}
+
 ErrorOr<void> install_setup_filter()
 {
     TRY(seccomp::install_sigsys_reporter(EXIT_SECCOMP));
@@ -141,6 +150,9 @@ ErrorOr<void> install_setup_filter()
     TRY(filter.allow_if(SCMP_SYS(prctl), SCMP_A0(SCMP_CMP_EQ, PR_SET_NO_NEW_PRIVS, 0)));
     TRY(filter.allow_if(SCMP_SYS(prctl), SCMP_A0(SCMP_CMP_EQ, PR_GET_DUMPABLE, 0)));
     TRY(filter.allow_if(SCMP_SYS(prctl), SCMP_A0(SCMP_CMP_EQ, PR_SET_NAME, 0)));
+    // The QTSM's nonce thread lowers itself to SCHED_IDLE (vmm/qtsm.cpp):
+    // the calling thread, that policy only.
+    TRY(filter.allow_if(SCMP_SYS(sched_setscheduler), SCMP_A0(SCMP_CMP_EQ, 0, 0), SCMP_A1(SCMP_CMP_EQ, SCHED_IDLE, 0)));
     // Threads only: clone() with CLONE_THREAD; clone3's flags are out of a
     // filter's reach, so it fails as absent and glibc falls back to clone().
     TRY(filter.allow_if(SCMP_SYS(clone), SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_THREAD, CLONE_THREAD)));

@@ -300,3 +300,70 @@ TEST_CASE("keys: ECDSA signatures carry the low s (s <= n/2), and verify")
         }
     }
 }
+
+TEST_CASE("ecdsa: prepared nonces sign like RFC 6979 would: valid, low s, a fresh r each time, used once")
+{
+    auto const p256_half = unhex("7fffffff800000007fffffffffffffffde737d56d38bcf4279dce5617e3192a8");
+    auto const p384_half = unhex("7fffffffffffffffffffffffffffffffffffffffffffffffe3b1a6c0fa1b96efac0d06d9245853bd76760cb5666294b9");
+    for (auto type : { KeyType::EcP256, KeyType::EcP384 }) {
+        CAPTURE(crypto::key_type_name(type));
+        auto key = must(PrivateKey::generate(type));
+        auto other = must(PrivateKey::generate(type));
+        auto const& half = type == KeyType::EcP256 ? p256_half : p384_half;
+        std::vector<Bytes> rs;
+        for (int i = 0; i < 48; ++i) {
+            CAPTURE(i);
+            std::string text = fmt::format("document {}", i);
+            auto message = as_bytes(text);
+            // Every other nonce comes from another key on the curve: k and
+            // r do not depend on the key that signs.
+            auto nonce = must((i % 2 ? other : key).prepare_nonce());
+            CHECK(nonce.type() == type);
+            CHECK(nonce.usable());
+            auto signature = must(key.sign(message, nonce));
+            CHECK_FALSE(nonce.usable());
+            REQUIRE(signature.size() == 2 * half.size());
+            ByteView s(signature.data() + half.size(), half.size());
+            CHECK(std::lexicographical_compare(half.begin(), half.end(), s.begin(), s.end()) == false);
+            must(key.public_key().verify(message, signature));
+            CHECK(expect_failure(other.public_key().verify(message, signature)) == CryptoError::BadSignature);
+            rs.emplace_back(signature.begin(), signature.begin() + static_cast<std::ptrdiff_t>(half.size()));
+            // The same message signed again, the RFC 6979 way, verifies too
+            // and has another r.
+            auto deterministic = must(key.sign(message));
+            CHECK_FALSE(std::equal(rs.back().begin(), rs.back().end(), deterministic.begin()));
+        }
+        std::sort(rs.begin(), rs.end());
+        CHECK(std::adjacent_find(rs.begin(), rs.end()) == rs.end());
+    }
+}
+
+TEST_CASE("ecdsa: a prepared nonce is refused when used twice, on another curve or with RSA, and is spent anyway")
+{
+    auto p384 = must(PrivateKey::generate(KeyType::EcP384));
+    auto p256 = must(PrivateKey::generate(KeyType::EcP256));
+    auto message = as_bytes(std::string_view("message"));
+
+    auto nonce = must(p384.prepare_nonce());
+    must(p384.sign(message, nonce));
+    CHECK(expect_failure(p384.sign(message, nonce)) == CryptoError::Malformed);
+
+    auto wrong_curve = must(p256.prepare_nonce());
+    CHECK(expect_failure(p384.sign(message, wrong_curve)) == CryptoError::WrongKeyType);
+    CHECK_FALSE(wrong_curve.usable());
+
+    auto short_digest = must(p384.prepare_nonce());
+    CHECK(expect_failure(p384.sign_digest(crypto::sha256(message), short_digest)) == CryptoError::Malformed);
+    CHECK_FALSE(short_digest.usable());
+
+    auto moved = must(p384.prepare_nonce());
+    auto taken = std::move(moved);
+    CHECK_FALSE(moved.usable()); // NOLINT(bugprone-use-after-move): the point of the check
+    must(p384.sign(message, taken));
+
+    auto rsa = must(PrivateKey::parse(read_data("rsa-pkcs1.pem")));
+    CHECK(expect_failure(rsa.prepare_nonce()) == CryptoError::WrongKeyType);
+    auto for_rsa = must(p384.prepare_nonce());
+    CHECK(expect_failure(rsa.sign(message, for_rsa)) == CryptoError::WrongKeyType);
+    CHECK_FALSE(for_rsa.usable());
+}

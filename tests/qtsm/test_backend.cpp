@@ -263,3 +263,40 @@ TEST_CASE("qtsm: a document signed at 3 h + 1 s with a leaf issued at 0 fails wi
     require_error(attest::verify_document(document, verify_options(pki, T0 + 3 * HOUR + SECOND)), attest::VerifyError::Time);
     must(attest::verify_document(document, verify_options(pki, T0 + 3 * HOUR)));
 }
+
+TEST_CASE("qtsm: prepared nonces fill a pool of 8; documents signed with them verify, across the leaf rotation")
+{
+    TestPki pki;
+    TestClock clock;
+    auto backend = make_backend(pki, clock);
+    CHECK(backend->prepared_nonces() == 0);
+    for (std::size_t i = 0; i < qtsm::Backend::NONCE_POOL_SIZE; ++i)
+        CHECK(must(backend->prepare_nonce()));
+    CHECK_FALSE(must(backend->prepare_nonce()));
+    CHECK(backend->prepared_nonces() == qtsm::Backend::NONCE_POOL_SIZE);
+
+    auto signature_r = [](Bytes const& document) {
+        auto sign1 = must(cose::parse_sign1(document));
+        return Bytes(sign1.signature.begin(), sign1.signature.begin() + 48);
+    };
+    std::vector<Bytes> rs;
+    for (std::size_t i = 0; i < qtsm::Backend::NONCE_POOL_SIZE; ++i) {
+        CAPTURE(i);
+        qtsm::AttestationRequest request;
+        request.nonce = Bytes { 0x42, static_cast<std::uint8_t>(i) };
+        // Half of them after the hourly rotation: a nonce prepared with the
+        // old leaf signs for the new one.
+        if (i == qtsm::Backend::NONCE_POOL_SIZE / 2)
+            *clock.now = T0 + HOUR;
+        auto document = make_document(*backend, request);
+        CHECK(backend->prepared_nonces() == qtsm::Backend::NONCE_POOL_SIZE - 1 - i);
+        auto verified = must(attest::verify_document(document, verify_options(pki, *clock.now)));
+        CHECK(verified.document.nonce == *request.nonce);
+        rs.push_back(signature_r(document));
+    }
+    std::sort(rs.begin(), rs.end());
+    CHECK(std::adjacent_find(rs.begin(), rs.end()) == rs.end());
+    // The pool is empty: the next document is signed the RFC 6979 way.
+    must(attest::verify_document(make_document(*backend), verify_options(pki, *clock.now)));
+    CHECK(backend->prepared_nonces() == 0);
+}

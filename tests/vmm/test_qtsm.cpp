@@ -32,6 +32,8 @@
 #include <mutex>
 #include <optional>
 #include <regex>
+#include <sched.h>
+#include <sstream>
 #include <thread>
 #include <tuple>
 
@@ -306,6 +308,28 @@ int seccomp_mode_of_thread(std::string const& name)
     return -1;
 }
 
+// The scheduling policy (field 41 of /proc/self/task/<tid>/stat) of the
+// thread named `name`; -1 when there is no such thread.
+int scheduling_policy_of_thread(std::string const& name)
+{
+    for (auto const& task : std::filesystem::directory_iterator("/proc/self/task")) {
+        std::ifstream comm(task.path() / "comm");
+        std::string line;
+        if (!std::getline(comm, line) || line != name)
+            continue;
+        std::ifstream stat(task.path() / "stat");
+        std::getline(stat, line);
+        // After "pid (comm) ", the fields from the third on.
+        std::istringstream fields(line.substr(line.rfind(')') + 2));
+        std::string field;
+        for (int index = 3; index <= 41 && fields >> field; ++index) {
+            if (index == 41)
+                return std::stoi(field);
+        }
+    }
+    return -1;
+}
+
 TEST_CASE("vmm qtsm: the QTSM's work, the hourly leaf included, runs on its own thread under its seccomp filter"
     * doctest::skip(SANITIZED))
 {
@@ -325,9 +349,17 @@ TEST_CASE("vmm qtsm: the QTSM's work, the hourly leaf included, runs on its own 
         auto service = vmm::QtsmService::create(backend, {}, {}, true);
         if (service.is_error())
             return 2;
-        if (seccomp_mode_of_thread("qtsm") != 2)
+        if (seccomp_mode_of_thread("qtsm") != 2 || seccomp_mode_of_thread("qtsm-nonces") != 2)
             return 6;
+        if (scheduling_policy_of_thread("qtsm-nonces") != SCHED_IDLE)
+            return 8;
         auto channel = channel_of(*service.value());
+        // No Attestation yet: no nonce is prepared (an enclave that never
+        // asks for a document costs no CPU).
+        (void)ask(channel.get(), qtsm::GetRandomRequest {});
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        if (backend->prepared_nonces() != 0)
+            return 9;
         for (int hour = 0; hour < 3; ++hour) {
             auto document = ask(channel.get(), qtsm::AttestationRequest { std::nullopt, Bytes(32, 1), std::nullopt });
             if (!std::holds_alternative<qtsm::AttestationResponse>(document))
@@ -338,6 +370,12 @@ TEST_CASE("vmm qtsm: the QTSM's work, the hourly leaf included, runs on its own 
             if (!std::holds_alternative<qtsm::ExtendPcrResponse>(
                     ask(channel.get(), qtsm::ExtendPcrRequest { 17, Bytes { 1 } })))
                 return 5;
+            // The nonce thread fills its pool under its own filter (a call
+            // it lacks would have killed the process here).
+            for (int wait = 0; wait < 1000 && backend->prepared_nonces() < qtsm::Backend::NONCE_POOL_SIZE; ++wait)
+                std::this_thread::sleep_for(std::chrono::milliseconds(10));
+            if (backend->prepared_nonces() != qtsm::Backend::NONCE_POOL_SIZE)
+                return 10;
             *now += pki::LEAF_ROTATION_MS + 1000; // the next document needs a new leaf
         }
         // The thread's end of a framing error, under the filter too.

@@ -76,8 +76,15 @@ TEST_CASE("vmm seccomp: the setup filter runs the set-up: reads, AF_UNIX sockets
         // A vCPU thread pins itself and enters its own filter on top.
         cpu_set_t cpus;
         bool affinity = ::sched_getaffinity(0, sizeof(cpus), &cpus) == 0 && ::sched_setaffinity(0, sizeof(cpus), &cpus) == 0;
+        // The QTSM's nonce thread lowers itself to SCHED_IDLE.
+        bool idle = false;
+        std::thread nonces([&] {
+            sched_param param {};
+            idle = ::sched_setscheduler(0, SCHED_IDLE, &param) == 0;
+        });
+        nonces.join();
         bool narrowed = enter_vcpu();
-        return file >= 0 && unix_socket >= 0 && event >= 0 && thread_ran && affinity && narrowed ? 0 : 1;
+        return file >= 0 && unix_socket >= 0 && event >= 0 && thread_ran && affinity && idle && narrowed ? 0 : 1;
     });
     CHECK_MESSAGE(outcome.exit_status == 0, outcome.stderr_text);
     CHECK(outcome.stderr_text.empty());
@@ -100,6 +107,17 @@ TEST_CASE("vmm seccomp: the setup filter refuses exec, writable opens, network s
     expect_trapped(SYS_tgkill, enter_setup, [=] { ::syscall(SYS_tgkill, runner, runner, 0); });
     expect_trapped(SYS_ptrace, enter_setup, [] { ::syscall(SYS_ptrace, 0, 0, 0, 0); });
     expect_trapped(SYS_ioctl, enter_setup, [] { ::syscall(SYS_ioctl, STDERR_FILENO, TIOCSTI, "x"); });
+    // Scheduling: SCHED_IDLE for the calling thread only, never a real-time
+    // policy, never for another process.
+    expect_trapped(SYS_sched_setscheduler, enter_setup, [] {
+        sched_param param {};
+        param.sched_priority = 1;
+        ::syscall(SYS_sched_setscheduler, 0, SCHED_FIFO, &param);
+    });
+    expect_trapped(SYS_sched_setscheduler, enter_setup, [=] {
+        sched_param param {};
+        ::syscall(SYS_sched_setscheduler, runner, SCHED_IDLE, &param);
+    });
     expect_trapped(SYS_setuid, enter_setup, [] { ::syscall(SYS_setuid, 0); });
     expect_trapped(SYS_mmap, enter_setup, [] { ::syscall(SYS_mmap, nullptr, 4096, PROT_READ | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0); });
 }

@@ -115,6 +115,9 @@ struct SignOptions {
     // Unprotected header map; null means {}.
     cbor::Value unprotected;
     ByteView external_aad;
+    // A prepared nonce of the key's curve to sign with (crypto::EcdsaNonce,
+    // consumed); null or already used: RFC 6979, as PrivateKey::sign.
+    crypto::EcdsaNonce* nonce { nullptr };
 };
 
 // Signs `payload` with an EC key (P-256 → ES256, P-384 → ES384) and returns

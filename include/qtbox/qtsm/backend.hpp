@@ -11,8 +11,16 @@
 //   the QingTian order through attest::encode_qingtian_payload, signed as an
 //   untagged COSE_Sign1 with the protected header a1 01 38 22 by the current
 //   leaf, in the configured signature byte order.
-// - Thread safety: handle() and execute() may run on many threads at once
-//   (the bank and the issuer lock internally, signing locks per key).
+// - Prepared nonces: a thread that runs only on otherwise idle CPU (the
+//   VMM's, SCHED_IDLE) loops on wait_for_nonce_room() and prepare_nonce();
+//   an Attestation then signs with a prepared nonce (crypto::EcdsaNonce: no
+//   scalar multiplication while the guest waits) and the RFC 6979 way when
+//   none is left. Preparation computes on a key of its own, so it never
+//   holds the lock of the leaf key that signs; it starts with the first
+//   Attestation request, so a guest that never asks for one costs no CPU.
+// - Thread safety: handle(), execute() and the nonce functions may run on
+//   many threads at once (the bank, the issuer and the nonce pool lock
+//   internally, signing locks per key).
 //
 // Wiring it into the VMM (docs/FORMATS.md §5, §6):
 //     qtsm::BackendConfig config;
@@ -35,7 +43,10 @@
 #include <qtbox/qtsm/pcr_bank.hpp>
 #include <qtbox/qtsm/protocol.hpp>
 
+#include <condition_variable>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -60,12 +71,14 @@ struct BackendConfig {
     pki::Clock clock { now_millis };
 };
 
-// The docs/FORMATS.md §4 document for `request`, signed by `leaf` at `timestamp`.
-// `pcrs` are the registers to include (PcrBank::document_pcrs). Fails with
-// QtsmError::InternalError when the result would exceed MAX_DOCUMENT_SIZE.
+// The docs/FORMATS.md §4 document for `request`, signed by `leaf` at `timestamp`
+// (with `nonce` when it is given and usable, which it consumes; RFC 6979
+// otherwise). `pcrs` are the registers to include (PcrBank::document_pcrs).
+// Fails with QtsmError::InternalError when the result would exceed
+// MAX_DOCUMENT_SIZE.
 ErrorOr<Bytes> assemble_document(std::string const& module_id, UnixMillis timestamp,
     std::vector<PcrEntry> const& pcrs, pki::Leaf const& leaf, AttestationRequest const& request,
-    cose::SignatureOrder order);
+    cose::SignatureOrder order, crypto::EcdsaNonce* nonce = nullptr);
 
 class Backend {
 public:
@@ -88,14 +101,25 @@ public:
     // connection goes on. Returns the I/O error that ended it, if any.
     ErrorOr<void> serve(int fd);
 
+    // Prepares one nonce for the leaves' curve when fewer than
+    // NONCE_POOL_SIZE wait; false when the pool was full (nothing done).
+    static constexpr std::size_t NONCE_POOL_SIZE = 8;
+    ErrorOr<bool> prepare_nonce();
+    std::size_t prepared_nonces() const;
+    // Blocks until the pool has room and an Attestation request has been
+    // seen (true), or stop_preparing() was called (false).
+    bool wait_for_nonce_room();
+    void stop_preparing();
+
     PcrBank& pcrs() { return m_pcrs; }
     std::string const& module_id() const { return m_module_id; }
     cose::SignatureOrder signature_order() const { return m_signature_order; }
 
 private:
-    Backend(BackendConfig const& config, std::unique_ptr<pki::LeafIssuer> issuer)
+    Backend(BackendConfig const& config, std::unique_ptr<pki::LeafIssuer> issuer, crypto::PrivateKey nonce_key)
         : m_pcrs(config.system_pcrs), m_module_id(config.module_id), m_signature_order(config.signature_order),
-          m_clock(config.clock), m_issuer(std::move(issuer)) { }
+          m_clock(config.clock), m_issuer(std::move(issuer)), m_nonce_key(std::move(nonce_key)) { }
+    std::optional<crypto::EcdsaNonce> take_nonce();
 
     ErrorOr<Response> attest(AttestationRequest const& request);
 
@@ -104,6 +128,14 @@ private:
     cose::SignatureOrder m_signature_order;
     pki::Clock m_clock;
     std::unique_ptr<pki::LeafIssuer> m_issuer;
+    // Only its curve and its group (with mbedTLS's table of multiples of
+    // the base point) are used: it never signs.
+    crypto::PrivateKey m_nonce_key;
+    mutable std::mutex m_nonces_mutex;
+    std::condition_variable m_nonce_room;
+    std::vector<crypto::EcdsaNonce> m_nonces;
+    bool m_nonces_wanted { false };
+    bool m_stop_preparing { false };
 };
 
 } // namespace qtbox::qtsm

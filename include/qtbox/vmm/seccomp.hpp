@@ -10,8 +10,9 @@
 // closes fds while tearing down.
 //
 // The QTSM's thread (vmm/qtsm.hpp) reads, writes and shuts down its end of
-// the channel and nothing else, asks for random bytes, and otherwise has
-// the common part (memory, futexes, clocks, exit).
+// the channel and nothing else, asks for random bytes, and otherwise has the
+// common part (memory, futexes, clocks, exit). Its nonce thread (SCHED_IDLE,
+// preparing ECDSA nonces) has only random bytes and the common part.
 //
 // Before any of that, the whole process enters the setup filter
 // (install_setup_filter), before it parses a byte of its inputs: the EIF
@@ -48,6 +49,7 @@ ErrorOr<void> install_vcpu_filter(std::span<int const> write_fds, std::span<int 
 ErrorOr<void> install_event_loop_filter(std::span<int const> write_fds);
 // The QTSM's thread: `channel_fd` is its end of the channel.
 ErrorOr<void> install_qtsm_filter(int channel_fd);
+ErrorOr<void> install_nonce_filter();
 // The process-wide filter entered before parsing (above); sets no_new_privs.
 // Call before the process starts any thread.
 ErrorOr<void> install_setup_filter();
