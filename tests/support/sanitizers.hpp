@@ -9,6 +9,13 @@ namespace qtbox::test {
 
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 constexpr bool SANITIZED = true;
+#elif defined(__has_feature)
+// clang says it with __has_feature, not with gcc's macros.
+#    if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+constexpr bool SANITIZED = true;
+#    else
+constexpr bool SANITIZED = false;
+#    endif
 #else
 constexpr bool SANITIZED = false;
 #endif
