@@ -290,42 +290,50 @@ TEST_CASE("vmm qtsm: the service ends its thread when it goes, whether the chann
     CHECK(!must(qtsm::read_frame(channel.get(), qtsm::MAX_RESPONSE_SIZE)));
 }
 
-// The Seccomp: field of the calling process's thread named `name`: 2 when
-// it runs under a filter; -1 when there is no such thread.
-int seccomp_mode_of_thread(std::string const& name)
+// /proc/self/task/<tid> of the calling process's thread named `name`.
+std::optional<std::filesystem::path> task_of_thread(std::string const& name)
 {
     for (auto const& task : std::filesystem::directory_iterator("/proc/self/task")) {
         std::ifstream comm(task.path() / "comm");
         std::string line;
-        if (!std::getline(comm, line) || line != name)
-            continue;
-        std::ifstream status(task.path() / "status");
-        while (std::getline(status, line)) {
-            if (line.starts_with("Seccomp:"))
-                return std::stoi(line.substr(8));
-        }
+        if (std::getline(comm, line) && line == name)
+            return task.path();
+    }
+    return std::nullopt;
+}
+
+// The Seccomp: field of the thread named `name`: 2 when it runs under a
+// filter; -1 when there is no such thread.
+int seccomp_mode_of_thread(std::string const& name)
+{
+    auto task = task_of_thread(name);
+    if (!task)
+        return -1;
+    std::ifstream status(*task / "status");
+    std::string line;
+    while (std::getline(status, line)) {
+        if (line.starts_with("Seccomp:"))
+            return std::stoi(line.substr(8));
     }
     return -1;
 }
 
-// The scheduling policy (field 41 of /proc/self/task/<tid>/stat) of the
-// thread named `name`; -1 when there is no such thread.
+// The scheduling policy (field 41 of its stat) of the thread named `name`;
+// -1 when there is no such thread.
 int scheduling_policy_of_thread(std::string const& name)
 {
-    for (auto const& task : std::filesystem::directory_iterator("/proc/self/task")) {
-        std::ifstream comm(task.path() / "comm");
-        std::string line;
-        if (!std::getline(comm, line) || line != name)
-            continue;
-        std::ifstream stat(task.path() / "stat");
-        std::getline(stat, line);
-        // After "pid (comm) ", the fields from the third on.
-        std::istringstream fields(line.substr(line.rfind(')') + 2));
-        std::string field;
-        for (int index = 3; index <= 41 && fields >> field; ++index) {
-            if (index == 41)
-                return std::stoi(field);
-        }
+    auto task = task_of_thread(name);
+    if (!task)
+        return -1;
+    std::ifstream stat(*task / "stat");
+    std::string line;
+    std::getline(stat, line);
+    // After "pid (comm) ", the fields from the third on.
+    std::istringstream fields(line.substr(line.rfind(')') + 2));
+    std::string field;
+    for (int index = 3; index <= 41 && fields >> field; ++index) {
+        if (index == 41)
+            return std::stoi(field);
     }
     return -1;
 }
