@@ -87,10 +87,7 @@ ErrorOr<Bytes> assemble_document(std::string const& module_id, UnixMillis timest
 ErrorOr<std::unique_ptr<Backend>> Backend::create(BackendConfig config, pki::Authority authority)
 {
     auto issuer = TRY(pki::LeafIssuer::create(std::move(authority), config.module_id, config.clock));
-    auto nonce_key = crypto::PrivateKey::generate(crypto::KeyType::EcP384);
-    if (nonce_key.is_error())
-        return Error::from_code(QtsmError::InternalError, fmt::format("the nonce key: {}", nonce_key.error().message()));
-    return std::unique_ptr<Backend>(new Backend(config, std::move(issuer), nonce_key.release_value()));
+    return std::unique_ptr<Backend>(new Backend(config, std::move(issuer)));
 }
 
 ErrorOr<Response> Backend::attest(AttestationRequest const& request)
@@ -125,11 +122,23 @@ ErrorOr<bool> Backend::prepare_nonce()
 {
     if (prepared_nonces() >= NONCE_POOL_SIZE)
         return false;
+    auto failed = [](Error const& error) {
+        return Error::from_code(QtsmError::InternalError, fmt::format("preparing a nonce: {}", error.message()));
+    };
+    {
+        std::lock_guard lock(m_nonce_key_mutex);
+        if (!m_nonce_key) {
+            auto generated = crypto::PrivateKey::generate(crypto::KeyType::EcP384);
+            if (generated.is_error())
+                return failed(generated.error());
+            m_nonce_key.emplace(generated.release_value());
+        }
+    }
     // Outside the pool's lock: the scalar multiplication is most of a
-    // signature's time.
-    auto nonce = m_nonce_key.prepare_nonce();
+    // signature's time. m_nonce_key, once made, never changes.
+    auto nonce = m_nonce_key->prepare_nonce();
     if (nonce.is_error())
-        return Error::from_code(QtsmError::InternalError, fmt::format("preparing a nonce: {}", nonce.error().message()));
+        return failed(nonce.error());
     std::lock_guard lock(m_nonces_mutex);
     if (m_nonces.size() >= NONCE_POOL_SIZE)
         return false; // another thread filled it meanwhile; this one is dropped (and zeroised)

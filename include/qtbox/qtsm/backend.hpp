@@ -116,9 +116,9 @@ public:
     cose::SignatureOrder signature_order() const { return m_signature_order; }
 
 private:
-    Backend(BackendConfig const& config, std::unique_ptr<pki::LeafIssuer> issuer, crypto::PrivateKey nonce_key)
+    Backend(BackendConfig const& config, std::unique_ptr<pki::LeafIssuer> issuer)
         : m_pcrs(config.system_pcrs), m_module_id(config.module_id), m_signature_order(config.signature_order),
-          m_clock(config.clock), m_issuer(std::move(issuer)), m_nonce_key(std::move(nonce_key)) { }
+          m_clock(config.clock), m_issuer(std::move(issuer)) { }
     std::optional<crypto::EcdsaNonce> take_nonce();
 
     ErrorOr<Response> attest(AttestationRequest const& request);
@@ -128,9 +128,11 @@ private:
     cose::SignatureOrder m_signature_order;
     pki::Clock m_clock;
     std::unique_ptr<pki::LeafIssuer> m_issuer;
-    // Only its curve and its group (with mbedTLS's table of multiples of
-    // the base point) are used: it never signs.
-    crypto::PrivateKey m_nonce_key;
+    // Made by the first prepare_nonce(), then kept. Only its curve and its
+    // group (with mbedTLS's table of multiples of the base point) are used:
+    // it never signs.
+    std::mutex m_nonce_key_mutex;
+    std::optional<crypto::PrivateKey> m_nonce_key;
     mutable std::mutex m_nonces_mutex;
     std::condition_variable m_nonce_room;
     std::vector<crypto::EcdsaNonce> m_nonces;
