@@ -113,6 +113,20 @@ TEST_CASE("proxy config: non-ASCII text outside comments is refused without unde
     CHECK(config.value().limits.max_connections == 7);
 }
 
+TEST_CASE("proxy config: a missing key after '[', '[[', '.', '{' or ',' is a syntax error")
+{
+    // toml++ 3.3.0 asserts (or, with NDEBUG, assumes) that a key follows:
+    // found by fuzz_proxy_config with asserts on, on "[\0" (config.cpp).
+    std::string const texts[] = { "[=", "[\n", std::string("[\0", 2), "[[=", "[a.!]", "x = { a.! }", "x = { a = 1, ! }",
+        "[limits]\nmax_connections = 1\n[#" };
+    for (auto const& text : texts) {
+        CAPTURE(text);
+        auto error = error_of(text);
+        CHECK(error.starts_with("p.toml:"));
+        CHECK(error.find("key") != std::string::npos);
+    }
+}
+
 TEST_CASE("proxy config: unknown keys are errors, reported in file order")
 {
     CHECK(error_of("zeta = 1\nalpha = 2\n") == "p.toml:1: unknown key 'zeta'");
